@@ -1,0 +1,288 @@
+"""Runs as records: train (or reuse) teachers and students, evaluate (or reuse) them.
+
+An :class:`Experiment` holds one dataset split, the resolved :class:`Settings` and the
+run store. ``exp.train(...)`` builds a configuration dict (dataset and split, model,
+method and its parameters, recipe, seed, teacher's key), hashes it, and
+
+* returns the stored run when it is finished (``run.reused`` is True),
+* resumes it from its last checkpoint when it was interrupted,
+* trains it otherwise, checkpointing after every epoch.
+
+Teachers are runs like any other, so every notebook asking for the same teacher
+gets the same stored run. ``exp.evaluate(run, teacher)`` computes the evaluation
+suite once per (run, evaluation settings) and caches it next to the run.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from . import metrics as M
+from .data import Split, load_dataset, make_split
+from .methods.base import Method, create_method
+from .models import count_parameters, create_model
+from .profiles import Settings
+from .store import CODE_VERSION, RunStore, canonical_json, config_key
+from .train import Recipe, fit, freeze
+
+EVAL_VERSION = "1"
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"`` -> CUDA if available, else Apple MPS, else CPU. Never hard-codes CUDA."""
+    if str(device) != "auto":
+        return torch.device(device)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+@dataclass
+class Run:
+    """A finished training run: its key, configuration, trained model and record."""
+
+    key: str
+    config: dict
+    model: nn.Module
+    record: dict
+    artifacts: dict = field(default_factory=dict)
+    reused: bool = False
+
+    @property
+    def history(self) -> list[dict]:
+        return self.record["history"]
+
+    @property
+    def participation(self) -> torch.Tensor:
+        """(N_train,) number of epochs each training sample took part in."""
+        return self.artifacts["participation"]
+
+    @property
+    def sample_epochs(self) -> int:
+        return int(self.participation.sum())
+
+    @property
+    def data_usage(self) -> float:
+        """Sample-epochs used relative to every sample in every epoch (plain KD = 1)."""
+        n, epochs = len(self.participation), self.config["recipe"]["epochs"]
+        return self.sample_epochs / max(1, n * epochs)
+
+    @property
+    def seconds_per_epoch(self) -> float:
+        secs = [h["seconds"] for h in self.history]
+        return sum(secs) / max(1, len(secs))
+
+    def __repr__(self) -> str:
+        m = self.config["method"]
+        return f"Run({self.key}, {self.config['model']}, {m['name']}, seed={self.config['seed']}, reused={self.reused})"
+
+
+class Experiment:
+    """One dataset at one profile: the split, the settings, the store, the device."""
+
+    def __init__(self, settings: Settings, store: RunStore | None = None, *, data_root=None):
+        self.settings = settings
+        self.store = store or RunStore()
+        self.device = resolve_device(settings.device)
+        self.progress = settings.progress
+        t0 = time.perf_counter()
+        self.data = load_dataset(settings.dataset, data_root)
+        self.split: Split = make_split(
+            self.data, val_fraction=settings.val_fraction, train_subset=settings.train_subset, test_subset=settings.test_subset
+        )
+        self.load_seconds = time.perf_counter() - t0
+        self._logits: dict[tuple[str, str], torch.Tensor] = {}
+
+    # ---------------------------------------------------------------- training
+    def data_config(self) -> dict:
+        s = self.settings
+        return {"dataset": s.dataset, "val_fraction": s.val_fraction, "train_subset": s.train_subset, "split_seed": 0}
+
+    def new_model(self, name: str, seed: int) -> nn.Module:
+        torch.manual_seed(seed)
+        sp = self.split
+        return create_model(name, sp.num_classes, sp.in_channels, input_size=sp.input_size, mean=sp.mean, std=sp.std)
+
+    def teacher(self, seed: int = 0, *, method: str | dict | Method = "ce", model: str | None = None,
+                recipe: Recipe | None = None, force: bool = False) -> Run:  # fmt: skip
+        """The dataset's teacher (trained alone with ``method``, shared by every notebook)."""
+        return self.train(method, seed=seed, model=model or self.settings.teacher_model,
+                          recipe=recipe or self.settings.teacher_recipe, role="teacher", force=force)  # fmt: skip
+
+    def student(self, method: str | dict | Method, seed: int, teacher: Run | None = None, *, model: str | None = None,
+                recipe: Recipe | None = None, force: bool = False, **kw) -> Run:  # fmt: skip
+        return self.train(method, seed=seed, teacher=teacher, model=model or self.settings.student_model,
+                          recipe=recipe or self.settings.student_recipe, role="student", force=force, **kw)  # fmt: skip
+
+    def train(
+        self,
+        method: str | dict | Method,
+        *,
+        seed: int,
+        model: str,
+        recipe: Recipe,
+        teacher: Run | None = None,
+        sample_weight: torch.Tensor | None = None,
+        sample_weight_id: str | None = None,
+        role: str = "student",
+        force: bool = False,
+    ) -> Run:
+        """Train (or reuse, or resume) one run. ``force=True`` retrains from scratch."""
+        method = create_method(method)
+        if method.needs_teacher and teacher is None:
+            raise ValueError(f"method {method.name!r} needs a teacher run: pass teacher=exp.teacher()")
+        if sample_weight is not None and not sample_weight_id:
+            raise ValueError("pass sample_weight_id (e.g. the run key the weights come from) with sample_weight")
+        config = {
+            "data": self.data_config(),
+            "model": model,
+            "method": method.params(),
+            "recipe": recipe.to_dict(),
+            "seed": int(seed),
+            "teacher": teacher.key if (teacher is not None and method.needs_teacher) else None,
+            "sample_weight": sample_weight_id,
+        }
+        key = config_key(config)
+        if force:
+            self.store.discard(key)
+        else:
+            done = self.store.load_finished(key)
+            if done is not None:
+                net = self.new_model(model, seed)
+                net.load_state_dict(done["state_dict"])
+                return Run(key, config, net.to(self.device).eval(), done["record"], done["artifacts"], reused=True)
+        resume = self.store.load_checkpoint(key)
+        net = self.new_model(model, seed)
+        self.store.begin(key, config)
+        t0 = time.perf_counter()
+        result = fit(
+            net, self.split, method, recipe,
+            teacher=teacher.model if (teacher is not None and method.needs_teacher) else None,
+            seed=seed, device=self.device, sample_weight=sample_weight, resume=resume,
+            checkpoint=lambda state: self.store.save_checkpoint(key, state),
+            progress=self.progress, desc=f"{role} {model} {method.name} s{seed}",
+        )  # fmt: skip
+        record = {
+            "config": config,
+            "history": result.history,
+            "steps_skipped": result.steps_skipped,
+            "resumed_from_epoch": resume["epoch"] if resume else 0,
+            "train_seconds": time.perf_counter() - t0,
+            "parameters": count_parameters(net),
+            "device": str(self.device),
+            "torch": torch.__version__,
+            "code_version": CODE_VERSION,
+        }
+        artifacts = {"participation": result.participation, "train_index": self.split.train_index}
+        self.store.finish(key, record, net.state_dict(), artifacts)
+        return Run(key, config, net.eval(), record, artifacts, reused=False)
+
+    # ---------------------------------------------------------------- evaluation
+    def logits(self, run: Run, part: str = "test") -> torch.Tensor:
+        """Cached logits of a run's model on ``train``, ``val`` or ``test``."""
+        k = (run.key, part)
+        if k not in self._logits:
+            x = {"train": self.split.train_x, "val": self.split.val_x, "test": self.split.test_x}[part]
+            self._logits[k] = M.predict_logits(run.model, x, device=self.device)
+        return self._logits[k]
+
+    def eval_config(self, teacher: Run | None, robustness: bool) -> dict:
+        s = self.settings
+        return {
+            "version": EVAL_VERSION,
+            "test_subset": s.test_subset,
+            "teacher": teacher.key if teacher is not None else None,
+            "robustness": robustness,
+            "epsilons": list(s.epsilons) if robustness else None,
+            "attack_samples": s.attack_samples if robustness else None,
+            "pgd_steps": s.pgd_steps if robustness else None,
+        }
+
+    def evaluate(self, run: Run, teacher: Run | None = None, *, robustness: bool = True, force: bool = False) -> dict:
+        """The evaluation suite, computed once and cached with the run.
+
+        Returns a flat dict of numbers (accuracy, nll, ece, agreement, kl_teacher_student,
+        mu_s/mu_f on train and test, robust accuracy per attack and epsilon, data usage,
+        seconds per epoch) plus ``reliability`` (the per-bin data of the diagram) and
+        ``robustness`` (attack -> list over ``epsilons``).
+        """
+        ekey = config_key(self.eval_config(teacher, robustness))
+        if not force:
+            cached = self.store.load_eval(run.key, ekey)
+            if cached is not None:
+                return cached
+        y_test, y_train = self.split.test_y, self.split.train_y
+        z = self.logits(run, "test")
+        out: dict[str, Any] = {
+            "accuracy": M.accuracy(z, y_test),
+            "nll": M.nll(z, y_test),
+            "ece": M.ece(z, y_test),
+            "val_accuracy": M.accuracy(self.logits(run, "val"), self.split.val_y) if len(self.split.val_y) else float("nan"),
+            "sample_epochs": run.sample_epochs,
+            "data_usage": run.data_usage,
+            "seconds_per_epoch": run.seconds_per_epoch,
+            "reliability": M.reliability(z, y_test),
+        }
+        if teacher is not None:
+            zt = self.logits(teacher, "test")
+            out["agreement"] = M.agreement(z, zt)
+            out["kl_teacher_student"] = M.kl_teacher_student(zt, z)
+            for part, zs, ztp, y in (("test", z, zt, y_test),
+                                     ("train", self.logits(run, "train"), self.logits(teacher, "train"), y_train)):  # fmt: skip
+                r = M.retention(ztp, zs, y)
+                out[f"mu_s_{part}"], out[f"mu_f_{part}"] = r["mu_s"], r["mu_f"]
+        if robustness:
+            s = self.settings
+            n = min(s.attack_samples, len(y_test))
+            x_att, y_att = self.split.test_x[:n], y_test[:n]
+            curves = M.robustness_curves(run.model, x_att, y_att, list(s.epsilons), steps=s.pgd_steps, device=self.device)
+            out["robustness"] = {"epsilons": list(s.epsilons), **curves}
+            for attack, accs in curves.items():
+                for eps, acc in zip(s.epsilons, accs):
+                    out[f"robust_{attack}@{eps:.4g}"] = acc
+        self.store.save_eval(run.key, ekey, out)
+        return out
+
+
+def scalar_metrics(evaluation: dict) -> dict[str, float]:
+    """The numeric entries of an evaluation (what goes into results.csv)."""
+    return {k: float(v) for k, v in evaluation.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+def environment() -> dict[str, Any]:
+    """What this notebook ran on: recorded with every executed notebook."""
+    import subprocess
+
+    from .data import project_root
+
+    info: dict[str, Any] = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "platform": platform.platform(),
+        "cpu_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+    try:
+        import foolbox
+
+        info["foolbox"] = foolbox.__version__
+    except Exception:  # pragma: no cover
+        info["foolbox"] = None
+    try:
+        info["git_commit"] = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=project_root(), capture_output=True, text=True, timeout=5
+        ).stdout.strip() or None
+    except Exception:  # pragma: no cover
+        info["git_commit"] = None
+    return info
+
+
+__all__ = ["Experiment", "Run", "resolve_device", "scalar_metrics", "environment", "canonical_json"]

@@ -1,0 +1,12 @@
+"""Distillation methods: one small file each, registered by name in :data:`METHODS`.
+
+Adding a method: write ``kdutils/methods/<name>.py`` with its pure loss in
+``kdutils/losses.py`` and a ``@register_method("<name>")`` dataclass returning
+:class:`Terms`; import it below. The trainer, the run store and the notebooks need no
+change.
+"""
+
+from .base import METHODS, Batch, Method, Terms, create_method, method_names, register_method
+from . import ce, kd  # noqa: F401  (registration)
+
+__all__ = ["METHODS", "Batch", "Method", "Terms", "create_method", "method_names", "register_method"]

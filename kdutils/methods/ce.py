@@ -1,0 +1,20 @@
+"""Student alone: cross-entropy with the labels, no teacher."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .. import losses
+from .base import Batch, Method, Terms, register_method
+
+
+@register_method("ce")
+@dataclass
+class CrossEntropy(Method):
+    """``l_i = CE(y_i, z_S(x_i))``. Also the teacher's own training."""
+
+    needs_teacher = False
+
+    def __call__(self, b: Batch) -> Terms:
+        ce = losses.cross_entropy(b.logits, b.y)
+        return Terms(per_sample=ce, parts={"ce": ce.detach()})

@@ -1,0 +1,219 @@
+"""Models behind ``create_model(name, num_classes, in_channels, ...)``.
+
+Every model takes images in [0, 1] and normalises inside (its first layer is
+:class:`Normalize`), so attack budgets are always in pixel space and foolbox gets
+``bounds=(0, 1)``. Every model is an ``nn.Sequential``-friendly stack of standard
+layers (no custom autograd), so the same model serves training, attacks and interval
+bound propagation.
+
+Shapes: input ``(B, in_channels, H, W)`` float in [0, 1] -> logits ``(B, num_classes)``.
+
+================  ==========================================================  ========
+name              architecture                                                source
+================  ==========================================================  ========
+mlp               flatten, FC hidden-hidden (ReLU), FC classes                 ours
+lenet5            pad to 32, conv 6-16-120 (5x5, ReLU, max-pool), FC 84        LeNet-5 (LeCun 1998) with ReLU [ours]
+lenet5_half       the same with every width halved: conv 3-8-60, FC 42         cckd.md [ours sizes]
+alexnet           conv 48-128-192-192-128 + BN, FC 512-256 (32x32 input)       data-free KD literature [ours sizes]
+alexnet_half      every width halved: conv 24-64-96-96-64, FC 256-128          cckd.md [ours sizes]
+resnetN           CIFAR ResNet (He 2016), widths 16-32-64, N in 8/14/20/32/44/56/110   CRD benchmark
+resnet8x4/32x4    CIFAR ResNet with widths 64-128-256 (stem 32)                 CRD benchmark
+================  ==========================================================  ========
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Callable, Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .errors import UnknownNameError
+from .registry import Registry
+
+MODELS: Registry[Callable[..., nn.Module]] = Registry("model")
+
+
+class Normalize(nn.Module):
+    """``(x - mean) / std`` per channel; mean and std are buffers (saved with the model)."""
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(list(mean), dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(list(std), dtype=torch.float32).view(1, -1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+class PadTo(nn.Module):
+    """Zero-pad a square input symmetrically up to ``size`` (LeNet-5 expects 32x32)."""
+
+    def __init__(self, size: int, input_size: int):
+        super().__init__()
+        total = max(0, size - input_size)
+        self.pad = (total // 2, total - total // 2, total // 2, total - total // 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.pad(x, self.pad) if any(self.pad) else x
+
+
+def create_model(
+    name: str,
+    num_classes: int = 10,
+    in_channels: int = 1,
+    *,
+    input_size: int = 28,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    **kwargs,
+) -> nn.Module:
+    """Build a registered model whose first layer normalises [0, 1] input.
+
+    ``mean``/``std`` default to 0.5 per channel; pass the training split's
+    statistics (``Split.mean``, ``Split.std``). Extra ``kwargs`` go to the
+    architecture (e.g. ``hidden`` for ``mlp``); an unknown one names the valid ones.
+    """
+    factory = MODELS.get(name)
+    accepted = [p for p in inspect.signature(factory).parameters if p not in ("num_classes", "in_channels", "input_size")]
+    for k in kwargs:
+        if k not in accepted:
+            raise UnknownNameError(f"parameter of model {name!r}", k, accepted or ["(none)"])
+    body = factory(num_classes=num_classes, in_channels=in_channels, input_size=input_size, **kwargs)
+    mean = tuple(mean) if mean is not None else (0.5,) * in_channels
+    std = tuple(std) if std is not None else (0.5,) * in_channels
+    if len(mean) != in_channels or len(std) != in_channels:
+        raise ValueError(f"mean/std need {in_channels} values (one per channel), got {len(mean)}/{len(std)}")
+    model = nn.Sequential(Normalize(mean, std), body)
+    model.kd_name = name  # type: ignore[attr-defined]
+    return model
+
+
+def model_names() -> list[str]:
+    return MODELS.names()
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+# ---------------------------------------------------------------- small nets
+
+
+@MODELS.register("mlp")
+def mlp(num_classes: int, in_channels: int, input_size: int, hidden: int = 256) -> nn.Module:
+    """``(B, C, H, W) -> (B, classes)``: flatten, two ReLU layers of ``hidden`` units."""
+    d = in_channels * input_size * input_size
+    return nn.Sequential(
+        nn.Flatten(), nn.Linear(d, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, num_classes)
+    )
+
+
+def _lenet(num_classes: int, in_channels: int, input_size: int, w: tuple[int, int, int, int]) -> nn.Module:
+    c1, c2, c3, f = w
+    return nn.Sequential(
+        PadTo(32, input_size),  # 28x28 -> 32x32 as in LeNet-5; 8x8 digits are centred in 32x32
+        nn.Conv2d(in_channels, c1, 5), nn.ReLU(), nn.MaxPool2d(2),  # 28 -> 14
+        nn.Conv2d(c1, c2, 5), nn.ReLU(), nn.MaxPool2d(2),  # 10 -> 5
+        nn.Conv2d(c2, c3, 5), nn.ReLU(),  # 1x1
+        nn.Flatten(), nn.Linear(c3, f), nn.ReLU(), nn.Linear(f, num_classes),
+    )  # fmt: skip
+
+
+@MODELS.register("lenet5")
+def lenet5(num_classes: int, in_channels: int, input_size: int) -> nn.Module:
+    """LeNet-5: conv 6-16-120 (5x5), FC 84; ``(B, C, <=32, <=32) -> (B, classes)``."""
+    return _lenet(num_classes, in_channels, input_size, (6, 16, 120, 84))
+
+
+@MODELS.register("lenet5_half")
+def lenet5_half(num_classes: int, in_channels: int, input_size: int) -> nn.Module:
+    """LeNet-5-Half: conv 3-8-60 (5x5), FC 42."""
+    return _lenet(num_classes, in_channels, input_size, (3, 8, 60, 42))
+
+
+def _alexnet(num_classes: int, in_channels: int, w: tuple[int, ...], fc: tuple[int, int]) -> nn.Module:
+    c1, c2, c3, c4, c5 = w
+
+    def block(i: int, o: int, k: int) -> list[nn.Module]:
+        return [nn.Conv2d(i, o, k, padding=k // 2, bias=False), nn.BatchNorm2d(o), nn.ReLU()]
+
+    return nn.Sequential(
+        *block(in_channels, c1, 5), nn.MaxPool2d(2),  # 32 -> 16
+        *block(c1, c2, 5), nn.MaxPool2d(2),  # 16 -> 8
+        *block(c2, c3, 3), *block(c3, c4, 3), *block(c4, c5, 3), nn.MaxPool2d(2),  # 8 -> 4
+        nn.AdaptiveAvgPool2d(4),  # any input size -> 4x4
+        nn.Flatten(), nn.Linear(c5 * 16, fc[0]), nn.ReLU(), nn.Linear(fc[0], fc[1]), nn.ReLU(), nn.Linear(fc[1], num_classes),
+    )  # fmt: skip
+
+
+@MODELS.register("alexnet")
+def alexnet(num_classes: int, in_channels: int, input_size: int) -> nn.Module:
+    """AlexNet for 32x32: conv 48-128-192-192-128 with BN, FC 512-256."""
+    return _alexnet(num_classes, in_channels, (48, 128, 192, 192, 128), (512, 256))
+
+
+@MODELS.register("alexnet_half")
+def alexnet_half(num_classes: int, in_channels: int, input_size: int) -> nn.Module:
+    """AlexNet-Half: conv 24-64-96-96-64 with BN, FC 256-128."""
+    return _alexnet(num_classes, in_channels, (24, 64, 96, 96, 64), (256, 128))
+
+
+# ---------------------------------------------------------------- CIFAR ResNets
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.shortcut: nn.Module = nn.Identity()
+        if stride != 1 or cin != cout:
+            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return F.relu(out + self.shortcut(x))
+
+
+class CifarResNet(nn.Module):
+    """ResNet for 32x32 inputs: stem conv, 3 stages of ``(depth - 2) / 6`` basic blocks.
+
+    ``widths = (stem, stage1, stage2, stage3)``; ``(B, C, 32, 32) -> (B, classes)``.
+    """
+
+    def __init__(self, depth: int, widths: Sequence[int], num_classes: int, in_channels: int):
+        super().__init__()
+        if (depth - 2) % 6 != 0:
+            raise ValueError(f"CIFAR ResNet depth must be 6n + 2, got {depth}")
+        n = (depth - 2) // 6
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU())
+        layers, cin = [], widths[0]
+        for stage, cout in enumerate(widths[1:]):
+            for i in range(n):
+                layers.append(BasicBlock(cin, cout, 2 if (stage > 0 and i == 0) else 1))
+                cin = cout
+        self.layers = nn.Sequential(*layers)
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.layers(self.stem(x)))
+
+
+def _register_resnet(name: str, depth: int, widths: tuple[int, ...]) -> None:
+    def factory(num_classes: int, in_channels: int, input_size: int) -> nn.Module:
+        return CifarResNet(depth, widths, num_classes, in_channels)
+
+    factory.__doc__ = f"CIFAR ResNet-{depth}, widths {widths}."
+    MODELS.register(name)(factory)
+
+
+for _d in (8, 14, 20, 32, 44, 56, 110):
+    _register_resnet(f"resnet{_d}", _d, (16, 16, 32, 64))
+_register_resnet("resnet8x4", 8, (32, 64, 128, 256))
+_register_resnet("resnet32x4", 32, (32, 64, 128, 256))

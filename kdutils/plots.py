@@ -1,0 +1,501 @@
+"""Figures for the kd-notebooks.
+
+Every plotting function draws one new figure and returns its
+:class:`matplotlib.figure.Figure`; none calls ``plt.show()``.  Figures are
+created through ``pyplot`` so the notebooks' inline backend displays each
+one once at the end of the cell (ending a cell with the bare ``fig`` would
+display it a second time).  Call :func:`style` once at the top of a notebook
+for the shared seaborn "whitegrid" look; importing this module changes no
+global matplotlib state.
+
+Data come as tidy :class:`pandas.DataFrame` objects with one row per seed
+(``bar_with_spread``, ``line_with_spread``, ``robustness_curves``), as the
+per-epoch history records of the training loop (``training_curves``), or as
+the dicts of :func:`kdutils.metrics.reliability` (``reliability_diagrams``).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+__all__ = [
+    "bar_with_spread",
+    "image_grid",
+    "line_with_spread",
+    "reliability_diagrams",
+    "robustness_curves",
+    "save_figure",
+    "style",
+    "training_curves",
+]
+
+#: A figure name must be a stable file stem made of these characters only.
+NAME_PATTERN = re.compile(r"[a-z0-9_-]+")
+
+#: Readable axis titles for the usual history keys.
+_KEY_LABELS = {
+    "loss": "Training loss",
+    "train_acc": "Train accuracy",
+    "val_acc": "Validation accuracy",
+    "participation": "Participation",
+}
+
+
+# ---------------------------------------------------------------------------
+# style and saving
+# ---------------------------------------------------------------------------
+
+
+def style(context: str = "notebook", font_scale: float = 1.0) -> None:
+    """Apply the shared look (seaborn ``whitegrid``); call once per notebook."""
+    sns.set_theme(
+        style="whitegrid",
+        context=context,
+        font_scale=font_scale,
+        rc={"axes.spines.top": False, "axes.spines.right": False},
+    )
+
+
+def save_figure(fig: Figure, folder: str | Path, name: str) -> Path:
+    """Save ``fig`` as ``<folder>/<name>.png`` (dpi 120, tight bounding box).
+
+    ``name`` must be a stable file stem: lower-case letters, digits, ``_``
+    and ``-`` only (``[a-z0-9_-]+``).  The folder is created if needed.
+    Returns the path written.
+    """
+    if not isinstance(name, str) or NAME_PATTERN.fullmatch(name) is None:
+        raise ValueError(
+            f"figure name {name!r} is not a stable file stem: use only lower-case "
+            "letters, digits, '_' and '-' (pattern [a-z0-9_-]+), without extension"
+        )
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.png"
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    return path
+
+
+# ---------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------
+
+
+def _require_columns(df: pd.DataFrame, columns: Sequence[str | None], fn: str) -> None:
+    if not isinstance(df, pd.DataFrame):
+        raise TypeError(f"{fn}: expected a pandas DataFrame, got {type(df).__name__}")
+    missing = [c for c in columns if c is not None and c not in df.columns]
+    if missing:
+        raise ValueError(
+            f"{fn}: missing column(s) {missing}; the DataFrame has {list(df.columns)}"
+        )
+    if df.empty:
+        raise ValueError(f"{fn}: the DataFrame is empty")
+
+
+def _levels(series: pd.Series) -> list[Any]:
+    """Distinct values: categorical order if categorical, else first appearance."""
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        present = set(series.dropna().unique())
+        return [c for c in series.cat.categories if c in present]
+    return list(pd.unique(series.dropna()))
+
+
+def _to_numpy(a: Any) -> np.ndarray:
+    if hasattr(a, "detach"):  # torch tensor, without importing torch here
+        a = a.detach().cpu().numpy()
+    return np.asarray(a)
+
+
+def _rotate_long_ticks(ax: Axes) -> None:
+    labels = [t.get_text() for t in ax.get_xticklabels()]
+    if len(labels) > 6 or max((len(s) for s in labels), default=0) > 10:
+        ax.tick_params(axis="x", labelrotation=30)
+        for t in ax.get_xticklabels():
+            t.set_horizontalalignment("right")
+
+
+def _new_axes(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure, Axes]:
+    if ax is not None:
+        return ax.get_figure(), ax
+    fig, ax = plt.subplots(figsize=figsize, layout="constrained")
+    return fig, ax
+
+
+# ---------------------------------------------------------------------------
+# images
+# ---------------------------------------------------------------------------
+
+
+def image_grid(
+    x_uint8: Any,
+    y: Any,
+    classes: Sequence[str],
+    per_class: int = 8,
+    title: str | None = None,
+) -> Figure:
+    """Grid of sample images: one row per class, ``per_class`` columns.
+
+    ``x_uint8`` is a uint8 tensor (or array) of shape ``(N, C, H, W)`` with
+    ``C`` in ``{1, 3}``; ``y`` holds the ``N`` integer labels indexing
+    ``classes``.  Row ``k`` shows the first ``per_class`` images of class
+    ``k`` in dataset order (blank cells when a class has fewer), with the
+    class name at the start of the row.
+    """
+    x = _to_numpy(x_uint8)
+    labels = _to_numpy(y).reshape(-1)
+    if x.ndim != 4 or x.shape[1] not in (1, 3):
+        raise ValueError(f"image_grid: x must have shape (N, C, H, W) with C in {{1, 3}}, got {x.shape}")
+    if x.dtype != np.uint8:
+        raise ValueError(f"image_grid: x must be uint8 (0..255), got dtype {x.dtype}")
+    if labels.shape[0] != x.shape[0]:
+        raise ValueError(f"image_grid: y has {labels.shape[0]} labels for {x.shape[0]} images")
+    if per_class < 1:
+        raise ValueError(f"image_grid: per_class must be >= 1, got {per_class}")
+    n_classes = len(classes)
+    if n_classes == 0:
+        raise ValueError("image_grid: classes is empty")
+
+    cell, margin, head = 0.9, 1.3, (0.45 if title else 0.05)
+    width, height = per_class * cell + margin, n_classes * cell + head + 0.05
+    fig, axes = plt.subplots(n_classes, per_class, figsize=(width, height), squeeze=False)
+    fig.subplots_adjust(left=margin / width, right=1.0 - 0.05 / width,
+                        bottom=0.05 / height, top=1.0 - head / height,
+                        wspace=0.05, hspace=0.05)
+    gray = x.shape[1] == 1
+    for k, name in enumerate(classes):
+        idx = np.flatnonzero(labels == k)[:per_class]
+        for j in range(per_class):
+            ax = axes[k, j]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_visible(False)
+            ax.grid(False)
+            if j < len(idx):
+                img = x[idx[j]]
+                if gray:
+                    ax.imshow(img[0], cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+                else:
+                    ax.imshow(np.transpose(img, (1, 2, 0)), interpolation="nearest")
+        axes[k, 0].set_ylabel(
+            str(name), rotation=0, ha="right", va="center", labelpad=6
+        )
+    if title:
+        fig.suptitle(title, y=1.0 - 0.05 / height, va="top")
+    return fig
+
+
+# ---------------------------------------------------------------------------
+# training histories
+# ---------------------------------------------------------------------------
+
+
+def _finite(v: Any) -> bool:
+    if v is None:
+        return False
+    try:
+        return math.isfinite(float(v))
+    except (TypeError, ValueError):
+        return False
+
+
+def training_curves(
+    histories: Mapping[str, Sequence[Mapping[str, Any]]],
+    keys: Sequence[str] = ("loss", "train_acc", "val_acc"),
+) -> Figure:
+    """One subplot per history key, one line per run label.
+
+    ``histories`` maps a label to its per-epoch records (dicts with an
+    ``"epoch"`` field and metric fields).  The x value is each record's
+    ``"epoch"``; records whose value for a key is missing, ``None`` or
+    non-finite are left out of that line.  A key absent from all records is
+    skipped.
+    """
+    if not histories:
+        raise ValueError("training_curves: histories is empty")
+    present = [
+        k for k in keys
+        if any(_finite(r.get(k)) for recs in histories.values() for r in recs)
+    ]
+    if not present:
+        raise ValueError(
+            f"training_curves: none of the keys {list(keys)} has a value in any record"
+        )
+    fig, axes = plt.subplots(
+        1, len(present), figsize=(4.2 * len(present), 3.4), squeeze=False, layout="constrained"
+    )
+    colors = sns.color_palette(n_colors=max(len(histories), 1))
+    for ax, key in zip(axes[0], present):
+        for (label, recs), color in zip(histories.items(), colors):
+            pts = [
+                (r.get("epoch", i + 1), float(r[key]))
+                for i, r in enumerate(recs)
+                if _finite(r.get(key))
+            ]
+            if not pts:
+                continue
+            xs, ys = zip(*pts)
+            ax.plot(xs, ys, marker="o" if len(xs) <= 30 else None, markersize=3,
+                    color=color, label=str(label))
+        ax.set_title(_KEY_LABELS.get(key, key.replace("_", " ")))
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(key)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes[0, 0].legend(fontsize="small")
+    fig.suptitle("Training curves")
+    return fig
+
+
+# ---------------------------------------------------------------------------
+# seed spread: bars and lines
+# ---------------------------------------------------------------------------
+
+
+def _spread_ylim(df: pd.DataFrame, x: str, y: str, hue: str | None) -> tuple[float, float]:
+    vals = pd.to_numeric(df[y], errors="coerce")
+    vals = vals[np.isfinite(vals)]
+    if vals.empty:
+        return 0.0, 1.0
+    keys = [x] if hue is None else [x, hue]
+    g = df.assign(_v=vals).groupby(keys, observed=True, dropna=True)["_v"]
+    mean, sd = g.mean(), g.std().fillna(0.0)
+    # keep the per-seed points and the error bars (mean +- sd) in view
+    lo = float(min(vals.min(), (mean - sd).min()))
+    hi = float(max(vals.max(), (mean + sd).max()))
+    span = hi - lo
+    pad = max(0.15 * span, 0.005 * max(abs(lo), abs(hi)), 1e-3)
+    if span == 0:
+        pad = max(0.02 * abs(hi), 0.01)
+    low = lo - pad
+    if lo >= 0 and low < 0:
+        low = 0.0
+    return low, hi + pad
+
+
+def bar_with_spread(
+    df: pd.DataFrame,
+    x: str = "method",
+    y: str = "value",
+    hue: str | None = None,
+    order: Sequence[Any] | None = None,
+    ylabel: str | None = None,
+    title: str | None = None,
+    ax: Axes | None = None,
+) -> Figure:
+    """Bars of the mean over seeds with +-1 std error bars and the seeds' points.
+
+    ``df`` is tidy, one row per seed.  The y axis is zoomed to the data
+    (per-seed values and error bars, plus a small pad) rather than starting
+    at 0, so differences of half a percent stay visible.
+    """
+    _require_columns(df, [x, y, hue], "bar_with_spread")
+    fig, ax = _new_axes(ax, (max(4.0, 0.9 * df[x].nunique() * (1 + (hue is not None)) + 1.5), 3.8))
+    hue_order = _levels(df[hue]) if hue is not None else None
+    if order is None:
+        order = _levels(df[x])
+    sns.barplot(
+        data=df, x=x, y=y, hue=hue, order=order, hue_order=hue_order,
+        errorbar="sd", capsize=0.15, err_kws={"linewidth": 1.2}, alpha=0.85, ax=ax,
+    )
+    strip_kw: dict[str, Any] = {}
+    if hue is not None:
+        strip_kw = {"hue": hue, "hue_order": hue_order, "dodge": True,
+                    "palette": {h: "0.15" for h in hue_order}}
+    else:
+        strip_kw = {"color": "0.15"}
+    sns.stripplot(
+        data=df, x=x, y=y, order=order, size=4, jitter=0.12, alpha=0.8,
+        legend=False, ax=ax, **strip_kw,
+    )
+    ax.set_ylim(*_spread_ylim(df, x, y, hue))
+    ax.set_xlabel(x)
+    ax.set_ylabel(ylabel or y)
+    ax.set_title(title or f"{ylabel or y} by {x} (mean ± std over seeds)")
+    if hue is not None and ax.get_legend() is not None:
+        ax.legend(title=hue, fontsize="small")
+    _rotate_long_ticks(ax)
+    return fig
+
+
+def line_with_spread(
+    df: pd.DataFrame,
+    x: str,
+    y: str = "value",
+    hue: str | None = "method",
+    xlabel: str | None = None,
+    ylabel: str | None = None,
+    title: str | None = None,
+    logx: bool = False,
+    ax: Axes | None = None,
+    hue_order: Sequence[Any] | None = None,
+) -> Figure:
+    """Mean line (with markers) and a shaded +-1 std band per ``hue`` level.
+
+    ``df`` is tidy, one row per seed and x value.  With a single seed there
+    is no band.  ``logx`` uses a log x axis (symlog when some x <= 0).
+    ``hue_order`` fixes the order and colours of the lines (useful to keep
+    colours consistent across panels).
+    """
+    _require_columns(df, [x, y, hue], "line_with_spread")
+    fig, ax = _new_axes(ax, (5.0, 3.6))
+    if hue is None:
+        groups: list[tuple[Any, pd.DataFrame]] = [(None, df)]
+        n_colors = 1
+    else:
+        levels = list(hue_order) if hue_order is not None else _levels(df[hue])
+        n_colors = len(levels)
+        groups = [(lv, df[df[hue] == lv]) for lv in levels]
+    colors = sns.color_palette(n_colors=max(n_colors, 1))
+    for (level, sub), color in zip(groups, colors):
+        if sub.empty:
+            continue
+        stats = (
+            sub.assign(_v=pd.to_numeric(sub[y], errors="coerce"))
+            .groupby(x, observed=True, dropna=True)["_v"]
+            .agg(["mean", "std"])
+            .sort_index()
+        )
+        xs = stats.index.to_numpy()
+        mean = stats["mean"].to_numpy(dtype=float)
+        sd = stats["std"].to_numpy(dtype=float)
+        ax.plot(xs, mean, marker="o", markersize=4, color=color,
+                label=None if level is None else str(level))
+        if np.isfinite(sd).any():
+            band = np.where(np.isfinite(sd), sd, 0.0)
+            ax.fill_between(xs, mean - band, mean + band, color=color, alpha=0.2, linewidth=0)
+    if logx:
+        xv = pd.to_numeric(df[x], errors="coerce")
+        if (xv > 0).all():
+            ax.set_xscale("log")
+        else:
+            positive = xv[xv > 0]
+            ax.set_xscale("symlog", linthresh=float(positive.min()) if len(positive) else 1.0)
+    ax.set_xlabel(xlabel or x)
+    ax.set_ylabel(ylabel or y)
+    ax.set_title(title or f"{ylabel or y} vs {xlabel or x} (mean ± std over seeds)")
+    if hue is not None:
+        ax.legend(title=hue, fontsize="small")
+    return fig
+
+
+def robustness_curves(
+    df: pd.DataFrame, attacks: Sequence[str] = ("fgsm", "pgd")
+) -> Figure:
+    """Robust accuracy vs epsilon, one subplot per attack present in ``df``.
+
+    ``df`` is tidy with columns ``method, seed, attack, epsilon, value``.
+    Each panel is a :func:`line_with_spread` per method; the y axes are
+    shared and fixed to ``[0, 1]``, and a method keeps its colour across
+    panels.
+    """
+    _require_columns(df, ["method", "attack", "epsilon", "value"], "robustness_curves")
+    present = [a for a in attacks if (df["attack"] == a).any()]
+    if not present:
+        raise ValueError(
+            f"robustness_curves: none of the attacks {list(attacks)} is in the data "
+            f"(attacks found: {_levels(df['attack'])})"
+        )
+    methods = _levels(df["method"])
+    fig, axes = plt.subplots(
+        1, len(present), figsize=(4.8 * len(present), 3.8),
+        sharey=True, squeeze=False, layout="constrained",
+    )
+    for ax, attack in zip(axes[0], present):
+        line_with_spread(
+            df[df["attack"] == attack], x="epsilon", y="value", hue="method",
+            xlabel="epsilon", ylabel="robust accuracy", title=attack.upper(),
+            ax=ax, hue_order=methods,
+        )
+        ax.set_ylim(0.0, 1.0)
+    for ax in axes[0, 1:]:
+        ax.set_ylabel("")
+    fig.suptitle("Robust accuracy vs perturbation size")
+    return fig
+
+
+# ---------------------------------------------------------------------------
+# calibration
+# ---------------------------------------------------------------------------
+
+_REL_KEYS = ("bin_lower", "bin_upper", "confidence", "accuracy")
+
+
+def _reliability_panel(ax: Axes, label: str, r: Mapping[str, Any], legend: bool) -> None:
+    missing = [k for k in _REL_KEYS if k not in r]
+    if missing:
+        raise ValueError(
+            f"reliability_diagrams: entry {label!r} lacks key(s) {missing} "
+            "(expected the dict of kdutils.metrics.reliability)"
+        )
+    arrs = {k: np.asarray(r[k], dtype=float) for k in _REL_KEYS}
+    n = {len(v) for v in arrs.values()}
+    if "count" in r:
+        count = np.asarray(r["count"], dtype=float)
+        n.add(len(count))
+    else:
+        count = np.ones_like(arrs["accuracy"])
+    if len(n) != 1:
+        raise ValueError(f"reliability_diagrams: entry {label!r} has lists of different lengths")
+    lower, upper = arrs["bin_lower"], arrs["bin_upper"]
+    conf, acc = arrs["confidence"], arrs["accuracy"]
+    keep = (count > 0) & np.isfinite(conf) & np.isfinite(acc)
+    width = (upper - lower)[keep]
+    ax.bar(lower[keep], acc[keep], width=width, align="edge", color="tab:blue",
+           edgecolor="white", linewidth=0.6, alpha=0.9, label="accuracy")
+    ax.bar(lower[keep], (conf - acc)[keep], bottom=acc[keep], width=width, align="edge",
+           facecolor=(1.0, 0.0, 0.0, 0.25), edgecolor=(0.8, 0.0, 0.0, 0.8),
+           hatch="//", linewidth=0.6, label="gap")
+    ax.plot([0, 1], [0, 1], linestyle="--", color="0.3", linewidth=1, label="perfect calibration")
+    ax.set_xlim(0.0, 1.0)
+    ax.set_ylim(0.0, 1.0)
+    ax.set_aspect("equal")
+    ax.set_xlabel("confidence")
+    ax.set_ylabel("accuracy")
+    title = str(label)
+    ece = r.get("ece")
+    if _finite(ece):
+        title += f" (ECE = {float(ece):.3f})"
+    ax.set_title(title)
+    if legend:
+        ax.legend(loc="upper left", fontsize="small")
+
+
+def reliability_diagrams(rel: Mapping[str, Mapping[str, Any]], ncols: int = 4) -> Figure:
+    """One reliability diagram per label, ``ncols`` panels a row.
+
+    Each value is a dict as returned by :func:`kdutils.metrics.reliability`
+    (``bin_lower``, ``bin_upper``, ``confidence``, ``accuracy``, ``count``;
+    ``nan`` for empty bins), optionally with an ``"ece"`` float shown in the
+    panel title.  Bars show the accuracy per bin (drawn from the bin's lower
+    edge with the bin's width), the red hatched overlay the gap to the mean
+    confidence, the dashed diagonal perfect calibration; empty bins are
+    skipped.
+    """
+    if not rel:
+        raise ValueError("reliability_diagrams: rel is empty")
+    if ncols < 1:
+        raise ValueError(f"reliability_diagrams: ncols must be >= 1, got {ncols}")
+    n = len(rel)
+    cols = min(ncols, n)
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 3.5 * rows),
+                             squeeze=False, layout="constrained")
+    flat = axes.ravel()
+    for i, (label, r) in enumerate(rel.items()):
+        _reliability_panel(flat[i], label, r, legend=(i == 0))
+    for ax in flat[n:]:
+        fig.delaxes(ax)
+    fig.suptitle("Reliability diagrams")
+    return fig

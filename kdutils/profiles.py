@@ -1,0 +1,157 @@
+"""Profiles pick sizes, never code paths.
+
+* ``smoke``: seconds per notebook on a laptop CPU, offline: scikit-learn's 8x8 digits,
+  a couple of epochs. Used by the tests.
+* ``quick``: minutes per notebook on 2 CPU cores, on the real small datasets (MNIST,
+  Fashion-MNIST, a CIFAR-10 subset). The default when a person opens a notebook.
+* ``paper``: the paper's protocol as far as it is known; meant for a GPU.
+
+:func:`configure` turns (profile, dataset, overrides) into one :class:`Settings`
+object: models, recipes, seeds, split sizes and evaluation sizes. Every override is a
+field of :class:`Settings`; an unknown one names the valid ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import UnknownNameError
+from .registry import check_choice
+from .train import Recipe
+
+PROFILES = ("smoke", "quick", "paper")
+
+#: per dataset: the teacher/student pair, the base recipe, the attack budgets.
+#: Source of every choice: shared/papers/cckd.md (MNIST, Fashion-MNIST, CIFAR-10, [ours]
+#: recipe: Adam 1e-3, cosine, batch 128) and cmkd.md (CIFAR-100: the CRD protocol).
+_ADAM = Recipe(epochs=1, batch_size=128, optimizer="adam", lr=1e-3, schedule="cosine")
+_CRD = Recipe(
+    epochs=240, batch_size=64, optimizer="sgd", lr=0.05, momentum=0.9, weight_decay=5e-4,
+    schedule="step", milestones=(150, 180, 210), gamma=0.1, augment=True, drop_last=True,
+)  # fmt: skip
+_MNIST_EPS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3)
+_CIFAR_EPS = (0.0, 1 / 255, 2 / 255, 4 / 255, 8 / 255)
+DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
+    "digits": dict(teacher="lenet5", student="lenet5_half", recipe=_ADAM.replace(batch_size=64), epsilons=_MNIST_EPS),
+    "mnist": dict(teacher="lenet5", student="lenet5_half", recipe=_ADAM, epsilons=_MNIST_EPS),
+    "fashion_mnist": dict(teacher="lenet5", student="lenet5_half", recipe=_ADAM, epsilons=_MNIST_EPS),
+    "cifar10": dict(teacher="alexnet", student="alexnet_half", recipe=_ADAM.replace(augment=True), epsilons=_CIFAR_EPS),
+    "cifar100": dict(teacher="resnet32x4", student="resnet8x4", recipe=_CRD, epsilons=_CIFAR_EPS),
+}
+_GENERIC = dict(teacher="lenet5", student="lenet5_half", recipe=_ADAM, epsilons=_MNIST_EPS)
+
+#: sizes per (profile, dataset); "*" is the fallback for a dataset not listed.
+_SIZES: dict[str, dict[str, dict[str, Any]]] = {
+    "smoke": {
+        "*": dict(teacher_epochs=3, student_epochs=2, seeds=2, train_subset=None, test_subset=None,
+                  attack_samples=64, pgd_steps=3, batch_size=64),
+    },
+    "quick": {
+        "*": dict(teacher_epochs=4, student_epochs=3, seeds=3, train_subset=None, test_subset=None,
+                  attack_samples=500, pgd_steps=10),
+        "fashion_mnist": dict(teacher_epochs=6),
+        "cifar10": dict(teacher_epochs=15, student_epochs=10, seeds=1, train_subset=10000, test_subset=2000,
+                        attack_samples=300, pgd_steps=7),
+    },
+    "paper": {
+        "*": dict(teacher_epochs=100, student_epochs=100, seeds=5, train_subset=None, test_subset=None,
+                  attack_samples=2000, pgd_steps=20),
+        "cifar10": dict(teacher_epochs=160, student_epochs=160),
+        "cifar100": dict(teacher_epochs=240, student_epochs=240),
+    },
+}  # fmt: skip
+
+DEFAULT_DATASET = {"smoke": "digits", "quick": "fashion_mnist", "paper": "fashion_mnist"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a notebook needs to know about sizes, resolved for one dataset."""
+
+    profile: str
+    dataset: str
+    teacher_model: str
+    student_model: str
+    teacher_recipe: Recipe
+    student_recipe: Recipe
+    seeds: tuple[int, ...]
+    val_fraction: float = 0.1
+    train_subset: int | None = None
+    test_subset: int | None = None
+    epsilons: tuple[float, ...] = _MNIST_EPS
+    attack_samples: int = 500
+    pgd_steps: int = 10
+    device: str = "auto"
+    progress: bool = True
+    extra: dict = field(default_factory=dict)
+
+    def replace(self, **changes) -> "Settings":
+        return dataclasses.replace(self, **changes)
+
+
+#: overrides a notebook may pass besides Settings' own fields
+_SHORTCUTS = ("epochs", "teacher_epochs", "student_epochs", "batch_size", "lr", "optimizer", "schedule", "augment")
+
+
+def override_names() -> list[str]:
+    own = [f.name for f in dataclasses.fields(Settings) if f.name not in ("profile", "dataset")]
+    return sorted(set(own) | set(_SHORTCUTS))
+
+
+def configure(profile: str = "quick", dataset: str | None = None, **overrides) -> Settings:
+    """Resolve a profile for a dataset, then apply overrides.
+
+    ``seeds`` may be an int (that many seeds, 0..n-1) or a list. ``epochs`` sets the
+    student's epochs; ``teacher_epochs`` the teacher's; ``batch_size``, ``lr``,
+    ``optimizer``, ``schedule``, ``augment`` change both recipes.
+    """
+    from .data import DATASETS
+
+    check_choice("profile", profile, PROFILES)
+    dataset = dataset or DEFAULT_DATASET[profile]
+    if not (isinstance(dataset, str) and dataset.startswith("image_folder:")):
+        DATASETS.get(dataset)  # unknown dataset -> error naming the valid ones
+    valid = override_names()
+    for k in overrides:
+        if k not in valid:
+            raise UnknownNameError("override", k, valid)
+    base = DATASET_DEFAULTS.get(dataset, _GENERIC)
+    sizes = {**_SIZES[profile]["*"], **_SIZES[profile].get(dataset, {})}
+    ov = dict(overrides)
+    t_epochs = ov.pop("teacher_epochs", sizes["teacher_epochs"])
+    s_epochs = ov.pop("student_epochs", ov.pop("epochs", sizes["student_epochs"]))
+    recipe_changes = {k: ov.pop(k) for k in ("batch_size", "lr", "optimizer", "schedule", "augment") if k in ov}
+    if "batch_size" not in recipe_changes and "batch_size" in sizes:
+        recipe_changes["batch_size"] = sizes["batch_size"]
+    recipe: Recipe = base["recipe"]
+    seeds = ov.pop("seeds", sizes["seeds"])
+    seeds = tuple(range(seeds)) if isinstance(seeds, int) else tuple(int(s) for s in seeds)
+    if not seeds:
+        raise ValueError("seeds must name at least one seed")
+    fields = dict(
+        profile=profile,
+        dataset=dataset,
+        teacher_model=base["teacher"],
+        student_model=base["student"],
+        teacher_recipe=_scaled(recipe, t_epochs, recipe_changes),
+        student_recipe=_scaled(recipe, s_epochs, recipe_changes),
+        seeds=seeds,
+        train_subset=sizes["train_subset"],
+        test_subset=sizes["test_subset"],
+        epsilons=tuple(base["epsilons"]),
+        attack_samples=sizes["attack_samples"],
+        pgd_steps=sizes["pgd_steps"],
+    )
+    fields.update(ov)
+    return Settings(**fields)
+
+
+def _scaled(recipe: Recipe, epochs: int, changes: dict) -> Recipe:
+    """The recipe with ``epochs``; step milestones keep their place relative to the length."""
+    r = recipe.replace(**changes)
+    if r.schedule == "step" and r.milestones and epochs != r.epochs:
+        ms = tuple(sorted({max(1, round(m * epochs / r.epochs)) for m in r.milestones}))
+        return r.replace(epochs=epochs, milestones=ms)
+    return r.replace(epochs=epochs)

@@ -1,0 +1,192 @@
+"""The run store: every training run is a record keyed by a hash of its configuration.
+
+Layout under the store root (``runs/`` in the project, or ``$KD_RUNS_ROOT``)::
+
+    <root>/<key>/config.json      the full configuration (written first)
+    <root>/<key>/checkpoint.pt    model + optimizer + RNG state after the last finished epoch
+    <root>/<key>/model.pt         final weights            } written when training ends,
+    <root>/<key>/artifacts.pt     participation counts etc. } record.json last: it marks
+    <root>/<key>/record.json      history and timings      } the run finished
+    <root>/<key>/eval-<hash>.json cached evaluations of the finished model
+    <root>/_corrupt/<key>-<time>/ records that could not be read, set aside
+
+Every file is written to a temporary name in the same folder and renamed into place,
+so a crash leaves either the old file or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .errors import CorruptRecordError
+
+#: part of every run's identity: bump when training code changes what a run produces
+CODE_VERSION = "1"
+
+
+def canonical_json(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=_json_default)
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, (set, frozenset)):
+        return sorted(o)
+    if isinstance(o, Path):
+        return str(o)
+    if hasattr(o, "item"):
+        return o.item()
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def config_key(config: dict) -> str:
+    """A 16-hex-digit hash of the configuration (and the code version)."""
+    blob = canonical_json({"config": config, "code_version": CODE_VERSION})
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _atomic_write(path: Path, write) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    _atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def atomic_write_json(obj: Any, path: Path) -> None:
+    _atomic_write(path, lambda f: f.write(json.dumps(obj, indent=1, sort_keys=True, default=_json_default).encode()))
+
+
+def default_runs_root() -> Path:
+    env = os.environ.get("KD_RUNS_ROOT")
+    if env:
+        return Path(env).expanduser()
+    from .data import project_root
+
+    return project_root() / "runs"
+
+
+class RunStore:
+    """Finished runs, checkpoints of unfinished ones, and cached evaluations, by key."""
+
+    def __init__(self, root: str | Path | None = None):
+        self.root = Path(root) if root is not None else default_runs_root()
+
+    def __repr__(self) -> str:
+        return f"RunStore({str(self.root)!r})"
+
+    def path(self, key: str) -> Path:
+        return self.root / key
+
+    # ---- reading, with corrupt records set aside
+    def set_aside(self, key: str, reason: str) -> Path:
+        """Move a run folder that cannot be trusted to ``_corrupt/`` and warn."""
+        src = self.path(key)
+        dst = self.root / "_corrupt" / f"{key}-{time.strftime('%Y%m%d-%H%M%S')}"
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if src.exists():
+            shutil.move(str(src), str(dst))
+        warnings.warn(f"run {key}: {reason}; set aside to {dst} and starting again", stacklevel=3)
+        return dst
+
+    def _read_json(self, path: Path) -> dict:
+        try:
+            return json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise CorruptRecordError(f"{path}: {exc}") from exc
+
+    def _read_torch(self, path: Path) -> Any:
+        try:
+            return torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as exc:  # truncated zip, pickle errors, ...
+            raise CorruptRecordError(f"{path}: {type(exc).__name__}: {exc}") from exc
+
+    def load_finished(self, key: str) -> dict | None:
+        """The finished run (record, state_dict, artifacts), None if there is none.
+
+        A record that exists but cannot be read is set aside (None is returned), so
+        the caller retrains instead of silently using a broken model.
+        """
+        d = self.path(key)
+        if not (d / "record.json").exists():
+            return None
+        try:
+            record = self._read_json(d / "record.json")
+            state = self._read_torch(d / "model.pt")
+            artifacts = self._read_torch(d / "artifacts.pt") if (d / "artifacts.pt").exists() else {}
+            if record.get("key") != key:
+                raise CorruptRecordError(f"record.json names key {record.get('key')!r}")
+        except CorruptRecordError as exc:
+            self.set_aside(key, f"corrupt record ({exc})")
+            return None
+        return {"record": record, "state_dict": state, "artifacts": artifacts}
+
+    def load_checkpoint(self, key: str) -> dict | None:
+        p = self.path(key) / "checkpoint.pt"
+        if not p.exists():
+            return None
+        try:
+            return self._read_torch(p)
+        except CorruptRecordError as exc:
+            self.set_aside(key, f"corrupt checkpoint ({exc})")
+            return None
+
+    # ---- writing
+    def begin(self, key: str, config: dict) -> None:
+        atomic_write_json(config, self.path(key) / "config.json")
+
+    def save_checkpoint(self, key: str, state: dict) -> None:
+        atomic_torch_save(state, self.path(key) / "checkpoint.pt")
+
+    def finish(self, key: str, record: dict, state_dict: dict, artifacts: dict) -> None:
+        d = self.path(key)
+        atomic_torch_save(state_dict, d / "model.pt")
+        atomic_torch_save(artifacts, d / "artifacts.pt")
+        atomic_write_json({**record, "key": key}, d / "record.json")  # last: marks the run finished
+        (d / "checkpoint.pt").unlink(missing_ok=True)
+
+    def discard(self, key: str) -> None:
+        shutil.rmtree(self.path(key), ignore_errors=True)
+
+    # ---- cached evaluations
+    def load_eval(self, key: str, eval_key: str) -> dict | None:
+        p = self.path(key) / f"eval-{eval_key}.json"
+        if not p.exists():
+            return None
+        try:
+            return self._read_json(p)
+        except CorruptRecordError as exc:
+            warnings.warn(f"cached evaluation {p} is unreadable ({exc}); recomputing it")
+            p.unlink(missing_ok=True)
+            return None
+
+    def save_eval(self, key: str, eval_key: str, result: dict) -> None:
+        atomic_write_json(result, self.path(key) / f"eval-{eval_key}.json")
+
+    def keys(self) -> list[str]:
+        if not self.root.exists():
+            return []
+        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("_"))

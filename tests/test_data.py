@@ -1,0 +1,109 @@
+"""Datasets: registry, IDX reading, image folders, the validation split, missing data errors."""
+
+import gzip
+import struct
+
+import numpy as np
+import pytest
+import torch
+
+import kdutils as kd
+
+
+def _write_idx(path, arr):
+    arr = np.asarray(arr, dtype=np.uint8)
+    header = struct.pack(">HBB", 0, 0x08, arr.ndim) + struct.pack(">" + "I" * arr.ndim, *arr.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + arr.tobytes())
+
+
+def _fake_mnist(root, folder="MNIST", n=40):
+    raw = root / folder / "raw"
+    raw.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for split, m in (("train", n), ("t10k", n // 2)):
+        _write_idx(raw / f"{split}-images-idx3-ubyte.gz", rng.integers(0, 256, (m, 28, 28)))
+        _write_idx(raw / f"{split}-labels-idx1-ubyte.gz", np.arange(m) % 10)
+
+
+def test_registry_lists_the_design_datasets():
+    assert set(kd.dataset_names()) >= {"digits", "mnist", "fashion_mnist", "cifar10", "cifar100"}
+
+
+def test_digits_offline():
+    d = kd.load_dataset("digits")
+    assert d.train_x.dtype == torch.uint8 and d.train_x.shape[1:] == (1, 8, 8)
+    assert len(d.train_y) + len(d.test_y) == 1797 and d.num_classes == 10
+    assert int(d.train_x.max()) == 255
+
+
+def test_mnist_layout_is_read_and_cached(tmp_path):
+    _fake_mnist(tmp_path)
+    d = kd.load_dataset("mnist", tmp_path)
+    assert d.train_x.shape == (40, 1, 28, 28) and d.test_x.shape == (20, 1, 28, 28)
+    assert (tmp_path / "cache" / "mnist.pt").exists()
+    d2 = kd.load_dataset("mnist", tmp_path)
+    assert torch.equal(d.train_x, d2.train_x) and torch.equal(d.test_y, d2.test_y)
+
+
+def test_broken_cache_is_rebuilt(tmp_path):
+    _fake_mnist(tmp_path)
+    kd.load_dataset("mnist", tmp_path)
+    (tmp_path / "cache" / "mnist.pt").write_bytes(b"junk")
+    with pytest.warns(UserWarning, match="rebuilding"):
+        d = kd.load_dataset("mnist", tmp_path)
+    assert d.train_x.shape[0] == 40
+
+
+@pytest.mark.parametrize("name, folder", [("mnist", "MNIST"), ("fashion_mnist", "FashionMNIST")])
+def test_missing_dataset_says_where_to_put_files(tmp_path, name, folder):
+    with pytest.raises(kd.DatasetMissingError, match=rf"{folder}/raw.*train-images-idx3-ubyte"):
+        kd.load_dataset(name, tmp_path)
+
+
+@pytest.mark.parametrize("name, tv", [("cifar10", "cifar-10-batches-py"), ("cifar100", "cifar-100-python")])
+def test_missing_cifar_names_both_layouts(tmp_path, name, tv):
+    with pytest.raises(kd.DatasetMissingError, match=rf"{tv}.*{name}/\{{train,test\}}"):
+        kd.load_dataset(name, tmp_path)
+
+
+def test_image_folder(tmp_path):
+    from PIL import Image
+
+    for part, n in (("train", 3), ("test", 2)):
+        for c in ("cat", "ant"):
+            (tmp_path / part / c).mkdir(parents=True)
+            for i in range(n):
+                Image.fromarray(np.full((5, 5, 3), i * 40, np.uint8)).save(tmp_path / part / c / f"{i}.png")
+    d = kd.load_dataset(f"image_folder:{tmp_path}")
+    assert d.classes == ["ant", "cat"] and d.train_x.shape == (6, 3, 5, 5) and d.test_y.tolist() == [0, 0, 1, 1]
+
+
+def test_split_is_disjoint_stratified_and_fixed():
+    d = kd.load_dataset("digits")
+    s = kd.make_split(d, val_fraction=0.2)
+    n = len(d.train_y)
+    assert len(s.train_y) + len(s.val_y) == n
+    # the validation rows are the complement of train_index in the full training set
+    val_rows = sorted(set(range(n)) - set(s.train_index.tolist()))
+    assert torch.equal(d.train_x[val_rows], s.val_x)
+    per_class = torch.bincount(d.train_y, minlength=10)
+    in_val = torch.bincount(s.val_y, minlength=10)
+    assert ((in_val - 0.2 * per_class).abs() <= 0.5).all()  # stratified: every class gives 20 %, rounded
+    assert torch.equal(kd.make_split(d, val_fraction=0.2).train_index, s.train_index)  # no dependence on any run seed
+
+
+def test_train_subset_is_balanced():
+    s = kd.make_split(kd.load_dataset("digits"), val_fraction=0.1, train_subset=200, test_subset=100)
+    assert len(s.train_y) == 200 and len(s.test_y) == 100
+    assert torch.bincount(s.train_y, minlength=10).tolist() == [20] * 10
+
+
+def test_batches_cover_every_sample_once_per_epoch():
+    x = torch.arange(10, dtype=torch.uint8).view(10, 1, 1, 1)
+    y = torch.arange(10)
+    b = kd.data.Batches(x, y, batch_size=4, shuffle=True, generator=torch.Generator().manual_seed(1))
+    seen = torch.cat([idx for idx, _, _ in b])
+    assert sorted(seen.tolist()) == list(range(10)) and len(b) == 3
+    for idx, xb, yb in b:
+        assert torch.equal(yb, idx) and torch.allclose(xb.flatten() * 255, idx.float())

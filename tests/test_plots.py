@@ -1,0 +1,318 @@
+"""Tests for kdutils.plots (small synthetic data, Agg backend)."""
+
+from __future__ import annotations
+
+import math
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from kdutils import plots  # noqa: E402
+from kdutils.metrics import reliability  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+def _seed_df(methods=("kd", "dkd", "student"), seeds=(0, 1, 2), base=0.9, rng=0):
+    g = np.random.default_rng(rng)
+    rows = [
+        {"method": m, "seed": s, "value": base + 0.005 * i + 0.002 * g.standard_normal()}
+        for i, m in enumerate(methods)
+        for s in seeds
+    ]
+    return pd.DataFrame(rows)
+
+
+def _sweep_df(seeds=(0, 1), xs=(1.0, 2.0, 4.0, 8.0), x="tau"):
+    g = np.random.default_rng(1)
+    return pd.DataFrame(
+        [
+            {"method": m, "seed": s, x: t, "value": 0.8 + 0.01 * j + 0.005 * g.standard_normal()}
+            for j, m in enumerate(("kd", "dkd"))
+            for s in seeds
+            for t in xs
+        ]
+    )
+
+
+def _robust_df(seeds=(0, 1), attacks=("fgsm", "pgd")):
+    eps = (0.0, 2 / 255, 4 / 255, 8 / 255)
+    return pd.DataFrame(
+        [
+            {"method": m, "seed": s, "attack": a, "epsilon": e,
+             "value": max(0.0, 0.9 - (3 + k + j) * e * 10 + 0.01 * s)}
+            for j, m in enumerate(("kd", "student"))
+            for s in seeds
+            for k, a in enumerate(attacks)
+            for e in eps
+        ]
+    )
+
+
+# ---------------------------------------------------------------------------
+# style / save_figure
+# ---------------------------------------------------------------------------
+
+
+def test_style_runs():
+    plots.style()
+    fig = plots.bar_with_spread(_seed_df())
+    assert isinstance(fig, Figure)
+    matplotlib.rcdefaults()
+    matplotlib.use("Agg")
+
+
+def test_save_figure_writes_png(tmp_path):
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [0, 1])
+    path = plots.save_figure(fig, tmp_path / "sub" / "dir", "kd_vs-dkd_01")
+    assert path == tmp_path / "sub" / "dir" / "kd_vs-dkd_01.png"
+    assert path.is_file() and path.stat().st_size > 0
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # overwriting at the same stable path works
+    assert plots.save_figure(fig, tmp_path / "sub" / "dir", "kd_vs-dkd_01") == path
+
+
+@pytest.mark.parametrize("bad", ["Bad", "with space", "a.png", "", "x/y", "ü", "a.b"])
+def test_save_figure_rejects_bad_name(tmp_path, bad):
+    fig, _ = plt.subplots()
+    with pytest.raises(ValueError, match=r"\[a-z0-9_-\]\+"):
+        plots.save_figure(fig, tmp_path, bad)
+    assert not any(tmp_path.iterdir())
+
+
+# ---------------------------------------------------------------------------
+# image_grid
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_image_grid_one_row_per_class(channels):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (30, channels, 8, 8), generator=g, dtype=torch.uint8)
+    y = torch.arange(30) % 3
+    classes = ["cat", "dog", "ship"]
+    fig = plots.image_grid(x, y, classes, per_class=4, title="samples")
+    assert isinstance(fig, Figure)
+    assert len(fig.axes) == 3 * 4
+    grid = np.array(fig.axes).reshape(3, 4)
+    assert [ax.get_ylabel() for ax in grid[:, 0]] == classes
+    # each row holds that class's first images in order
+    first_dog = x[y == 1][0]
+    img = grid[1, 0].get_images()[0].get_array()
+    expected = first_dog[0].numpy() if channels == 1 else first_dog.permute(1, 2, 0).numpy()
+    np.testing.assert_array_equal(np.asarray(img), expected)
+    if channels == 1:
+        assert grid[0, 0].get_images()[0].get_cmap().name == "gray"
+    assert fig._suptitle.get_text() == "samples"
+
+
+def test_image_grid_class_with_few_images():
+    x = torch.zeros((5, 1, 4, 4), dtype=torch.uint8)
+    y = torch.tensor([0, 0, 0, 0, 1])
+    fig = plots.image_grid(x, y, ["a", "b", "c"], per_class=3)
+    grid = np.array(fig.axes).reshape(3, 3)
+    assert [len(ax.get_images()) for ax in grid[:, 0]] == [1, 1, 0]
+    assert len(grid[1, 1].get_images()) == 0
+
+
+def test_image_grid_rejects_bad_input():
+    with pytest.raises(ValueError, match="uint8"):
+        plots.image_grid(torch.zeros((2, 1, 4, 4)), torch.tensor([0, 1]), ["a", "b"])
+    with pytest.raises(ValueError, match="C in"):
+        plots.image_grid(torch.zeros((2, 2, 4, 4), dtype=torch.uint8), torch.tensor([0, 1]), ["a", "b"])
+
+
+# ---------------------------------------------------------------------------
+# training_curves
+# ---------------------------------------------------------------------------
+
+
+def _history(n=4, shift=0.0, val=True):
+    recs = []
+    for e in range(1, n + 1):
+        r = {"epoch": e, "loss": 2.0 / e + shift, "train_acc": 0.5 + 0.1 * e,
+             "participation": 1.0}
+        if val:
+            r["val_acc"] = 0.45 + 0.1 * e
+        recs.append(r)
+    return recs
+
+
+def test_training_curves_one_panel_per_key():
+    fig = plots.training_curves({"kd": _history(), "dkd": _history(shift=0.1, val=False)})
+    assert len(fig.axes) == 3
+    loss_ax = fig.axes[0]
+    assert len(loss_ax.get_lines()) == 2
+    np.testing.assert_allclose(loss_ax.get_lines()[0].get_xdata(), [1, 2, 3, 4])
+    # only "kd" has val_acc
+    assert len(fig.axes[2].get_lines()) == 1
+    assert all(ax.get_title() and ax.get_xlabel() == "epoch" for ax in fig.axes)
+
+
+def test_training_curves_skips_absent_key():
+    fig = plots.training_curves({"kd": _history(val=False)},
+                                keys=("loss", "val_acc", "participation"))
+    assert [ax.get_ylabel() for ax in fig.axes] == ["loss", "participation"]
+    with pytest.raises(ValueError):
+        plots.training_curves({"kd": _history()}, keys=("nope",))
+
+
+def test_training_curves_skips_none_values():
+    recs = _history()
+    recs[1]["val_acc"] = None
+    recs[2]["val_acc"] = float("nan")
+    fig = plots.training_curves({"kd": recs}, keys=("val_acc",))
+    np.testing.assert_allclose(fig.axes[0].get_lines()[0].get_xdata(), [1, 4])
+
+
+# ---------------------------------------------------------------------------
+# bar_with_spread
+# ---------------------------------------------------------------------------
+
+
+def test_bar_with_spread_zoomed_ylim():
+    df = _seed_df()
+    fig = plots.bar_with_spread(df, ylabel="accuracy", title="t")
+    ax = fig.axes[0]
+    lo, hi = ax.get_ylim()
+    assert lo > 0.5, "y axis must not start at 0"
+    assert lo < df["value"].min() and hi > df["value"].max()
+    assert hi - lo < 0.2
+    assert ax.get_title() == "t" and ax.get_ylabel() == "accuracy"
+    # 3 bars and the 9 individual seed points
+    assert len(ax.patches) >= 3
+    n_points = sum(len(c.get_offsets()) for c in ax.collections)
+    assert n_points == len(df)
+
+
+def test_bar_with_spread_hue_order_and_one_seed():
+    df = pd.concat(
+        [_seed_df(seeds=(0,)).assign(dataset="mnist"),
+         _seed_df(seeds=(0,), base=0.85).assign(dataset="cifar10")]
+    )
+    fig = plots.bar_with_spread(df, x="method", hue="dataset",
+                                order=["student", "kd", "dkd"])
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["student", "kd", "dkd"]
+    lo, hi = ax.get_ylim()
+    assert 0 < lo < df["value"].min() and hi > df["value"].max()
+    assert ax.get_legend() is not None
+
+
+def test_bar_with_spread_constant_values():
+    df = pd.DataFrame({"method": ["a", "b"], "value": [0.9, 0.9]})
+    lo, hi = plots.bar_with_spread(df).axes[0].get_ylim()
+    assert lo < 0.9 < hi and lo > 0
+
+
+def test_bar_with_spread_missing_column():
+    with pytest.raises(ValueError, match="missing column"):
+        plots.bar_with_spread(pd.DataFrame({"method": ["a"], "acc": [1.0]}))
+
+
+# ---------------------------------------------------------------------------
+# line_with_spread / robustness_curves
+# ---------------------------------------------------------------------------
+
+
+def test_line_with_spread_band_per_hue():
+    fig = plots.line_with_spread(_sweep_df(), x="tau", xlabel="temperature", logx=True)
+    ax = fig.axes[0]
+    assert len(ax.get_lines()) == 2
+    assert all(line.get_marker() == "o" for line in ax.get_lines())
+    assert len(ax.collections) == 2  # one band per method
+    assert ax.get_xscale() == "log"
+    assert ax.get_xlabel() == "temperature" and ax.get_title()
+    np.testing.assert_allclose(ax.get_lines()[0].get_xdata(), [1, 2, 4, 8])
+
+
+def test_line_with_spread_one_seed_no_band():
+    fig = plots.line_with_spread(_sweep_df(seeds=(0,)), x="tau")
+    ax = fig.axes[0]
+    assert len(ax.get_lines()) == 2
+    assert len(ax.collections) == 0
+
+
+def test_line_with_spread_logx_with_zero_uses_symlog():
+    fig = plots.line_with_spread(_sweep_df(xs=(0.0, 0.01, 0.1)), x="tau", logx=True)
+    assert fig.axes[0].get_xscale() == "symlog"
+
+
+def test_robustness_curves_panels_and_ylim():
+    fig = plots.robustness_curves(_robust_df())
+    assert len(fig.axes) == 2
+    assert [ax.get_title() for ax in fig.axes] == ["FGSM", "PGD"]
+    for ax in fig.axes:
+        assert ax.get_ylim() == (0.0, 1.0)
+        assert len(ax.get_lines()) == 2
+    # same colour for a method in both panels
+    assert fig.axes[0].get_lines()[0].get_color() == fig.axes[1].get_lines()[0].get_color()
+
+
+def test_robustness_curves_only_present_attacks_one_seed():
+    fig = plots.robustness_curves(_robust_df(seeds=(0,), attacks=("pgd",)))
+    assert len(fig.axes) == 1 and fig.axes[0].get_title() == "PGD"
+    with pytest.raises(ValueError, match="none of the attacks"):
+        plots.robustness_curves(_robust_df(attacks=("other",)))
+
+
+# ---------------------------------------------------------------------------
+# reliability_diagrams
+# ---------------------------------------------------------------------------
+
+
+def _rel(seed, n_bins=10):
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(200, 5, generator=g) * 3
+    y = torch.randint(0, 5, (200,), generator=g)
+    return reliability(logits, y, n_bins=n_bins)
+
+
+@pytest.mark.parametrize("n_labels, ncols", [(1, 4), (3, 2), (5, 4)])
+def test_reliability_panel_count(n_labels, ncols):
+    rel = {f"m{i}": _rel(i) for i in range(n_labels)}
+    fig = plots.reliability_diagrams(rel, ncols=ncols)
+    assert len(fig.axes) == n_labels
+    for ax, label in zip(fig.axes, rel):
+        assert ax.get_title() == label
+        assert ax.get_xlim() == (0.0, 1.0) and ax.get_ylim() == (0.0, 1.0)
+
+
+def test_reliability_nan_bins_skipped_and_ece_in_title():
+    r = _rel(0, n_bins=15)
+    n_nonempty = sum(c > 0 for c in r["count"])
+    assert n_nonempty < 15 and any(math.isnan(v) for v in r["accuracy"])
+    r["ece"] = 0.0421
+    fig = plots.reliability_diagrams({"kd": r})
+    ax = fig.axes[0]
+    assert "ECE = 0.042" in ax.get_title()
+    # accuracy bars + gap bars, both for the non-empty bins only
+    assert len(ax.patches) == 2 * n_nonempty
+    k = next(i for i, c in enumerate(r["count"]) if c > 0)
+    first = ax.patches[0]
+    assert first.get_x() == pytest.approx(r["bin_lower"][k])
+    assert first.get_width() == pytest.approx(r["bin_upper"][k] - r["bin_lower"][k])
+    assert first.get_height() == pytest.approx(r["accuracy"][k])
+
+
+def test_reliability_all_empty_and_bad_entry():
+    nan = float("nan")
+    r = {"bin_lower": [0.0, 0.5], "bin_upper": [0.5, 1.0], "confidence": [nan, nan],
+         "accuracy": [nan, nan], "count": [0, 0]}
+    fig = plots.reliability_diagrams({"empty": r})
+    assert len(fig.axes) == 1
+    with pytest.raises(ValueError, match="lacks key"):
+        plots.reliability_diagrams({"bad": {"accuracy": [0.5]}})

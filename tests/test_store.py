@@ -1,0 +1,119 @@
+"""Run store: atomic writes, reuse, resume after an interruption, corrupt records set aside, force."""
+
+import json
+import os
+
+import pytest
+import torch
+
+import kdutils as kd
+from kdutils.store import atomic_torch_save, config_key
+
+
+def _settings(**kw):
+    return kd.configure("smoke", teacher_epochs=2, epochs=3, progress=False, device="cpu", **kw)
+
+
+def test_config_key_is_stable_and_sensitive():
+    a = {"model": "mlp", "seed": 0, "recipe": {"lr": 0.1}}
+    assert config_key(a) == config_key({"recipe": {"lr": 0.1}, "seed": 0, "model": "mlp"})
+    assert config_key(a) != config_key({**a, "seed": 1})
+
+
+def test_atomic_save_leaves_old_file_on_crash(tmp_path, monkeypatch):
+    path = tmp_path / "x.pt"
+    atomic_torch_save({"v": 1}, path)
+
+    def broken_save(obj, f):
+        f.write(b"half a file")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(OSError):
+        atomic_torch_save({"v": 2}, path)
+    monkeypatch.undo()
+    assert torch.load(path)["v"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["x.pt"]  # no temp file left behind
+
+
+def test_finished_run_is_reused(store):
+    exp = kd.Experiment(_settings(), store)
+    r1 = exp.student("ce", seed=0)
+    r2 = kd.Experiment(_settings(), store).student("ce", seed=0)
+    assert not r1.reused and r2.reused and r1.key == r2.key
+    for a, b in zip(r1.model.state_dict().values(), r2.model.state_dict().values()):
+        assert torch.equal(a.cpu(), b.cpu())
+    assert exp.student("ce", seed=1).key != r1.key
+
+
+class _Interrupt(kd.RunStore):
+    """A store whose process 'dies' right after the checkpoint of epoch ``stop_after``."""
+
+    stop_after = 1
+
+    def save_checkpoint(self, key, state):
+        super().save_checkpoint(key, state)
+        if state["epoch"] == self.stop_after:
+            raise KeyboardInterrupt
+
+
+def test_interrupted_run_resumes_bit_identically(tmp_path):
+    s = _settings()
+    with pytest.raises(KeyboardInterrupt):
+        kd.Experiment(s, _Interrupt(tmp_path / "a")).student("ce", seed=0)
+    resumed = kd.Experiment(s, kd.RunStore(tmp_path / "a")).student("ce", seed=0)
+    assert resumed.record["resumed_from_epoch"] == 1
+    assert len(resumed.history) == 3
+    straight = kd.Experiment(s, kd.RunStore(tmp_path / "b")).student("ce", seed=0)
+    assert straight.record["resumed_from_epoch"] == 0
+    for (k, a), b in zip(resumed.model.state_dict().items(), straight.model.state_dict().values()):
+        assert torch.equal(a, b), k
+    assert torch.equal(resumed.participation, straight.participation)
+    assert [h["loss"] for h in resumed.history] == [h["loss"] for h in straight.history]
+
+
+def test_corrupt_record_is_set_aside_and_retrained(store):
+    exp = kd.Experiment(_settings(), store)
+    r1 = exp.student("ce", seed=0)
+    (store.path(r1.key) / "model.pt").write_bytes(b"not a checkpoint")
+    with pytest.warns(UserWarning, match="corrupt record"):
+        r2 = exp.student("ce", seed=0)
+    assert not r2.reused
+    corrupt = list((store.root / "_corrupt").iterdir())
+    assert len(corrupt) == 1 and corrupt[0].name.startswith(r1.key)
+    assert exp.student("ce", seed=0).reused  # the retrained record is sound
+
+
+def test_corrupt_checkpoint_is_set_aside(tmp_path):
+    s = _settings()
+    with pytest.raises(KeyboardInterrupt):
+        kd.Experiment(s, _Interrupt(tmp_path)).student("ce", seed=0)
+    store = kd.RunStore(tmp_path)
+    key = store.keys()[0]
+    (store.path(key) / "checkpoint.pt").write_bytes(b"\x00garbage")
+    with pytest.warns(UserWarning, match="corrupt checkpoint"):
+        r = kd.Experiment(s, store).student("ce", seed=0)
+    assert r.record["resumed_from_epoch"] == 0 and len(r.history) == 3
+
+
+def test_force_retrains(store):
+    exp = kd.Experiment(_settings(), store)
+    exp.student("ce", seed=0)
+    again = exp.student("ce", seed=0, force=True)
+    assert not again.reused
+
+
+def test_evaluation_is_cached(store):
+    exp = kd.Experiment(_settings(attack_samples=16, pgd_steps=2), store)
+    t = exp.teacher()
+    s = exp.student("kd", seed=0, teacher=t)
+    m1 = exp.evaluate(s, t)
+    files = list(store.path(s.key).glob("eval-*.json"))
+    assert len(files) == 1
+    os.utime(files[0], (1, 1))
+    m2 = kd.Experiment(_settings(attack_samples=16, pgd_steps=2), store).evaluate(s, t)
+    assert json.dumps(m1, sort_keys=True) == json.dumps(m2, sort_keys=True)  # NaN-safe equality
+    assert files[0].stat().st_mtime == 1  # read, not rewritten
+    for k in ("accuracy", "nll", "ece", "agreement", "kl_teacher_student", "mu_s_train", "mu_f_test", "data_usage"):
+        assert k in m1
+    assert m1["robust_fgsm@0"] == pytest.approx(m1["robustness"]["fgsm"][0])
