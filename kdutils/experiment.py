@@ -167,6 +167,7 @@ class Experiment:
             net, self.split, method, recipe,
             teacher=teacher.model if (teacher is not None and method.needs_teacher) else None,
             seed=seed, device=self.device, sample_weight=sample_weight, resume=resume,
+            teacher_logits=self.logits(teacher, "train", persist=True) if (teacher is not None and method.needs_teacher and not recipe.augment) else None,
             checkpoint=lambda state: self.store.save_checkpoint(key, state),
             progress=self.progress, desc=f"{role} {model} {method.name} s{seed}",
         )  # fmt: skip
@@ -186,13 +187,25 @@ class Experiment:
         return Run(key, config, net.eval(), record, artifacts, reused=False)
 
     # ---------------------------------------------------------------- evaluation
-    def logits(self, run: Run, part: str = "test") -> torch.Tensor:
-        """Cached logits of a run's model on ``train``, ``val`` or ``test``."""
+    def logits(self, run: Run, part: str = "test", *, persist: bool = False) -> torch.Tensor:
+        """Logits of a run's model on ``train``, ``val`` or ``test`` (eval mode, no augmentation).
+
+        Kept in memory for this experiment; with ``persist`` (a teacher's ``train`` logits) also
+        on disk next to the run, so every student of one teacher, in every notebook, reuses one
+        pass over the training set.
+        """
         k = (run.key, part)
-        if k not in self._logits:
-            x = {"train": self.split.train_x, "val": self.split.val_x, "test": self.split.test_x}[part]
-            self._logits[k] = M.predict_logits(run.model, x, device=self.device)
-        return self._logits[k]
+        if k in self._logits:
+            return self._logits[k]
+        x = {"train": self.split.train_x, "val": self.split.val_x, "test": self.split.test_x}[part]
+        disk = f"logits-{part}-{config_key(self.data_config())}"
+        z = self.store.load_tensor(run.key, disk) if persist else None
+        if z is None or z.shape[0] != len(x):
+            z = M.predict_logits(run.model, x, device=self.device)
+            if persist:
+                self.store.save_tensor(run.key, disk, z)
+        self._logits[k] = z
+        return z
 
     def eval_config(self, teacher: Run | None, robustness: bool) -> dict:
         s = self.settings

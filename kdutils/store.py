@@ -186,6 +186,21 @@ class RunStore:
     def save_eval(self, key: str, eval_key: str, result: dict) -> None:
         atomic_write_json(result, self.path(key) / f"eval-{eval_key}.json")
 
+    # ---- tensors derived from a finished run (e.g. a teacher's logits on the training set)
+    def load_tensor(self, key: str, name: str) -> torch.Tensor | None:
+        p = self.path(key) / f"{name}.pt"
+        if not p.exists():
+            return None
+        try:
+            return self._read_torch(p)
+        except CorruptRecordError as exc:
+            warnings.warn(f"{exc}; recomputing it")
+            p.unlink(missing_ok=True)
+            return None
+
+    def save_tensor(self, key: str, name: str, tensor: torch.Tensor) -> None:
+        atomic_torch_save(tensor, self.path(key) / f"{name}.pt")
+
     def keys(self) -> list[str]:
         if not self.root.exists():
             return []

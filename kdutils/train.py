@@ -23,6 +23,7 @@ from .errors import NonFiniteLossError, UnknownNameError
 from .metrics import predict_logits
 from .methods.base import Batch, Method
 from .registry import Registry
+from .runtime import tune_cpu_allocator
 
 OPTIMIZERS: Registry[Callable[..., torch.optim.Optimizer]] = Registry("optimizer")
 SCHEDULES: Registry[Callable[..., Any]] = Registry("schedule")
@@ -117,6 +118,7 @@ def fit(
     seed: int = 0,
     device: torch.device | str = "cpu",
     sample_weight: torch.Tensor | None = None,
+    teacher_logits: torch.Tensor | None = None,
     resume: dict | None = None,
     checkpoint: Callable[[dict], None] | None = None,
     progress: bool = True,
@@ -125,13 +127,16 @@ def fit(
     """Train ``student`` on ``split`` with ``method`` following ``recipe``.
 
     * Teacher logits are precomputed once (teacher in eval mode) when the recipe has
-      no augmentation, else computed per batch under ``no_grad``.
+      no augmentation, else computed per batch under ``no_grad``. Pass ``teacher_logits``
+      (N_train, classes) to reuse logits computed before (``Experiment`` caches them per
+      teacher, so every student of one teacher shares one forward pass over the data).
     * ``sample_weight`` (N_train,) is handed to the method per batch (e.g. significance).
     * ``checkpoint(state)`` is called after every epoch with everything needed to
       resume; pass that state back as ``resume`` to continue bit-identically.
     * A non-finite loss raises :class:`NonFiniteLossError` naming method, epoch, step.
     """
     device = torch.device(device)
+    tune_cpu_allocator()
     student.to(device)
     if method.needs_teacher and teacher is None:
         raise ValueError(f"method {method.name!r} needs a teacher; pass teacher=...")
@@ -158,9 +163,14 @@ def fit(
         history = list(resume["history"])
         start_epoch, skipped = resume["epoch"], resume.get("steps_skipped", 0)
 
-    teacher_logits = None
-    if teacher is not None and method.needs_teacher and not recipe.augment:
-        teacher_logits = predict_logits(teacher, split.train_x, device=device).to(device)
+    if not (teacher is not None and method.needs_teacher and not recipe.augment):
+        teacher_logits = None  # augmented batches need a teacher forward per batch
+    elif teacher_logits is None:
+        teacher_logits = predict_logits(teacher, split.train_x, device=device)
+    if teacher_logits is not None:
+        if teacher_logits.shape[0] != n:
+            raise ValueError(f"teacher_logits has {teacher_logits.shape[0]} rows, the training split {n}")
+        teacher_logits = teacher_logits.to(device)
     sw = sample_weight.to(device) if sample_weight is not None else None
 
     from tqdm.auto import tqdm
