@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib.pyplot as plt
+import matplotlib.ticker as mticker
 import numpy as np
 import pandas as pd
 import seaborn as sns
@@ -382,6 +383,11 @@ def line_with_spread(
         else:
             positive = xv[xv > 0]
             ax.set_xscale("symlog", linthresh=float(positive.min()) if len(positive) else 1.0)
+        ticks = np.unique(xv.dropna().to_numpy(dtype=float))
+        if len(ticks) <= 12:  # label the measured x values themselves, not powers of ten
+            ax.xaxis.set_major_locator(mticker.FixedLocator(ticks))
+            ax.xaxis.set_major_formatter(mticker.FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.xaxis.set_minor_locator(mticker.NullLocator())
     ax.set_xlabel(xlabel or x)
     ax.set_ylabel(ylabel or y)
     ax.set_title(title or f"{ylabel or y} vs {xlabel or x} (mean ± std over seeds)")

@@ -45,13 +45,14 @@ _GENERIC = dict(teacher="lenet5", student="lenet5_half", recipe=_ADAM, epsilons=
 #: sizes per (profile, dataset); "*" is the fallback for a dataset not listed.
 _SIZES: dict[str, dict[str, dict[str, Any]]] = {
     "smoke": {
-        "*": dict(teacher_epochs=3, student_epochs=2, seeds=2, train_subset=None, test_subset=None,
-                  attack_samples=64, pgd_steps=3, batch_size=64),
+        # digits has 1.2k training images: small batches and a higher learning rate give enough steps
+        "*": dict(teacher_epochs=8, student_epochs=6, seeds=2, train_subset=None, test_subset=None,
+                  attack_samples=64, pgd_steps=3, batch_size=32, lr=3e-3),
     },
     "quick": {
         "*": dict(teacher_epochs=4, student_epochs=3, seeds=3, train_subset=None, test_subset=None,
                   attack_samples=500, pgd_steps=10),
-        "fashion_mnist": dict(teacher_epochs=6),
+        "fashion_mnist": dict(teacher_epochs=10),
         "cifar10": dict(teacher_epochs=15, student_epochs=10, seeds=1, train_subset=10000, test_subset=2000,
                         attack_samples=300, pgd_steps=7),
     },
@@ -123,8 +124,9 @@ def configure(profile: str = "quick", dataset: str | None = None, **overrides) -
     t_epochs = ov.pop("teacher_epochs", sizes["teacher_epochs"])
     s_epochs = ov.pop("student_epochs", ov.pop("epochs", sizes["student_epochs"]))
     recipe_changes = {k: ov.pop(k) for k in ("batch_size", "lr", "optimizer", "schedule", "augment") if k in ov}
-    if "batch_size" not in recipe_changes and "batch_size" in sizes:
-        recipe_changes["batch_size"] = sizes["batch_size"]
+    for k in ("batch_size", "lr"):  # a profile may size these too (smoke does)
+        if k not in recipe_changes and k in sizes:
+            recipe_changes[k] = sizes[k]
     recipe: Recipe = base["recipe"]
     seeds = ov.pop("seeds", sizes["seeds"])
     seeds = tuple(range(seeds)) if isinstance(seeds, int) else tuple(int(s) for s in seeds)

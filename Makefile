@@ -1,0 +1,32 @@
+# kd-notebooks: set-up, the papermill batch, the tests, JupyterLab.
+#   make reproduce   create .venv if needed, install, execute every notebook at PROFILE (default quick)
+#   make test        create .venv if needed, install, run the whole test suite
+#   make lab         JupyterLab with the project's kernel registered
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+PROFILE ?= quick
+ONLY   ?=
+
+.PHONY: setup reproduce test lab clean-runs
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e ".[test]"
+	touch $@
+
+reproduce: setup
+	$(BIN)/python -m kdutils run --profile $(PROFILE) $(if $(ONLY),--only $(ONLY),)
+
+test: setup
+	$(BIN)/python -m pytest
+
+lab: setup
+	$(BIN)/python -m pip install -q -e ".[lab]"
+	$(BIN)/python -m ipykernel install --user --name kd-notebooks --display-name "Python (kd-notebooks)"
+	$(BIN)/jupyter lab notebooks/
+
+clean-runs:
+	rm -rf runs outputs

@@ -1,0 +1,75 @@
+"""Every notebook at the smoke profile: papermill, assertions on its results.csv, then nbval.
+
+The nbval pass re-executes the executed notebook against an empty run store, so every run is
+trained again and the cells marked ``# NBVAL_CHECK_OUTPUT`` must print the same numbers:
+that is the CPU reproducibility check.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import kdutils as kd
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+#: per notebook: the figures it must write and what its results must show
+EXPECT = {
+    "00_kd_baseline": {
+        "figures": ["sample_images", "teacher_curves", "accuracy_by_method", "student_curves",
+                    "temperature_sweep", "robustness", "reliability"],  # fmt: skip
+        "methods": ["teacher", "student alone", "KD"],
+    },
+}
+
+
+def _execute(nb: Path, tmp: Path) -> tuple[Path, Path, Path]:
+    import papermill as pm
+
+    out, res, fig = tmp / nb.name, tmp / "results", tmp / "figures"
+    pm.execute_notebook(
+        str(nb), str(out), cwd=str(nb.parent), kernel_name="python3", progress_bar=False,
+        parameters={"profile": "smoke", "output_dir": str(res), "figures_dir": str(fig), "progress": False},
+    )  # fmt: skip
+    return out, res, fig
+
+
+def test_every_notebook_has_expectations():
+    assert NOTEBOOKS, "no notebooks found"
+    assert {nb.stem for nb in NOTEBOOKS} <= set(EXPECT), "add the new notebook to EXPECT"
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=[nb.stem for nb in NOTEBOOKS])
+def test_notebook_smoke_then_nbval(nb, tmp_path, monkeypatch):
+    monkeypatch.setenv("KD_RUNS_ROOT", str(tmp_path / "runs"))
+    out, res, fig = _execute(nb, tmp_path)
+    expect = EXPECT[nb.stem]
+
+    df = kd.read_results(res / "results.csv")
+    assert set(df["notebook"]) == {nb.stem} and set(df["profile"]) == {"smoke"} and set(df["dataset"]) == {"digits"}
+    acc = df[df.metric == "accuracy"]
+    for m in expect["methods"]:
+        assert m in set(acc.method), f"{m} missing from results.csv"
+    assert acc.value.between(0, 1).all()
+    students = acc[acc.method.isin([m for m in expect["methods"] if m != "teacher"])]
+    assert (students.groupby("method").seed.nunique() == 2).all(), "smoke runs two seeds per method"
+    assert float(acc[acc.method == "teacher"].value.iloc[0]) > 0.5, "smoke teacher should be far above chance (0.1)"
+    assert students.value.mean() > 0.2, "smoke students should be above chance (0.1)"
+    for name in expect["figures"]:
+        p = fig / f"{name}.png"
+        assert p.exists() and p.stat().st_size > 1000, f"figure {p} missing"
+
+    env = {**os.environ, "KD_RUNS_ROOT": str(tmp_path / "runs_again"), "MPLBACKEND": "Agg"}
+    r = subprocess.run(
+        [sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-current-env", "-p", "no:cacheprovider", "-q", str(out)],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert r.returncode == 0, f"nbval re-execution differs or fails:\n{r.stdout[-4000:]}\n{r.stderr[-2000:]}"
+    assert any((tmp_path / "runs_again").iterdir()), "the re-execution should have retrained into the fresh store"
