@@ -55,3 +55,46 @@ def kd_loss(
     Defaults (tau 4, weights 0.1 / 0.9) are this project's KD baseline (cckd.md).
     """
     return ce_weight * cross_entropy(z_s, y) + kd_weight * kd_kl(z_s, z_t, tau)
+
+
+# ---------------------------------------------------------------- confidence conditioned KD
+# Mishra and Sundaram, "Confidence Conditioned Knowledge Distillation", arXiv 2107.06993 (2021).
+
+
+def teacher_confidence(z_t: torch.Tensor, y: torch.Tensor, tau: float = 1.0) -> torch.Tensor:
+    """CCKD's per-sample weight ``lambda_i = softmax(z_t[i] / tau)[y_i]`` (detached), in [0, 1].
+
+    [paper, Fig. 1] lambda is the teacher's probability on the true class; [ours] at tau = 1
+    by default (``lambda_tau``), the abstract's "confidence assigned by the teacher".
+    """
+    return F.softmax(z_t.detach() / tau, dim=1).gather(1, y[:, None]).squeeze(1)
+
+
+def cckd_l_loss(z_s: torch.Tensor, z_t: torch.Tensor, y: torch.Tensor, lam: torch.Tensor, tau: float = 4.0) -> torch.Tensor:
+    """CCKD-L, the sample-specific loss [paper]:
+
+    ``l_i = lambda_i * tau^2 KL(p_T || p_S) + (1 - lambda_i) * CE(y_i, z_S)``
+    ([ours]: the KD term with Hinton's tau^2 scaling). lambda = 1 gives the KD term alone,
+    lambda = 0 plain cross-entropy.
+    """
+    return lam * kd_kl(z_s, z_t, tau) + (1.0 - lam) * cross_entropy(z_s, y)
+
+
+def cckd_t_target(z_t: torch.Tensor, y: torch.Tensor, lam: torch.Tensor, tau: float = 4.0) -> torch.Tensor:
+    """CCKD-T's sample-specific target [paper, eqs. 4-6]:
+
+    ``t_i = lambda_i * softmax(z_t[i] / tau) + (1 - lambda_i) * onehot(y_i)``, renormalised to
+    sum to 1 (it already does up to rounding). Detached.
+    """
+    p_t = F.softmax(z_t.detach() / tau, dim=1)
+    onehot = F.one_hot(y, p_t.shape[1]).to(p_t.dtype)
+    t = lam[:, None] * p_t + (1.0 - lam[:, None]) * onehot
+    return t / t.sum(dim=1, keepdim=True)
+
+
+def kl_to_target(z_s: torch.Tensor, target: torch.Tensor, tau: float = 4.0, scale: bool = True) -> torch.Tensor:
+    """``tau^2 KL(target || softmax(z_s / tau))`` per sample, for any target distribution
+    (zeros allowed: 0 log 0 = 0). With ``target = softmax(z_t / tau)`` this is :func:`kd_kl`."""
+    log_p_s = F.log_softmax(z_s / tau, dim=1)
+    kl = (torch.xlogy(target, target) - target * log_p_s).sum(dim=1)
+    return kl * (tau * tau) if scale else kl

@@ -88,10 +88,15 @@ def register_method(name: str):
 def create_method(spec: str | dict | Method, **params) -> Method:
     """``create_method("kd", tau=2)`` or ``create_method({"name": "kd", "tau": 2})``.
 
-    An unknown method or parameter raises an error that names the valid choices.
+    A wrapper can be written as a suffix: ``"kd+sr"`` is ``{"name": "sr", "inner": {"name": "kd"}}``
+    (the inner method's parameters go in ``inner``). An unknown method or parameter raises an
+    error that names the valid choices.
     """
     if isinstance(spec, Method):
         return spec
+    if isinstance(spec, str) and "+" in spec:
+        inner, _, wrapper = spec.rpartition("+")
+        return create_method({"name": wrapper, "inner": inner}, **params)
     if isinstance(spec, dict):
         params = {**{k: v for k, v in spec.items() if k != "name"}, **params}
         spec = spec.get("name")  # type: ignore[assignment]
