@@ -26,6 +26,11 @@ EXPECT = {
                     "temperature_sweep", "robustness", "reliability"],  # fmt: skip
         "methods": ["teacher", "student alone", "KD"],
     },
+    "01_cckd": {
+        "figures": [f"{f}_digits" for f in ("accuracy", "sr_usage", "retention", "robustness", "robust_margin",
+                                            "reliability", "ablations")],  # fmt: skip
+        "methods": ["teacher", "student alone", "KD", "CCKD-L", "CCKD-T", "CCKD-T+SR", "CCKD-L+SR", "KD+SR"],
+    },
 }
 
 
