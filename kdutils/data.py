@@ -26,6 +26,7 @@ image_folder    ``image_folder:<path>`` with ``<path>/{train,test}/<class>/*.png
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import os
 import struct
@@ -131,6 +132,11 @@ class Split:
     @property
     def input_size(self) -> int:
         return int(self.train_x.shape[-1])
+
+    def subset(self, rows: torch.Tensor) -> "Split":
+        """The same split with only ``rows`` of the training part (validation and test unchanged)."""
+        rows = torch.as_tensor(rows, dtype=torch.long)
+        return dataclasses.replace(self, train_x=self.train_x[rows], train_y=self.train_y[rows], train_index=self.train_index[rows])
 
     def describe(self) -> dict:
         return {

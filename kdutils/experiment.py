@@ -71,7 +71,7 @@ class Run:
 
     @property
     def data_usage(self) -> float:
-        """Sample-epochs used relative to every sample in every epoch (plain KD = 1)."""
+        """Sample-epochs used relative to every sample of its training data in every epoch (plain KD = 1)."""
         n, epochs = len(self.participation), self.config["recipe"]["epochs"]
         return self.sample_epochs / max(1, n * epochs)
 
@@ -132,15 +132,24 @@ class Experiment:
         teacher: Run | None = None,
         sample_weight: torch.Tensor | None = None,
         sample_weight_id: str | None = None,
+        train_rows: torch.Tensor | None = None,
+        train_rows_id: str | None = None,
         role: str = "student",
         force: bool = False,
     ) -> Run:
-        """Train (or reuse, or resume) one run. ``force=True`` retrains from scratch."""
+        """Train (or reuse, or resume) one run. ``force=True`` retrains from scratch.
+
+        ``sample_weight`` (one per training row, e.g. significance) and ``train_rows`` (train
+        on these rows of the training split only, e.g. after pruning) are part of the run's
+        identity through the ids given with them (say where they come from, e.g. a run key).
+        """
         method = create_method(method)
         if method.needs_teacher and teacher is None:
             raise ValueError(f"method {method.name!r} needs a teacher run: pass teacher=exp.teacher()")
         if sample_weight is not None and not sample_weight_id:
             raise ValueError("pass sample_weight_id (e.g. the run key the weights come from) with sample_weight")
+        if train_rows is not None and not train_rows_id:
+            raise ValueError("pass train_rows_id (how the rows were chosen) with train_rows")
         config = {
             "data": self.data_config(),
             "model": model,
@@ -150,6 +159,8 @@ class Experiment:
             "teacher": teacher.key if (teacher is not None and method.needs_teacher) else None,
             "sample_weight": sample_weight_id,
         }
+        if train_rows is not None:  # absent otherwise, so earlier runs keep their keys
+            config["train_rows"] = train_rows_id
         key = config_key(config)
         if force:
             self.store.discard(key)
@@ -163,11 +174,18 @@ class Experiment:
         net = self.new_model(model, seed)
         self.store.begin(key, config)
         t0 = time.perf_counter()
+        split, t_logits = self.split, None
+        if teacher is not None and method.needs_teacher and not recipe.augment:
+            t_logits = self.logits(teacher, "train", persist=True)
+        if train_rows is not None:
+            train_rows = torch.as_tensor(train_rows, dtype=torch.long)
+            split = split.subset(train_rows)
+            t_logits = t_logits[train_rows] if t_logits is not None else None
+            sample_weight = sample_weight[train_rows] if sample_weight is not None else None
         result = fit(
-            net, self.split, method, recipe,
+            net, split, method, recipe,
             teacher=teacher.model if (teacher is not None and method.needs_teacher) else None,
-            seed=seed, device=self.device, sample_weight=sample_weight, resume=resume,
-            teacher_logits=self.logits(teacher, "train", persist=True) if (teacher is not None and method.needs_teacher and not recipe.augment) else None,
+            seed=seed, device=self.device, sample_weight=sample_weight, resume=resume, teacher_logits=t_logits,
             checkpoint=lambda state: self.store.save_checkpoint(key, state),
             progress=self.progress, desc=f"{role} {model} {method.name} s{seed}",
         )  # fmt: skip
@@ -182,7 +200,7 @@ class Experiment:
             "torch": torch.__version__,
             "code_version": CODE_VERSION,
         }
-        artifacts = {"participation": result.participation, "train_index": self.split.train_index}
+        artifacts = {"participation": result.participation, "train_index": split.train_index}
         self.store.finish(key, record, net.state_dict(), artifacts)
         return Run(key, config, net.eval(), record, artifacts, reused=False)
 
@@ -240,7 +258,8 @@ class Experiment:
             "ece": M.ece(z, y_test),
             "val_accuracy": M.accuracy(self.logits(run, "val"), self.split.val_y) if len(self.split.val_y) else float("nan"),
             "sample_epochs": run.sample_epochs,
-            "data_usage": run.data_usage,
+            # relative to KD on the whole training split (a run on a pruned subset uses less)
+            "data_usage": run.sample_epochs / max(1, len(y_train) * run.config["recipe"]["epochs"]),
             "seconds_per_epoch": run.seconds_per_epoch,
             "reliability": M.reliability(z, y_test),
         }

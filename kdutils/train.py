@@ -173,7 +173,9 @@ def fit(
         teacher_logits = teacher_logits.to(device)
     sw = sample_weight.to(device) if sample_weight is not None else None
 
-    from tqdm.auto import tqdm
+    with warnings.catch_warnings():  # tqdm.auto warns in Jupyter without ipywidgets; text bars are fine
+        warnings.simplefilter("ignore")
+        from tqdm.auto import tqdm
 
     bar = tqdm(range(start_epoch, recipe.epochs), desc=desc or method.name, disable=not progress, leave=False, initial=start_epoch, total=recipe.epochs)
     step = start_epoch * len(batches)

@@ -13,7 +13,7 @@ import kdutils as kd
     [
         (lambda: kd.load_dataset("mnsit"), r"unknown dataset 'mnsit'; valid choices: .*fashion_mnist.*mnist"),
         (lambda: kd.create_model("resnet21"), r"unknown model 'resnet21'; valid choices: .*lenet5.*resnet20"),
-        (lambda: kd.create_method("hinton"), r"unknown method 'hinton'; valid choices: cckd_l, cckd_t, ce, kd, sr"),
+        (lambda: kd.create_method("hinton"), r"unknown method 'hinton'; valid choices: cckd_l, cckd_t, ce, kd, significance, sr"),
         (lambda: kd.configure("fast"), r"unknown profile 'fast'; valid choices: paper, quick, smoke"),
         (lambda: kd.configure("smoke", "imagenet21k"), r"unknown dataset 'imagenet21k'"),
         (lambda: kd.configure("smoke", epoch=3), r"unknown override 'epoch'; valid choices: .*epochs"),

@@ -7,6 +7,6 @@ change.
 """
 
 from .base import METHODS, Batch, Method, Terms, create_method, method_names, register_method
-from . import ce, confidence_conditioned, kd, self_regulation  # noqa: F401  (registration)
+from . import ce, confidence_conditioned, kd, self_regulation, significance  # noqa: F401  (registration)
 
 __all__ = ["METHODS", "Batch", "Method", "Terms", "create_method", "method_names", "register_method"]

@@ -1,0 +1,69 @@
+"""Significance-based distillation (Mishra and Sundaram, arXiv 2102.07125, 2021).
+
+[paper] A sample's significance s_i is the number of epochs in which it took part in the
+self-regulated teacher's training; the student's per-sample distillation losses are weighted by
+it. In kdutils s_i is simply the teacher run's participation counts (``Run.participation``).
+
+[ours] Weights ``w_i = s_i / max_j s_j`` (default), or ``s_i / epochs``, or ``sqrt(s_i / max_j s_j)``
+(:func:`significance_weights`); the batch loss is ``sum_i w_i l_i / sum_i w_i`` (the trainer's
+reduction), so samples with s_i = 0 never take part. ``max`` and ``epochs`` differ by a constant
+factor only, which that reduction cancels: they train identically. l_i is the inner method's
+loss (default: the KD baseline).
+
+Hybrid distillation [paper] = this method wrapped in the SR gate: ``{"name": "sr", "inner":
+{"name": "significance"}}`` or ``"significance+sr"``: weights = significance x gate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from ..errors import UnknownNameError
+from .base import Batch, Method, Terms, create_method, register_method
+
+WEIGHTINGS = ("max", "epochs", "sqrt")
+
+
+def significance_weights(participation: torch.Tensor, weighting: str = "max", epochs: int | None = None) -> torch.Tensor:
+    """Per-sample weights from significance counts s_i (float32, in [0, 1])."""
+    s = participation.to(torch.float32)
+    top = float(s.max()) if len(s) else 0.0
+    if weighting == "max":
+        return s / top if top > 0 else s
+    if weighting == "epochs":
+        if not epochs:
+            raise ValueError("weighting 'epochs' needs the teacher's number of epochs")
+        return s / float(epochs)
+    if weighting == "sqrt":
+        return (s / top).sqrt() if top > 0 else s
+    raise UnknownNameError("significance weighting", weighting, WEIGHTINGS)
+
+
+@register_method("significance")
+@dataclass
+class SignificanceWeighted(Method):
+    """Weight the inner method's per-sample losses by the significance weights of the batch.
+
+    The weights come with the data (``Batch.sample_weight``: pass
+    ``sample_weight=significance_weights(teacher.participation)`` to the trainer).
+    """
+
+    inner: Any = field(default_factory=lambda: {"name": "kd"})
+
+    def __post_init__(self) -> None:
+        self.inner = create_method(self.inner)
+
+    @property
+    def needs_teacher(self) -> bool:  # type: ignore[override]
+        return self.inner.needs_teacher
+
+    def __call__(self, b: Batch) -> Terms:
+        if b.sample_weight is None:
+            raise ValueError("method 'significance' needs per-sample weights: train with sample_weight=significance_weights(...)")
+        terms = self.inner(b)
+        w = b.sample_weight.to(terms.per_sample.dtype)
+        w = w if terms.weight is None else terms.weight * w
+        return Terms(terms.per_sample, weight=w, batch=terms.batch, parts={**terms.parts, "significance": b.sample_weight})
