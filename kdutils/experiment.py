@@ -150,13 +150,14 @@ class Experiment:
             raise ValueError("pass sample_weight_id (e.g. the run key the weights come from) with sample_weight")
         if train_rows is not None and not train_rows_id:
             raise ValueError("pass train_rows_id (how the rows were chosen) with train_rows")
+        distils = teacher is not None and method.needs_teacher
         config = {
             "data": self.data_config(),
             "model": model,
             "method": method.params(),
             "recipe": recipe.to_dict(),
             "seed": int(seed),
-            "teacher": teacher.key if (teacher is not None and method.needs_teacher) else None,
+            "teacher": teacher.key if distils else None,
             "sample_weight": sample_weight_id,
         }
         if train_rows is not None:  # absent otherwise, so earlier runs keep their keys
@@ -175,7 +176,7 @@ class Experiment:
         self.store.begin(key, config)
         t0 = time.perf_counter()
         split, t_logits = self.split, None
-        if teacher is not None and method.needs_teacher and not recipe.augment:
+        if distils and not recipe.augment:  # augmented batches need the teacher per batch
             t_logits = self.logits(teacher, "train", persist=True)
         if train_rows is not None:
             train_rows = torch.as_tensor(train_rows, dtype=torch.long)
@@ -184,7 +185,7 @@ class Experiment:
             sample_weight = sample_weight[train_rows] if sample_weight is not None else None
         result = fit(
             net, split, method, recipe,
-            teacher=teacher.model if (teacher is not None and method.needs_teacher) else None,
+            teacher=teacher.model if distils else None,
             seed=seed, device=self.device, sample_weight=sample_weight, resume=resume, teacher_logits=t_logits,
             checkpoint=lambda state: self.store.save_checkpoint(key, state),
             progress=self.progress, desc=f"{role} {model} {method.name} s{seed}",

@@ -171,32 +171,26 @@ class RunStore:
     def discard(self, key: str) -> None:
         shutil.rmtree(self.path(key), ignore_errors=True)
 
-    # ---- cached evaluations
-    def load_eval(self, key: str, eval_key: str) -> dict | None:
-        p = self.path(key) / f"eval-{eval_key}.json"
-        if not p.exists():
+    # ---- things derived from a finished run: cached evaluations, a teacher's logits
+    def _load_derived(self, path: Path, read) -> Any:
+        """Read a derived file; an unreadable one is deleted (it is recomputed), never trusted."""
+        if not path.exists():
             return None
         try:
-            return self._read_json(p)
+            return read(path)
         except CorruptRecordError as exc:
-            warnings.warn(f"cached evaluation {p} is unreadable ({exc}); recomputing it")
-            p.unlink(missing_ok=True)
+            warnings.warn(f"{exc}; deleting it, it will be recomputed")
+            path.unlink(missing_ok=True)
             return None
+
+    def load_eval(self, key: str, eval_key: str) -> dict | None:
+        return self._load_derived(self.path(key) / f"eval-{eval_key}.json", self._read_json)
 
     def save_eval(self, key: str, eval_key: str, result: dict) -> None:
         atomic_write_json(result, self.path(key) / f"eval-{eval_key}.json")
 
-    # ---- tensors derived from a finished run (e.g. a teacher's logits on the training set)
     def load_tensor(self, key: str, name: str) -> torch.Tensor | None:
-        p = self.path(key) / f"{name}.pt"
-        if not p.exists():
-            return None
-        try:
-            return self._read_torch(p)
-        except CorruptRecordError as exc:
-            warnings.warn(f"{exc}; recomputing it")
-            p.unlink(missing_ok=True)
-            return None
+        return self._load_derived(self.path(key) / f"{name}.pt", self._read_torch)
 
     def save_tensor(self, key: str, name: str, tensor: torch.Tensor) -> None:
         atomic_torch_save(tensor, self.path(key) / f"{name}.pt")

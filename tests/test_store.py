@@ -117,3 +117,23 @@ def test_evaluation_is_cached(store):
     for k in ("accuracy", "nll", "ece", "agreement", "kl_teacher_student", "mu_s_train", "mu_f_test", "data_usage"):
         assert k in m1
     assert m1["robust_fgsm@0"] == pytest.approx(m1["robustness"]["fgsm"][0])
+
+
+def test_corrupt_cached_evaluation_and_logits_are_recomputed(store):
+    exp = kd.Experiment(_settings(), store)
+    t = exp.teacher()
+    s = exp.student("kd", seed=0, teacher=t)
+    m1 = exp.evaluate(s, t, robustness=False)
+    logits_file = next(store.path(t.key).glob("logits-train-*.pt"))
+    eval_file = next(store.path(s.key).glob("eval-*.json"))
+    logits_file.write_bytes(b"broken")
+    eval_file.write_text("{not json")
+    exp2 = kd.Experiment(_settings(), store)
+    with pytest.warns(UserWarning, match="recomputed"):
+        m2 = exp2.evaluate(s, t, robustness=False)
+    assert m2["accuracy"] == m1["accuracy"]
+    exp3 = kd.Experiment(_settings(), store)  # nothing in memory yet: the logits come from disk
+    with pytest.warns(UserWarning, match="recomputed"):
+        z = exp3.logits(t, "train", persist=True)
+    assert z.shape == (len(exp3.split.train_y), 10)
+    assert torch.equal(torch.load(logits_file), z)  # rewritten, sound
