@@ -28,7 +28,7 @@ from .data import Split, load_dataset, make_split
 from .methods.base import Method, create_method
 from .models import count_parameters, create_model
 from .profiles import Settings
-from .store import CODE_VERSION, RunStore, canonical_json, config_key
+from .store import CODE_VERSION, RunStore, config_key
 from .train import Recipe, fit, freeze
 
 EVAL_VERSION = "1"
@@ -68,12 +68,6 @@ class Run:
     @property
     def sample_epochs(self) -> int:
         return int(self.participation.sum())
-
-    @property
-    def data_usage(self) -> float:
-        """Sample-epochs used relative to every sample of its training data in every epoch (plain KD = 1)."""
-        n, epochs = len(self.participation), self.config["recipe"]["epochs"]
-        return self.sample_epochs / max(1, n * epochs)
 
     @property
     def seconds_per_epoch(self) -> float:
@@ -259,7 +253,8 @@ class Experiment:
             "ece": M.ece(z, y_test),
             "val_accuracy": M.accuracy(self.logits(run, "val"), self.split.val_y) if len(self.split.val_y) else float("nan"),
             "sample_epochs": run.sample_epochs,
-            # relative to KD on the whole training split (a run on a pruned subset uses less)
+            # the one definition of data usage: sample-epochs relative to KD on the whole training
+            # split (every sample, every epoch = 1; a run on a pruned subset uses less)
             "data_usage": run.sample_epochs / max(1, len(y_train) * run.config["recipe"]["epochs"]),
             "seconds_per_epoch": run.seconds_per_epoch,
             "reliability": M.reliability(z, y_test),
@@ -318,4 +313,4 @@ def environment() -> dict[str, Any]:
     return info
 
 
-__all__ = ["Experiment", "Run", "resolve_device", "scalar_metrics", "environment", "canonical_json"]
+__all__ = ["Experiment", "Run", "resolve_device", "scalar_metrics", "environment"]
