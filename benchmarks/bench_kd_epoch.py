@@ -26,7 +26,8 @@ peak resident set (``ru_maxrss``) is per variant:
 * ``floor``      the student's forward + backward + Adam step (same loss, against fixed
                  teacher logits) over the same batches, on float tensors already
                  batched on the device: no data loading, no teacher; with the same
-                 allocator setting as kdutils, so it is the floor kdutils can reach.
+                 allocator setting and memory format (channels-last on the CPU) as
+                 kdutils, so it is the floor kdutils can reach.
 
 Each variant runs ``--repeats`` times (round-robin over the variants) and the median
 is reported. The "plain loop" reference is the faster of the two plain variants a user
@@ -251,19 +252,20 @@ def run_kdutils(args, device: torch.device) -> dict:
 
 
 def run_floor(args, device: torch.device) -> dict:
-    from kdutils.runtime import tune_cpu_allocator
+    from kdutils.runtime import match_memory_format, set_memory_format, tune_cpu_allocator
 
     tune_cpu_allocator()  # the same process setting kdutils' fit() applies
     seed_everything(0)
     teacher, student = make_models(device)
     del teacher
+    set_memory_format(student, device)  # the same weight layout fit() picks
     n, bs = 60000, args.batch_size
     g = torch.Generator().manual_seed(0)
     x = torch.rand(n, 1, 28, 28, generator=g)
     y = torch.randint(0, 10, (n,), generator=g)
     t = torch.randn(n, 10, generator=g)  # stands in for precomputed teacher logits
     batches = [
-        (x[i : i + bs].to(device).contiguous(), y[i : i + bs].to(device), t[i : i + bs].to(device))
+        (match_memory_format(student, x[i : i + bs].to(device).contiguous()), y[i : i + bs].to(device), t[i : i + bs].to(device))
         for i in range(0, n, bs)
     ]
 

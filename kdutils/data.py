@@ -340,14 +340,17 @@ def make_split(
     val_fraction: float = 0.1,
     train_subset: int | None = None,
     test_subset: int | None = None,
+    val_subset: int | None = None,
     split_seed: int = 0,
 ) -> Split:
     """Hold out a validation split (fixed seed, stratified) and optionally subsample.
 
     ``train_subset`` keeps that many training images (stratified, also with the fixed
     seed), so a ``quick`` run on a CPU sees a smaller but balanced set;
-    ``test_subset`` does the same for the test set. Normalisation statistics (per
-    channel mean and std in [0, 1]) come from the training part only.
+    ``test_subset`` does the same for the test set and ``val_subset`` for the
+    validation split (a smaller held-out set is cheaper to score after every epoch).
+    Normalisation statistics (per channel mean and std in [0, 1]) come from the
+    training part only.
     """
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
@@ -363,6 +366,8 @@ def make_split(
     val_idx, train_idx = perm[val_mask], perm[~val_mask]
     if train_subset is not None and train_subset < len(train_idx):
         train_idx = _stratified_take(train_idx, data.train_y, train_subset, data.num_classes)
+    if val_subset is not None and val_subset < len(val_idx):
+        val_idx = _stratified_take(val_idx, data.train_y, val_subset, data.num_classes)
     train_idx = train_idx.sort().values
     val_idx = val_idx.sort().values
     test_x, test_y = data.test_x, data.test_y

@@ -28,6 +28,7 @@ from .data import Split, load_dataset, make_split
 from .methods.base import Method, create_method
 from .models import count_parameters, create_model
 from .profiles import Settings
+from .runtime import set_memory_format
 from .store import CODE_VERSION, RunStore, config_key
 from .train import Recipe, fit, freeze
 
@@ -90,20 +91,26 @@ class Experiment:
         t0 = time.perf_counter()
         self.data = load_dataset(settings.dataset, data_root)
         self.split: Split = make_split(
-            self.data, val_fraction=settings.val_fraction, train_subset=settings.train_subset, test_subset=settings.test_subset
-        )
+            self.data, val_fraction=settings.val_fraction, train_subset=settings.train_subset,
+            test_subset=settings.test_subset, val_subset=settings.val_subset,
+        )  # fmt: skip
         self.load_seconds = time.perf_counter() - t0
         self._logits: dict[tuple[str, str], torch.Tensor] = {}
 
     # ---------------------------------------------------------------- training
     def data_config(self) -> dict:
         s = self.settings
-        return {"dataset": s.dataset, "val_fraction": s.val_fraction, "train_subset": s.train_subset, "split_seed": 0}
+        cfg = {"dataset": s.dataset, "val_fraction": s.val_fraction, "train_subset": s.train_subset, "split_seed": 0}
+        if s.val_subset is not None:  # absent otherwise, so earlier runs keep their keys
+            cfg["val_subset"] = s.val_subset
+        return cfg
 
     def new_model(self, name: str, seed: int) -> nn.Module:
         torch.manual_seed(seed)
         sp = self.split
-        return create_model(name, sp.num_classes, sp.in_channels, input_size=sp.input_size, mean=sp.mean, std=sp.std)
+        net = create_model(name, sp.num_classes, sp.in_channels, input_size=sp.input_size, mean=sp.mean, std=sp.std)
+        set_memory_format(net, self.device, self.settings.channels_last)
+        return net
 
     def teacher(self, seed: int = 0, *, method: str | dict | Method = "ce", model: str | None = None,
                 recipe: Recipe | None = None, force: bool = False) -> Run:  # fmt: skip
@@ -181,6 +188,7 @@ class Experiment:
             net, split, method, recipe,
             teacher=teacher.model if distils else None,
             seed=seed, device=self.device, sample_weight=sample_weight, resume=resume, teacher_logits=t_logits,
+            channels_last=self.settings.channels_last,
             checkpoint=lambda state: self.store.save_checkpoint(key, state),
             progress=self.progress, desc=f"{role} {model} {method.name} s{seed}",
         )  # fmt: skip

@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .runtime import match_memory_format
+
 __all__ = [
     "ATTACKS",
     "accuracy",
@@ -276,7 +278,7 @@ def _eval_mode(model: nn.Module) -> Iterator[nn.Module]:
 def predict_logits(
     model: nn.Module,
     x_uint8_or_float: Tensor,
-    batch_size: int = 1024,
+    batch_size: int | None = None,
     device: torch.device | str | None = None,
 ) -> Tensor:
     """Logits of ``model`` on a stack of images, as a CPU float32 tensor.
@@ -286,16 +288,21 @@ def predict_logits(
     eval mode under ``torch.no_grad`` in batches of ``batch_size`` on
     ``device`` (default: the device of the model's first parameter; the model
     must already live there).  The model's train/eval mode is restored.
+    ``batch_size=None`` picks 128 on the CPU (cache-sized: an AlexNet-Half pass
+    over 5k CIFAR images took 1.6 s at 128 and 2.6 s at 1024 on 2 cores) and
+    1024 elsewhere.
     """
+    dev = torch.device(device) if device is not None else _model_device(model)
+    if batch_size is None:
+        batch_size = 128 if dev.type == "cpu" else 1024
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    dev = torch.device(device) if device is not None else _model_device(model)
     dtype = _model_float_dtype(model)
     x = x_uint8_or_float
     outs: list[Tensor] = []
     with _eval_mode(model), torch.no_grad():
         for start in range(0, x.shape[0], batch_size):
-            xb = _to_unit_float(x[start : start + batch_size], dev, dtype)
+            xb = match_memory_format(model, _to_unit_float(x[start : start + batch_size], dev, dtype))
             outs.append(model(xb).detach().float().cpu())
     if not outs:
         raise ValueError("x is empty (N = 0)")

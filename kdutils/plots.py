@@ -388,11 +388,20 @@ def line_with_spread(
             ax.xaxis.set_major_locator(mticker.FixedLocator(ticks))
             ax.xaxis.set_major_formatter(mticker.FuncFormatter(lambda v, _: f"{v:g}"))
             ax.xaxis.set_minor_locator(mticker.NullLocator())
+    else:
+        xv = pd.to_numeric(df[x], errors="coerce").dropna()
+        if len(xv) and (xv == xv.round()).all():  # epochs and counts: no 1.25 ticks
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel(xlabel or x)
     ax.set_ylabel(ylabel or y)
     ax.set_title(title or f"{ylabel or y} vs {xlabel or x} (mean ± std over seeds)")
     if hue is not None:
-        ax.legend(title=hue, fontsize="small")
+        spec = ax.get_subplotspec()
+        if spec is None or spec.is_last_col():
+            # beside the axes, so it never hides a curve (save_figure keeps it with a tight box)
+            ax.legend(title=hue, fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
+        else:  # a panel with another one to its right
+            ax.legend(title=hue, fontsize="small", loc="best")
     return fig
 
 

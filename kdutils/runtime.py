@@ -9,6 +9,13 @@ as PyTorch's CUDA caching allocator does on the GPU.
 
 Applied once per process by :func:`kdutils.fit` on Linux with glibc; ``KD_MALLOC_TUNE=0`` turns
 it off. Nothing happens elsewhere (macOS, Windows, musl).
+
+:func:`set_memory_format` stores a convolutional model's weights (and :func:`fit` its batches) in
+channels-last (NHWC) order on the CPU, where oneDNN's convolutions are faster that way. Measured on
+this project's 2-core machine, per image, train step / forward: LeNet-5 0.097 -> 0.076 /
+0.034 -> 0.026 ms, AlexNet 4.05 -> 3.50 / 1.40 -> 1.10 ms, AlexNet-Half 1.22 -> 1.04 / 0.46 -> 0.32 ms.
+It changes the order of floating-point sums, not the computation; on CUDA (fp32) it is left off
+unless asked for, since its benefit there comes with mixed precision.
 """
 
 from __future__ import annotations
@@ -16,6 +23,9 @@ from __future__ import annotations
 import ctypes
 import os
 import platform
+
+import torch
+import torch.nn as nn
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
@@ -38,3 +48,24 @@ def tune_cpu_allocator(mmap_threshold: int = 32 << 20, trim_threshold: int = 1 <
     except (OSError, AttributeError):
         _done = False
     return _done
+
+
+def set_memory_format(model: nn.Module, device: torch.device | str, channels_last: bool | None = None) -> bool:
+    """Put ``model``'s weights in channels-last order (or back); returns whether it is channels-last.
+
+    ``channels_last=None`` decides: on for a model with a 2-D convolution on the CPU, off
+    otherwise. The choice is remembered on the model (``model.kd_channels_last``) so that
+    :func:`kdutils.fit` and :func:`kdutils.metrics.predict_logits` lay out its inputs to match.
+    """
+    if channels_last is None:
+        channels_last = torch.device(device).type == "cpu" and any(isinstance(m, nn.Conv2d) for m in model.modules())
+    model.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    model.kd_channels_last = bool(channels_last)
+    return bool(channels_last)
+
+
+def match_memory_format(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``x`` in the layout :func:`set_memory_format` chose for ``model`` (4-D inputs only)."""
+    if x.dim() == 4 and getattr(model, "kd_channels_last", False):
+        return x.contiguous(memory_format=torch.channels_last)
+    return x

@@ -23,7 +23,7 @@ from .errors import NonFiniteLossError, UnknownNameError
 from .metrics import predict_logits
 from .methods.base import Batch, Method
 from .registry import Registry
-from .runtime import tune_cpu_allocator
+from .runtime import match_memory_format, set_memory_format, tune_cpu_allocator
 
 OPTIMIZERS: Registry[Callable[..., torch.optim.Optimizer]] = Registry("optimizer")
 SCHEDULES: Registry[Callable[..., Any]] = Registry("schedule")
@@ -123,6 +123,7 @@ def fit(
     checkpoint: Callable[[dict], None] | None = None,
     progress: bool = True,
     desc: str = "",
+    channels_last: bool | None = None,
 ) -> FitResult:
     """Train ``student`` on ``split`` with ``method`` following ``recipe``.
 
@@ -134,14 +135,18 @@ def fit(
     * ``checkpoint(state)`` is called after every epoch with everything needed to
       resume; pass that state back as ``resume`` to continue bit-identically.
     * A non-finite loss raises :class:`NonFiniteLossError` naming method, epoch, step.
+    * ``channels_last`` (None: on for convolutional models on the CPU) stores the models'
+      weights and each batch in NHWC order; see :mod:`kdutils.runtime`.
     """
     device = torch.device(device)
     tune_cpu_allocator()
     student.to(device)
+    set_memory_format(student, device, channels_last)
     if method.needs_teacher and teacher is None:
         raise ValueError(f"method {method.name!r} needs a teacher; pass teacher=...")
     if teacher is not None:
         freeze(teacher.to(device))
+        set_memory_format(teacher, device, channels_last)
     n = len(split.train_y)
     gen = torch.Generator().manual_seed(seed)
     batches = Batches(
@@ -185,6 +190,7 @@ def fit(
         sums: dict[str, float] = {}
         loss_sum, correct, seen, took_part = 0.0, 0, 0, 0
         for idx, xb, yb in batches:
+            xb = match_memory_format(student, xb)
             logits = student(xb)
             if teacher_logits is not None:
                 tl = teacher_logits[idx.to(device)]

@@ -107,3 +107,15 @@ def test_batches_cover_every_sample_once_per_epoch():
     assert sorted(seen.tolist()) == list(range(10)) and len(b) == 3
     for idx, xb, yb in b:
         assert torch.equal(yb, idx) and torch.allclose(xb.flatten() * 255, idx.float())
+
+
+def test_val_subset_is_balanced_held_out_and_leaves_training_alone():
+    d = kd.load_dataset("digits")
+    full = kd.make_split(d, val_fraction=0.2)
+    s = kd.make_split(d, val_fraction=0.2, val_subset=100)
+    assert len(s.val_y) == 100 and torch.bincount(s.val_y, minlength=10).tolist() == [10] * 10
+    assert torch.equal(s.train_index, full.train_index)  # the training part does not move
+    # the smaller validation set is drawn from the full one (still held out from training)
+    full_rows = {tuple(r.flatten().tolist()) for r in full.val_x}
+    assert all(tuple(r.flatten().tolist()) in full_rows for r in s.val_x)
+    assert torch.equal(kd.make_split(d, val_fraction=0.2, val_subset=100).val_x, s.val_x)  # fixed seed

@@ -164,3 +164,31 @@ def test_recipe_schedules_and_errors():
         kd.Recipe(schedule="linear")
     with pytest.raises(kd.UnknownNameError, match="recipe parameter"):
         kd.Recipe().replace(epoch=3)
+
+
+def test_channels_last_is_chosen_for_conv_nets_on_the_cpu_only(digits_split):
+    from kdutils.runtime import match_memory_format, set_memory_format
+
+    conv, mlp = _model(digits_split, "lenet5_half"), _model(digits_split)
+    assert set_memory_format(conv, "cpu") is True and conv.kd_channels_last
+    w = next(p for p in conv.parameters() if p.dim() == 4 and p.shape[1] > 1)
+    assert w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous()
+    assert set_memory_format(mlp, "cpu") is False
+    assert set_memory_format(conv, "cuda") is False and w.is_contiguous()  # not chosen on CUDA: back to NCHW
+    x = torch.rand(2, 3, 5, 5)
+    assert match_memory_format(conv, x).is_contiguous()  # conv is NCHW again
+    set_memory_format(conv, "cpu", channels_last=True)
+    assert match_memory_format(conv, x).is_contiguous(memory_format=torch.channels_last)
+
+
+def test_channels_last_changes_rounding_not_results(digits_split):
+    """The same training in NHWC and NCHW: equal up to float rounding, and NHWC is itself deterministic."""
+
+    def once(cl):
+        r = kd.fit(_model(digits_split, "lenet5_half"), digits_split, kd.create_method("ce"),
+                   kd.Recipe(epochs=2, batch_size=64), seed=3, progress=False, channels_last=cl)  # fmt: skip
+        return [h["loss"] for h in r.history]
+
+    nhwc, nchw = once(True), once(False)
+    assert nhwc == once(True)
+    assert nhwc == pytest.approx(nchw, rel=1e-4)
