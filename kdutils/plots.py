@@ -316,10 +316,17 @@ def bar_with_spread(
                     "palette": {h: "0.15" for h in hue_order}}
     else:
         strip_kw = {"color": "0.15"}
-    sns.stripplot(
-        data=df, x=x, y=y, order=order, size=4, jitter=0.12, alpha=0.8,
-        legend=False, ax=ax, **strip_kw,
-    )
+    # seaborn draws the jitter from numpy's global generator: seed it here (and put the caller's
+    # state back) so the same results give the same figure, byte for byte
+    state = np.random.get_state()
+    np.random.seed(0)
+    try:
+        sns.stripplot(
+            data=df, x=x, y=y, order=order, size=4, jitter=0.12, alpha=0.8,
+            legend=False, ax=ax, **strip_kw,
+        )
+    finally:
+        np.random.set_state(state)
     ax.set_ylim(*_spread_ylim(df, x, y, hue))
     ax.set_xlabel(x)
     ax.set_ylabel(ylabel or y)

@@ -316,3 +316,17 @@ def test_reliability_all_empty_and_bad_entry():
     assert len(fig.axes) == 1
     with pytest.raises(ValueError, match="lacks key"):
         plots.reliability_diagrams({"bad": {"accuracy": [0.5]}})
+
+
+def test_bar_with_spread_is_the_same_figure_twice_and_leaves_numpy_alone(tmp_path):
+    """The seed points' jitter is seeded: same data, same bytes; the caller's numpy state is kept."""
+    np.random.seed(123)
+    expected_next = np.random.RandomState(123).uniform()
+    paths = []
+    for name in ("a", "b"):
+        np.random.rand()  # a caller using the global generator in between
+        paths.append(plots.save_figure(plots.bar_with_spread(_seed_df()), tmp_path, name))
+    assert paths[0].read_bytes() == paths[1].read_bytes()
+    np.random.seed(123)
+    plots.bar_with_spread(_seed_df())
+    assert np.random.uniform() == expected_next
