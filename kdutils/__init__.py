@@ -11,7 +11,8 @@ Notebooks import everything from here::
 """
 
 from . import losses, metrics
-from .data import DATASETS, ImageData, Split, data_root, dataset_names, load_dataset, make_split, project_root
+from .data import DATASETS, ImageData, Split, dataset_names, load_dataset, make_split
+from .io import data_root, project_root
 from .errors import CorruptRecordError, DatasetMissingError, KDError, NonFiniteLossError, UnknownNameError
 from .experiment import Experiment, Run, environment, resolve_device, scalar_metrics
 from .methods import METHODS, Batch, Method, Terms, create_method, method_names, register_method
@@ -19,7 +20,8 @@ from .models import MODELS, count_parameters, create_model, model_names
 from .profiles import PROFILES, Settings, configure
 from .results import Results, claims_frame, compare, mean_std_table, read_results, summarize
 from .store import RunStore
-from .train import Recipe, fit
+from .recipe import Recipe
+from .train import fit
 
 __version__ = "0.1.0"
 

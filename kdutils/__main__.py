@@ -51,7 +51,7 @@ def summary(out_dir: Path, names: list[str]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .data import project_root
+    from .io import project_root
     from .errors import UnknownNameError
 
     ap = argparse.ArgumentParser(prog="python -m kdutils", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

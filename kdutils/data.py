@@ -40,31 +40,12 @@ import torch.nn.functional as F
 
 from .errors import DatasetMissingError, KDError
 from .registry import Registry
-from .store import atomic_torch_save
+from .io import atomic_torch_save, data_root, offline, project_root
 
 DATASETS: Registry[Callable[[Path], "ImageData"]] = Registry("dataset")
 
 #: bump when a loader's output changes, so stale caches are rebuilt
 CACHE_VERSION = 1
-
-
-def project_root() -> Path:
-    """The checkout holding ``kdutils`` (where ``data/``, ``figures/``, ``runs/`` live)."""
-    here = Path(__file__).resolve().parent.parent
-    if (here / "pyproject.toml").exists():
-        return here
-    return Path.cwd()
-
-
-def offline() -> bool:
-    """``$KD_OFFLINE=1``: never try to download (tests set it)."""
-    return os.environ.get("KD_OFFLINE", "") not in ("", "0")
-
-
-def data_root() -> Path:
-    """``$KD_DATA_ROOT`` if set, else ``<project>/data``."""
-    env = os.environ.get("KD_DATA_ROOT")
-    return Path(env).expanduser() if env else project_root() / "data"
 
 
 @dataclass

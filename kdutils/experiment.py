@@ -30,7 +30,8 @@ from .models import count_parameters, create_model
 from .profiles import Settings
 from .runtime import set_memory_format
 from .store import CODE_VERSION, RunStore, config_key
-from .train import Recipe, fit, freeze
+from .recipe import Recipe
+from .train import fit, freeze
 
 EVAL_VERSION = "1"
 
@@ -297,7 +298,7 @@ def environment() -> dict[str, Any]:
     """What this notebook ran on: recorded with every executed notebook."""
     import subprocess
 
-    from .data import project_root
+    from .io import project_root
 
     info: dict[str, Any] = {
         "python": platform.python_version(),

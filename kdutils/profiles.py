@@ -19,7 +19,7 @@ from typing import Any
 
 from .errors import UnknownNameError
 from .registry import check_choice
-from .train import Recipe
+from .recipe import Recipe
 
 PROFILES = ("smoke", "quick", "paper")
 

@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -29,64 +27,16 @@ from typing import Any
 import torch
 
 from .errors import CorruptRecordError
+from .io import atomic_torch_save, atomic_write_json, canonical_json, default_runs_root
 
 #: part of every run's identity: bump when training code changes what a run produces
 CODE_VERSION = "1"
-
-
-def canonical_json(obj: Any) -> str:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=_json_default)
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, (set, frozenset)):
-        return sorted(o)
-    if isinstance(o, Path):
-        return str(o)
-    if hasattr(o, "item"):
-        return o.item()
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
 def config_key(config: dict) -> str:
     """A 16-hex-digit hash of the configuration (and the code version)."""
     blob = canonical_json({"config": config, "code_version": CODE_VERSION})
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-def _atomic_write(path: Path, write) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
-def atomic_torch_save(obj: Any, path: Path) -> None:
-    _atomic_write(path, lambda f: torch.save(obj, f))
-
-
-def atomic_write_json(obj: Any, path: Path) -> None:
-    _atomic_write(path, lambda f: f.write(json.dumps(obj, indent=1, sort_keys=True, default=_json_default).encode()))
-
-
-def default_runs_root() -> Path:
-    env = os.environ.get("KD_RUNS_ROOT")
-    if env:
-        return Path(env).expanduser()
-    from .data import project_root
-
-    return project_root() / "runs"
 
 
 class RunStore:

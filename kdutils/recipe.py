@@ -1,0 +1,83 @@
+"""How to train: :class:`Recipe` (optimizer, schedule, epochs, batch size, augmentation) and the
+optimizer / schedule registries it names.
+
+Its own module, below both the training loop (:mod:`kdutils.train`) and the profiles
+(:mod:`kdutils.profiles`), which size recipes without importing the loop. A recipe is part of
+every run's identity (``Recipe.to_dict`` goes into the run key).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Callable
+
+import torch
+
+from .errors import UnknownNameError
+from .registry import Registry
+
+OPTIMIZERS: Registry[Callable[..., torch.optim.Optimizer]] = Registry("optimizer")
+SCHEDULES: Registry[Callable[..., Any]] = Registry("schedule")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How to train: optimizer, schedule, epochs, batch size, augmentation."""
+
+    epochs: int = 10
+    batch_size: int = 128
+    optimizer: str = "adam"  # see OPTIMIZERS: adam, sgd
+    lr: float = 1e-3
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    schedule: str = "cosine"  # see SCHEDULES: cosine, step, constant
+    milestones: tuple[int, ...] = ()
+    gamma: float = 0.1
+    augment: bool = False
+    crop_padding: int = 4
+    flip: bool = True
+    drop_last: bool = False
+
+    def __post_init__(self) -> None:
+        OPTIMIZERS.get(self.optimizer)
+        SCHEDULES.get(self.schedule)
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError(f"epochs and batch_size must be positive, got {self.epochs}, {self.batch_size}")
+        object.__setattr__(self, "milestones", tuple(self.milestones))
+
+    def replace(self, **changes) -> "Recipe":
+        valid = [f.name for f in fields(self)]
+        for k in changes:
+            if k not in valid:
+                raise UnknownNameError("recipe parameter", k, valid)
+        return Recipe(**{**asdict(self), **changes})
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["milestones"] = list(self.milestones)
+        return d
+
+
+@OPTIMIZERS.register("adam")
+def _adam(params, r: Recipe) -> torch.optim.Optimizer:
+    return torch.optim.Adam(params, lr=r.lr, weight_decay=r.weight_decay)
+
+
+@OPTIMIZERS.register("sgd")
+def _sgd(params, r: Recipe) -> torch.optim.Optimizer:
+    return torch.optim.SGD(params, lr=r.lr, momentum=r.momentum, weight_decay=r.weight_decay, nesterov=False)
+
+
+@SCHEDULES.register("cosine")
+def _cosine(opt, r: Recipe):
+    return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=r.epochs)
+
+
+@SCHEDULES.register("step")
+def _step(opt, r: Recipe):
+    return torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(r.milestones), gamma=r.gamma)
+
+
+@SCHEDULES.register("constant")
+def _constant(opt, r: Recipe):
+    return torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
