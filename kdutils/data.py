@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
-import os
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +39,7 @@ import torch.nn.functional as F
 
 from .errors import DatasetMissingError, KDError
 from .registry import Registry
-from .io import atomic_torch_save, data_root, offline, project_root
+from .io import atomic_torch_save, data_root, offline, project_root  # noqa: F401  (project_root: re-exported)
 
 DATASETS: Registry[Callable[[Path], "ImageData"]] = Registry("dataset")
 

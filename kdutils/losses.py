@@ -64,20 +64,32 @@ def kd_loss(
 def teacher_confidence(z_t: torch.Tensor, y: torch.Tensor, tau: float = 1.0) -> torch.Tensor:
     """CCKD's per-sample weight ``lambda_i = softmax(z_t[i] / tau)[y_i]`` (detached), in [0, 1].
 
-    [paper, Fig. 1] lambda is the teacher's probability on the true class; [ours] at tau = 1
-    by default (``lambda_tau``), the abstract's "confidence assigned by the teacher".
+    [paper, Fig. 1 and Algorithm 1, lines 5 and 8] lambda = y . y_T with y_T = softmax(z_T / tau),
+    the teacher's tempered probability on the true class: the methods pass their own tau by
+    default. Read at tau = 1 it is the public re-implementation's choice (an ablation).
     """
     return F.softmax(z_t.detach() / tau, dim=1).gather(1, y[:, None]).squeeze(1)
 
 
-def cckd_l_loss(z_s: torch.Tensor, z_t: torch.Tensor, y: torch.Tensor, lam: torch.Tensor, tau: float = 4.0) -> torch.Tensor:
-    """CCKD-L, the sample-specific loss [paper]:
+def cckd_l_loss(
+    z_s: torch.Tensor,
+    z_t: torch.Tensor,
+    y: torch.Tensor,
+    lam: torch.Tensor,
+    tau: float = 4.0,
+    kd_scale: float | None = None,
+) -> torch.Tensor:
+    """CCKD-L, the sample-specific loss [paper, Fig. 1c and Algorithm 1]:
 
-    ``l_i = lambda_i * tau^2 KL(p_T || p_S) + (1 - lambda_i) * CE(y_i, z_S)``
-    ([ours]: the KD term with Hinton's tau^2 scaling). lambda = 1 gives the KD term alone,
-    lambda = 0 plain cross-entropy.
+    ``l_i = lambda_i * kd_scale * KL(p_T || p_S) + (1 - lambda_i) * CE(y_i, z_S)``
+
+    with ``p = softmax(z / tau)``. ``kd_scale`` [ours] defaults to Hinton's ``tau^2``; 1 keeps the
+    lambda / (1 - lambda) balance of Fig. 1c literal. The CE term is on the untempered logits
+    [ours; Algorithm 1 writes L_CE(y, y_S) with the tempered y_S]. lambda = 1 gives the KD term
+    alone, lambda = 0 plain cross-entropy.
     """
-    return lam * kd_kl(z_s, z_t, tau) + (1.0 - lam) * cross_entropy(z_s, y)
+    scale = tau * tau if kd_scale is None else kd_scale
+    return lam * scale * kd_kl(z_s, z_t, tau, scale=False) + (1.0 - lam) * cross_entropy(z_s, y)
 
 
 def cckd_t_target(z_t: torch.Tensor, y: torch.Tensor, lam: torch.Tensor, tau: float = 4.0) -> torch.Tensor:

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .runtime import match_memory_format
+from .runtime import evaluating, match_memory_format
 
 __all__ = [
     "ATTACKS",
@@ -262,19 +262,6 @@ def _to_unit_float(x: Tensor, device: torch.device, dtype: torch.dtype) -> Tenso
     return x.to(device=device, dtype=dtype)
 
 
-@contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """Put ``model`` (and all submodules) in eval mode; restore every
-    submodule's previous ``training`` flag on exit."""
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield model
-    finally:
-        for m, was_training in modes:
-            m.training = was_training
-
-
 def predict_logits(
     model: nn.Module,
     x_uint8_or_float: Tensor,
@@ -300,7 +287,7 @@ def predict_logits(
     dtype = _model_float_dtype(model)
     x = x_uint8_or_float
     outs: list[Tensor] = []
-    with _eval_mode(model), torch.no_grad():
+    with evaluating(model), torch.no_grad():
         for start in range(0, x.shape[0], batch_size):
             xb = match_memory_format(model, _to_unit_float(x[start : start + batch_size], dev, dtype))
             outs.append(model(xb).detach().float().cpu())
@@ -404,7 +391,7 @@ def robust_accuracy(
     dev = torch.device(device) if device is not None else _model_device(model)
     dtype = _model_float_dtype(model)
     successes = torch.zeros(len(eps), dtype=torch.long)
-    with _eval_mode(model), _seeded_rng(seed):
+    with evaluating(model), _seeded_rng(seed):
         fmodel = foolbox.PyTorchModel(model, bounds=(0, 1), device=dev)
         for start in range(0, n, batch_size):
             xb = _to_unit_float(x[start : start + batch_size], dev, dtype)

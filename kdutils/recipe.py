@@ -45,6 +45,13 @@ class Recipe:
             raise ValueError(f"epochs and batch_size must be positive, got {self.epochs}, {self.batch_size}")
         object.__setattr__(self, "milestones", tuple(self.milestones))
 
+    @property
+    def teacher_per_batch(self) -> bool:
+        """The one decision "the teacher runs on every batch": augmented batches differ every
+        epoch, so a teacher's logits can be computed once over the training set only without
+        augmentation (then ``Experiment`` caches them per teacher and ``fit`` reuses them)."""
+        return self.augment
+
     def replace(self, **changes) -> "Recipe":
         valid = [f.name for f in fields(self)]
         for k in changes:

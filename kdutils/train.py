@@ -1,10 +1,11 @@
-"""The one training loop (:func:`fit`) shared by every method, and its recipe.
+"""The one training loop (:func:`fit`) shared by every method.
 
-``fit`` knows nothing about any particular method: it draws batches, runs the
-student, asks the method for :class:`~kdutils.methods.Terms`, reduces them to
-``sum(w * l) / sum(w) + batch_term``, steps the optimizer, and counts per training
-sample how often it took part (``w > 0``). Data usage, self-regulation's savings and
-significance all come from those counts.
+``fit`` knows nothing about any particular method: it draws batches, asks the method for the
+logits it trains on (``method.forward``) and for :class:`~kdutils.methods.Terms`, reduces them
+(the mean over the participating samples of ``w * l``, plus the batch term over the same rows;
+see :mod:`kdutils.methods.base`), steps the optimizer, and counts per training sample how often
+it took part (the mask). Data usage, self-regulation's savings and significance all come from
+those counts. The recipe (optimizer, schedule, augmentation) is :mod:`kdutils.recipe`.
 """
 
 from __future__ import annotations
@@ -12,18 +13,21 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from dataclasses import asdict, dataclass, field, fields
+import random
+from dataclasses import dataclass, field
 from typing import Any, Callable
+
+import numpy as np
 
 import torch
 import torch.nn as nn
 
 from .data import Augment, Batches, Split
-from .errors import NonFiniteLossError, UnknownNameError
+from .errors import NonFiniteLossError
 from .metrics import predict_logits
-from .methods.base import Batch, Method
+from .methods.base import Batch, EpochEnd, Method, Terms, distils
 from .recipe import OPTIMIZERS, SCHEDULES, Recipe
-from .runtime import match_memory_format, set_memory_format, tune_cpu_allocator
+from .runtime import match_memory_format, place, tune_cpu_allocator
 
 @dataclass
 class FitResult:
@@ -39,6 +43,56 @@ def freeze(model: nn.Module) -> nn.Module:
     for p in model.parameters():
         p.requires_grad_(False)
     return model
+
+
+#: offset between the seed of the batch order and the seed of a method's own generator
+_METHOD_SEED_OFFSET = 0x5EED
+
+
+def rng_state(device: torch.device) -> dict[str, Any]:
+    """Every global RNG state a training step may touch: torch's CPU generator, the CUDA
+    generators of ``device``'s kind, Python's ``random`` and NumPy's global generator."""
+    state: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any], device: torch.device) -> None:
+    torch.set_rng_state(state["torch"])
+    if "python" in state:
+        random.setstate(state["python"])
+    if "numpy" in state:
+        np.random.set_state(state["numpy"])
+    if "cuda" in state and device.type == "cuda":
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def reduce_terms(terms: Terms, *, method: str, epoch: int, step: int) -> tuple[torch.Tensor | None, torch.Tensor]:
+    """The trainer's reduction (see :mod:`kdutils.methods.base`): returns ``(loss, mask)``;
+    ``loss`` is None when no sample takes part (no optimizer step)."""
+    mask = terms.participating()
+    n = int(mask.sum())
+    if n == 0:
+        return None, mask
+    m = mask.to(terms.per_sample.dtype)
+    mw = m if terms.weight is None else m * terms.weight
+    if terms.reduction == "weighted_mean":
+        loss = (mw * terms.per_sample).sum() / mw.sum().clamp_min(1e-12)
+    else:
+        loss = (mw * terms.per_sample).sum() / n
+    if terms.batch is not None:
+        if callable(terms.batch):
+            loss = loss + terms.batch(mask)
+        elif n == len(mask):
+            loss = loss + terms.batch
+        else:
+            raise ValueError(
+                f"method {method!r}: a batch-level term given as a tensor cannot be gated to the "
+                f"{n} of {len(mask)} rows that take part (epoch {epoch}, step {step}); return "
+                "Terms(batch=lambda mask: ...) computing it over the masked rows"
+            )
+    return loss, mask
 
 
 def fit(
@@ -60,32 +114,37 @@ def fit(
 ) -> FitResult:
     """Train ``student`` on ``split`` with ``method`` following ``recipe``.
 
-    * Teacher logits are precomputed once (teacher in eval mode) when the recipe has
-      no augmentation, else computed per batch under ``no_grad``. Pass ``teacher_logits``
-      (N_train, classes) to reuse logits computed before (``Experiment`` caches them per
-      teacher, so every student of one teacher shares one forward pass over the data).
+    * Teacher logits are precomputed once (teacher in eval mode) when the recipe allows it
+      (``recipe.teacher_per_batch`` is False: no augmentation), else computed per batch under
+      ``no_grad``. Pass ``teacher_logits`` (N_train, classes) to reuse logits computed before
+      (``Experiment`` caches them per teacher, so every student of one teacher shares one
+      forward pass over the data).
     * ``sample_weight`` (N_train,) is handed to the method per batch (e.g. significance).
-    * ``checkpoint(state)`` is called after every epoch with everything needed to
-      resume; pass that state back as ``resume`` to continue bit-identically.
+    * Each batch carries ``generator``, the method's own seeded generator (on ``device``), and
+      ``steps_per_epoch``; the method supplies the forward it trains on (``method.forward``).
+    * ``checkpoint(state)`` is called after every epoch with everything needed to resume: the
+      weights, optimizer, schedule, participation, history, every RNG state in use (batch order,
+      the method's generator, torch CPU and CUDA, Python, NumPy) and the method's own state.
+      Pass that state back as ``resume`` to continue bit-identically.
+    * ``method.on_epoch_end`` is called after every epoch (before the checkpoint).
     * A non-finite loss raises :class:`NonFiniteLossError` naming method, epoch, step.
     * ``channels_last`` (None: on for convolutional models on the CPU) stores the models'
       weights and each batch in NHWC order; see :mod:`kdutils.runtime`.
     """
     device = torch.device(device)
     tune_cpu_allocator()
-    student.to(device)
-    set_memory_format(student, device, channels_last)
-    if method.needs_teacher and teacher is None:
-        raise ValueError(f"method {method.name!r} needs a teacher; pass teacher=...")
+    place(student, device, channels_last)
+    uses_teacher = distils(method, teacher)
     if teacher is not None:
-        freeze(teacher.to(device))
-        set_memory_format(teacher, device, channels_last)
+        freeze(place(teacher, device, channels_last))
     n = len(split.train_y)
     gen = torch.Generator().manual_seed(seed)
+    method_gen = torch.Generator(device=device).manual_seed(seed + _METHOD_SEED_OFFSET)
     batches = Batches(
         split.train_x, split.train_y, recipe.batch_size, shuffle=True, drop_last=recipe.drop_last,
         augment=Augment(recipe.crop_padding, recipe.flip) if recipe.augment else None, device=device, generator=gen,
     )  # fmt: skip
+    steps_per_epoch = len(batches)
     opt = OPTIMIZERS.get(recipe.optimizer)(student.parameters(), recipe)
     sched = SCHEDULES.get(recipe.schedule)(opt, recipe)
     participation = torch.zeros(n, dtype=torch.int64)
@@ -96,13 +155,16 @@ def fit(
         opt.load_state_dict(resume["optimizer"])
         sched.load_state_dict(resume["scheduler"])
         gen.set_state(resume["generator"])
-        torch.set_rng_state(resume["torch_rng"])
+        if "method_generator" in resume:
+            method_gen.set_state(resume["method_generator"])
+        set_rng_state(resume["rng"] if "rng" in resume else {"torch": resume["torch_rng"]}, device)
+        method.load_state_dict(resume.get("method_state", {}))
         participation = resume["participation"].clone()
         history = list(resume["history"])
         start_epoch, skipped = resume["epoch"], resume.get("steps_skipped", 0)
 
-    if not (teacher is not None and method.needs_teacher and not recipe.augment):
-        teacher_logits = None  # augmented batches need a teacher forward per batch
+    if not uses_teacher or recipe.teacher_per_batch:
+        teacher_logits = None
     elif teacher_logits is None:
         teacher_logits = predict_logits(teacher, split.train_x, device=device)
     if teacher_logits is not None:
@@ -116,34 +178,31 @@ def fit(
         from tqdm.auto import tqdm
 
     bar = tqdm(range(start_epoch, recipe.epochs), desc=desc or method.name, disable=not progress, leave=False, initial=start_epoch, total=recipe.epochs)
-    step = start_epoch * len(batches)
+    step = start_epoch * steps_per_epoch
     for epoch in bar:
         t0 = time.perf_counter()
         student.train()
-        sums: dict[str, float] = {}
-        loss_sum, correct, seen, took_part = 0.0, 0, 0, 0
+        sample_sums: dict[str, float] = {}
+        step_sums: dict[str, float] = {}
+        loss_sum, correct, seen, took_part, steps = 0.0, 0, 0, 0, 0
         for idx, xb, yb in batches:
             xb = match_memory_format(student, xb)
-            logits = student(xb)
+            dev_idx = idx.to(device)
             if teacher_logits is not None:
-                tl = teacher_logits[idx.to(device)]
-            elif teacher is not None and method.needs_teacher:
+                tl = teacher_logits[dev_idx]
+            elif uses_teacher:
                 with torch.no_grad():
                     tl = teacher(xb)
             else:
                 tl = None
-            b = Batch(xb, yb, idx, logits, tl, epoch, recipe.epochs, step, student, teacher,
-                      sw[idx.to(device)] if sw is not None else None)  # fmt: skip
+            b = Batch(xb, yb, idx, None, tl, epoch, recipe.epochs, step, student, teacher,
+                      sw[dev_idx] if sw is not None else None, steps_per_epoch, method_gen)  # fmt: skip
+            b.logits = method.forward(b)
             terms = method(b)
-            w = terms.weight if terms.weight is not None else torch.ones_like(terms.per_sample)
-            part = w > 0
-            n_part = int(part.sum())
-            if n_part == 0 and terms.batch is None:
+            loss, part = reduce_terms(terms, method=method.name, epoch=epoch, step=step)
+            if loss is None:
                 skipped += 1  # nobody takes part: no optimizer step at all
             else:
-                loss = (w * terms.per_sample).sum() / w.sum().clamp_min(1e-12) if n_part else logits.sum() * 0.0
-                if terms.batch is not None:
-                    loss = loss + terms.batch
                 if not torch.isfinite(loss):
                     raise NonFiniteLossError(
                         f"method {method.name!r}: loss is {loss.item()} at epoch {epoch} (0-based), step {step}; "
@@ -153,13 +212,19 @@ def fit(
                 loss.backward()
                 opt.step()
                 loss_sum += float(loss.detach()) * len(yb)
-            participation[idx[part.cpu()]] += 1
+            part_cpu = part.cpu()
+            participation[idx[part_cpu]] += 1
+            n_part = int(part_cpu.sum())
             took_part += n_part
             with torch.no_grad():
-                correct += int((logits.argmax(1) == yb).sum())
+                correct += int((b.logits.argmax(1) == yb).sum())
                 for k, v in terms.parts.items():
-                    sums[k] = sums.get(k, 0.0) + float(v.float().sum())
+                    if v.dim() == 0:  # a scalar of the batch: averaged over steps
+                        step_sums[k] = step_sums.get(k, 0.0) + float(v.float())
+                    else:  # one value per sample: averaged over samples
+                        sample_sums[k] = sample_sums.get(k, 0.0) + float(v.float().sum())
             seen += len(yb)
+            steps += 1
             step += 1
         lr_used = opt.param_groups[0]["lr"]
         with warnings.catch_warnings():  # an epoch where every step was skipped is legitimate
@@ -176,17 +241,22 @@ def fit(
             "sample_epochs": took_part,
             "lr": lr_used,
             "seconds": time.perf_counter() - t0,
-            **{k: v / max(seen, 1) for k, v in sums.items()},
+            **{k: v / max(seen, 1) for k, v in sample_sums.items()},
+            **{k: v / max(steps, 1) for k, v in step_sums.items()},
         }
         if val_logits is not None:
             rec["val_acc"] = float((val_logits.argmax(1) == split.val_y).float().mean())
             rec["val_loss"] = float(torch.nn.functional.cross_entropy(val_logits, split.val_y))
+        extra = method.on_epoch_end(EpochEnd(epoch, recipe.epochs, participation, rec, student))
+        if extra:
+            rec.update({k: float(v) for k, v in extra.items()})
         history.append(rec)
         bar.set_postfix(loss=f"{rec['loss']:.3f}", val=f"{rec.get('val_acc', math.nan):.3f}", used=f"{rec['participation']:.2f}")
         if checkpoint is not None:
             checkpoint({
                 "epoch": epoch + 1, "model": student.state_dict(), "optimizer": opt.state_dict(),
-                "scheduler": sched.state_dict(), "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
+                "scheduler": sched.state_dict(), "generator": gen.get_state(), "method_generator": method_gen.get_state(),
+                "rng": rng_state(device), "method_state": method.state_dict(),
                 "participation": participation.clone(), "history": history, "steps_skipped": skipped,
             })  # fmt: skip
     bar.close()

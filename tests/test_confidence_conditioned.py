@@ -90,14 +90,14 @@ def test_any_method_can_be_wrapped(inner):
     assert m.needs_teacher == (inner != "ce")
     plain, gated = kd.create_method(inner)(_batch()), m(_batch())
     assert torch.allclose(plain.per_sample, gated.per_sample)
-    assert gated.weight.tolist() == [0.0, 1.0, 0.0]
+    assert gated.mask.tolist() == [False, True, False]
     assert m.params() == {"name": "sr", "inner": kd.create_method(inner).params(), "delta": "margin",
-                          "eta_end": 0.9, "alpha": None, "beta": None}  # fmt: skip
+                          "eta_end": 0.9, "alpha": None, "beta": None, "delta_tau": None}  # fmt: skip
 
 
 def test_fixed_threshold_variant_and_bad_delta():
     m = kd.create_method({"name": "sr", "inner": "ce", "beta": 0.2})
-    assert m(_batch(epoch=0)).weight.tolist() == [0.0, 1.0, 1.0]
+    assert m(_batch(epoch=0)).mask.tolist() == [False, True, True]
     with pytest.raises(kd.UnknownNameError, match="margin, true_prob"):
         kd.create_method({"name": "sr", "inner": "kd", "delta": "entropy"})
 
@@ -112,8 +112,8 @@ class RecordingSR(SelfRegulated):
 
     def __call__(self, b):
         t = super().__call__(b)
-        for i, w in zip(b.idx.tolist(), t.weight.tolist()):
-            self.opened[i] = self.opened.get(i, 0) + int(w > 0)
+        for i, w in zip(b.idx.tolist(), t.mask.tolist()):
+            self.opened[i] = self.opened.get(i, 0) + int(w)
         return t
 
 
@@ -147,3 +147,47 @@ def test_no_step_when_nobody_takes_part():
     r = kd.fit(net, sp, kd.create_method("ce+sr"), kd.Recipe(epochs=1, batch_size=3), progress=False)
     assert r.steps_skipped == 2 and int(r.participation.sum()) == 0
     assert net.b.tolist() == [20.0, 0.0]
+
+
+def test_methods_read_lambda_at_their_tau_by_default_algorithm_1():
+    """[paper, Algorithm 1] lambda = y . softmax(z_T / tau) at the method's tau; lambda_tau overrides."""
+    b = _batch()
+    for name in ("cckd_l", "cckd_t"):
+        t = kd.create_method(name)(b)
+        assert torch.allclose(t.parts["lambda"], losses.teacher_confidence(ZT, Y, 4.0))
+        t2 = kd.create_method({"name": name, "tau": 2.0})(b)
+        assert torch.allclose(t2.parts["lambda"], losses.teacher_confidence(ZT, Y, 2.0))
+        t1 = kd.create_method({"name": name, "lambda_tau": 1.0})(b)
+        assert torch.allclose(t1.parts["lambda"], LAM)
+    lam4 = losses.teacher_confidence(ZT, Y, 4.0)
+    assert torch.allclose(kd.create_method("cckd_l")(b).per_sample, losses.cckd_l_loss(ZS, ZT, Y, lam4, 4.0))
+
+
+def test_kd_scale_defaults_to_tau_squared_and_one_is_literal():
+    b = _batch()
+    lam4 = losses.teacher_confidence(ZT, Y, 4.0)
+    kl = losses.kd_kl(ZS, ZT, 4.0, scale=False)
+    ce = losses.cross_entropy(ZS, Y)
+    got = kd.create_method({"name": "cckd_l", "kd_scale": 1.0})(b).per_sample
+    assert torch.allclose(got, lam4 * kl + (1 - lam4) * ce)
+    assert torch.allclose(kd.create_method("cckd_l")(b).per_sample, lam4 * 16.0 * kl + (1 - lam4) * ce)
+    t = losses.cckd_t_target(ZT, Y, lam4, 4.0)
+    got_t = kd.create_method({"name": "cckd_t", "kd_scale": 1.0})(b).per_sample
+    assert torch.allclose(got_t, losses.kl_to_target(ZS, t, 4.0, scale=False))
+    assert torch.allclose(kd.create_method("cckd_t")(b).per_sample, 16.0 * got_t)
+
+
+def test_sr_reads_delta_at_the_inner_methods_tau():
+    """[paper, Algorithm 1] delta from y_S = softmax(z_S / tau): softer at tau = 4, so the gate stays open longer."""
+    assert sr_confidence(ZS, Y, "margin", tau=4.0).tolist() == pytest.approx(
+        (torch.softmax(ZS / 4, 1).topk(2, 1).values[:, 0] - torch.softmax(ZS / 4, 1).topk(2, 1).values[:, 1]).tolist())
+    m = kd.create_method("cckd_t+sr")
+    assert m.gate_tau == 4.0
+    assert kd.create_method("ce+sr").gate_tau == 1.0  # no temperature: tau = 1
+    assert kd.create_method({"name": "sr", "inner": "cckd_t", "delta_tau": 1.0}).gate_tau == 1.0
+    # eta = 0.2: at tau = 1 sample 2 (margin 0.19) is in; sample 0 (margin 0.37) out; at tau = 4 both margins shrink below 0.2
+    b = _batch(epoch=0)
+    m.beta = 0.2
+    assert m(b).mask.tolist() == [True, True, True]
+    strict = kd.create_method({"name": "sr", "inner": "cckd_t", "delta_tau": 1.0, "beta": 0.2})
+    assert strict(b).mask.tolist() == [False, True, True]

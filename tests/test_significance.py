@@ -31,6 +31,9 @@ def test_zero_significance_never_takes_part():
     m = kd.create_method("significance")
     t = m(_batch(torch.tensor([0.0, 0.2, 0.5, 1.0])))
     assert t.weight.tolist() == pytest.approx([0.0, 0.2, 0.5, 1.0])
+    assert t.mask.tolist() == [False, True, True, True]  # s_i = 0: does not take part
+    assert t.reduction == "weighted_mean"  # sum w l / sum w [ours, the spec]
+    assert kd.create_method({"name": "significance", "normalise": False})(_batch(torch.ones(4))).reduction == "mean"
     assert torch.allclose(t.per_sample, kd.losses.kd_loss(ZS, ZT, Y))  # l_i is the KD baseline's loss
 
 
@@ -38,10 +41,11 @@ def test_hybrid_is_gate_times_significance():
     sig = torch.tensor([0.3, 0.6, 0.0, 1.0])
     hybrid = kd.create_method("significance+sr")
     regulated = kd.create_method("kd+sr")
-    gate = regulated(_batch(None, epoch=0)).weight  # epoch 0 (eta = 0): only misclassified samples take part
+    gate = regulated(_batch(None, epoch=0)).mask  # epoch 0 (eta = 0): only misclassified samples take part
     t = hybrid(_batch(sig, epoch=0))
-    assert torch.allclose(t.weight, gate * sig)
-    assert t.weight.tolist() == pytest.approx([0.0, 0.6, 0.0, 0.0])  # only sample 1 is misclassified
+    assert torch.equal(t.mask, gate & (sig > 0))
+    assert t.mask.tolist() == [False, True, False, False]  # only sample 1 is misclassified
+    assert torch.allclose(t.weight, sig)  # importance: the significance weights
 
 
 def test_significance_needs_weights():

@@ -25,10 +25,10 @@ class EvenOnly(Method):
         self.decisions: dict[int, int] = {}
 
     def __call__(self, b: Batch) -> Terms:
-        w = (b.idx % 2 == 0).float().to(b.logits.device)
-        for i, wi in zip(b.idx.tolist(), w.tolist()):
-            self.decisions[i] = self.decisions.get(i, 0) + int(wi > 0)
-        return Terms(torch.nn.functional.cross_entropy(b.logits, b.y, reduction="none"), weight=w)
+        m = (b.idx % 2 == 0).to(b.logits.device)
+        for i, mi in zip(b.idx.tolist(), m.tolist()):
+            self.decisions[i] = self.decisions.get(i, 0) + int(mi)
+        return Terms(torch.nn.functional.cross_entropy(b.logits, b.y, reduction="none"), mask=m)
 
 
 @dataclass
@@ -38,7 +38,7 @@ class Nobody(Method):
 
     def __call__(self, b: Batch) -> Terms:
         ce = torch.nn.functional.cross_entropy(b.logits, b.y, reduction="none")
-        return Terms(ce, weight=torch.zeros_like(ce))
+        return Terms(ce, mask=torch.zeros_like(ce, dtype=torch.bool))
 
 
 @dataclass
@@ -72,31 +72,64 @@ def test_batch_where_nobody_takes_part_makes_no_step(digits_split):
         assert torch.equal(v, before[k]), f"{k} changed without a step"
 
 
-def test_weighted_reduction_is_sum_w_l_over_sum_w():
-    """One step of SGD with lr 1 on a bias-only model shows which reduction was used."""
+class _Bias(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.b = torch.nn.Parameter(torch.zeros(2))
+
+    def forward(self, x):
+        return self.b.expand(len(x), 2) + x.flatten(1)[:, :2]
+
+
+def _one_sgd_step(terms_fn):
+    """One step of SGD with lr 1 on a bias-only model: b0 after the step is minus d loss / d b0."""
 
     @dataclass
-    class Weighted(Method):
+    class Toy(Method):
         needs_teacher = False
-        name = "weighted"
+        name = "toy"
 
         def __call__(self, b):
-            return Terms(b.logits[:, 0], weight=torch.tensor([1.0, 3.0, 0.0, 0.0]))
-
-    class Bias(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.b = torch.nn.Parameter(torch.zeros(2))
-
-        def forward(self, x):
-            return self.b.expand(len(x), 2) + x.flatten(1)[:, :2]
+            return terms_fn(b)
 
     x = torch.zeros(4, 1, 2, 1, dtype=torch.uint8)
     sp = kd.Split("toy", x, torch.zeros(4, dtype=torch.long), x[:0], torch.zeros(0, dtype=torch.long), x, torch.zeros(4, dtype=torch.long), torch.arange(4), ["a", "b"], (0.5,), (0.5,))
-    net = Bias()
-    kd.fit(net, sp, Weighted(), kd.Recipe(epochs=1, batch_size=4, optimizer="sgd", lr=1.0, momentum=0.0, schedule="constant"), progress=False)
-    # loss = (1*b0 + 3*b0) / 4 = b0 -> gradient 1 -> b0 = -1
-    assert net.b.tolist() == pytest.approx([-1.0, 0.0])
+    net = _Bias()
+    kd.fit(net, sp, Toy(), kd.Recipe(epochs=1, batch_size=4, optimizer="sgd", lr=1.0, momentum=0.0, schedule="constant"), progress=False)
+    return net.b.tolist()[0]
+
+
+def test_reduction_is_the_mean_over_participants_of_weighted_losses():
+    mask = torch.tensor([True, True, False, False])
+    # loss = (1*b0 + 3*b0) / 2 participants = 2 b0 -> b0 = -2
+    assert _one_sgd_step(lambda b: Terms(b.logits[:, 0], mask=mask, weight=torch.tensor([1.0, 3.0, 5.0, 7.0]))) == pytest.approx(-2.0)
+    # self-normalised: (1*b0 + 3*b0) / (1 + 3) = b0 -> b0 = -1
+    w = torch.tensor([1.0, 3.0, 5.0, 7.0])
+    assert _one_sgd_step(lambda b: Terms(b.logits[:, 0], mask=mask, weight=w, reduction="weighted_mean")) == pytest.approx(-1.0)
+
+
+def test_weighted_loss_scale_does_not_depend_on_the_batch_weight_sum():
+    """Weights of 0.1 give a tenth of the loss of weights of 1 (sum(w l) / sum(w) would give the same)."""
+    full = _one_sgd_step(lambda b: Terms(b.logits[:, 0], weight=torch.ones(4)))
+    tenth = _one_sgd_step(lambda b: Terms(b.logits[:, 0], weight=torch.full((4,), 0.1)))
+    assert full == pytest.approx(-1.0) and tenth == pytest.approx(-0.1)
+
+
+def test_data_usage_counts_the_mask_not_the_weight(digits_split):
+    @dataclass
+    class HalfWeighted(Method):
+        """Every sample takes part; odd rows with weight 0 (importance), even rows weight 1."""
+
+        needs_teacher = False
+        name = "half_weighted"
+
+        def __call__(self, b):
+            ce = torch.nn.functional.cross_entropy(b.logits, b.y, reduction="none")
+            return Terms(ce, weight=(b.idx % 2 == 0).float())
+
+    r = kd.fit(_model(digits_split), digits_split, HalfWeighted(), kd.Recipe(epochs=2, batch_size=50), progress=False)
+    assert torch.equal(r.participation, torch.full_like(r.participation, 2))  # weight 0 still takes part
+    assert r.history[0]["participation"] == 1.0
 
 
 def test_nan_loss_stops_with_method_epoch_step(digits_split):
@@ -167,10 +200,10 @@ def test_recipe_schedules_and_errors():
 
 
 def test_channels_last_is_chosen_for_conv_nets_on_the_cpu_only(digits_split):
-    from kdutils.runtime import match_memory_format, set_memory_format
+    from kdutils.runtime import is_channels_last, match_memory_format, set_memory_format
 
     conv, mlp = _model(digits_split, "lenet5_half"), _model(digits_split)
-    assert set_memory_format(conv, "cpu") is True and conv.kd_channels_last
+    assert set_memory_format(conv, "cpu") is True and is_channels_last(conv)
     w = next(p for p in conv.parameters() if p.dim() == 4 and p.shape[1] > 1)
     assert w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous()
     assert set_memory_format(mlp, "cpu") is False

@@ -1,32 +1,65 @@
 """The method interface: what the one training loop asks of every distillation method.
 
-A method is a small object (a dataclass of its hyper-parameters) called once per batch
-with a :class:`Batch` and returning :class:`Terms`:
+A method is a small object (a dataclass of its hyper-parameters). Per batch the trainer
 
-* ``per_sample`` (B,): the loss of each sample;
-* ``weight`` (B,) >= 0 or None: how much each sample counts; a sample with weight 0
-  does not take part in this step (the trainer counts participation per sample index
-  from ``weight > 0``);
-* ``batch``: a scalar added once per batch (e.g. DIST's intra-class term), or None;
-* ``parts``: named (B,) components, logged as means in the history.
+1. builds a :class:`Batch` (inputs, labels, row indices, teacher logits, epoch and step, a
+   seeded generator for the method's own randomness, the models);
+2. asks ``method.forward(batch)`` for the student logits it trains on (default: one
+   train-mode forward on the clean batch; an adversarial method computes its points first,
+   under :func:`kdutils.runtime.evaluating`, and returns the forward on them, so BatchNorm
+   statistics are updated once per step, by the forward that is trained on);
+3. calls ``method(batch)`` and gets :class:`Terms`.
 
-The trainer reduces ``sum(w * l) / sum(w) + batch``; a batch where no sample takes part
-and there is no batch term makes no optimizer step. Methods that need extra forward
-passes (adversarial points, bounds) call ``batch.student`` / ``batch.teacher``
-themselves.
+**Terms and the reduction.** ``per_sample`` (B,) are the samples' losses; ``mask`` (B,) bool
+says who takes part (None: everyone); ``weight`` (B,) >= 0 says how much each counts (None: 1).
+The two are separate on purpose: the mask is participation (what data usage, self-regulation's
+savings and significance count, per sample index), the weight is importance (it never counts
+as participation). The trainer's loss is the **mean over the samples that take part** of the
+weighted losses::
+
+    loss = sum_i m_i w_i l_i / max(1, sum_i m_i)  +  batch(m)
+
+so a weighted method's loss scale does not depend on the batch's weight sum (weights of 0.5
+halve the loss): ``reduction="mean"``, the default. A method that wants self-normalised
+weights sets ``reduction="weighted_mean"``::
+
+    loss = sum_i m_i w_i l_i / sum_i m_i w_i  +  batch(m)
+
+(significance-based distillation, as its spec says). Either way the denominator is taken over
+the final mask, after every wrapper.
+
+**Batch-level terms** (a term of the whole batch, such as DIST's intra-class correlation) are
+given as a callable ``batch(mask) -> scalar`` that computes the term **over the participating
+rows only** (``mask`` is the final (B,) bool mask, after every wrapper). The rule: a batch term
+is gated like the per-sample terms, so a row that a gate (SR) or a selection leaves out
+contributes nothing, not even through a batch statistic, and every row it uses is counted as
+taking part. A step where no row takes part makes no optimizer step and never calls ``batch``.
+(A plain tensor is accepted as ``batch`` only when every row takes part; the trainer refuses it
+otherwise, since it cannot be gated.)
+
+``parts`` are named diagnostics logged in the history: (B,) parts as means over the samples
+seen in the epoch, scalar parts as means over the epoch's steps.
+
+**State and hooks.** ``on_epoch_end(EpochEnd)`` is called after every epoch (reselection,
+ramps; it may return numbers for the history row); ``state_dict`` / ``load_state_dict`` hold
+any state a method owns, saved in every checkpoint so a resumed run is bit-identical. Wrappers
+(``sr``, ``significance``) delegate all of these to the method they wrap.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar, Union
 
 import torch
 import torch.nn as nn
 
 from ..errors import UnknownNameError
 from ..registry import Registry
+
+REDUCTIONS = ("mean", "weighted_mean")
+BatchTerm = Union[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]
 
 
 @dataclass
@@ -36,22 +69,63 @@ class Batch:
     x: torch.Tensor  # (B, C, H, W) in [0, 1], already augmented
     y: torch.Tensor  # (B,) int64
     idx: torch.Tensor  # (B,) rows of the training split (CPU)
-    logits: torch.Tensor  # (B, classes) student logits on x, with grad
-    teacher_logits: torch.Tensor | None  # (B, classes), no grad
+    logits: torch.Tensor | None  # (B, classes) the logits ``method.forward`` returned, with grad
+    teacher_logits: torch.Tensor | None  # (B, classes) teacher on the clean x, no grad
     epoch: int  # 0-based
     num_epochs: int
     step: int  # global step, 0-based
     student: nn.Module
     teacher: nn.Module | None = None
     sample_weight: torch.Tensor | None = None  # (B,) per-sample weights stored with the data (e.g. significance)
+    steps_per_epoch: int = 1
+    #: the method's own randomness (PGD random starts, ...): seeded from the run's seed, on the
+    #: batch's device, saved in checkpoints; never the global RNG
+    generator: torch.Generator | None = None
+
+    @property
+    def progress(self) -> float:
+        """Training progress in [0, 1) at this step (for epsilon and weight ramps)."""
+        return self.step / max(1, self.num_epochs * self.steps_per_epoch)
 
 
 @dataclass
 class Terms:
-    per_sample: torch.Tensor
-    weight: torch.Tensor | None = None
-    batch: torch.Tensor | None = None
+    per_sample: torch.Tensor  # (B,)
+    mask: torch.Tensor | None = None  # (B,) bool: who takes part (None: everyone)
+    weight: torch.Tensor | None = None  # (B,) >= 0: importance (None: 1)
+    batch: BatchTerm | None = None  # callable(mask) -> scalar over the participating rows
     parts: dict[str, torch.Tensor] = field(default_factory=dict)
+    reduction: str = "mean"  # "mean": / sum(m); "weighted_mean": / sum(m w)
+
+    def __post_init__(self) -> None:
+        if self.reduction not in REDUCTIONS:
+            raise UnknownNameError("Terms reduction", self.reduction, REDUCTIONS)
+
+    def participating(self) -> torch.Tensor:
+        """(B,) bool: the final mask (everyone when ``mask`` is None)."""
+        if self.mask is None:
+            return torch.ones_like(self.per_sample, dtype=torch.bool)
+        return self.mask.to(torch.bool)
+
+
+@dataclass
+class EpochEnd:
+    """What ``Method.on_epoch_end`` sees after each epoch."""
+
+    epoch: int  # 0-based, the epoch just finished
+    num_epochs: int
+    participation: torch.Tensor  # (N_train,) int64 counts so far
+    record: dict  # the epoch's history row (read-only by convention)
+    student: nn.Module
+
+
+def combine_masks(a: torch.Tensor | None, b: torch.Tensor | None) -> torch.Tensor | None:
+    """Logical and of two optional masks (None = everyone)."""
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return a.to(torch.bool) & b.to(torch.bool)
 
 
 class Method:
@@ -60,8 +134,24 @@ class Method:
     name: ClassVar[str] = "method"
     needs_teacher: ClassVar[bool] = True
 
+    def forward(self, b: Batch) -> torch.Tensor:
+        """The student logits this method trains on (one train-mode forward on ``b.x``)."""
+        return b.student(b.x)
+
     def __call__(self, b: Batch) -> Terms:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def on_epoch_end(self, end: EpochEnd) -> dict[str, float] | None:
+        """Called after every epoch; may return numbers for the history row."""
+        return None
+
+    def state_dict(self) -> dict[str, Any]:
+        """State the method owns beyond its hyper-parameters (saved in checkpoints)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state:
+            raise ValueError(f"method {self.name!r} owns no state, got {sorted(state)}")
 
     def params(self) -> dict[str, Any]:
         """The method's hyper-parameters (part of the run's identity)."""
@@ -70,6 +160,40 @@ class Method:
             v = getattr(self, f.name)
             out[f.name] = v.params() if isinstance(v, Method) else v
         return out
+
+
+class Wrapper(Method):
+    """A method around another one (``inner``): it delegates the forward, the hooks and the
+    state, and combines its own mask / weight with the inner method's."""
+
+    inner: Any
+
+    @property
+    def needs_teacher(self) -> bool:  # type: ignore[override]
+        return self.inner.needs_teacher
+
+    def forward(self, b: Batch) -> torch.Tensor:
+        return self.inner.forward(b)
+
+    def on_epoch_end(self, end: EpochEnd) -> dict[str, float] | None:
+        return self.inner.on_epoch_end(end)
+
+    def state_dict(self) -> dict[str, Any]:
+        inner = self.inner.state_dict()
+        return {"inner": inner} if inner else {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.inner.load_state_dict(state.get("inner", {}))
+
+
+def distils(method: Method, teacher: object | None) -> bool:
+    """The one decision "does this run use a teacher": the method needs one and one is given.
+
+    A method that needs a teacher without one raises here, for ``fit`` and ``Experiment`` alike.
+    """
+    if method.needs_teacher and teacher is None:
+        raise ValueError(f"method {method.name!r} needs a teacher: pass teacher=... (e.g. exp.teacher())")
+    return teacher is not None and method.needs_teacher
 
 
 METHODS: Registry[type[Method]] = Registry("method")

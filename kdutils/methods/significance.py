@@ -5,10 +5,13 @@ self-regulated teacher's training; the student's per-sample distillation losses 
 it. In kdutils s_i is simply the teacher run's participation counts (``Run.participation``).
 
 [ours] Weights ``w_i = s_i / max_j s_j`` (default), or ``s_i / epochs``, or ``sqrt(s_i / max_j s_j)``
-(:func:`significance_weights`); the batch loss is ``sum_i w_i l_i / sum_i w_i`` (the trainer's
-reduction), so samples with s_i = 0 never take part. ``max`` and ``epochs`` differ by a constant
-factor only, which that reduction cancels: they train identically. l_i is the inner method's
-loss (default: the KD baseline).
+(:func:`significance_weights`). Samples with s_i = 0 never take part (the mask is ``w > 0``: they
+are the saving); the others take part with importance ``w_i``. ``normalise=True`` (default,
+the spec's [ours] choice) makes the batch loss ``sum_i w_i l_i / sum_i w_i`` over the
+participating samples (``max`` and ``epochs`` then differ by a constant factor only, which it
+cancels: they train identically); ``normalise=False`` uses the trainer's plain mean over the
+participating samples of ``w_i l_i``, so the loss scale follows the weights. l_i is the inner
+method's loss (default: the KD baseline).
 
 Hybrid distillation [paper] = this method wrapped in the SR gate: ``{"name": "sr", "inner":
 {"name": "significance"}}`` or ``"significance+sr"``: weights = significance x gate.
@@ -16,13 +19,14 @@ Hybrid distillation [paper] = this method wrapped in the SR gate: ``{"name": "sr
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from ..errors import UnknownNameError
-from .base import Batch, Method, Terms, create_method, register_method
+from .base import Batch, Terms, Wrapper, combine_masks, create_method, register_method
 
 WEIGHTINGS = ("max", "epochs", "sqrt")
 
@@ -44,7 +48,7 @@ def significance_weights(participation: torch.Tensor, weighting: str = "max", ep
 
 @register_method("significance")
 @dataclass
-class SignificanceWeighted(Method):
+class SignificanceWeighted(Wrapper):
     """Weight the inner method's per-sample losses by the significance weights of the batch.
 
     The weights come with the data (``Batch.sample_weight``: pass
@@ -52,18 +56,19 @@ class SignificanceWeighted(Method):
     """
 
     inner: Any = field(default_factory=lambda: {"name": "kd"})
+    normalise: bool = True
 
     def __post_init__(self) -> None:
         self.inner = create_method(self.inner)
-
-    @property
-    def needs_teacher(self) -> bool:  # type: ignore[override]
-        return self.inner.needs_teacher
 
     def __call__(self, b: Batch) -> Terms:
         if b.sample_weight is None:
             raise ValueError("method 'significance' needs per-sample weights: train with sample_weight=significance_weights(...)")
         terms = self.inner(b)
         w = b.sample_weight.to(terms.per_sample.dtype)
-        w = w if terms.weight is None else terms.weight * w
-        return Terms(terms.per_sample, weight=w, batch=terms.batch, parts={**terms.parts, "significance": b.sample_weight})
+        mask = combine_masks(terms.mask, w > 0)
+        if terms.weight is not None:
+            w = w * terms.weight
+        reduction = "weighted_mean" if self.normalise else terms.reduction
+        return dataclasses.replace(terms, mask=mask, weight=w, reduction=reduction,
+                                   parts={**terms.parts, "significance": b.sample_weight})  # fmt: skip
