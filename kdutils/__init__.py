@@ -10,17 +10,50 @@ Notebooks import everything from here::
     metrics = exp.evaluate(student, teacher)
 """
 
-from . import losses, metrics
+from . import claims, losses, metrics
 from .data import DATASETS, ImageData, Split, dataset_names, load_dataset, make_split
-from .io import data_root, project_root
 from .errors import CorruptRecordError, DatasetMissingError, KDError, NonFiniteLossError, UnknownNameError
+from .evaluations import (
+    EVALUATIONS,
+    EvalContext,
+    attack_protocol,
+    describe_attack_protocol,
+    evaluation_names,
+    register_evaluation,
+)
 from .experiment import Experiment, Run, environment, resolve_device, scalar_metrics
+from .io import data_root, project_root
 from .methods import METHODS, Batch, Method, Terms, create_method, method_names, register_method
 from .models import MODELS, count_parameters, create_model, model_names
+from .notebook import NotebookContext
 from .profiles import PROFILES, Settings, configure
-from .results import Results, claims_frame, compare, mean_std_table, read_results, summarize
-from .store import RunStore
 from .recipe import Recipe
+from .results import (
+    DEFAULT_LEVEL,
+    Interval,
+    Results,
+    Verdict,
+    best_of_many,
+    claim_all,
+    claim_better,
+    claim_mean_above,
+    claim_mean_below,
+    claim_non_inferior,
+    claim_row,
+    claims_frame,
+    compare,
+    format_mean_std,
+    holm,
+    mean_interval,
+    mean_std_cells,
+    mean_std_table,
+    paired_interval,
+    read_results,
+    sign_flip_pvalue,
+    summarize,
+)
+from .selection import SELECTIONS, DropLeastSignificant, DropRandom, Selection, SignificanceWeights, Weighting
+from .store import RunStore
 from .train import fit
 
 __version__ = "0.1.0"
@@ -29,7 +62,14 @@ __all__ = [
     "losses", "metrics", "DATASETS", "ImageData", "Split", "data_root", "dataset_names", "load_dataset",
     "make_split", "project_root", "CorruptRecordError", "DatasetMissingError", "KDError", "NonFiniteLossError",
     "UnknownNameError", "Experiment", "Run", "environment", "resolve_device", "scalar_metrics", "METHODS",
+    "EVALUATIONS", "EvalContext", "attack_protocol", "describe_attack_protocol", "evaluation_names",
+    "register_evaluation",
     "Batch", "Method", "Terms", "create_method", "method_names", "register_method", "MODELS",
     "count_parameters", "create_model", "model_names", "PROFILES", "Settings", "configure", "Results",
     "claims_frame", "compare", "mean_std_table", "read_results", "summarize", "RunStore", "Recipe", "fit",
+    "claims", "NotebookContext", "SELECTIONS", "DropLeastSignificant", "DropRandom", "Selection",
+    "SignificanceWeights", "Weighting",
+    "DEFAULT_LEVEL", "Interval", "Verdict", "best_of_many", "claim_all", "claim_better", "claim_mean_above",
+    "claim_mean_below", "claim_non_inferior", "claim_row", "format_mean_std", "holm", "mean_interval",
+    "mean_std_cells", "paired_interval", "sign_flip_pvalue",
 ]  # fmt: skip

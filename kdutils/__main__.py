@@ -20,19 +20,27 @@ def notebooks(root: Path) -> list[Path]:
     return sorted(p for p in (root / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
 
-def run_notebook(nb: Path, out_dir: Path, profile: str, figures_root: Path, params: dict | None = None, progress: bool = True) -> Path:
+def run_notebook(
+    nb: Path, out_dir: Path, profile: str, figures_root: Path, params: dict | None = None, progress: bool = True
+) -> Path:
     """Execute one notebook with papermill; returns the executed copy's path."""
     import papermill as pm
 
     out_dir.mkdir(parents=True, exist_ok=True)
     out = out_dir / nb.name
-    p = {"profile": profile, "output_dir": str(out_dir / nb.stem), "figures_dir": str(figures_root / nb.stem), **(params or {})}
-    pm.execute_notebook(str(nb), str(out), parameters=p, cwd=str(nb.parent), progress_bar=progress, kernel_name="python3")
+    p = {
+        "profile": profile,
+        "output_dir": str(out_dir / nb.stem),
+        "figures_dir": str(figures_root / nb.stem),
+        **(params or {}),
+    }
+    pm.execute_notebook(
+        str(nb), str(out), parameters=p, cwd=str(nb.parent), progress_bar=progress, kernel_name="python3"
+    )
     return out
 
 
 def summary(out_dir: Path, names: list[str]) -> str:
-    import pandas as pd
 
     from .results import read_results
 
@@ -51,17 +59,27 @@ def summary(out_dir: Path, names: list[str]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .io import project_root
     from .errors import UnknownNameError
+    from .io import project_root
 
-    ap = argparse.ArgumentParser(prog="python -m kdutils", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m kdutils", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = ap.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="execute notebooks with papermill")
     r.add_argument("--profile", default="quick", help=f"one of {', '.join(PROFILES)} (default quick)")
-    r.add_argument("--only", action="append", default=[], help="notebook name or prefix (repeatable), e.g. 00_kd_baseline or 00")
+    r.add_argument(
+        "--only", action="append", default=[], help="notebook name or prefix (repeatable), e.g. 00_kd_baseline or 00"
+    )
     r.add_argument("--out", default=None, help="output folder (default <project>/outputs)")
     r.add_argument("--figures", default=None, help="figures folder (default <project>/figures)")
-    r.add_argument("-p", "--param", action="append", default=[], help="extra notebook parameter NAME=VALUE (VALUE parsed as Python literal)")
+    r.add_argument(
+        "-p",
+        "--param",
+        action="append",
+        default=[],
+        help="extra notebook parameter NAME=VALUE (VALUE parsed as Python literal)",
+    )
     sub.add_parser("list", help="list the notebooks")
     args = ap.parse_args(argv)
 
@@ -76,7 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.only:
         chosen = [p for p in nbs if any(p.stem == o or p.stem.startswith(o) for o in args.only)]
         if not chosen:
-            print(f"error: {UnknownNameError('notebook', ', '.join(args.only), [p.stem for p in nbs])}", file=sys.stderr)
+            print(
+                f"error: {UnknownNameError('notebook', ', '.join(args.only), [p.stem for p in nbs])}", file=sys.stderr
+            )
             return 2
         nbs = chosen
     params = {}

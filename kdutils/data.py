@@ -38,8 +38,8 @@ import torch
 import torch.nn.functional as F
 
 from .errors import DatasetMissingError, KDError
-from .registry import Registry
 from .io import atomic_torch_save, data_root, offline, project_root  # noqa: F401  (project_root: re-exported)
+from .registry import Registry
 
 DATASETS: Registry[Callable[[Path], "ImageData"]] = Registry("dataset")
 
@@ -116,7 +116,9 @@ class Split:
     def subset(self, rows: torch.Tensor) -> "Split":
         """The same split with only ``rows`` of the training part (validation and test unchanged)."""
         rows = torch.as_tensor(rows, dtype=torch.long)
-        return dataclasses.replace(self, train_x=self.train_x[rows], train_y=self.train_y[rows], train_index=self.train_index[rows])
+        return dataclasses.replace(
+            self, train_x=self.train_x[rows], train_y=self.train_y[rows], train_index=self.train_index[rows]
+        )
 
     def describe(self) -> dict:
         return {
@@ -352,7 +354,11 @@ def make_split(
     val_idx = val_idx.sort().values
     test_x, test_y = data.test_x, data.test_y
     if test_subset is not None and test_subset < len(test_y):
-        keep = _stratified_take(torch.randperm(len(test_y), generator=g), test_y, test_subset, data.num_classes).sort().values
+        keep = (
+            _stratified_take(torch.randperm(len(test_y), generator=g), test_y, test_subset, data.num_classes)
+            .sort()
+            .values
+        )
         test_x, test_y = test_x[keep], test_y[keep]
     tx = data.train_x[train_idx]
     xf = tx.float().div_(255.0)

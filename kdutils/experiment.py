@@ -10,7 +10,8 @@ method and its parameters, recipe, seed, teacher's key), hashes it, and
 
 Teachers are runs like any other, so every notebook asking for the same teacher
 gets the same stored run. ``exp.evaluate(run, teacher)`` computes the evaluation
-suite once per (run, evaluation settings) and caches it next to the run.
+suite (:mod:`kdutils.evaluations`, a registry) and caches each evaluation next to the run,
+keyed by its own settings.
 """
 
 from __future__ import annotations
@@ -25,15 +26,15 @@ import torch.nn as nn
 
 from . import metrics as M
 from .data import Split, load_dataset, make_split
-from .methods.base import Method, create_method
+from .evaluations import run_evaluations
+from .methods.base import Method, create_method, distils
 from .models import count_parameters, create_model
 from .profiles import Settings
-from .runtime import set_memory_format
-from .store import CODE_VERSION, RunStore, config_key
 from .recipe import Recipe
-from .train import fit, freeze
-
-EVAL_VERSION = "1"
+from .runtime import place
+from .selection import Selection, Weighting
+from .store import CODE_VERSION, RunStore, config_key
+from .train import fit
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -110,7 +111,7 @@ class Experiment:
         torch.manual_seed(seed)
         sp = self.split
         net = create_model(name, sp.num_classes, sp.in_channels, input_size=sp.input_size, mean=sp.mean, std=sp.std)
-        set_memory_format(net, self.device, self.settings.channels_last)
+        place(net, self.device, self.settings.channels_last)
         return net
 
     def teacher(self, seed: int = 0, *, method: str | dict | Method = "ce", model: str | None = None,
@@ -132,38 +133,43 @@ class Experiment:
         model: str,
         recipe: Recipe,
         teacher: Run | None = None,
-        sample_weight: torch.Tensor | None = None,
-        sample_weight_id: str | None = None,
-        train_rows: torch.Tensor | None = None,
-        train_rows_id: str | None = None,
+        selection: Selection | None = None,
+        weights: Weighting | None = None,
         role: str = "student",
         force: bool = False,
     ) -> Run:
         """Train (or reuse, or resume) one run. ``force=True`` retrains from scratch.
 
-        ``sample_weight`` (one per training row, e.g. significance) and ``train_rows`` (train
-        on these rows of the training split only, e.g. after pruning) are part of the run's
-        identity through the ids given with them (say where they come from, e.g. a run key).
+        ``selection`` (train on some rows of the training split only, e.g. after pruning:
+        :class:`kdutils.selection.DropLeastSignificant`, ``DropRandom``) and ``weights`` (one
+        weight per training row, e.g. :class:`kdutils.selection.SignificanceWeights`) are part
+        of the run's identity: their ``identity()`` goes into ``config["train_rows"]`` and
+        ``config["sample_weight"]``.
         """
         method = create_method(method)
-        if method.needs_teacher and teacher is None:
-            raise ValueError(f"method {method.name!r} needs a teacher run: pass teacher=exp.teacher()")
-        if sample_weight is not None and not sample_weight_id:
-            raise ValueError("pass sample_weight_id (e.g. the run key the weights come from) with sample_weight")
-        if train_rows is not None and not train_rows_id:
-            raise ValueError("pass train_rows_id (how the rows were chosen) with train_rows")
-        distils = teacher is not None and method.needs_teacher
+        uses_teacher = distils(method, teacher)
+        if selection is not None and not isinstance(selection, Selection):
+            raise TypeError(f"selection must be a kdutils.selection.Selection (e.g. DropRandom(0.1, seed=0)), "
+                            f"got {type(selection).__name__}")  # fmt: skip
+        if weights is not None and not isinstance(weights, Weighting):
+            raise TypeError(f"weights must be a kdutils.selection.Weighting (e.g. SignificanceWeights(teacher_run)), "
+                            f"got {type(weights).__name__}")  # fmt: skip
+        n_train = len(self.split.train_y)
+        sample_weight = weights.weights() if weights is not None else None
+        if sample_weight is not None and len(sample_weight) != n_train:
+            raise ValueError(f"weights {weights} give {len(sample_weight)} values for {n_train} training rows")
+        train_rows = selection.rows(n_train) if selection is not None else None
         config = {
             "data": self.data_config(),
             "model": model,
             "method": method.params(),
             "recipe": recipe.to_dict(),
             "seed": int(seed),
-            "teacher": teacher.key if distils else None,
-            "sample_weight": sample_weight_id,
+            "teacher": teacher.key if uses_teacher else None,
+            "sample_weight": weights.identity() if weights is not None else None,
         }
-        if train_rows is not None:  # absent otherwise, so earlier runs keep their keys
-            config["train_rows"] = train_rows_id
+        if selection is not None:  # absent otherwise, so earlier runs keep their keys
+            config["train_rows"] = selection.identity()
         key = config_key(config)
         if force:
             self.store.discard(key)
@@ -178,16 +184,15 @@ class Experiment:
         self.store.begin(key, config)
         t0 = time.perf_counter()
         split, t_logits = self.split, None
-        if distils and not recipe.augment:  # augmented batches need the teacher per batch
+        if uses_teacher and not recipe.teacher_per_batch:
             t_logits = self.logits(teacher, "train", persist=True)
         if train_rows is not None:
-            train_rows = torch.as_tensor(train_rows, dtype=torch.long)
             split = split.subset(train_rows)
             t_logits = t_logits[train_rows] if t_logits is not None else None
             sample_weight = sample_weight[train_rows] if sample_weight is not None else None
         result = fit(
             net, split, method, recipe,
-            teacher=teacher.model if distils else None,
+            teacher=teacher.model if uses_teacher else None,
             seed=seed, device=self.device, sample_weight=sample_weight, resume=resume, teacher_logits=t_logits,
             channels_last=self.settings.channels_last,
             checkpoint=lambda state: self.store.save_checkpoint(key, state),
@@ -229,64 +234,21 @@ class Experiment:
         self._logits[k] = z
         return z
 
-    def eval_config(self, teacher: Run | None, robustness: bool) -> dict:
-        s = self.settings
-        return {
-            "version": EVAL_VERSION,
-            "test_subset": s.test_subset,
-            "teacher": teacher.key if teacher is not None else None,
-            "robustness": robustness,
-            "epsilons": list(s.epsilons) if robustness else None,
-            "attack_samples": s.attack_samples if robustness else None,
-            "pgd_steps": s.pgd_steps if robustness else None,
-        }
+    def evaluate(self, run: Run, teacher: Run | None = None, *, only: list[str] | None = None,
+                 robustness: bool = True, force: bool = False) -> dict:  # fmt: skip
+        """The evaluation suite (:mod:`kdutils.evaluations`), each evaluation cached with the run on its own.
 
-    def evaluate(self, run: Run, teacher: Run | None = None, *, robustness: bool = True, force: bool = False) -> dict:
-        """The evaluation suite, computed once and cached with the run.
+        Runs the default set (every registered evaluation whose teacher need is met;
+        ``robustness`` only with ``robustness=True``) or exactly the names in ``only`` (then
+        ``robustness`` is not consulted). ``force=True`` recomputes the requested ones.
 
         Returns a flat dict of numbers (accuracy, nll, ece, agreement, kl_teacher_student,
         mu_s/mu_f on train and test, robust accuracy per attack and epsilon, data usage,
         seconds per epoch) plus ``reliability`` (the per-bin data of the diagram) and
-        ``robustness`` (attack -> list over ``epsilons``).
+        ``robustness`` (attack -> list over ``epsilons``; the protocol:
+        ``kd.describe_attack_protocol(exp.settings)``).
         """
-        ekey = config_key(self.eval_config(teacher, robustness))
-        if not force:
-            cached = self.store.load_eval(run.key, ekey)
-            if cached is not None:
-                return cached
-        y_test, y_train = self.split.test_y, self.split.train_y
-        z = self.logits(run, "test")
-        out: dict[str, Any] = {
-            "accuracy": M.accuracy(z, y_test),
-            "nll": M.nll(z, y_test),
-            "ece": M.ece(z, y_test),
-            "val_accuracy": M.accuracy(self.logits(run, "val"), self.split.val_y) if len(self.split.val_y) else float("nan"),
-            "sample_epochs": run.sample_epochs,
-            # the one definition of data usage: sample-epochs relative to KD on the whole training
-            # split (every sample, every epoch = 1; a run on a pruned subset uses less)
-            "data_usage": run.sample_epochs / max(1, len(y_train) * run.config["recipe"]["epochs"]),
-            "seconds_per_epoch": run.seconds_per_epoch,
-            "reliability": M.reliability(z, y_test),
-        }
-        if teacher is not None:
-            zt = self.logits(teacher, "test")
-            out["agreement"] = M.agreement(z, zt)
-            out["kl_teacher_student"] = M.kl_teacher_student(zt, z)
-            for part, zs, ztp, y in (("test", z, zt, y_test),
-                                     ("train", self.logits(run, "train"), self.logits(teacher, "train"), y_train)):  # fmt: skip
-                r = M.retention(ztp, zs, y)
-                out[f"mu_s_{part}"], out[f"mu_f_{part}"] = r["mu_s"], r["mu_f"]
-        if robustness:
-            s = self.settings
-            n = min(s.attack_samples, len(y_test))
-            x_att, y_att = self.split.test_x[:n], y_test[:n]
-            curves = M.robustness_curves(run.model, x_att, y_att, list(s.epsilons), steps=s.pgd_steps, device=self.device)
-            out["robustness"] = {"epsilons": list(s.epsilons), **curves}
-            for attack, accs in curves.items():
-                for eps, acc in zip(s.epsilons, accs):
-                    out[f"robust_{attack}@{eps:.4g}"] = acc
-        self.store.save_eval(run.key, ekey, out)
-        return out
+        return run_evaluations(self, run, teacher, only=only, robustness=robustness, force=force)
 
 
 def scalar_metrics(evaluation: dict) -> dict[str, float]:
@@ -314,9 +276,12 @@ def environment() -> dict[str, Any]:
     except Exception:  # pragma: no cover
         info["foolbox"] = None
     try:
-        info["git_commit"] = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=project_root(), capture_output=True, text=True, timeout=5
-        ).stdout.strip() or None
+        info["git_commit"] = (
+            subprocess.run(
+                ["git", "rev-parse", "--short", "HEAD"], cwd=project_root(), capture_output=True, text=True, timeout=5
+            ).stdout.strip()
+            or None
+        )
     except Exception:  # pragma: no cover
         info["git_commit"] = None
     return info

@@ -57,19 +57,14 @@ def _check_logits(logits: Tensor, name: str = "logits") -> None:
 def _check_labels(logits: Tensor, y: Tensor) -> None:
     _check_logits(logits)
     if y.dim() != 1 or y.shape[0] != logits.shape[0]:
-        raise ValueError(
-            f"y must have shape ({logits.shape[0]},), got {tuple(y.shape)}"
-        )
+        raise ValueError(f"y must have shape ({logits.shape[0]},), got {tuple(y.shape)}")
 
 
 def _check_pair(a: Tensor, b: Tensor, name_a: str, name_b: str) -> None:
     _check_logits(a, name_a)
     _check_logits(b, name_b)
     if a.shape != b.shape:
-        raise ValueError(
-            f"{name_a} and {name_b} must have the same shape, "
-            f"got {tuple(a.shape)} and {tuple(b.shape)}"
-        )
+        raise ValueError(f"{name_a} and {name_b} must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
 
 
 def _ratio(num: int, den: int) -> float:
@@ -140,9 +135,7 @@ def reliability(logits: Tensor, y: Tensor, n_bins: int = 15) -> dict[str, list[A
     acc_sum.index_add_(0, idx, correct)
 
     counts = [int(c) for c in count.tolist()]
-    confidence = [
-        s / c if c > 0 else float("nan") for s, c in zip(conf_sum.tolist(), counts)
-    ]
+    confidence = [s / c if c > 0 else float("nan") for s, c in zip(conf_sum.tolist(), counts)]
     acc = [s / c if c > 0 else float("nan") for s, c in zip(acc_sum.tolist(), counts)]
     return {
         "bin_lower": lower,
@@ -184,9 +177,7 @@ def agreement(student_logits: Tensor, teacher_logits: Tensor) -> float:
     return (s == t).double().mean().item()
 
 
-def kl_teacher_student(
-    teacher_logits: Tensor, student_logits: Tensor, tau: float = 1.0
-) -> float:
+def kl_teacher_student(teacher_logits: Tensor, student_logits: Tensor, tau: float = 1.0) -> float:
     """Mean KL divergence from teacher to student at temperature ``tau``.
 
     ``KL = (1/N) * sum_i sum_k p_ik (log p_ik - log q_ik)`` with
@@ -203,9 +194,7 @@ def kl_teacher_student(
     return kl.mean().item()
 
 
-def retention(
-    teacher_logits: Tensor, student_logits: Tensor, y: Tensor
-) -> dict[str, float | int]:
+def retention(teacher_logits: Tensor, student_logits: Tensor, y: Tensor) -> dict[str, float | int]:
     """Knowledge-retention rates of a student (Mishra & Sundaram, CCKD,
     arXiv:2107.06993).
 
@@ -316,22 +305,15 @@ def _make_attack(attack: str, steps: int, rel_stepsize: float | None) -> Any:
             raise ValueError(f"steps must be >= 1, got {steps}")
         if rel_stepsize is None:
             rel_stepsize = 2.5 / steps
-        return foolbox.attacks.LinfPGD(
-            steps=steps, rel_stepsize=rel_stepsize, random_start=True
-        )
-    raise ValueError(
-        f"unknown attack {attack!r}; valid choices are "
-        + ", ".join(repr(a) for a in ATTACKS)
-    )
+        return foolbox.attacks.LinfPGD(steps=steps, rel_stepsize=rel_stepsize, random_start=True)
+    raise ValueError(f"unknown attack {attack!r}; valid choices are " + ", ".join(repr(a) for a in ATTACKS))
 
 
 @contextmanager
 def _seeded_rng(seed: int) -> Iterator[None]:
     """Seed torch's global RNGs (CPU and, if present, every CUDA device) and
     restore their previous states on exit."""
-    cuda_devices = (
-        list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
-    )
+    cuda_devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
     with torch.random.fork_rng(devices=cuda_devices):
         torch.manual_seed(seed)
         yield

@@ -77,7 +77,9 @@ def create_model(
     architecture (e.g. ``hidden`` for ``mlp``); an unknown one names the valid ones.
     """
     factory = MODELS.get(name)
-    accepted = [p for p in inspect.signature(factory).parameters if p not in ("num_classes", "in_channels", "input_size")]
+    accepted = [
+        p for p in inspect.signature(factory).parameters if p not in ("num_classes", "in_channels", "input_size")
+    ]
     for k in kwargs:
         if k not in accepted:
             raise UnknownNameError(f"parameter of model {name!r}", k, accepted or ["(none)"])
@@ -107,7 +109,12 @@ def mlp(num_classes: int, in_channels: int, input_size: int, hidden: int = 256) 
     """``(B, C, H, W) -> (B, classes)``: flatten, two ReLU layers of ``hidden`` units."""
     d = in_channels * input_size * input_size
     return nn.Sequential(
-        nn.Flatten(), nn.Linear(d, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, num_classes)
+        nn.Flatten(),
+        nn.Linear(d, hidden),
+        nn.ReLU(),
+        nn.Linear(hidden, hidden),
+        nn.ReLU(),
+        nn.Linear(hidden, num_classes),
     )
 
 
@@ -192,7 +199,9 @@ class CifarResNet(nn.Module):
         if (depth - 2) % 6 != 0:
             raise ValueError(f"CIFAR ResNet depth must be 6n + 2, got {depth}")
         n = (depth - 2) // 6
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU())
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU()
+        )
         layers, cin = [], widths[0]
         for stage, cout in enumerate(widths[1:]):
             for i in range(n):

@@ -9,9 +9,17 @@ for the shared seaborn "whitegrid" look; importing this module changes no
 global matplotlib state.
 
 Data come as tidy :class:`pandas.DataFrame` objects with one row per seed
-(``bar_with_spread``, ``line_with_spread``, ``robustness_curves``), as the
-per-epoch history records of the training loop (``training_curves``), or as
-the dicts of :func:`kdutils.metrics.reliability` (``reliability_diagrams``).
+(``bar_with_spread``, ``bar_panels``, ``line_with_spread``,
+``robustness_curves``, ``margin_curves``, ``usage_curves``,
+``pruning_curve``; :class:`kdutils.notebook.NotebookContext` builds them),
+one row per run (``accuracy_vs_usage``), as the per-epoch history records of
+the training loop (``training_curves``), as the dicts of
+:func:`kdutils.metrics.reliability` (``reliability_diagrams``), or as
+tensors (``image_grid``, ``significance_histogram``, ``significant_images``).
+
+Legends of line plots stand beside the axes, never over a curve, and a figure
+drawn here is widened by its legend's width so the axes, title and labels keep
+their room.
 """
 
 from __future__ import annotations
@@ -32,14 +40,21 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 __all__ = [
+    "accuracy_vs_usage",
+    "bar_panels",
     "bar_with_spread",
     "image_grid",
     "line_with_spread",
+    "margin_curves",
+    "pruning_curve",
     "reliability_diagrams",
     "robustness_curves",
     "save_figure",
+    "significance_histogram",
+    "significant_images",
     "style",
     "training_curves",
+    "usage_curves",
 ]
 
 #: A figure name must be a stable file stem made of these characters only.
@@ -98,9 +113,7 @@ def _require_columns(df: pd.DataFrame, columns: Sequence[str | None], fn: str) -
         raise TypeError(f"{fn}: expected a pandas DataFrame, got {type(df).__name__}")
     missing = [c for c in columns if c is not None and c not in df.columns]
     if missing:
-        raise ValueError(
-            f"{fn}: missing column(s) {missing}; the DataFrame has {list(df.columns)}"
-        )
+        raise ValueError(f"{fn}: missing column(s) {missing}; the DataFrame has {list(df.columns)}")
     if df.empty:
         raise ValueError(f"{fn}: the DataFrame is empty")
 
@@ -132,6 +145,21 @@ def _new_axes(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure, Ax
         return ax.get_figure(), ax
     fig, ax = plt.subplots(figsize=figsize, layout="constrained")
     return fig, ax
+
+
+def _legend_beside(ax: Axes, title: str | None = None, **kw: Any):
+    """The axes' legend to its right, top-aligned: it never hides a curve."""
+    return ax.legend(
+        title=title, fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, **kw
+    )
+
+
+def _widen_for(fig: Figure, legend: Any) -> None:
+    """Widen ``fig`` by ``legend``'s width (inches), so the axes keep the width they were given."""
+    if legend is None:
+        return
+    width = legend.get_window_extent().width / fig.dpi
+    fig.set_size_inches(fig.get_figwidth() + width + 0.15, fig.get_figheight())
 
 
 # ---------------------------------------------------------------------------
@@ -171,9 +199,14 @@ def image_grid(
     cell, margin, head = 0.9, 1.3, (0.45 if title else 0.05)
     width, height = per_class * cell + margin, n_classes * cell + head + 0.05
     fig, axes = plt.subplots(n_classes, per_class, figsize=(width, height), squeeze=False)
-    fig.subplots_adjust(left=margin / width, right=1.0 - 0.05 / width,
-                        bottom=0.05 / height, top=1.0 - head / height,
-                        wspace=0.05, hspace=0.05)
+    fig.subplots_adjust(
+        left=margin / width,
+        right=1.0 - 0.05 / width,
+        bottom=0.05 / height,
+        top=1.0 - head / height,
+        wspace=0.05,
+        hspace=0.05,
+    )
     gray = x.shape[1] == 1
     for k, name in enumerate(classes):
         idx = np.flatnonzero(labels == k)[:per_class]
@@ -190,9 +223,7 @@ def image_grid(
                     ax.imshow(img[0], cmap="gray", vmin=0, vmax=255, interpolation="nearest")
                 else:
                     ax.imshow(np.transpose(img, (1, 2, 0)), interpolation="nearest")
-        axes[k, 0].set_ylabel(
-            str(name), rotation=0, ha="right", va="center", labelpad=6
-        )
+        axes[k, 0].set_ylabel(str(name), rotation=0, ha="right", va="center", labelpad=6)
     if title:
         fig.suptitle(title, y=1.0 - 0.05 / height, va="top")
     return fig
@@ -226,30 +257,18 @@ def training_curves(
     """
     if not histories:
         raise ValueError("training_curves: histories is empty")
-    present = [
-        k for k in keys
-        if any(_finite(r.get(k)) for recs in histories.values() for r in recs)
-    ]
+    present = [k for k in keys if any(_finite(r.get(k)) for recs in histories.values() for r in recs)]
     if not present:
-        raise ValueError(
-            f"training_curves: none of the keys {list(keys)} has a value in any record"
-        )
-    fig, axes = plt.subplots(
-        1, len(present), figsize=(4.2 * len(present), 3.4), squeeze=False, layout="constrained"
-    )
+        raise ValueError(f"training_curves: none of the keys {list(keys)} has a value in any record")
+    fig, axes = plt.subplots(1, len(present), figsize=(4.2 * len(present), 3.4), squeeze=False, layout="constrained")
     colors = sns.color_palette(n_colors=max(len(histories), 1))
     for ax, key in zip(axes[0], present):
         for (label, recs), color in zip(histories.items(), colors):
-            pts = [
-                (r.get("epoch", i + 1), float(r[key]))
-                for i, r in enumerate(recs)
-                if _finite(r.get(key))
-            ]
+            pts = [(r.get("epoch", i + 1), float(r[key])) for i, r in enumerate(recs) if _finite(r.get(key))]
             if not pts:
                 continue
             xs, ys = zip(*pts)
-            ax.plot(xs, ys, marker="o" if len(xs) <= 30 else None, markersize=3,
-                    color=color, label=str(label))
+            ax.plot(xs, ys, marker="o" if len(xs) <= 30 else None, markersize=3, color=color, label=str(label))
         ax.set_title(_KEY_LABELS.get(key, key.replace("_", " ")))
         ax.set_xlabel("epoch")
         ax.set_ylabel(key)
@@ -307,13 +326,21 @@ def bar_with_spread(
     if order is None:
         order = _levels(df[x])
     sns.barplot(
-        data=df, x=x, y=y, hue=hue, order=order, hue_order=hue_order,
-        errorbar="sd", capsize=0.15, err_kws={"linewidth": 1.2}, alpha=0.85, ax=ax,
+        data=df,
+        x=x,
+        y=y,
+        hue=hue,
+        order=order,
+        hue_order=hue_order,
+        errorbar="sd",
+        capsize=0.15,
+        err_kws={"linewidth": 1.2},
+        alpha=0.85,
+        ax=ax,
     )
     strip_kw: dict[str, Any] = {}
     if hue is not None:
-        strip_kw = {"hue": hue, "hue_order": hue_order, "dodge": True,
-                    "palette": {h: "0.15" for h in hue_order}}
+        strip_kw = {"hue": hue, "hue_order": hue_order, "dodge": True, "palette": {h: "0.15" for h in hue_order}}
     else:
         strip_kw = {"color": "0.15"}
     # seaborn draws the jitter from numpy's global generator: seed it here (and put the caller's
@@ -322,8 +349,16 @@ def bar_with_spread(
     np.random.seed(0)
     try:
         sns.stripplot(
-            data=df, x=x, y=y, order=order, size=4, jitter=0.12, alpha=0.8,
-            legend=False, ax=ax, **strip_kw,
+            data=df,
+            x=x,
+            y=y,
+            order=order,
+            size=4,
+            jitter=0.12,
+            alpha=0.8,
+            legend=False,
+            ax=ax,
+            **strip_kw,
         )
     finally:
         np.random.set_state(state)
@@ -348,6 +383,7 @@ def line_with_spread(
     logx: bool = False,
     ax: Axes | None = None,
     hue_order: Sequence[Any] | None = None,
+    legend: str | bool = "auto",
 ) -> Figure:
     """Mean line (with markers) and a shaded +-1 std band per ``hue`` level.
 
@@ -355,8 +391,16 @@ def line_with_spread(
     is no band.  ``logx`` uses a log x axis (symlog when some x <= 0).
     ``hue_order`` fixes the order and colours of the lines (useful to keep
     colours consistent across panels).
+
+    ``legend``: ``"auto"`` puts it beside the axes (never over a curve) when
+    the axes is the last of its row, and draws none on a panel with another
+    one to its right (the figure's last panel or the caller draws it once);
+    ``"beside"``, ``"inside"`` (matplotlib's best spot) or ``False``.  On a
+    figure of its own the figure is widened by the legend's width, so the
+    axes keep their size and the title and labels are not cut off.
     """
     _require_columns(df, [x, y, hue], "line_with_spread")
+    own = ax is None
     fig, ax = _new_axes(ax, (5.0, 3.6))
     if hue is None:
         groups: list[tuple[Any, pd.DataFrame]] = [(None, df)]
@@ -378,8 +422,7 @@ def line_with_spread(
         xs = stats.index.to_numpy()
         mean = stats["mean"].to_numpy(dtype=float)
         sd = stats["std"].to_numpy(dtype=float)
-        ax.plot(xs, mean, marker="o", markersize=4, color=color,
-                label=None if level is None else str(level))
+        ax.plot(xs, mean, marker="o", markersize=4, color=color, label=None if level is None else str(level))
         if np.isfinite(sd).any():
             band = np.where(np.isfinite(sd), sd, 0.0)
             ax.fill_between(xs, mean - band, mean + band, color=color, alpha=0.2, linewidth=0)
@@ -402,49 +445,235 @@ def line_with_spread(
     ax.set_xlabel(xlabel or x)
     ax.set_ylabel(ylabel or y)
     ax.set_title(title or f"{ylabel or y} vs {xlabel or x} (mean ± std over seeds)")
-    if hue is not None:
-        spec = ax.get_subplotspec()
-        if spec is None or spec.is_last_col():
-            # beside the axes, so it never hides a curve (save_figure keeps it with a tight box)
-            ax.legend(title=hue, fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
-        else:  # a panel with another one to its right
+    if hue is not None and legend:
+        if legend == "auto":
+            spec = ax.get_subplotspec()
+            legend = "beside" if spec is None or spec.is_last_col() else False
+        if legend == "beside":
+            leg = _legend_beside(ax, title=hue)
+            if own:
+                _widen_for(fig, leg)
+        elif legend == "inside":
             ax.legend(title=hue, fontsize="small", loc="best")
+        elif legend is not False:
+            raise ValueError(f"line_with_spread: legend must be 'auto', 'beside', 'inside' or False, got {legend!r}")
     return fig
 
 
-def robustness_curves(
-    df: pd.DataFrame, attacks: Sequence[str] = ("fgsm", "pgd")
-) -> Figure:
+def robustness_curves(df: pd.DataFrame, attacks: Sequence[str] = ("fgsm", "pgd"), title: str | None = None) -> Figure:
     """Robust accuracy vs epsilon, one subplot per attack present in ``df``.
 
     ``df`` is tidy with columns ``method, seed, attack, epsilon, value``.
     Each panel is a :func:`line_with_spread` per method; the y axes are
-    shared and fixed to ``[0, 1]``, and a method keeps its colour across
-    panels.
+    shared and fixed to ``[0, 1]``, a method keeps its colour across panels,
+    and one legend for all panels stands beside the last one.
     """
-    _require_columns(df, ["method", "attack", "epsilon", "value"], "robustness_curves")
+    return _attack_panels(df, attacks, "robustness_curves", ylabel="robust accuracy", ylim=(0.0, 1.0),
+                          title=title or "Robust accuracy vs perturbation size")  # fmt: skip
+
+
+def margin_curves(
+    df: pd.DataFrame, reference: str = "KD", attacks: Sequence[str] = ("fgsm", "pgd"), title: str | None = None
+) -> Figure:
+    """Each method's margin over ``reference`` vs epsilon, one panel per attack.
+
+    ``df`` is tidy with columns ``method, seed, attack, epsilon, value``, the
+    value being the margin in points per seed (paired by seed, e.g.
+    :meth:`kdutils.notebook.NotebookContext.margins`): lines are the mean over
+    seeds, bands +-1 std; a black line marks 0 (no difference).  The y axes
+    are shared and every panel keeps its tick labels.
+    """
+    fig = _attack_panels(df, attacks, "margin_curves", ylabel=f"margin over {reference} (points)", ylim=None,
+                         title=title or f"Margin over {reference} (mean ± std over seeds)")  # fmt: skip
+    for ax in fig.axes:
+        ax.axhline(0.0, color="k", lw=0.8, zorder=1)
+    return fig
+
+
+def _attack_panels(df: pd.DataFrame, attacks: Sequence[str], fn: str, *, ylabel: str,
+                   ylim: tuple[float, float] | None, title: str) -> Figure:  # fmt: skip
+    _require_columns(df, ["method", "attack", "epsilon", "value"], fn)
     present = [a for a in attacks if (df["attack"] == a).any()]
     if not present:
         raise ValueError(
-            f"robustness_curves: none of the attacks {list(attacks)} is in the data "
-            f"(attacks found: {_levels(df['attack'])})"
+            f"{fn}: none of the attacks {list(attacks)} is in the data (attacks found: {_levels(df['attack'])})"
         )
     methods = _levels(df["method"])
     fig, axes = plt.subplots(
-        1, len(present), figsize=(4.8 * len(present), 3.8),
-        sharey=True, squeeze=False, layout="constrained",
+        1,
+        len(present),
+        figsize=(4.6 * len(present), 3.8),
+        sharey=True,
+        squeeze=False,
+        layout="constrained",
     )
     for ax, attack in zip(axes[0], present):
         line_with_spread(
-            df[df["attack"] == attack], x="epsilon", y="value", hue="method",
-            xlabel="epsilon", ylabel="robust accuracy", title=attack.upper(),
-            ax=ax, hue_order=methods,
+            df[df["attack"] == attack],
+            x="epsilon",
+            y="value",
+            hue="method",
+            xlabel="epsilon",
+            ylabel=ylabel,
+            title=attack.upper(),
+            ax=ax,
+            hue_order=methods,
+            legend=False,
         )
-        ax.set_ylim(0.0, 1.0)
+        if ylim is not None:
+            ax.set_ylim(*ylim)
     for ax in axes[0, 1:]:
         ax.set_ylabel("")
-    fig.suptitle("Robust accuracy vs perturbation size")
+        ax.tick_params(labelleft=True)
+    _widen_for(fig, _legend_beside(axes[0, -1], title="method"))
+    fig.suptitle(title)
     return fig
+
+
+def bar_panels(
+    df: pd.DataFrame,
+    metrics: Sequence[str],
+    x: str = "method",
+    order: Sequence[Any] | None = None,
+    titles: Sequence[str] | None = None,
+    title: str | None = None,
+) -> Figure:
+    """One :func:`bar_with_spread` panel per metric, side by side.
+
+    ``df`` is tidy (``metric``, ``x``, ``value``; one row per seed), e.g. a
+    slice of the results table; panel ``i`` shows ``metrics[i]`` (titled
+    ``titles[i]`` or the metric's name).
+    """
+    _require_columns(df, ["metric", x, "value"], "bar_panels")
+    metrics = list(metrics)
+    if titles is not None and len(titles) != len(metrics):
+        raise ValueError(f"bar_panels: {len(titles)} titles for {len(metrics)} metrics")
+    missing = [m for m in metrics if not (df["metric"] == m).any()]
+    if missing:
+        raise ValueError(f"bar_panels: no values for metric(s) {missing}")
+    n_x = len(order) if order is not None else df[x].nunique()
+    fig, axes = plt.subplots(1, len(metrics), figsize=(max(4.0, 0.9 * n_x + 1.5) * len(metrics), 3.9),
+                             squeeze=False, layout="constrained")  # fmt: skip
+    for i, (ax, metric) in enumerate(zip(axes[0], metrics)):
+        bar_with_spread(df[df["metric"] == metric], x=x, y="value", order=order, ylabel=metric,
+                        title=titles[i] if titles is not None else metric, ax=ax)  # fmt: skip
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def usage_curves(df: pd.DataFrame, title: str | None = None, hue_order: Sequence[Any] | None = None) -> Figure:
+    """Share of the training samples in the backward pass per epoch, one line per method.
+
+    ``df`` is tidy with columns ``method, seed, epoch, value`` (value in [0, 1],
+    e.g. :meth:`kdutils.notebook.NotebookContext.usage_frame`); the y axis is
+    in percent from 0 to 100 %.
+    """
+    _require_columns(df, ["method", "epoch", "value"], "usage_curves")
+    fig = line_with_spread(df, x="epoch", y="value", hue="method", xlabel="epoch", ylabel="samples in the backward pass",
+                           title=title or "Data usage per epoch", hue_order=hue_order)  # fmt: skip
+    ax = fig.axes[0]
+    ax.set_ylim(-0.02, 1.05)
+    ax.yaxis.set_major_formatter(mticker.PercentFormatter(1.0, decimals=0))
+    return fig
+
+
+def pruning_curve(df: pd.DataFrame, title: str | None = None, ylabel: str = "test accuracy") -> Figure:
+    """Accuracy against the share of the training set dropped, one line per way of choosing.
+
+    ``df`` is tidy with columns ``how, dropped, seed, value`` (``dropped`` in
+    [0, 1), 0 for the run on the whole training set); x in percent.
+    """
+    _require_columns(df, ["how", "dropped", "value"], "pruning_curve")
+    fig = line_with_spread(df, x="dropped", y="value", hue="how", xlabel="training data dropped", ylabel=ylabel,
+                           title=title or "Accuracy after pruning the training set")  # fmt: skip
+    ax = fig.axes[0]
+    ax.xaxis.set_major_locator(mticker.FixedLocator(sorted(pd.unique(df["dropped"].astype(float)))))
+    ax.xaxis.set_major_formatter(mticker.PercentFormatter(1.0, decimals=0))
+    return fig
+
+
+def accuracy_vs_usage(
+    df: pd.DataFrame,
+    x: str = "data_usage",
+    y: str = "accuracy",
+    hue: str = "method",
+    order: Sequence[Any] | None = None,
+    title: str | None = None,
+) -> Figure:
+    """One point per run: accuracy against the data it used (both in percent).
+
+    ``df`` is wide, one row per method and seed, with columns ``hue``, ``x``
+    (sample-epochs relative to KD) and ``y`` (e.g.
+    :meth:`kdutils.notebook.NotebookContext.metric_frame`).  Up and to the
+    left is better.  The legend stands beside the axes.
+    """
+    _require_columns(df, [hue, x, y], "accuracy_vs_usage")
+    levels = list(order) if order is not None else _levels(df[hue])
+    fig, ax = plt.subplots(figsize=(5.6, 3.9), layout="constrained")
+    colors = sns.color_palette(n_colors=max(len(levels), 1))
+    markers = ["o", "s", "^", "D", "v", "P", "X", "*"]
+    for i, (level, color) in enumerate(zip(levels, colors)):
+        p = df[df[hue] == level]
+        if p.empty:
+            continue
+        ax.scatter(p[x].astype(float) * 100, p[y].astype(float) * 100, label=str(level), s=42, color=color,
+                   marker=markers[i % len(markers)], edgecolors="white", linewidths=0.5, zorder=3)  # fmt: skip
+    ax.set_xlabel("sample-epochs in the backward pass (% of KD)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(title or "Accuracy vs data used")
+    _widen_for(fig, _legend_beside(ax, title=hue))
+    return fig
+
+
+def significance_histogram(significance: Any, epochs: int, title: str = "Significance") -> Figure:
+    """Histogram of significance counts s_i (0..``epochs``), one bar per count.
+
+    The title ends with the share of samples that never took part (s_i = 0).
+    """
+    s = _to_numpy(significance).reshape(-1).astype(np.int64)
+    if s.size == 0:
+        raise ValueError("significance_histogram: no significance values")
+    if epochs < 1 or s.min() < 0 or s.max() > epochs:
+        raise ValueError(f"significance_histogram: counts must lie in 0..epochs={epochs}, got {s.min()}..{s.max()}")
+    counts = np.bincount(s, minlength=epochs + 1)
+    fig, ax = plt.subplots(figsize=(6.0, 3.4), layout="constrained")
+    ax.bar(np.arange(epochs + 1), counts, width=0.85, color=sns.color_palette()[0])
+    ax.set_xlabel("significance s_i (epochs in the SR teacher's backward pass)")
+    ax.set_ylabel("training samples")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    never = float((s == 0).mean())
+    ax.set_title(f"{title} ({never:.1%} of samples never used)")
+    return fig
+
+
+def significant_images(
+    x_uint8: Any,
+    y: Any,
+    significance: Any,
+    classes: Sequence[str],
+    which: str = "most",
+    per_class: int = 8,
+    title: str | None = None,
+) -> Figure:
+    """:func:`image_grid` of the ``per_class`` most (or least) significant images per class.
+
+    Ties keep dataset order (a stable sort), so the figure is the same on every run.
+    """
+    if which not in ("most", "least"):
+        raise ValueError(f"significant_images: which must be 'most' or 'least', got {which!r}")
+    x, labels = _to_numpy(x_uint8), _to_numpy(y).reshape(-1)
+    s = _to_numpy(significance).reshape(-1).astype(np.float64)
+    if not (len(s) == len(labels) == len(x)):
+        raise ValueError(f"significant_images: {len(x)} images, {len(labels)} labels, {len(s)} significance values")
+    picked = []
+    for k in range(len(classes)):
+        idx = np.flatnonzero(labels == k)
+        order = np.argsort(-s[idx] if which == "most" else s[idx], kind="stable")
+        picked.append(idx[order[:per_class]])
+    rows = np.concatenate(picked) if picked else np.zeros(0, dtype=np.int64)
+    return image_grid(x[rows], labels[rows], classes, per_class=per_class,
+                      title=title or f"The {which} significant training images per class")  # fmt: skip
 
 
 # ---------------------------------------------------------------------------
@@ -474,11 +703,29 @@ def _reliability_panel(ax: Axes, label: str, r: Mapping[str, Any], legend: bool)
     conf, acc = arrs["confidence"], arrs["accuracy"]
     keep = (count > 0) & np.isfinite(conf) & np.isfinite(acc)
     width = (upper - lower)[keep]
-    ax.bar(lower[keep], acc[keep], width=width, align="edge", color="tab:blue",
-           edgecolor="white", linewidth=0.6, alpha=0.9, label="accuracy")
-    ax.bar(lower[keep], (conf - acc)[keep], bottom=acc[keep], width=width, align="edge",
-           facecolor=(1.0, 0.0, 0.0, 0.25), edgecolor=(0.8, 0.0, 0.0, 0.8),
-           hatch="//", linewidth=0.6, label="gap")
+    ax.bar(
+        lower[keep],
+        acc[keep],
+        width=width,
+        align="edge",
+        color="tab:blue",
+        edgecolor="white",
+        linewidth=0.6,
+        alpha=0.9,
+        label="accuracy",
+    )
+    ax.bar(
+        lower[keep],
+        (conf - acc)[keep],
+        bottom=acc[keep],
+        width=width,
+        align="edge",
+        facecolor=(1.0, 0.0, 0.0, 0.25),
+        edgecolor=(0.8, 0.0, 0.0, 0.8),
+        hatch="//",
+        linewidth=0.6,
+        label="gap",
+    )
     ax.plot([0, 1], [0, 1], linestyle="--", color="0.3", linewidth=1, label="perfect calibration")
     ax.set_xlim(0.0, 1.0)
     ax.set_ylim(0.0, 1.0)
@@ -512,8 +759,7 @@ def reliability_diagrams(rel: Mapping[str, Mapping[str, Any]], ncols: int = 4) -
     n = len(rel)
     cols = min(ncols, n)
     rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 3.5 * rows),
-                             squeeze=False, layout="constrained")
+    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 3.5 * rows), squeeze=False, layout="constrained")
     flat = axes.ravel()
     for i, (label, r) in enumerate(rel.items()):
         _reliability_panel(flat[i], label, r, legend=(i == 0))

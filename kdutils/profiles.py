@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import UnknownNameError
-from .registry import check_choice
 from .recipe import Recipe
+from .registry import check_choice
 
 PROFILES = ("smoke", "quick", "paper")
 
@@ -56,8 +56,11 @@ _SIZES: dict[str, dict[str, dict[str, Any]]] = {
         # a reduced demonstration on 2 CPU cores (under 15 min per notebook): 10k training images, 2k
         # validation images scored after every epoch, 2k test images; students without augmentation,
         # so the teacher's logits are computed once instead of every batch (paper: crop + flip for both)
+        # ablation_teachers=False: no extra teachers trained only for an ablation (notebook 03's
+        # fixed-threshold SR teacher, 300 s here)
         "cifar10": dict(teacher_epochs=8, student_epochs=3, seeds=1, train_subset=10000, test_subset=2000,
-                        val_subset=2000, attack_samples=200, pgd_steps=5, student_augment=False),
+                        val_subset=2000, attack_samples=200, pgd_steps=5, student_augment=False,
+                        ablation_teachers=False),
     },
     "paper": {
         "*": dict(teacher_epochs=100, student_epochs=100, seeds=5, train_subset=None, test_subset=None, val_subset=None,
@@ -88,6 +91,9 @@ class Settings:
     epsilons: tuple[float, ...] = _MNIST_EPS
     attack_samples: int = 500
     pgd_steps: int = 10
+    #: train the teachers that serve only an ablation (e.g. notebook 03's fixed-threshold SR
+    #: teacher); a size the profile picks (off at quick on the CIFAR-10 subset, for time)
+    ablation_teachers: bool = True
     device: str = "auto"
     #: NHWC weights and batches; None: on for convolutional models on the CPU (faster there)
     channels_last: bool | None = None
@@ -155,6 +161,7 @@ def configure(profile: str = "quick", dataset: str | None = None, **overrides) -
         epsilons=tuple(base["epsilons"]),
         attack_samples=sizes["attack_samples"],
         pgd_steps=sizes["pgd_steps"],
+        ablation_teachers=sizes.get("ablation_teachers", True),
     )
     fields.update(ov)
     return Settings(**fields)

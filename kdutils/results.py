@@ -5,7 +5,24 @@ Every notebook collects its numbers in a :class:`Results` table and writes it as
 seed x metric) next to its executed copy. Tests, the batch summary and users' own
 plots read that one file.
 
-A claim's verdict is computed from measured numbers by :func:`compare`, never typed.
+A claim's verdict is computed from measured numbers by the claim functions below,
+never typed. The rule, shared by every notebook (the team's ``papers/README.md``,
+"How every claims table decides"):
+
+* Each claim names **one comparison in advance**; comparisons are **paired by seed**.
+* The measured quantity (a paired difference ``a_i - b_i`` or a mean over seeds) gets a
+  **two-sided t interval** at ``level`` (:data:`DEFAULT_LEVEL` = 90 %). The claim
+  *holds* when the whole interval lies on the claimed side of its threshold, *does not
+  hold* when the whole interval lies on the other side, and is *inconclusive* when the
+  interval straddles the threshold. Each of these one-sided decisions is a one-sided
+  test at ``(1 + level) / 2`` = 95 % (error rate ``(1 - level) / 2`` = 5 %).
+* With fewer than two seeds there is no spread to judge by: *not testable*.
+* Why 90 % and not 95 %: with 3 seeds (2 degrees of freedom) a two-sided 95 % interval
+  needs t = 4.30 standard errors, a 90 % one t = 2.92; at 90 % each one-sided verdict
+  is still a test at the usual 5 % level.
+* Exploration over many comparisons (variants x attacks x epsilons) goes through
+  :func:`best_of_many`, which adds Holm-corrected p-values: the best of a family never
+  decides a verdict alone.
 """
 
 from __future__ import annotations
@@ -13,14 +30,18 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 COLUMNS = ["notebook", "profile", "dataset", "method", "seed", "metric", "value"]
 
 HOLDS, FAILS, INCONCLUSIVE, NOT_TESTABLE = "holds", "does not hold", "inconclusive", "not testable at this profile"
+
+#: two-sided level of every interval; each one-sided decision is at (1 + level) / 2 = 95 %
+DEFAULT_LEVEL = 0.90
 
 
 class Results:
@@ -33,8 +54,15 @@ class Results:
     def add(self, dataset: str, method: str, seed: int | None, metrics: dict[str, float]) -> None:
         for k, v in metrics.items():
             self._rows.append(
-                {"notebook": self.notebook, "profile": self.profile, "dataset": dataset, "method": method,
-                 "seed": -1 if seed is None else int(seed), "metric": k, "value": float(v)}  # fmt: skip
+                {
+                    "notebook": self.notebook,
+                    "profile": self.profile,
+                    "dataset": dataset,
+                    "method": method,
+                    "seed": -1 if seed is None else int(seed),
+                    "metric": k,
+                    "value": float(v),
+                }  # fmt: skip
             )
 
     @property
@@ -60,8 +88,11 @@ def read_results(path: str | Path) -> pd.DataFrame:
     return df
 
 
+# --------------------------------------------------------------------------- tables
+
+
 def summarize(df: pd.DataFrame, metrics: Iterable[str] | None = None, by=("dataset", "method")) -> pd.DataFrame:
-    """Mean, std and number of seeds per (dataset, method, metric)."""
+    """Mean, std (ddof 1; 0 with a single seed) and number of seeds per (``by``..., metric)."""
     d = df if metrics is None else df[df["metric"].isin(list(metrics))]
     g = d.groupby([*by, "metric"], sort=False)["value"]
     out = g.agg(mean="mean", std="std", n="count").reset_index()
@@ -69,61 +100,465 @@ def summarize(df: pd.DataFrame, metrics: Iterable[str] | None = None, by=("datas
     return out
 
 
-def mean_std_table(df: pd.DataFrame, metric: str, order: list[str] | None = None, scale: float = 100.0, digits: int = 2) -> pd.DataFrame:
-    """A readable table ``method x dataset`` of "mean ± std" for one metric."""
+def format_mean_std(mean: float, std: float, *, scale: float = 100.0, digits: int = 2) -> str:
+    """``"83.57 ± 0.75"``: mean and standard deviation, both multiplied by ``scale``.
+
+    A missing (NaN) standard deviation gives the mean alone.
+    """
+    m = f"{float(mean) * scale:.{digits}f}"
+    if std is None or not math.isfinite(float(std)):
+        return m
+    return f"{m} ± {float(std) * scale:.{digits}f}"
+
+
+def mean_std_table(
+    df: pd.DataFrame, metric: str, order: list[str] | None = None, scale: float = 100.0, digits: int = 2
+) -> pd.DataFrame:
+    """A readable table ``method x dataset`` of "mean ± std" for one metric.
+
+    With ``order``, only the methods listed appear, in that order.
+    """
     s = summarize(df, [metric])
-    s["cell"] = [f"{m * scale:.{digits}f} ± {sd * scale:.{digits}f}" for m, sd in zip(s["mean"], s["std"])]
+    s["cell"] = [format_mean_std(m, sd, scale=scale, digits=digits) for m, sd in zip(s["mean"], s["std"])]
     t = s.pivot(index="method", columns="dataset", values="cell")
     if order:
         t = t.reindex([m for m in order if m in t.index])
     return t
 
 
-@dataclass
-class Comparison:
-    diff: float  # mean(a) - mean(b)
-    stderr: float  # standard error of the difference (paired by seed when possible)
+def mean_std_cells(df: pd.DataFrame, metrics: Sequence[str], *, index=("dataset", "method"), scale: float = 1.0,
+                   digits: int = 3, order: Sequence[str] | None = None) -> pd.DataFrame:  # fmt: skip
+    """A table of "mean ± std" cells (see :func:`format_mean_std`): rows ``index``, columns ``metrics``.
+
+    Columns come in the order of ``metrics`` (those measured). Rows keep the order in which
+    their keys first appear in ``df``; with ``order`` (a list of methods, needs a ``method``
+    level in ``index``) only the methods listed appear, in that order within each group of
+    the other index levels.
+    """
+    index = list(index)
+    metrics = list(metrics)
+    s = summarize(df, metrics, by=index)
+    s["cell"] = [format_mean_std(m, sd, scale=scale, digits=digits) for m, sd in zip(s["mean"], s["std"])]
+    t = s.pivot(index=index if len(index) > 1 else index[0], columns="metric", values="cell")
+    t = t[[m for m in metrics if m in t.columns]]
+    t.columns.name = None
+    keys = list(dict.fromkeys(s[index].itertuples(index=False, name=None)))  # first appearance
+    if order is not None:
+        if "method" not in index:
+            raise ValueError(f"order needs a 'method' level in index, got {index}")
+        pos = index.index("method")
+        rank = {m: i for i, m in enumerate(order)}
+        first = {}
+        for k in keys:
+            first.setdefault(k[:pos] + k[pos + 1 :], len(first))
+        keys = sorted((k for k in keys if k[pos] in rank), key=lambda k: (first[k[:pos] + k[pos + 1 :]], rank[k[pos]]))
+    if len(index) == 1:
+        return t.reindex([k[0] for k in keys])
+    return t.reindex(pd.MultiIndex.from_tuples(keys, names=index))
+
+
+# --------------------------------------------------------------------------- intervals
+
+
+def _values(x) -> np.ndarray:
+    return np.asarray(x if hasattr(x, "__len__") else list(x), dtype=float).ravel()
+
+
+def _pct(level: float) -> str:
+    return f"{level * 100:g} %"
+
+
+def _num(v: float) -> str:
+    v = float(v) + 0.0  # no "-0.00"
+    return f"{v:.2f}" if round(v, 2) == v or abs(v) >= 1 else f"{v:.4g}"
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A two-sided t interval: ``estimate`` (a mean), ``[low, high]`` at ``level``, over ``n`` values."""
+
+    estimate: float
+    low: float
+    high: float
+    level: float
     n: int
+
+
+def _t_interval(x: np.ndarray, level: float) -> Interval:
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    n = len(x)
+    if n == 0:
+        return Interval(math.nan, math.nan, math.nan, level, 0)
+    est = float(x.mean())
+    if n < 2:
+        return Interval(est, math.nan, math.nan, level, n)
+    half = float(stats.t.ppf((1.0 + level) / 2.0, n - 1) * x.std(ddof=1) / math.sqrt(n))
+    return Interval(est, est - half, est + half, level, n)
+
+
+def mean_interval(values: Iterable[float], *, level: float = DEFAULT_LEVEL) -> Interval:
+    """One-sample t interval of the mean of ``values`` (e.g. one value per seed).
+
+    ``mean ± t_{(1+level)/2, n-1} * sd / sqrt(n)`` with ``sd`` the sample standard deviation
+    (ddof 1): two-sided at ``level``, so each end is a one-sided bound at ``(1 + level) / 2``.
+    With fewer than two values the bounds are NaN (no spread to judge by). Default 90 %:
+    with 3 seeds a 95 % interval needs t = 4.30, a 90 % one t = 2.92.
+    """
+    return _t_interval(_values(values), level)
+
+
+def paired_interval(a: Iterable[float], b: Iterable[float], *, level: float = DEFAULT_LEVEL) -> Interval:
+    """Paired t interval of ``mean(a_i - b_i)``, ``a`` and ``b`` paired by position (by seed).
+
+    The one-sample t interval (:func:`mean_interval`) of the per-seed differences: two-sided
+    at ``level``, each end a one-sided bound at ``(1 + level) / 2``. With fewer than two pairs
+    the bounds are NaN. ``a`` and ``b`` must have the same length (ValueError otherwise).
+    Default 90 %: with 3 seeds a 95 % interval needs t = 4.30, a 90 % one t = 2.92.
+    """
+    a, b = _values(a), _values(b)
+    if len(a) != len(b):
+        raise ValueError(f"paired comparison needs one value per seed on both sides: got {len(a)} and {len(b)} values")
+    return _t_interval(a - b, level)
+
+
+# --------------------------------------------------------------------------- verdicts
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A claim's verdict and the interval it came from.
+
+    ``estimate``, ``low``, ``high`` are in the claim's raw units (fractions for accuracy);
+    ``threshold`` is what the interval is compared with; ``rule`` says how, in one sentence.
+    The last four fields only shape the text: ``scale`` and ``unit`` (the default of
+    :meth:`describe`), ``side`` ("above": the claim is that the quantity exceeds the
+    threshold; "below": that it stays under it), ``signed`` (differences print with a sign).
+    """
+
     verdict: str
+    estimate: float
+    low: float
+    high: float
+    level: float
+    n: int
+    threshold: float
+    rule: str
+    scale: float = 100.0
+    unit: str = " points"
+    side: str = "above"
+    signed: bool = True
+
+    @property
+    def holds(self) -> bool:
+        return self.verdict == HOLDS
+
+    @property
+    def margin(self) -> float:
+        """How far the interval's conservative end clears the threshold (negative: it does not); NaN if untested."""
+        return self.low - self.threshold if self.side == "above" else self.threshold - self.high
+
+    def describe(self, scale: float | None = None, unit: str | None = None, digits: int = 2) -> str:
+        """``"+0.41 points, 90 % CI [-0.20, +1.02], n = 3"`` (the claim's own scale and unit by default)."""
+        scale = self.scale if scale is None else scale
+        unit = self.unit if unit is None else unit
+        f = f"{{:+.{digits}f}}" if self.signed else f"{{:.{digits}f}}"
+        if self.n == 0 or not math.isfinite(self.estimate):
+            return f"no measurement (n = {self.n})"
+        est = f.format(self.estimate * scale + 0.0) + unit
+        if not (math.isfinite(self.low) and math.isfinite(self.high)):
+            return f"{est}, no interval with n = {self.n}"
+        lo, hi = f.format(self.low * scale + 0.0), f.format(self.high * scale + 0.0)
+        return f"{est}, {_pct(self.level)} CI [{lo}, {hi}], n = {self.n}"
 
     def __str__(self) -> str:
-        return f"{self.diff:+.4f} (se {self.stderr:.4f}, n={self.n}): {self.verdict}"
+        return f"{self.verdict}: {self.describe()} ({self.rule})"
 
 
-def compare(a: Iterable[float], b: Iterable[float], *, margin: float = 0.0, higher_is_better: bool = True) -> Comparison:
-    """Is ``a`` better than ``b`` by more than ``margin``? A verdict from the numbers.
+def _decide(iv: Interval, threshold: float, side: str) -> str:
+    if iv.n < 2 or not (math.isfinite(iv.low) and math.isfinite(iv.high)):
+        return NOT_TESTABLE
+    if side == "above":
+        return HOLDS if iv.low > threshold else FAILS if iv.high < threshold else INCONCLUSIVE
+    return HOLDS if iv.high < threshold else FAILS if iv.low > threshold else INCONCLUSIVE
 
-    With seeds paired (same length) the difference is taken per seed. Verdict:
-    ``holds`` when the mean difference minus ``margin`` exceeds one standard error,
-    ``does not hold`` when it is below minus one standard error, else
-    ``inconclusive``; with a single seed the sign decides (no spread to judge by).
-    ``margin`` may be negative ("at least as good as b minus |margin|").
+
+def _signed_interval(a, b, level: float, higher_is_better: bool) -> Interval:
+    return paired_interval(a, b, level=level) if higher_is_better else paired_interval(b, a, level=level)
+
+
+def _diff_text(label: str, higher_is_better: bool) -> str:
+    return f"({label})" if higher_is_better else f"-({label}) (lower is better)"
+
+
+def claim_better(a: Iterable[float], b: Iterable[float], *, by: float = 0.0, level: float = DEFAULT_LEVEL,
+                 higher_is_better: bool = True, label: str = "a - b", scale: float = 100.0,
+                 unit: str = " points") -> Verdict:  # fmt: skip
+    """Superiority: is ``a`` better than ``b`` by more than ``by``, paired by seed?
+
+    The paired t interval (:func:`paired_interval`, two-sided at ``level``) of the signed
+    difference ``a_i - b_i`` (``b_i - a_i`` when lower is better): *holds* when it lies entirely
+    above ``by``, *does not hold* when it lies entirely below ``by``, *inconclusive* when it
+    contains ``by``, *not testable* with fewer than two seeds. Each one-sided decision is a
+    test at ``(1 + level) / 2`` (95 % by default; 90 % two-sided because with 3 seeds a 95 %
+    interval needs t = 4.30). ``by`` is in raw units (0.03 = 3 points of accuracy);
+    ``scale``/``unit`` only shape the text.
     """
-    a, b = np.asarray(list(a), float), np.asarray(list(b), float)
-    if len(a) == 0 or len(b) == 0:
-        return Comparison(math.nan, math.nan, 0, NOT_TESTABLE)
-    sign = 1.0 if higher_is_better else -1.0
-    if len(a) == len(b):
-        d = sign * (a - b)
-        n = len(d)
-        diff, se = float(d.mean()), float(d.std(ddof=1) / math.sqrt(n)) if n > 1 else 0.0
-    else:
-        n = min(len(a), len(b))
-        diff = float(sign * (a.mean() - b.mean()))
-        se = float(math.sqrt((a.var(ddof=1) if len(a) > 1 else 0) / len(a) + (b.var(ddof=1) if len(b) > 1 else 0) / len(b)))
-    x = diff - margin
-    if n <= 1 or se == 0.0:
-        verdict = HOLDS if x > 0 else FAILS
-    else:
-        verdict = HOLDS if x > se else FAILS if x < -se else INCONCLUSIVE
-    return Comparison(diff * sign, se, n, verdict)
+    iv = _signed_interval(a, b, level, higher_is_better)
+    rule = f"paired t, {_pct(level)} interval of {_diff_text(label, higher_is_better)} above {_num(by * scale)}{unit}"
+    return Verdict(_decide(iv, by, "above"), iv.estimate, iv.low, iv.high, level, iv.n, float(by), rule,
+                   scale=scale, unit=unit, side="above", signed=True)  # fmt: skip
 
 
-def claims_frame(rows: list[dict]) -> pd.DataFrame:
-    """The claims table every notebook ends with.
+def claim_non_inferior(a: Iterable[float], b: Iterable[float], *, margin: float = 0.01, level: float = DEFAULT_LEVEL,
+                       higher_is_better: bool = True, label: str = "a - b", scale: float = 100.0,
+                       unit: str = " points") -> Verdict:  # fmt: skip
+    """Non-inferiority: is ``a`` at least as good as ``b`` up to ``margin``, paired by seed?
 
-    Each row: claim, source ([paper] / [public] / [ours]), paper's number, measured,
-    profile, dataset, verdict.
+    The paired t interval (two-sided at ``level``) of the signed difference ``a_i - b_i``
+    (``b_i - a_i`` when lower is better): *holds* when its low end is above ``-margin``,
+    *does not hold* when its high end is below ``-margin``, *inconclusive* otherwise, *not
+    testable* with fewer than two seeds. Each one-sided decision is a test at
+    ``(1 + level) / 2``. ``margin`` is in raw units: the default 0.01 is 1 point of accuracy
+    (the project's margin unless a spec says otherwise).
     """
-    cols = ["claim", "source", "paper's number", "measured", "profile", "dataset", "verdict"]
+    if margin < 0:
+        raise ValueError(f"margin is a non-negative tolerance, got {margin}")
+    iv = _signed_interval(a, b, level, higher_is_better)
+    rule = (f"paired t, {_pct(level)} interval of {_diff_text(label, higher_is_better)} above {_num(-margin * scale)}{unit}"
+            f" (non-inferiority margin {_num(margin * scale)}{unit})")  # fmt: skip
+    return Verdict(_decide(iv, -margin, "above"), iv.estimate, iv.low, iv.high, level, iv.n, -float(margin), rule,
+                   scale=scale, unit=unit, side="above", signed=True)  # fmt: skip
+
+
+def _claim_mean(values, threshold, side, level, label, scale, unit) -> Verdict:
+    iv = mean_interval(values, level=level)
+    rule = f"one-sample t, {_pct(level)} interval of {label} {side} {_num(threshold * scale)}{unit}"
+    return Verdict(_decide(iv, threshold, side), iv.estimate, iv.low, iv.high, level, iv.n, float(threshold), rule,
+                   scale=scale, unit=unit, side=side, signed=False)  # fmt: skip
+
+
+def claim_mean_above(values: Iterable[float], threshold: float, *, level: float = DEFAULT_LEVEL,
+                     label: str = "the mean", scale: float = 1.0, unit: str = "") -> Verdict:  # fmt: skip
+    """Is the mean over seeds above ``threshold``? One-sample t interval, two-sided at ``level``.
+
+    *holds* when the interval lies entirely above ``threshold``, *does not hold* when it lies
+    entirely below, *inconclusive* when it contains it, *not testable* with fewer than two
+    values. Each one-sided decision is a test at ``(1 + level) / 2`` (95 % by default).
+    """
+    return _claim_mean(values, threshold, "above", level, label, scale, unit)
+
+
+def claim_mean_below(values: Iterable[float], threshold: float, *, level: float = DEFAULT_LEVEL,
+                     label: str = "the mean", scale: float = 1.0, unit: str = "") -> Verdict:  # fmt: skip
+    """Is the mean over seeds below ``threshold``? One-sample t interval, two-sided at ``level``.
+
+    *holds* when the interval lies entirely below ``threshold``, *does not hold* when it lies
+    entirely above, *inconclusive* when it contains it, *not testable* with fewer than two
+    values. Each one-sided decision is a test at ``(1 + level) / 2`` (95 % by default).
+    """
+    return _claim_mean(values, threshold, "below", level, label, scale, unit)
+
+
+def claim_all(verdicts: Sequence[Verdict], rule: str) -> Verdict:
+    """A claim made of several parts (all must hold), e.g. "saves 10 % of the samples AND is non-inferior".
+
+    *does not hold* if any part does not hold; otherwise *not testable* if any part is;
+    otherwise *holds* if every part holds, else *inconclusive*. The numbers reported are those
+    of the weakest part with the combined verdict: the one whose interval clears its threshold
+    by the least (:attr:`Verdict.margin`, in the part's raw units).
+    """
+    verdicts = list(verdicts)
+    if not verdicts:
+        raise ValueError("claim_all needs at least one part")
+    states = [v.verdict for v in verdicts]
+    if FAILS in states:
+        combined = FAILS
+    elif NOT_TESTABLE in states:
+        combined = NOT_TESTABLE
+    elif all(s == HOLDS for s in states):
+        combined = HOLDS
+    else:
+        combined = INCONCLUSIVE
+    candidates = [v for v in verdicts if v.verdict == combined]
+    w = min(candidates, key=lambda v: v.margin if math.isfinite(v.margin) else -math.inf)
+    return Verdict(combined, w.estimate, w.low, w.high, w.level, w.n, w.threshold, rule,
+                   scale=w.scale, unit=w.unit, side=w.side, signed=w.signed)  # fmt: skip
+
+
+# --------------------------------------------------------------------------- tests and multiplicity
+
+#: exact enumeration of sign flips up to this many pairs, a seeded Monte Carlo beyond
+_EXACT_FLIPS = 16
+
+
+def sign_flip_pvalue(a: Iterable[float], b: Iterable[float], *, higher_is_better: bool = True,
+                     threshold: float = 0.0) -> float:  # fmt: skip
+    """Exact paired permutation (sign-flip) test: one-sided p-value for ``mean(a - b) > threshold``.
+
+    Under the null the centred differences ``d_i = (a_i - b_i) - threshold`` (``b_i - a_i`` when
+    lower is better) are symmetric around 0, so each sign is equally likely: p is the share of
+    the ``2**n`` sign patterns whose mean is at least the observed one. With 3 seeds there are
+    only 8 patterns and the smallest attainable p is 1/8 = 0.125 (all differences positive):
+    such a test cannot reach 5 % with 3 seeds, whatever the numbers. Up to 16 pairs the
+    enumeration is exact; beyond, 65536 seeded random patterns (p = (1 + hits) / (1 + draws)).
+    NaN with no pairs.
+    """
+    a, b = _values(a), _values(b)
+    if len(a) != len(b):
+        raise ValueError(f"paired comparison needs one value per seed on both sides: got {len(a)} and {len(b)} values")
+    d = (a - b if higher_is_better else b - a) - threshold
+    n = len(d)
+    if n == 0:
+        return math.nan
+    obs = d.mean()
+    tol = 1e-12 * max(1.0, float(np.abs(d).max()))
+    if n <= _EXACT_FLIPS:
+        bits = (np.arange(2**n)[:, None] >> np.arange(n)[None, :]) & 1
+        means = ((1 - 2 * bits) * d).mean(axis=1)
+        return float(np.mean(means >= obs - tol))
+    draws = 65536
+    signs = np.random.default_rng(0).choice([-1.0, 1.0], size=(draws, n))
+    hits = int(np.sum((signs * d).mean(axis=1) >= obs - tol))
+    return (1 + hits) / (1 + draws)
+
+
+def holm(pvalues: Mapping[str, float]) -> dict[str, float]:
+    """Holm-Bonferroni adjusted p-values, in the input's order.
+
+    With the m p-values sorted ascending, ``p_(i)`` becomes ``max_{j <= i} min(1, (m - j + 1) p_(j))``:
+    monotone in the original p and capped at 1. Rejecting where the adjusted p is below alpha
+    controls the family-wise error rate at alpha. NaN p-values stay NaN and do not count in m.
+    """
+    keys = [k for k, p in pvalues.items() if p is not None and math.isfinite(p)]
+    m = len(keys)
+    out = {k: math.nan for k in pvalues}
+    running = 0.0
+    for j, k in enumerate(sorted(keys, key=lambda k: pvalues[k])):
+        running = max(running, min(1.0, (m - j) * float(pvalues[k])))
+        out[k] = running
+    return out
+
+
+def _one_sided_p(iv_d: np.ndarray, by: float) -> float:
+    """Paired t p-value for mean(d) > by (NaN with fewer than 2 values)."""
+    n = len(iv_d)
+    if n < 2:
+        return math.nan
+    x = iv_d.mean() - by
+    se = iv_d.std(ddof=1) / math.sqrt(n)
+    if se == 0:
+        return 0.0 if x > 0 else 1.0 if x < 0 else 0.5
+    return float(stats.t.sf(x / se, n - 1))
+
+
+def best_of_many(pairs: Mapping[str, tuple[Sequence[float], Sequence[float]]], *, by: float = 0.0,
+                 level: float = DEFAULT_LEVEL, higher_is_better: bool = True, scale: float = 100.0) -> pd.DataFrame:  # fmt: skip
+    """Exploration of many paired comparisons, with and without a multiple-comparison correction.
+
+    One row per comparison ``name: (a, b)`` (paired by seed), sorted by estimate, best first.
+    Columns: ``comparison``; ``estimate``, ``low``, ``high`` (the paired t interval of the signed
+    difference, two-sided at ``level``, times ``scale``); ``n``; ``p`` (one-sided paired t
+    p-value for ``diff > by``); ``p_holm`` (Holm-adjusted over the family, :func:`holm`);
+    ``uncorrected`` and ``corrected``: the one-sided test at the level the intervals use,
+    alpha = (1 - level) / 2 (5 % by default): *holds* when p (resp. p_holm) < alpha, *does
+    not hold* when the opposite one-sided test (diff < by) is significant (resp. after Holm
+    over the family), else *inconclusive*; *not testable* with fewer than two seeds.
+    Uncorrected *holds* is the same as :func:`claim_better` holding. The best of a family
+    can hold uncorrected and not after the correction: that is why a best-of-many number
+    never decides a claim alone.
+    """
+    alpha = (1.0 - level) / 2.0
+    rows, p_up, p_down = [], {}, {}
+    for name, (a, b) in pairs.items():
+        a, b = _values(a), _values(b)
+        iv = _signed_interval(a, b, level, higher_is_better)
+        d = a - b if higher_is_better else b - a
+        p = _one_sided_p(d, by)
+        p_up[name], p_down[name] = p, (1.0 - p if math.isfinite(p) else math.nan)
+        rows.append({"comparison": name, "estimate": iv.estimate * scale, "low": iv.low * scale,
+                     "high": iv.high * scale, "n": iv.n, "p": p})  # fmt: skip
+    h_up, h_down = holm(p_up), holm(p_down)
+
+    def decide(up, down):
+        if not math.isfinite(up):
+            return NOT_TESTABLE
+        return HOLDS if up < alpha else FAILS if down < alpha else INCONCLUSIVE
+
+    for r in rows:
+        k = r["comparison"]
+        r["p_holm"] = h_up[k]
+        r["uncorrected"] = decide(p_up[k], p_down[k])
+        r["corrected"] = decide(h_up[k], h_down[k])
+    cols = ["comparison", "estimate", "low", "high", "n", "p", "p_holm", "uncorrected", "corrected"]
+    out = pd.DataFrame(rows, columns=cols)
+    return out.sort_values("estimate", ascending=False, kind="stable", na_position="last").reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------- backwards compatibility
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """What :func:`compare` returns: the paired difference and :func:`claim_better`'s verdict."""
+
+    diff: float  # mean(a_i - b_i), unsigned
+    stderr: float  # standard error of the paired differences
+    n: int
+    verdict: str
+    low: float = math.nan  # the paired interval of the signed difference, at `level`
+    high: float = math.nan
+    level: float = DEFAULT_LEVEL
+
+    def __str__(self) -> str:
+        return f"{self.diff:+.4f} (se {self.stderr:.4f}, {_pct(self.level)} CI [{self.low:+.4f}, {self.high:+.4f}], n={self.n}): {self.verdict}"
+
+
+def compare(a: Iterable[float], b: Iterable[float], *, margin: float = 0.0, higher_is_better: bool = True,
+            level: float = DEFAULT_LEVEL) -> Comparison:  # fmt: skip
+    """Older name, same rule as :func:`claim_better` (``by=margin``); prefer ``claim_better``.
+
+    Paired by seed (same lengths required). The verdict comes from the paired t interval,
+    two-sided at ``level``: *holds* when it lies above ``margin``, *does not hold* when it
+    lies below, *inconclusive* when it contains it, *not testable* with fewer than two seeds.
+    """
+    v = claim_better(a, b, by=margin, level=level, higher_is_better=higher_is_better)
+    d = _values(a) - _values(b)
+    se = float(d.std(ddof=1) / math.sqrt(len(d))) if len(d) > 1 else math.nan
+    diff = v.estimate if higher_is_better else -v.estimate
+    return Comparison(float(diff), se, v.n, v.verdict, v.low, v.high, level)
+
+
+# --------------------------------------------------------------------------- the claims table
+
+
+def claim_row(claim: str, source: str, paper: str, verdict: Verdict, *, dataset: str, profile: str,
+              measured: str | None = None, converged: str | None = None) -> dict:  # fmt: skip
+    """One row of :func:`claims_frame`, its verdict, rule and level taken from ``verdict``.
+
+    ``measured`` defaults to ``verdict.describe()`` (estimate, interval, n); ``converged``
+    (whether the students converged at this profile) is added only when given.
+    """
+    row = {"claim": claim, "source": source, "paper's number": paper,
+           "measured": verdict.describe() if measured is None else measured, "rule": verdict.rule,
+           "level": _pct(verdict.level), "profile": profile, "dataset": dataset, "verdict": verdict.verdict}  # fmt: skip
+    if converged is not None:
+        row["converged"] = converged
+    return row
+
+
+CLAIM_COLUMNS = ["claim", "source", "paper's number", "measured", "rule", "level", "profile", "dataset", "verdict"]
+
+
+def claims_frame(rows: Iterable[dict]) -> pd.DataFrame:
+    """The claims table every notebook ends with (rows from :func:`claim_row`).
+
+    Columns: claim, source ([paper] / [public] / [ours]), paper's number, measured, rule,
+    level, profile, dataset, verdict; a "converged" column (before the verdict) only if any
+    row has one. Missing entries are empty strings.
+    """
+    rows = list(rows)
+    cols = list(CLAIM_COLUMNS)
+    if any("converged" in r for r in rows):
+        cols.insert(cols.index("verdict"), "converged")
     return pd.DataFrame([{c: r.get(c, "") for c in cols} for r in rows], columns=cols)

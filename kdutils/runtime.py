@@ -50,7 +50,9 @@ def tune_cpu_allocator(mmap_threshold: int = 32 << 20, trim_threshold: int = 1 <
         return False
     try:
         libc = ctypes.CDLL("libc.so.6")
-        _done = bool(libc.mallopt(_M_MMAP_THRESHOLD, mmap_threshold)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, trim_threshold))
+        _done = bool(libc.mallopt(_M_MMAP_THRESHOLD, mmap_threshold)) and bool(
+            libc.mallopt(_M_TRIM_THRESHOLD, trim_threshold)
+        )
     except (OSError, AttributeError):
         _done = False
     return _done

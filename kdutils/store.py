@@ -7,7 +7,8 @@ Layout under the store root (``runs/`` in the project, or ``$KD_RUNS_ROOT``)::
     <root>/<key>/model.pt         final weights            } written when training ends,
     <root>/<key>/artifacts.pt     participation counts etc. } record.json last: it marks
     <root>/<key>/record.json      history and timings      } the run finished
-    <root>/<key>/eval-<hash>.json cached evaluations of the finished model
+    <root>/<key>/eval-<name>-<hash>.json  one cached evaluation of the finished model
+                                  (kdutils.evaluations: name, version and its settings hashed)
     <root>/_corrupt/<key>-<time>/ records that could not be read, set aside
 
 Every file is written to a temporary name in the same folder and renamed into place,
@@ -134,6 +135,7 @@ class RunStore:
             return None
 
     def load_eval(self, key: str, eval_key: str) -> dict | None:
+        """A cached evaluation ``eval-<eval_key>.json`` (``<name>-<hash>``); None if absent or corrupt."""
         return self._load_derived(self.path(key) / f"eval-{eval_key}.json", self._read_json)
 
     def save_eval(self, key: str, eval_key: str, result: dict) -> None:

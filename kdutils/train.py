@@ -11,23 +11,23 @@ those counts. The recipe (optimizer, schedule, augmentation) is :mod:`kdutils.re
 from __future__ import annotations
 
 import math
+import random
 import time
 import warnings
-import random
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
-
 import torch
 import torch.nn as nn
 
 from .data import Augment, Batches, Split
 from .errors import NonFiniteLossError
-from .metrics import predict_logits
 from .methods.base import Batch, EpochEnd, Method, Terms, distils
+from .metrics import predict_logits
 from .recipe import OPTIMIZERS, SCHEDULES, Recipe
 from .runtime import match_memory_format, place, tune_cpu_allocator
+
 
 @dataclass
 class FitResult:
@@ -52,7 +52,11 @@ _METHOD_SEED_OFFSET = 0x5EED
 def rng_state(device: torch.device) -> dict[str, Any]:
     """Every global RNG state a training step may touch: torch's CPU generator, the CUDA
     generators of ``device``'s kind, Python's ``random`` and NumPy's global generator."""
-    state: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+    }
     if device.type == "cuda":
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -177,7 +181,14 @@ def fit(
         warnings.simplefilter("ignore")
         from tqdm.auto import tqdm
 
-    bar = tqdm(range(start_epoch, recipe.epochs), desc=desc or method.name, disable=not progress, leave=False, initial=start_epoch, total=recipe.epochs)
+    bar = tqdm(
+        range(start_epoch, recipe.epochs),
+        desc=desc or method.name,
+        disable=not progress,
+        leave=False,
+        initial=start_epoch,
+        total=recipe.epochs,
+    )
     step = start_epoch * steps_per_epoch
     for epoch in bar:
         t0 = time.perf_counter()
@@ -251,7 +262,9 @@ def fit(
         if extra:
             rec.update({k: float(v) for k, v in extra.items()})
         history.append(rec)
-        bar.set_postfix(loss=f"{rec['loss']:.3f}", val=f"{rec.get('val_acc', math.nan):.3f}", used=f"{rec['participation']:.2f}")
+        bar.set_postfix(
+            loss=f"{rec['loss']:.3f}", val=f"{rec.get('val_acc', math.nan):.3f}", used=f"{rec['participation']:.2f}"
+        )
         if checkpoint is not None:
             checkpoint({
                 "epoch": epoch + 1, "model": student.state_dict(), "optimizer": opt.state_dict(),

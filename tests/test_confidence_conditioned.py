@@ -8,7 +8,7 @@ import torch
 
 import kdutils as kd
 from kdutils import losses
-from kdutils.methods.base import Batch, Terms
+from kdutils.methods.base import Batch
 from kdutils.methods.self_regulation import SelfRegulated, eta_schedule, sr_confidence, sr_gate
 
 ZS = torch.tensor([[1.5, -0.3, -2.2, 0.6], [-1.1, -1.4, 0.4, 0.8], [-0.7, -0.4, -0.6, 0.2]])
@@ -37,7 +37,11 @@ def test_cckd_t_target_golden_and_is_a_distribution():
     assert torch.allclose(t.sum(1), torch.ones(3)) and (t >= 0).all()
     # random logits and lambdas: still a distribution, true class never below (1 - lambda)
     g = torch.Generator().manual_seed(0)
-    zt, y, lam = torch.randn(64, 10, generator=g) * 5, torch.randint(0, 10, (64,), generator=g), torch.rand(64, generator=g)
+    zt, y, lam = (
+        torch.randn(64, 10, generator=g) * 5,
+        torch.randint(0, 10, (64,), generator=g),
+        torch.rand(64, generator=g),
+    )
     t = losses.cckd_t_target(zt, y, lam)
     assert torch.allclose(t.sum(1), torch.ones(64), atol=1e-6) and (t >= 0).all()
     assert (t.gather(1, y[:, None]).squeeze(1) >= 1 - lam - 1e-6).all()
@@ -180,7 +184,8 @@ def test_kd_scale_defaults_to_tau_squared_and_one_is_literal():
 def test_sr_reads_delta_at_the_inner_methods_tau():
     """[paper, Algorithm 1] delta from y_S = softmax(z_S / tau): softer at tau = 4, so the gate stays open longer."""
     assert sr_confidence(ZS, Y, "margin", tau=4.0).tolist() == pytest.approx(
-        (torch.softmax(ZS / 4, 1).topk(2, 1).values[:, 0] - torch.softmax(ZS / 4, 1).topk(2, 1).values[:, 1]).tolist())
+        (torch.softmax(ZS / 4, 1).topk(2, 1).values[:, 0] - torch.softmax(ZS / 4, 1).topk(2, 1).values[:, 1]).tolist()
+    )
     m = kd.create_method("cckd_t+sr")
     assert m.gate_tau == 4.0
     assert kd.create_method("ce+sr").gate_tau == 1.0  # no temperature: tau = 1

@@ -13,11 +13,17 @@ import kdutils as kd
     [
         (lambda: kd.load_dataset("mnsit"), r"unknown dataset 'mnsit'; valid choices: .*fashion_mnist.*mnist"),
         (lambda: kd.create_model("resnet21"), r"unknown model 'resnet21'; valid choices: .*lenet5.*resnet20"),
-        (lambda: kd.create_method("hinton"), r"unknown method 'hinton'; valid choices: cckd_l, cckd_t, ce, kd, significance, sr"),
+        (
+            lambda: kd.create_method("hinton"),
+            r"unknown method 'hinton'; valid choices: cckd_l, cckd_t, ce, kd, significance, sr",
+        ),
         (lambda: kd.configure("fast"), r"unknown profile 'fast'; valid choices: paper, quick, smoke"),
         (lambda: kd.configure("smoke", "imagenet21k"), r"unknown dataset 'imagenet21k'"),
         (lambda: kd.configure("smoke", epoch=3), r"unknown override 'epoch'; valid choices: .*epochs"),
-        (lambda: kd.create_method("kd", temperature=2), r"unknown parameter of method 'kd' 'temperature'; valid choices: ce_weight, kd_weight, tau"),
+        (
+            lambda: kd.create_method("kd", temperature=2),
+            r"unknown parameter of method 'kd' 'temperature'; valid choices: ce_weight, kd_weight, tau",
+        ),
         (lambda: kd.create_model("mlp", width=3), r"unknown parameter of model 'mlp' 'width'; valid choices: hidden"),
     ],
 )
@@ -40,5 +46,5 @@ def test_cli_rejects_unknown_profile_and_notebook():
 
 def test_student_method_without_teacher_run():
     exp = kd.Experiment(kd.configure("smoke", progress=False, device="cpu"), kd.RunStore())
-    with pytest.raises(ValueError, match="needs a teacher run"):
+    with pytest.raises(ValueError, match="needs a teacher"):
         exp.student("kd", seed=0)

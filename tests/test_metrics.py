@@ -57,9 +57,7 @@ def test_ece_hand_example() -> None:
     logits = _logits_from_probs(ECE_PROBS)
     assert ece(logits, ECE_Y, n_bins=10) == pytest.approx(ECE_EXPECTED, abs=1e-6)
     # float32 logits give the same answer
-    assert ece(logits.float(), ECE_Y, n_bins=10) == pytest.approx(
-        ECE_EXPECTED, abs=1e-5
-    )
+    assert ece(logits.float(), ECE_Y, n_bins=10) == pytest.approx(ECE_EXPECTED, abs=1e-5)
 
 
 def test_reliability_hand_example() -> None:
@@ -92,9 +90,7 @@ def test_reliability_counts_sum_to_n_random() -> None:
 def test_reliability_edge_goes_to_lower_bin() -> None:
     # confidences exactly 0.25 (4 equal logits) and 0.5 (2 equal of 2 classes
     # padded with -inf) with 4 bins: 0.25 -> bin (0, .25], 0.5 -> bin (.25, .5]
-    logits = torch.tensor(
-        [[0.0, 0.0, 0.0, 0.0], [0.0, 0.0, -math.inf, -math.inf]], dtype=torch.float64
-    )
+    logits = torch.tensor([[0.0, 0.0, 0.0, 0.0], [0.0, 0.0, -math.inf, -math.inf]], dtype=torch.float64)
     rel = reliability(logits, torch.tensor([0, 0]), n_bins=4)
     assert rel["count"] == [1, 1, 0, 0]
     assert rel["confidence"][0] == 0.25 and rel["confidence"][1] == 0.5
@@ -265,9 +261,7 @@ def test_pgd_large_eps_gives_zero_and_is_deterministic() -> None:
     a2 = robust_accuracy(model, x, y, "pgd", eps, steps=5, seed=123)
     assert a1 == a2
     # default PGD step size is 2.5 / steps
-    assert a1 == robust_accuracy(
-        model, x, y, "pgd", eps, steps=5, rel_stepsize=0.5, seed=123
-    )
+    assert a1 == robust_accuracy(model, x, y, "pgd", eps, steps=5, rel_stepsize=0.5, seed=123)
 
 
 def test_robust_accuracy_restores_rng_and_mode() -> None:

@@ -13,7 +13,16 @@ CASES += [("lenet5_half", 1, 8)]  # the smoke profile's digits
 
 
 def test_registry_has_the_required_models():
-    assert set(kd.model_names()) >= {"mlp", "lenet5", "lenet5_half", "alexnet", "alexnet_half", "resnet20", "resnet8x4", "resnet32x4"}
+    assert set(kd.model_names()) >= {
+        "mlp",
+        "lenet5",
+        "lenet5_half",
+        "alexnet",
+        "alexnet_half",
+        "resnet20",
+        "resnet8x4",
+        "resnet32x4",
+    }
 
 
 @pytest.mark.parametrize("name, c, size", CASES)
@@ -28,7 +37,9 @@ def test_shapes_and_normalisation_inside(name, c, size):
 
 def test_half_models_are_smaller():
     for big, half in (("lenet5", "lenet5_half"), ("alexnet", "alexnet_half"), ("resnet32x4", "resnet8x4")):
-        assert kd.count_parameters(kd.create_model(half, 10, 3, input_size=32)) < kd.count_parameters(kd.create_model(big, 10, 3, input_size=32))
+        assert kd.count_parameters(kd.create_model(half, 10, 3, input_size=32)) < kd.count_parameters(
+            kd.create_model(big, 10, 3, input_size=32)
+        )
 
 
 def test_lenet5_size_matches_the_classic_count():

@@ -22,20 +22,54 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 #: per notebook: the figures it must write and what its results must show
 EXPECT = {
     "00_kd_baseline": {
-        "figures": ["sample_images", "teacher_curves", "accuracy_by_method", "student_curves",
-                    "temperature_sweep", "robustness", "reliability"],  # fmt: skip
+        "figures": [
+            "sample_images",
+            "teacher_curves",
+            "accuracy_by_method",
+            "student_curves",
+            "temperature_sweep",
+            "robustness",
+            "reliability",
+        ],  # fmt: skip
         "methods": ["teacher", "student alone", "KD"],
     },
     "01_cckd": {
-        "figures": [f"{f}_digits" for f in ("accuracy", "sr_usage", "retention", "robustness", "robust_margin",
-                                            "reliability", "ablations")],  # fmt: skip
-        "methods": ["teacher", "student alone", "KD", "CCKD-L", "CCKD-T", "CCKD-T+SR", "CCKD-L+SR", "KD+SR"],
+        "figures": [
+            f"{f}_digits"
+            for f in ("accuracy", "sr_usage", "retention", "robustness", "robust_margin", "reliability", "ablations")
+        ],  # fmt: skip
+        "methods": [
+            "teacher",
+            "student alone",
+            "KD",
+            "CCKD-L",
+            "CCKD-T",
+            "CCKD-T+SR",
+            "CCKD-L+SR",
+            "KD+SR",
+            "CCKD-T+SR, delta = p_S[y]",
+            "CCKD-T+SR, delta at tau = 1",
+            "CCKD-L, lambda at tau = 1",
+            "CCKD-T, lambda at tau = 1",
+            "CCKD-L, kd_scale = 1",
+        ],  # fmt: skip
     },
     "03_self_regulated": {
-        "figures": [f"{f}_digits" for f in ("significance_hist", "most_significant", "least_significant",
-                                            "accuracy_vs_samples", "pruning")],  # fmt: skip
-        "methods": ["teacher normal", "teacher SR (schedule)", "student alone", "KD (normal teacher)", "KD (SR teacher)",
-                    "significance-based", "regulated", "hybrid"],  # fmt: skip
+        "figures": [
+            f"{f}_digits"
+            for f in ("significance_hist", "most_significant", "least_significant", "accuracy_vs_samples", "pruning")
+        ],  # fmt: skip
+        "methods": [
+            "teacher normal",
+            "teacher SR (schedule)",
+            "student alone",
+            "KD (normal teacher)",
+            "KD (SR teacher)",
+            "significance-based",
+            "regulated",
+            "hybrid",
+            *(f"KD minus {how} {k:g}" for how in ("least significant", "random") for k in (0.1, 0.3, 0.5)),
+        ],  # fmt: skip
         "teacher": "teacher normal",
     },
 }

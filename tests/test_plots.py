@@ -51,8 +51,13 @@ def _robust_df(seeds=(0, 1), attacks=("fgsm", "pgd")):
     eps = (0.0, 2 / 255, 4 / 255, 8 / 255)
     return pd.DataFrame(
         [
-            {"method": m, "seed": s, "attack": a, "epsilon": e,
-             "value": max(0.0, 0.9 - (3 + k + j) * e * 10 + 0.01 * s)}
+            {
+                "method": m,
+                "seed": s,
+                "attack": a,
+                "epsilon": e,
+                "value": max(0.0, 0.9 - (3 + k + j) * e * 10 + 0.01 * s),
+            }
             for j, m in enumerate(("kd", "student"))
             for s in seeds
             for k, a in enumerate(attacks)
@@ -143,8 +148,7 @@ def test_image_grid_rejects_bad_input():
 def _history(n=4, shift=0.0, val=True):
     recs = []
     for e in range(1, n + 1):
-        r = {"epoch": e, "loss": 2.0 / e + shift, "train_acc": 0.5 + 0.1 * e,
-             "participation": 1.0}
+        r = {"epoch": e, "loss": 2.0 / e + shift, "train_acc": 0.5 + 0.1 * e, "participation": 1.0}
         if val:
             r["val_acc"] = 0.45 + 0.1 * e
         recs.append(r)
@@ -163,8 +167,7 @@ def test_training_curves_one_panel_per_key():
 
 
 def test_training_curves_skips_absent_key():
-    fig = plots.training_curves({"kd": _history(val=False)},
-                                keys=("loss", "val_acc", "participation"))
+    fig = plots.training_curves({"kd": _history(val=False)}, keys=("loss", "val_acc", "participation"))
     assert [ax.get_ylabel() for ax in fig.axes] == ["loss", "participation"]
     with pytest.raises(ValueError):
         plots.training_curves({"kd": _history()}, keys=("nope",))
@@ -200,11 +203,9 @@ def test_bar_with_spread_zoomed_ylim():
 
 def test_bar_with_spread_hue_order_and_one_seed():
     df = pd.concat(
-        [_seed_df(seeds=(0,)).assign(dataset="mnist"),
-         _seed_df(seeds=(0,), base=0.85).assign(dataset="cifar10")]
+        [_seed_df(seeds=(0,)).assign(dataset="mnist"), _seed_df(seeds=(0,), base=0.85).assign(dataset="cifar10")]
     )
-    fig = plots.bar_with_spread(df, x="method", hue="dataset",
-                                order=["student", "kd", "dkd"])
+    fig = plots.bar_with_spread(df, x="method", hue="dataset", order=["student", "kd", "dkd"])
     ax = fig.axes[0]
     assert [t.get_text() for t in ax.get_xticklabels()] == ["student", "kd", "dkd"]
     lo, hi = ax.get_ylim()
@@ -310,8 +311,13 @@ def test_reliability_nan_bins_skipped_and_ece_in_title():
 
 def test_reliability_all_empty_and_bad_entry():
     nan = float("nan")
-    r = {"bin_lower": [0.0, 0.5], "bin_upper": [0.5, 1.0], "confidence": [nan, nan],
-         "accuracy": [nan, nan], "count": [0, 0]}
+    r = {
+        "bin_lower": [0.0, 0.5],
+        "bin_upper": [0.5, 1.0],
+        "confidence": [nan, nan],
+        "accuracy": [nan, nan],
+        "count": [0, 0],
+    }
     fig = plots.reliability_diagrams({"empty": r})
     assert len(fig.axes) == 1
     with pytest.raises(ValueError, match="lacks key"):
@@ -330,3 +336,155 @@ def test_bar_with_spread_is_the_same_figure_twice_and_leaves_numpy_alone(tmp_pat
     np.random.seed(123)
     plots.bar_with_spread(_seed_df())
     assert np.random.uniform() == expected_next
+
+
+# ---------------------------------------------------------------------------
+# legends never over the curves; the figure grows to hold them
+# ---------------------------------------------------------------------------
+
+
+def _right_of(fig, legend, ax):
+    fig.canvas.draw()
+    return legend.get_window_extent().x0 >= ax.get_window_extent().x1
+
+
+def test_robustness_curves_one_legend_beside_the_last_panel():
+    fig = plots.robustness_curves(_robust_df(), title="mnist: robust accuracy")
+    first, last = fig.axes
+    assert first.get_legend() is None, "the FGSM panel must not carry a legend over its curves"
+    assert last.get_legend() is not None and _right_of(fig, last.get_legend(), last)
+    assert fig._suptitle.get_text() == "mnist: robust accuracy"
+    assert fig.get_figwidth() > 2 * 4.6  # widened by the legend, panels keep their width
+
+
+def test_line_with_spread_own_figure_widens_for_a_long_legend():
+    df = _sweep_df().replace({"method": {"dkd": "CCKD-T+SR, delta at tau = 1 (a long label)"}})
+    fig = plots.line_with_spread(df, x="tau", title="a title that is rather long for a small plot")
+    ax = fig.axes[0]
+    assert _right_of(fig, ax.get_legend(), ax)
+    assert fig.get_figwidth() > 5.0 + 1.5
+    # the axes keep most of their width: title and y label are not squeezed off the figure
+    fig.canvas.draw()
+    assert ax.get_window_extent().width / fig.dpi > 3.0
+    assert fig.get_tightbbox().x0 >= -1e-6
+
+
+def test_line_with_spread_legend_options():
+    assert plots.line_with_spread(_sweep_df(), x="tau", legend=False).axes[0].get_legend() is None
+    ax = plots.line_with_spread(_sweep_df(), x="tau", legend="inside").axes[0]
+    assert ax.get_legend() is not None
+    with pytest.raises(ValueError, match="legend"):
+        plots.line_with_spread(_sweep_df(), x="tau", legend="above")
+
+
+# ---------------------------------------------------------------------------
+# the named plots of notebooks 01 and 03
+# ---------------------------------------------------------------------------
+
+
+def _usage_df():
+    return pd.DataFrame(
+        [
+            {"method": m, "seed": s, "epoch": e, "value": 1.0 if m == "KD" else 0.2 - 0.02 * e + 0.01 * s}
+            for m in ("KD", "CCKD-T+SR", "CCKD-T+SR, delta = p_S[y]")
+            for s in (0, 1)
+            for e in (1, 2, 3)
+        ]
+    )
+
+
+def test_usage_curves_percent_axis_and_legend_beside():
+    fig = plots.usage_curves(_usage_df(), title="mnist: SR data usage per epoch")
+    ax = fig.axes[0]
+    assert ax.get_title() == "mnist: SR data usage per epoch"
+    assert ax.get_ylim()[0] < 0 < 1 < ax.get_ylim()[1] <= 1.1
+    assert ax.yaxis.get_major_formatter()(0.5, 0) == "50%"
+    assert len(ax.get_lines()) == 3 and _right_of(fig, ax.get_legend(), ax)
+    np.testing.assert_allclose(ax.get_lines()[0].get_ydata(), [1, 1, 1])
+
+
+def test_margin_curves_zero_line_and_shared_labels():
+    df = _robust_df().assign(value=lambda d: d.value * 100 - 50)
+    fig = plots.margin_curves(df, reference="KD")
+    assert [ax.get_title() for ax in fig.axes] == ["FGSM", "PGD"]
+    assert fig.axes[0].get_ylabel() == "margin over KD (points)"
+    for ax in fig.axes:
+        zero = [ln for ln in ax.get_lines() if np.allclose(ln.get_ydata(), 0) and ln.get_color() == "k"]
+        assert len(zero) == 1
+        assert any(t.get_text() for t in ax.get_yticklabels())  # every panel keeps its tick labels
+    assert fig.axes[0].get_legend() is None and fig.axes[1].get_legend() is not None
+
+
+def test_pruning_curve_percent_ticks():
+    df = pd.DataFrame(
+        [
+            {"how": h, "dropped": k, "seed": s, "value": 0.9 - k * (0.1 + 0.1 * i) + 0.001 * s}
+            for i, h in enumerate(("least significant", "random"))
+            for k in (0.0, 0.1, 0.3, 0.5)
+            for s in (0, 1)
+        ]
+    )
+    fig = plots.pruning_curve(df, title="pruning")
+    ax = fig.axes[0]
+    np.testing.assert_allclose(ax.get_xticks(), [0.0, 0.1, 0.3, 0.5])
+    assert ax.xaxis.get_major_formatter()(0.3, 0) == "30%"
+    assert [ln.get_label() for ln in ax.get_lines()] == ["least significant", "random"]
+    with pytest.raises(ValueError, match="missing column"):
+        plots.pruning_curve(df.rename(columns={"how": "method"}))
+
+
+def test_accuracy_vs_usage_one_point_per_run():
+    df = pd.DataFrame(
+        {
+            "method": ["KD", "KD", "hybrid", "hybrid"],
+            "seed": [0, 1, 0, 1],
+            "data_usage": [1.0, 1.0, 0.1, 0.12],
+            "accuracy": [0.97, 0.971, 0.968, 0.969],
+        }
+    )
+    fig = plots.accuracy_vs_usage(df, title="mnist: accuracy vs data used")
+    ax = fig.axes[0]
+    offsets = np.concatenate([c.get_offsets() for c in ax.collections])
+    np.testing.assert_allclose(sorted(offsets[:, 0]), [10, 12, 100, 100])
+    np.testing.assert_allclose(sorted(offsets[:, 1]), [96.8, 96.9, 97.0, 97.1])
+    assert ax.get_title() == "mnist: accuracy vs data used" and _right_of(fig, ax.get_legend(), ax)
+
+
+def test_significance_histogram_counts_per_epoch_count():
+    s = torch.tensor([0, 0, 0, 1, 2, 2, 4])
+    fig = plots.significance_histogram(s, epochs=4)
+    ax = fig.axes[0]
+    assert [p.get_height() for p in ax.patches] == [3, 1, 2, 0, 1]
+    assert "42.9% of samples never used" in ax.get_title()
+    with pytest.raises(ValueError, match="0..epochs"):
+        plots.significance_histogram(torch.tensor([0, 5]), epochs=4)
+
+
+@pytest.mark.parametrize("which, expected", [("most", [[1, 2], [6, 4]]), ("least", [[3, 0], [7, 4]])])
+def test_significant_images_picks_per_class_ties_by_index(which, expected):
+    x = torch.arange(8, dtype=torch.uint8).view(8, 1, 1, 1).expand(8, 1, 2, 2).contiguous()
+    y = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1])
+    s = torch.tensor([1, 5, 5, 0, 2, 2, 9, 0])
+    fig = plots.significant_images(x, y, s, ["a", "b"], which=which, per_class=2)
+    grid = np.array(fig.axes).reshape(2, 2)
+    shown = [[int(ax.get_images()[0].get_array()[0, 0]) for ax in row] for row in grid]
+    assert shown == expected
+    assert which in fig._suptitle.get_text()
+    with pytest.raises(ValueError, match="most"):
+        plots.significant_images(x, y, s, ["a", "b"], which="middle")
+
+
+def test_bar_panels_one_panel_per_metric():
+    df = pd.concat([_seed_df().assign(metric="mu_s_train"), _seed_df(base=0.1).assign(metric="mu_f_train")])
+    fig = plots.bar_panels(
+        df,
+        ["mu_s_train", "mu_f_train"],
+        order=["student", "kd", "dkd"],
+        titles=["mu_S (train)", "mu_F (train)"],
+        title="retention",
+    )
+    assert [ax.get_title() for ax in fig.axes] == ["mu_S (train)", "mu_F (train)"]
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["student", "kd", "dkd"]
+    assert fig.axes[1].get_ylim()[1] < 0.5 < fig.axes[0].get_ylim()[0]  # each panel zoomed to its data
+    with pytest.raises(ValueError, match="no values"):
+        plots.bar_panels(df, ["ece"])

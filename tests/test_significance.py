@@ -61,5 +61,7 @@ def test_significance_equals_participation_of_the_sr_teacher(store):
     assert s.dtype == torch.int64 and len(s) == len(exp.split.train_y)
     assert int(s.min()) >= 0 and int(s.max()) <= 3
     assert int(s.sum()) == sum(h["sample_epochs"] for h in t.history)
-    again = kd.Experiment(kd.configure("smoke", teacher_epochs=3, progress=False, device="cpu"), store).teacher(method="ce+sr")
+    again = kd.Experiment(kd.configure("smoke", teacher_epochs=3, progress=False, device="cpu"), store).teacher(
+        method="ce+sr"
+    )
     assert again.reused and torch.equal(again.participation, s)  # stored with the teacher's run

@@ -6,12 +6,20 @@ import pytest
 import torch
 
 import kdutils as kd
-from kdutils.methods.base import METHODS, Batch, Method, Terms
+from kdutils.methods.base import Batch, Method, Terms
 
 
 def _model(split, name="mlp", seed=0):
     torch.manual_seed(seed)
-    return kd.create_model(name, split.num_classes, split.in_channels, input_size=split.input_size, mean=split.mean, std=split.std, **({"hidden": 32} if name == "mlp" else {}))
+    return kd.create_model(
+        name,
+        split.num_classes,
+        split.in_channels,
+        input_size=split.input_size,
+        mean=split.mean,
+        std=split.std,
+        **({"hidden": 32} if name == "mlp" else {}),
+    )
 
 
 @dataclass
@@ -93,19 +101,41 @@ def _one_sgd_step(terms_fn):
             return terms_fn(b)
 
     x = torch.zeros(4, 1, 2, 1, dtype=torch.uint8)
-    sp = kd.Split("toy", x, torch.zeros(4, dtype=torch.long), x[:0], torch.zeros(0, dtype=torch.long), x, torch.zeros(4, dtype=torch.long), torch.arange(4), ["a", "b"], (0.5,), (0.5,))
+    sp = kd.Split(
+        "toy",
+        x,
+        torch.zeros(4, dtype=torch.long),
+        x[:0],
+        torch.zeros(0, dtype=torch.long),
+        x,
+        torch.zeros(4, dtype=torch.long),
+        torch.arange(4),
+        ["a", "b"],
+        (0.5,),
+        (0.5,),
+    )
     net = _Bias()
-    kd.fit(net, sp, Toy(), kd.Recipe(epochs=1, batch_size=4, optimizer="sgd", lr=1.0, momentum=0.0, schedule="constant"), progress=False)
+    kd.fit(
+        net,
+        sp,
+        Toy(),
+        kd.Recipe(epochs=1, batch_size=4, optimizer="sgd", lr=1.0, momentum=0.0, schedule="constant"),
+        progress=False,
+    )
     return net.b.tolist()[0]
 
 
 def test_reduction_is_the_mean_over_participants_of_weighted_losses():
     mask = torch.tensor([True, True, False, False])
     # loss = (1*b0 + 3*b0) / 2 participants = 2 b0 -> b0 = -2
-    assert _one_sgd_step(lambda b: Terms(b.logits[:, 0], mask=mask, weight=torch.tensor([1.0, 3.0, 5.0, 7.0]))) == pytest.approx(-2.0)
+    assert _one_sgd_step(
+        lambda b: Terms(b.logits[:, 0], mask=mask, weight=torch.tensor([1.0, 3.0, 5.0, 7.0]))
+    ) == pytest.approx(-2.0)
     # self-normalised: (1*b0 + 3*b0) / (1 + 3) = b0 -> b0 = -1
     w = torch.tensor([1.0, 3.0, 5.0, 7.0])
-    assert _one_sgd_step(lambda b: Terms(b.logits[:, 0], mask=mask, weight=w, reduction="weighted_mean")) == pytest.approx(-1.0)
+    assert _one_sgd_step(
+        lambda b: Terms(b.logits[:, 0], mask=mask, weight=w, reduction="weighted_mean")
+    ) == pytest.approx(-1.0)
 
 
 def test_weighted_loss_scale_does_not_depend_on_the_batch_weight_sum():
@@ -139,7 +169,14 @@ def test_nan_loss_stops_with_method_epoch_step(digits_split):
 
 def test_same_seed_same_numbers_on_cpu(digits_split):
     def once():
-        r = kd.fit(_model(digits_split, "lenet5_half"), digits_split, kd.create_method("ce"), kd.Recipe(epochs=2, batch_size=64, augment=True), seed=3, progress=False)
+        r = kd.fit(
+            _model(digits_split, "lenet5_half"),
+            digits_split,
+            kd.create_method("ce"),
+            kd.Recipe(epochs=2, batch_size=64, augment=True),
+            seed=3,
+            progress=False,
+        )
         return [h["loss"] for h in r.history], [h["val_acc"] for h in r.history]
 
     assert once() == once()
@@ -153,7 +190,14 @@ def test_kd_needs_a_teacher(digits_split):
 def test_teacher_is_frozen_and_in_eval_mode(digits_split):
     teacher = _model(digits_split, "lenet5", seed=1)
     teacher.train()
-    kd.fit(_model(digits_split), digits_split, kd.create_method("kd"), kd.Recipe(epochs=1, batch_size=128), teacher=teacher, progress=False)
+    kd.fit(
+        _model(digits_split),
+        digits_split,
+        kd.create_method("kd"),
+        kd.Recipe(epochs=1, batch_size=128),
+        teacher=teacher,
+        progress=False,
+    )
     assert not teacher.training
     assert all(not p.requires_grad for p in teacher.parameters())
 
@@ -161,7 +205,14 @@ def test_teacher_is_frozen_and_in_eval_mode(digits_split):
 def test_teacher_logits_precomputed_equal_per_batch_forward(digits_split):
     """Without augmentation the precomputed logits give the same training as a per-batch teacher forward."""
     teacher = _model(digits_split, "lenet5", seed=1)
-    r1 = kd.fit(_model(digits_split), digits_split, kd.create_method("kd"), kd.Recipe(epochs=1, batch_size=128), teacher=teacher, progress=False)
+    r1 = kd.fit(
+        _model(digits_split),
+        digits_split,
+        kd.create_method("kd"),
+        kd.Recipe(epochs=1, batch_size=128),
+        teacher=teacher,
+        progress=False,
+    )
 
     @dataclass
     class KDLive(Method):
@@ -172,7 +223,14 @@ def test_teacher_logits_precomputed_equal_per_batch_forward(digits_split):
                 zt = b.teacher(b.x)
             return Terms(kd.losses.kd_loss(b.logits, zt, b.y))
 
-    r2 = kd.fit(_model(digits_split), digits_split, KDLive(), kd.Recipe(epochs=1, batch_size=128), teacher=teacher, progress=False)
+    r2 = kd.fit(
+        _model(digits_split),
+        digits_split,
+        KDLive(),
+        kd.Recipe(epochs=1, batch_size=128),
+        teacher=teacher,
+        progress=False,
+    )
     assert r1.history[0]["loss"] == pytest.approx(r2.history[0]["loss"], rel=1e-5)
 
 

@@ -6,7 +6,7 @@ Adding a method: write ``kdutils/methods/<name>.py`` with its pure loss in
 change.
 """
 
-from .base import METHODS, Batch, Method, Terms, create_method, method_names, register_method
 from . import ce, confidence_conditioned, kd, self_regulation, significance  # noqa: F401  (registration)
+from .base import METHODS, Batch, Method, Terms, create_method, method_names, register_method
 
 __all__ = ["METHODS", "Batch", "Method", "Terms", "create_method", "method_names", "register_method"]

@@ -31,7 +31,9 @@ from .base import Batch, Terms, Wrapper, combine_masks, create_method, register_
 WEIGHTINGS = ("max", "epochs", "sqrt")
 
 
-def significance_weights(participation: torch.Tensor, weighting: str = "max", epochs: int | None = None) -> torch.Tensor:
+def significance_weights(
+    participation: torch.Tensor, weighting: str = "max", epochs: int | None = None
+) -> torch.Tensor:
     """Per-sample weights from significance counts s_i (float32, in [0, 1])."""
     s = participation.to(torch.float32)
     top = float(s.max()) if len(s) else 0.0
@@ -63,7 +65,9 @@ class SignificanceWeighted(Wrapper):
 
     def __call__(self, b: Batch) -> Terms:
         if b.sample_weight is None:
-            raise ValueError("method 'significance' needs per-sample weights: train with sample_weight=significance_weights(...)")
+            raise ValueError(
+                "method 'significance' needs per-sample weights: train with sample_weight=significance_weights(...)"
+            )
         terms = self.inner(b)
         w = b.sample_weight.to(terms.per_sample.dtype)
         mask = combine_masks(terms.mask, w > 0)

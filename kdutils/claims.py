@@ -1,0 +1,278 @@
+"""The paper notebooks' claim rules, as named functions on the statistics of :mod:`kdutils.results`.
+
+Every rule follows the team's ``papers/README.md`` ("How every claims table decides"): one
+comparison named in advance, paired by seed, a two-sided t interval at ``level`` (90 % by
+default, so each one-sided decision is a 95 % test), *holds* / *does not hold* when the
+interval is on one side of the threshold, *inconclusive* when it straddles it, *not testable*
+with fewer than two seeds. "At least as good" is non-inferiority with a margin of 1 point
+[ours]. No threshold here is met by construction: every rule can fail (tests/test_claim_rules.py
+shows each one failing on constructed numbers).
+
+A rule returns a :class:`Checked`: the combined :class:`~kdutils.results.Verdict` and its
+parts, with the text for the claims table (:meth:`Checked.measured`, :meth:`Checked.row`).
+
+Rules
+
+* :func:`non_inferior_each`: each named comparison non-inferior (CCKD's generalisation; the
+  self-regulated paper's "like state-of-the-art KD").
+* :func:`data_efficiency`: the ONE data-efficiency rule of notebooks 01 and 03: the method's
+  sample-epochs relative to KD's, the interval's upper end below ``1 - saving`` (default a
+  saving of at least 10 % [ours]). :func:`data_efficient_each` applies it to several methods;
+  :func:`data_efficient_and_non_inferior` adds non-inferiority to a reference (CCKD-T+SR vs
+  CCKD-T).
+* :func:`retention_above`: mu_S on the training set above 0.5.
+* :func:`robust_margin`: the margin over a reference under one named attack and epsilon,
+  holding when the interval's lower end reaches the paper's number (:func:`robust_setting`
+  names the epsilon and the number per dataset).
+* :func:`significance_pruning`: [ours] dropping the least significant k % beats dropping a
+  random k % at every k (claim_better per k, all must hold).
+* :func:`convergence`: whether the students' validation accuracy still rose at the end.
+
+Exploration (the best of many comparisons) goes through :func:`kdutils.results.best_of_many`
+and never decides a verdict.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .results import (
+    DEFAULT_LEVEL,
+    Verdict,
+    claim_all,
+    claim_better,
+    claim_mean_above,
+    claim_mean_below,
+    claim_non_inferior,
+    claim_row,
+)  # fmt: skip
+
+__all__ = [
+    "NON_INFERIORITY_MARGIN", "DATA_SAVING", "RETENTION_THRESHOLD", "ROBUST_CLAIMS", "Checked", "all_of",
+    "non_inferior_each", "data_efficiency", "data_efficient_each", "data_efficient_and_non_inferior",
+    "retention_above", "robust_setting", "robust_margin", "significance_pruning", "convergence",
+]  # fmt: skip
+
+#: non-inferiority margin, raw units (1 point of accuracy) [ours, papers/README.md]
+NON_INFERIORITY_MARGIN = 0.01
+#: "uses significantly fewer samples": a saving of at least 10 % of KD's sample-epochs [ours]
+DATA_SAVING = 0.10
+#: "does not retain most of the teacher's mistakes": mu_S above one half
+RETENTION_THRESHOLD = 0.5
+#: CCKD's robustness claim per dataset: (epsilon named in advance [ours], the paper's margin in
+#: points [paper, abstract]); other datasets (digits at smoke) use MNIST's
+ROBUST_CLAIMS: dict[str, tuple[float, float]] = {
+    "mnist": (0.1, 3.0),
+    "fashion_mnist": (0.1, 3.0),
+    "cifar10": (4 / 255, 6.0),
+}
+_ROBUST_DEFAULT = (0.1, 3.0)
+
+
+@dataclass(frozen=True)
+class Checked:
+    """A claim's combined verdict and the verdicts of its parts (``{name: Verdict}``)."""
+
+    verdict: Verdict
+    parts: Mapping[str, Verdict] = field(default_factory=dict)
+
+    @property
+    def measured(self) -> str:
+        """The numbers behind the verdict: each part's estimate and interval (and verdict, with several)."""
+        if len(self.parts) <= 1:
+            return self.verdict.describe()
+        return "; ".join(f"{name}: {v.describe()} ({v.verdict})" for name, v in self.parts.items())
+
+    def row(self, claim: str, source: str, paper: str, *, dataset: str, profile: str,
+            converged: str | None = None, measured: str | None = None) -> dict:  # fmt: skip
+        """One row of :func:`kdutils.results.claims_frame`."""
+        return claim_row(claim, source, paper, self.verdict, dataset=dataset, profile=profile,
+                         measured=self.measured if measured is None else measured, converged=converged)  # fmt: skip
+
+    def __str__(self) -> str:
+        return f"{self.verdict.verdict}: {self.measured}"
+
+
+def all_of(parts: Mapping[str, Verdict], rule: str) -> Checked:
+    """Every part must hold (:func:`kdutils.results.claim_all`); the parts stay for the table."""
+    parts = dict(parts)
+    return Checked(claim_all(list(parts.values()), rule), parts)
+
+
+def _saving(v: Verdict) -> str:
+    """The saving a data-usage verdict measured: 1 - (mean usage relative to KD), in percent."""
+    return f"{1 - v.estimate:.1%}" if math.isfinite(v.estimate) else "n/a"
+
+
+def _pct(level: float) -> str:
+    return f"{level * 100:g} %"
+
+
+def _points(x: float) -> str:
+    return f"{x * 100:g} point" + ("" if x * 100 == 1 else "s")
+
+
+# --------------------------------------------------------------------------- accuracy
+
+
+def non_inferior_each(pairs: Mapping[str, tuple[Sequence[float], Sequence[float]]], *,
+                      margin: float = NON_INFERIORITY_MARGIN, level: float = DEFAULT_LEVEL) -> Checked:  # fmt: skip
+    """Each ``name: (a, b)`` non-inferior (``a`` at least ``b`` minus ``margin``, paired by seed); all must hold.
+
+    Names read like "CCKD-L vs KD". Per part: the paired t interval of ``a - b`` at ``level``
+    above ``-margin`` holds, below it does not.
+    """
+    if not pairs:
+        raise ValueError("non_inferior_each needs at least one comparison")
+    parts = {name: claim_non_inferior(a, b, margin=margin, level=level, label=name.replace(" vs ", " - "))
+             for name, (a, b) in pairs.items()}  # fmt: skip
+    rule = (f"each of {', '.join(pairs)} non-inferior: paired t, {_pct(level)} interval of the accuracy "
+            f"difference above -{_points(margin)} (margin [ours]); all must hold")  # fmt: skip
+    return all_of(parts, rule)
+
+
+# --------------------------------------------------------------------------- data usage
+
+
+def data_efficiency(usage_method: Sequence[float], usage_ref: float | Sequence[float] = 1.0,
+                    saving: float = DATA_SAVING, *, level: float = DEFAULT_LEVEL, label: str = "the method") -> Verdict:  # fmt: skip
+    """The one data-efficiency rule: the method uses at least ``saving`` fewer sample-epochs than KD.
+
+    ``usage_method``: per seed, the sample-epochs that took part in a backward pass relative
+    to KD's on the whole training split (``data_usage`` of the evaluation suite); ``usage_ref``:
+    KD's own (1.0 by definition, or a list per seed to divide by, paired). Holds when the
+    upper end of the t interval (two-sided at ``level``) of the ratio is below ``1 - saving``;
+    does not hold when its lower end is above it. Not testable with one seed.
+    """
+    if not 0.0 < saving < 1.0:
+        raise ValueError(f"saving must be in (0, 1), got {saving}")
+    u = np.asarray(list(usage_method), dtype=float)
+    ref = np.asarray(usage_ref if isinstance(usage_ref, Iterable) else [usage_ref] * len(u), dtype=float)
+    if len(ref) != len(u):
+        raise ValueError(f"usage_ref has {len(ref)} values for {len(u)} seeds of the method")
+    if (ref <= 0).any():
+        raise ValueError("usage_ref must be positive")
+    return claim_mean_below(u / ref, 1.0 - saving, level=level,
+                            label=f"{label}'s sample-epochs relative to KD", scale=100.0, unit=" %")  # fmt: skip
+
+
+def data_efficient_each(usages: Mapping[str, Sequence[float]], usage_ref: float | Sequence[float] = 1.0,
+                        saving: float = DATA_SAVING, *, level: float = DEFAULT_LEVEL) -> Checked:  # fmt: skip
+    """:func:`data_efficiency` for each ``name: usage per seed``; all must hold."""
+    if not usages:
+        raise ValueError("data_efficient_each needs at least one method")
+    parts = {}
+    for name, u in usages.items():
+        v = data_efficiency(u, usage_ref, saving, level=level, label=name)
+        parts[f"{name} (saves {_saving(v)})"] = v
+    rule = (f"each of {', '.join(usages)} uses at most {1 - saving:.0%} of KD's sample-epochs (a saving of "
+            f"at least {saving:.0%} [ours]): one-sample t, upper end of the {_pct(level)} interval below "
+            f"{1 - saving:.0%}; all must hold")  # fmt: skip
+    return all_of(parts, rule)
+
+
+def data_efficient_and_non_inferior(usage: Sequence[float], acc: Sequence[float], acc_ref: Sequence[float], *,
+                                    name: str = "the method", ref_name: str = "the reference",
+                                    saving: float = DATA_SAVING, margin: float = NON_INFERIORITY_MARGIN,
+                                    level: float = DEFAULT_LEVEL) -> Checked:  # fmt: skip
+    """Data efficient (:func:`data_efficiency`) AND non-inferior in accuracy to ``ref_name`` (paired by seed)."""
+    eff = data_efficiency(usage, 1.0, saving, level=level, label=name)
+    parts = {
+        f"{name}'s sample-epochs relative to KD (saves {_saving(eff)})": eff,
+        f"{name} vs {ref_name}": claim_non_inferior(
+            acc, acc_ref, margin=margin, level=level, label=f"{name} - {ref_name}"
+        ),
+    }
+    rule = (f"{name} uses at most {1 - saving:.0%} of KD's sample-epochs (upper end of the {_pct(level)} interval) "
+            f"AND is non-inferior to {ref_name} (paired t, {_pct(level)} interval above -{_points(margin)})")  # fmt: skip
+    return all_of(parts, rule)
+
+
+# --------------------------------------------------------------------------- retention
+
+
+def retention_above(mu_s: Sequence[float], threshold: float = RETENTION_THRESHOLD, *, level: float = DEFAULT_LEVEL,
+                    label: str = "mu_S (training set)") -> Checked:  # fmt: skip
+    """mu_S (share of the teacher's mistakes the student gets right) above ``threshold``, over seeds."""
+    v = claim_mean_above(mu_s, threshold, level=level, label=label, scale=1.0, unit="")
+    return Checked(v, {label: v})
+
+
+# --------------------------------------------------------------------------- robustness
+
+
+def robust_setting(dataset: str, epsilons: Sequence[float]) -> tuple[float, float]:
+    """(epsilon, paper's margin in points) of the robustness claim on ``dataset``.
+
+    The epsilon named in advance (:data:`ROBUST_CLAIMS`: 0.1 on MNIST / Fashion-MNIST, 4/255 on
+    CIFAR-10; 0.1 and 3 points elsewhere) is replaced by the nearest value of the measured
+    grid ``epsilons`` (ties: the smaller).
+    """
+    eps, points = ROBUST_CLAIMS.get(dataset, _ROBUST_DEFAULT)
+    grid = sorted(float(e) for e in epsilons if e > 0)
+    if not grid:
+        raise ValueError(f"no epsilon > 0 in the grid {list(epsilons)}")
+    return min(grid, key=lambda e: (abs(e - eps), e)), points
+
+
+def robust_margin(a: Sequence[float], b: Sequence[float], *, points: float, level: float = DEFAULT_LEVEL,
+                  label: str = "a - b") -> Checked:  # fmt: skip
+    """Is ``a``'s robust accuracy above ``b``'s by at least ``points`` (the paper's number), paired by seed?
+
+    Holds when the lower end of the paired t interval (two-sided at ``level``) of ``a - b``
+    reaches ``points / 100``; does not hold when its upper end stays below.
+    """
+    v = claim_better(a, b, by=points / 100.0, level=level, label=label)
+    return Checked(v, {label: v})
+
+
+# --------------------------------------------------------------------------- significance
+
+
+def significance_pruning(least: Mapping[float, Sequence[float]], random: Mapping[float, Sequence[float]], *,
+                         level: float = DEFAULT_LEVEL) -> Checked:  # fmt: skip
+    """[ours] At every k, the student without the least significant k % beats the one without a random k %.
+
+    ``least[k]`` and ``random[k]``: accuracy per seed, paired by seed (seed s drops random draw
+    s, so the interval covers seeds and random draws at once). Per k :func:`claim_better`
+    (interval of least - random above 0); all must hold.
+    """
+    if not least or set(least) != set(random):
+        raise ValueError(
+            f"significance_pruning: the same fractions on both sides, got {sorted(least)} and {sorted(random)}"
+        )
+    parts = {f"k = {k:.0%}": claim_better(least[k], random[k], level=level, label=f"least significant - random, k = {k:.0%}")
+             for k in sorted(least)}  # fmt: skip
+    rule = (f"at every k, accuracy without the least significant k % minus accuracy without a random k %: "
+            f"paired t (seed s = random draw s), {_pct(level)} interval above 0; all must hold")  # fmt: skip
+    return all_of(parts, rule)
+
+
+# --------------------------------------------------------------------------- convergence
+
+
+def convergence(histories: Iterable[Sequence[Mapping]], *, key: str = "val_acc", tol: float = 0.005) -> str:
+    """Did the runs converge? The mean gain of ``key`` over the second half of training.
+
+    ``"no (val acc +1.3 points over the last 2 of 3 epochs)"`` when the gain exceeds ``tol``
+    (0.5 point), else ``"plateau (...)"``: a plateau of validation accuracy, the signal the
+    claims table shows next to every verdict.
+    """
+    gains, spans = [], set()
+    for h in histories:
+        vals = [float(r[key]) for r in h if r.get(key) is not None and math.isfinite(float(r[key]))]
+        if len(vals) < 2:
+            continue
+        half = len(vals) // 2
+        gains.append(vals[-1] - vals[half - 1])
+        spans.add((len(vals) - half, len(vals)))
+    if not gains:
+        return f"unknown (no {key} over two epochs)"
+    g = float(np.mean(gains))
+    last, total = max(spans, key=lambda s: s[1])
+    text = f"{key.replace('_', ' ')} {g * 100:+.1f} points over the last {last} of {total} epochs"
+    return f"no ({text})" if g > tol else f"plateau ({text})"

@@ -1,0 +1,339 @@
+"""The evaluation suite as a registry: named evaluations, each computed once and cached by itself.
+
+An evaluation is a function ``fn(ctx) -> dict`` registered under a name::
+
+    @register_evaluation("agreement", needs_teacher=True, config=which_test_images)
+    def agreement(ctx: EvalContext) -> dict:
+        z, zt = ctx.logits("test"), ctx.teacher_logits("test")
+        return {"agreement": M.agreement(z, zt), "kl_teacher_student": M.kl_teacher_student(zt, z)}
+
+``ctx`` (:class:`EvalContext`) holds the ``run``, its ``teacher`` (a run or None) and the
+``exp`` (the :class:`~kdutils.experiment.Experiment`: ``exp.logits(run, part)``,
+``exp.split``, ``exp.settings``, ``exp.device``).
+
+**Cache.** Each evaluation of each run is stored on its own, next to the run, as
+``<run>/eval-<name>-<hash>.json`` (written atomically; the file also records the
+evaluation's version and configuration). The hash covers the evaluation's name, its
+``version`` and its own configuration: ``config(settings)`` (e.g. the test subset, the
+attack protocol) plus the teacher's key when it ``needs_teacher``. So adding an
+evaluation adds one file per run and never recomputes or invalidates the others;
+changing the attack settings changes only the robustness key. Bump ``version`` when a
+function changes what it returns. A cached file that cannot be read is reported
+(a warning), deleted and recomputed, never trusted.
+
+**Which ones run.** ``exp.evaluate(run, teacher)`` runs the default set: every
+registered evaluation whose teacher need is met (``robustness`` only with
+``robustness=True``; an evaluation registered with ``default=False`` only on request).
+``exp.evaluate(run, teacher, only=["accuracy", ...])`` runs exactly those (an unknown
+name names the valid ones; one that needs a teacher without one is an error).
+``force=True`` recomputes the requested ones. The result is one flat dict, merged in
+registration order; ``kd.scalar_metrics(ev)`` keeps its numbers.
+
+**Registered here** (the same functions of :mod:`kdutils.metrics` as the notebooks' numbers):
+
+* ``accuracy``: accuracy, nll, ece (15 bins), val_accuracy, reliability (the diagram's bins)
+* ``data_usage``: sample_epochs, data_usage, seconds_per_epoch (read from the run)
+* ``agreement`` (teacher): agreement, kl_teacher_student on the test set
+* ``retention`` (teacher): mu_s/mu_f on the training and the test set
+* ``robustness``: FGSM and PGD curves, ``robustness`` (attack -> list over epsilons) and
+  ``robust_<attack>@<eps>``; every attack setting is in :func:`attack_protocol`, which
+  notebooks print next to the results (:func:`describe_attack_protocol`).
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import warnings
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Iterable
+
+import torch
+
+from . import metrics as M
+from .registry import Registry
+from .store import config_key
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .experiment import Experiment, Run
+    from .profiles import Settings
+
+__all__ = [
+    "EVALUATIONS", "EvalContext", "Evaluation", "register_evaluation", "evaluation_names", "evaluation_key",
+    "run_evaluations", "which_test_images", "attack_protocol", "describe_attack_protocol",
+]  # fmt: skip
+
+
+@dataclass
+class EvalContext:
+    """What an evaluation sees: the run, its teacher (or None) and the experiment."""
+
+    run: "Run"
+    teacher: "Run | None"
+    exp: "Experiment"
+
+    @property
+    def settings(self) -> "Settings":
+        return self.exp.settings
+
+    @property
+    def split(self):
+        return self.exp.split
+
+    def logits(self, part: str = "test") -> torch.Tensor:
+        """The run's logits on ``train``, ``val`` or ``test`` (shared with every other evaluation)."""
+        return self.exp.logits(self.run, part)
+
+    def teacher_logits(self, part: str = "test") -> torch.Tensor:
+        if self.teacher is None:
+            raise ValueError("this evaluation needs a teacher run")
+        return self.exp.logits(self.teacher, part)
+
+
+_order = itertools.count()
+
+
+@dataclass
+class Evaluation:
+    """A registered evaluation (see the module docstring)."""
+
+    name: str
+    fn: Callable[[EvalContext], dict[str, Any]]
+    version: str = "1"
+    needs_teacher: bool = False
+    config: Callable[["Settings"], dict] | None = None
+    default: bool = True
+    order: int = field(default_factory=lambda: next(_order))
+
+    def config_for(self, settings: "Settings", teacher: "Run | None") -> dict:
+        """Everything this evaluation's result depends on besides the run itself."""
+        cfg = dict(self.config(settings)) if self.config is not None else {}
+        if self.needs_teacher:
+            cfg["teacher"] = teacher.key if teacher is not None else None
+        return cfg
+
+
+class _EvaluationRegistry(Registry[Evaluation]):
+    """A :class:`Registry` that also lists in registration order and can forget a name."""
+
+    def ordered(self) -> list[Evaluation]:
+        return sorted(self._items.values(), key=lambda e: e.order)
+
+    def unregister(self, name: str) -> Evaluation:
+        spec = self.get(name)  # unknown -> UnknownNameError naming the valid ones
+        del self._items[name]
+        return spec
+
+
+EVALUATIONS: _EvaluationRegistry = _EvaluationRegistry("evaluation")
+
+_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+def register_evaluation(
+    name: str,
+    *,
+    version: str = "1",
+    needs_teacher: bool = False,
+    config: Callable[["Settings"], dict] | None = None,
+    default: bool = True,
+) -> Callable[[Callable[[EvalContext], dict]], Callable[[EvalContext], dict]]:
+    """Decorator: register ``fn(ctx) -> dict`` as the evaluation ``name`` (see the module docstring).
+
+    ``config(settings)`` returns the settings the result depends on (part of the cache key);
+    ``default=False`` keeps an expensive evaluation out of the default set.
+    """
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ValueError(f"evaluation name {name!r}: use lower-case letters, digits and '_' (it names a file)")
+
+    def deco(fn: Callable[[EvalContext], dict]) -> Callable[[EvalContext], dict]:
+        EVALUATIONS.register(name)(Evaluation(name, fn, str(version), needs_teacher, config, default))
+        return fn
+
+    return deco
+
+
+def evaluation_names() -> list[str]:
+    return EVALUATIONS.names()
+
+
+def evaluation_key(spec: Evaluation, settings: "Settings", teacher: "Run | None") -> str:
+    """16 hex digits: hash of (name, version, the evaluation's own configuration, code version)."""
+    return config_key({"evaluation": spec.name, "version": spec.version, "config": spec.config_for(settings, teacher)})
+
+
+def _select(only: Iterable[str] | None, teacher: "Run | None", robustness: bool) -> list[Evaluation]:
+    if only is None:
+        return [e for e in EVALUATIONS.ordered()
+                if e.default and (teacher is not None or not e.needs_teacher)
+                and (robustness or e.name != "robustness")]  # fmt: skip
+    if isinstance(only, str):
+        only = [only]
+    names = list(dict.fromkeys(only))
+    specs = [EVALUATIONS.get(n) for n in names]  # unknown -> error naming the valid ones, before any work
+    if teacher is None:
+        need = [e.name for e in specs if e.needs_teacher]
+        if need:
+            raise ValueError(f"evaluation(s) {', '.join(need)} need a teacher run: pass teacher=exp.teacher()")
+    return sorted(specs, key=lambda e: e.order)
+
+
+def run_evaluations(
+    exp: "Experiment",
+    run: "Run",
+    teacher: "Run | None" = None,
+    *,
+    only: Iterable[str] | None = None,
+    robustness: bool = True,
+    force: bool = False,
+) -> dict[str, Any]:
+    """What :meth:`Experiment.evaluate` does: each requested evaluation from its cache or computed."""
+    specs = _select(only, teacher, robustness)
+    ctx = EvalContext(run, teacher, exp)
+    out: dict[str, Any] = {}
+    owner: dict[str, str] = {}
+    for spec in specs:
+        cfg = spec.config_for(exp.settings, teacher)
+        file_key = f"{spec.name}-{evaluation_key(spec, exp.settings, teacher)}"
+        result = None
+        if not force:
+            cached = exp.store.load_eval(run.key, file_key)
+            if cached is not None:
+                if isinstance(cached, dict) and isinstance(cached.get("result"), dict):
+                    result = cached["result"]
+                else:
+                    warnings.warn(f"run {run.key}: cached evaluation {file_key} has no result; it will be recomputed")
+        if result is None:
+            result = spec.fn(ctx)
+            if not isinstance(result, dict):
+                raise TypeError(f"evaluation {spec.name!r} returned {type(result).__name__}, not a dict")
+            exp.store.save_eval(run.key, file_key, {"evaluation": spec.name, "version": spec.version,
+                                                    "config": cfg, "result": result})  # fmt: skip
+        for k, v in result.items():
+            if k in owner:
+                raise ValueError(f"evaluations {owner[k]!r} and {spec.name!r} both return {k!r}")
+            owner[k] = spec.name
+            out[k] = v
+    return out
+
+
+# ---------------------------------------------------------------- configurations
+
+
+def which_test_images(settings: "Settings") -> dict:
+    """What an evaluation on the test split depends on besides the run: which test images."""
+    return {"test_subset": settings.test_subset}
+
+
+#: fixed parts of the attack protocol (see :func:`kdutils.metrics.robust_accuracy`)
+_ATTACK_SEED = 0
+_ATTACK_BATCH = 256
+_PGD_TOTAL_STEP = 2.5  # total step length 2.5 * eps, as in Madry et al. 2018
+
+
+def attack_protocol(settings: "Settings") -> dict:
+    """Every setting of the robustness evaluation (its cache configuration), labelled.
+
+    The attacks run on the first ``n`` images of the test split (after any test subset; all
+    of them if there are fewer), in pixel space of [0, 1] images, L-inf, with foolbox.
+    FGSM is one step of size eps without random start; PGD is ``steps`` steps of
+    ``rel_stepsize * eps`` from a uniform random start in the eps-ball, one run
+    (``restarts: 0``). Torch's RNG is seeded with ``seed`` for the whole attack; images go in
+    batches of ``batch_size`` (which changes PGD's random start draws).
+    """
+    steps = int(settings.pgd_steps)
+    if steps < 1:
+        raise ValueError(f"pgd_steps must be >= 1, got {settings.pgd_steps}")
+    return {
+        "library": "foolbox",
+        "norm": "linf",
+        "bounds": [0.0, 1.0],
+        "images": "first n of the test split (after test_subset)",
+        "test_subset": settings.test_subset,
+        "n": int(settings.attack_samples),
+        "epsilons": [float(e) for e in settings.epsilons],
+        "attacks": ["fgsm", "pgd"],
+        "fgsm": {"steps": 1, "rel_stepsize": 1.0, "random_start": False},
+        "pgd": {"steps": steps, "rel_stepsize": _PGD_TOTAL_STEP / steps, "random_start": True, "restarts": 0},
+        "seed": _ATTACK_SEED,
+        "batch_size": _ATTACK_BATCH,
+    }
+
+
+def _fmt_eps(e: float, grid: list[float]) -> str:
+    """``k/255`` when the whole grid is on the 8-bit pixel lattice (CIFAR), else 4 digits."""
+    if all(abs(x * 255 - round(x * 255)) < 1e-6 for x in grid) and e > 0:
+        return f"{round(e * 255)}/255"
+    return f"{e:.4g}"
+
+
+def describe_attack_protocol(settings: "Settings") -> str:
+    """One line to print next to robustness results."""
+    p = attack_protocol(settings)
+    pgd = p["pgd"]
+    subset = f" of a {p['test_subset']}-image test subset" if p["test_subset"] is not None else ""
+    eps = ", ".join(_fmt_eps(e, p["epsilons"]) for e in p["epsilons"])
+    restarts = f"{pgd['restarts']} random restarts" if pgd["restarts"] else "no restarts"
+    return (f"L-inf attacks (foolbox) on the first {p['n']} test images{subset}, pixels in [0, 1], "
+            f"eps in {{{eps}}}: FGSM (one step of eps); PGD ({pgd['steps']} steps of "
+            f"{pgd['rel_stepsize']:.3g}*eps, random start, {restarts}); seed {p['seed']}")  # fmt: skip
+
+
+# ---------------------------------------------------------------- the suite
+
+
+@register_evaluation("accuracy", config=which_test_images)
+def _accuracy(ctx: EvalContext) -> dict[str, Any]:
+    sp = ctx.split
+    z, y = ctx.logits("test"), sp.test_y
+    return {
+        "accuracy": M.accuracy(z, y),
+        "nll": M.nll(z, y),
+        "ece": M.ece(z, y),
+        "val_accuracy": M.accuracy(ctx.logits("val"), sp.val_y) if len(sp.val_y) else float("nan"),
+        "reliability": M.reliability(z, y),
+    }
+
+
+@register_evaluation("data_usage")
+def _data_usage(ctx: EvalContext) -> dict[str, Any]:
+    run = ctx.run
+    return {
+        "sample_epochs": run.sample_epochs,
+        # the one definition of data usage: sample-epochs relative to KD on the whole training
+        # split (every sample, every epoch = 1; a run on a pruned subset uses less)
+        "data_usage": run.sample_epochs / max(1, len(ctx.split.train_y) * run.config["recipe"]["epochs"]),
+        "seconds_per_epoch": run.seconds_per_epoch,
+    }
+
+
+@register_evaluation("agreement", needs_teacher=True, config=which_test_images)
+def _agreement(ctx: EvalContext) -> dict[str, Any]:
+    z, zt = ctx.logits("test"), ctx.teacher_logits("test")
+    return {"agreement": M.agreement(z, zt), "kl_teacher_student": M.kl_teacher_student(zt, z)}
+
+
+@register_evaluation("retention", needs_teacher=True, config=which_test_images)
+def _retention(ctx: EvalContext) -> dict[str, Any]:
+    sp, out = ctx.split, {}
+    for part, y in (("test", sp.test_y), ("train", sp.train_y)):
+        r = M.retention(ctx.teacher_logits(part), ctx.logits(part), y)
+        out[f"mu_s_{part}"], out[f"mu_f_{part}"] = r["mu_s"], r["mu_f"]
+    return out
+
+
+@register_evaluation("robustness", config=attack_protocol)
+def _robustness(ctx: EvalContext) -> dict[str, Any]:
+    p, sp = attack_protocol(ctx.settings), ctx.split
+    n = min(p["n"], len(sp.test_y))
+    curves = M.robustness_curves(
+        ctx.run.model, sp.test_x[:n], sp.test_y[:n], p["epsilons"], attacks=tuple(p["attacks"]),
+        steps=p["pgd"]["steps"], rel_stepsize=p["pgd"]["rel_stepsize"], batch_size=p["batch_size"], seed=p["seed"],
+        device=ctx.exp.device,
+    )  # fmt: skip
+    eps = list(ctx.settings.epsilons)
+    out: dict[str, Any] = {"robustness": {"epsilons": eps, **curves}}
+    for attack, accs in curves.items():
+        for e, acc in zip(eps, accs):
+            out[f"robust_{attack}@{e:.4g}"] = acc
+    return out

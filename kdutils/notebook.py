@@ -1,0 +1,435 @@
+"""What every paper notebook does around its story: one object, :class:`NotebookContext`.
+
+A notebook's set-up cell becomes::
+
+    ctx = kd.NotebookContext("01_cckd", profile=profile, datasets=datasets, seeds=seeds, device=device,
+                             overrides=overrides, output_dir=output_dir, figures_dir=figures_dir,
+                             progress=progress, force=force)
+
+which resolves the profile for every dataset (:func:`kdutils.configure`), builds one
+:class:`~kdutils.experiment.Experiment` per dataset, prints one summary line per dataset, and
+holds
+
+* ``ctx.results`` (:class:`~kdutils.results.Results`), ``ctx.out`` and ``ctx.figures`` (the
+  folders for ``results.csv`` and the figures), ``ctx.runs`` and ``ctx.evals`` keyed by
+  ``(dataset, label, seed)``;
+* train-evaluate-record in one call: :meth:`~NotebookContext.teacher`,
+  :meth:`~NotebookContext.student`, :meth:`~NotebookContext.students`;
+* per-dataset timers (``with ctx.timing(ds): ...``), :meth:`~NotebookContext.save_figure`,
+  and :meth:`~NotebookContext.environment_frame` for the last cell;
+* the tidy frames the figures and claims need: :meth:`~NotebookContext.robustness_frame`
+  (dataset, method, seed, attack, epsilon, value), :meth:`~NotebookContext.usage_frame`
+  (per-epoch participation), :func:`margins` over a reference method (paired by seed),
+  :meth:`~NotebookContext.metric_frame` (one row per run, one column per metric),
+  :meth:`~NotebookContext.values` / :meth:`~NotebookContext.paired` (one value per seed, for
+  the claim functions of :mod:`kdutils.claims`).
+
+Nothing here decides a claim or defines a method: it only runs what the notebook names and
+reshapes what came out.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Collection, Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .experiment import Experiment, Run, environment, scalar_metrics
+from .io import project_root
+from .profiles import Settings, configure
+from .results import Results
+
+__all__ = ["NotebookContext", "margins", "format_epsilon"]
+
+
+def format_epsilon(e: float, grid: Iterable[float] | None = None) -> str:
+    """``"4/255"`` when ``e`` (and every value of ``grid``) lies on the 8-bit pixel lattice, else ``"0.1"``."""
+    pts = [float(x) for x in (grid if grid is not None else [e])] + [float(e)]
+    if e > 0 and all(abs(x * 255 - round(x * 255)) < 1e-6 for x in pts):
+        return f"{round(e * 255)}/255"
+    return f"{e:.4g}"
+
+
+def margins(frame: pd.DataFrame, reference: str, *, keys: Iterable[str] = ("dataset", "attack", "epsilon"),
+            scale: float = 100.0, exclude: Iterable[str] = ()) -> pd.DataFrame:  # fmt: skip
+    """Each method's value minus ``reference``'s, **paired by seed**, times ``scale`` (points).
+
+    ``frame`` is tidy (``method``, ``seed``, ``value`` and ``keys``, e.g. a
+    :meth:`NotebookContext.robustness_frame`). A row is matched with the reference's row of
+    the same ``keys`` and seed; rows without one are dropped. The reference (and ``exclude``)
+    leave the result; the columns stay the same.
+    """
+    keys = [k for k in keys if k in frame.columns]
+    if reference not in set(frame["method"]):
+        raise ValueError(
+            f"margins: reference method {reference!r} is not in the frame (methods: {sorted(set(frame['method']))})"
+        )
+    ref = frame[frame["method"] == reference][[*keys, "seed", "value"]].rename(columns={"value": "_ref"})
+    rest = frame[~frame["method"].isin([reference, *exclude])]
+    out = rest.merge(ref, on=[*keys, "seed"], how="inner", sort=False)
+    out["value"] = (out["value"] - out["_ref"]) * scale
+    return out.drop(columns="_ref")[list(frame.columns)].reset_index(drop=True)
+
+
+class NotebookContext:
+    """One notebook's datasets, experiments, results, folders and timers (see the module docstring).
+
+    ``datasets``: empty for the profile's default; ``seeds``: 0 for the profile's default, an
+    int n for seeds 0..n-1, or a list; ``overrides``: any :func:`kdutils.configure` override;
+    ``output_dir`` / ``figures_dir``: empty for ``outputs/<profile>/<notebook>`` and
+    ``figures/<notebook>`` under the project; ``force``: retrain even when a finished run is
+    stored. ``verbose=False`` prints nothing.
+    """
+
+    def __init__(
+        self,
+        notebook: str,
+        *,
+        profile: str = "quick",
+        datasets: Iterable[str] = (),
+        seeds: int | Iterable[int] = 0,
+        device: str = "auto",
+        overrides: Mapping[str, Any] | None = None,
+        output_dir: str | Path = "",
+        figures_dir: str | Path = "",
+        progress: bool = True,
+        force: bool = False,
+        store=None,
+        verbose: bool = True,
+    ):
+        self.t_start = time.perf_counter()
+        self.notebook, self.profile, self.force = notebook, profile, bool(force)
+        root = project_root()
+        self.out = Path(output_dir) if output_dir else root / "outputs" / profile / notebook
+        self.figures = Path(figures_dir) if figures_dir else root / "figures" / notebook
+        self.results = Results(notebook, profile)
+        self.runs: dict[tuple[str, str, int], Run] = {}
+        self.evals: dict[tuple[str, str, int], dict] = {}
+        self.seconds: dict[str, float] = {}
+        self._teacher_labels: dict[str, list[str]] = {}
+        overrides = dict(overrides or {})
+        if seeds:  # 0 or empty: the profile's default
+            overrides["seeds"] = seeds if isinstance(seeds, int) else list(seeds)
+        names = list(datasets) or [configure(profile).dataset]
+        from . import plots  # matplotlib and seaborn only when a notebook starts, not on `import kdutils`
+
+        plots.style()
+        self.experiments: dict[str, Experiment] = {}
+        for ds in names:
+            st = configure(profile, ds, device=device, progress=progress, **overrides)
+            self.experiments[ds] = Experiment(st, store)
+            self.seconds[ds] = 0.0
+            if verbose:
+                print(self.describe(ds))
+        if verbose:
+            first = self.experiments[names[0]]
+            print("device:", first.device, "| run store:", first.store.root)
+
+    # ---------------------------------------------------------------- access
+    @property
+    def datasets(self) -> list[str]:
+        return list(self.experiments)
+
+    def __getitem__(self, dataset: str) -> Experiment:
+        try:
+            return self.experiments[dataset]
+        except KeyError:
+            raise KeyError(f"dataset {dataset!r} is not in this notebook (datasets: {self.datasets})") from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.experiments)
+
+    def items(self) -> Iterable[tuple[str, Experiment]]:
+        return self.experiments.items()
+
+    def settings(self, dataset: str) -> Settings:
+        return self[dataset].settings
+
+    def seeds(self, dataset: str) -> tuple[int, ...]:
+        return self[dataset].settings.seeds
+
+    def where(self, dataset: str) -> str:
+        """The dataset's name for a claims table, with its note (e.g. a JPEG copy)."""
+        note = self[dataset].split.note
+        return dataset + (f" ({note})" if note else "")
+
+    def describe(self, dataset: str) -> str:
+        """The summary line printed for each dataset."""
+        exp = self[dataset]
+        st, sp = exp.settings, exp.split
+        val = f"val {len(sp.val_y)} ({st.val_fraction:.0%} stratified hold-out of the training set"
+        val += f", {st.val_subset} of it scored)" if st.val_subset is not None else ")"
+        return (f"{dataset}: {st.teacher_model} -> {st.student_model}, seeds {list(st.seeds)}, "
+                f"teacher {st.teacher_recipe.epochs} epochs, students {st.student_recipe.epochs} epochs, "
+                f"train {len(sp.train_y)} / {val} / test {len(sp.test_y)}"
+                + (f"  [{sp.note}]" if sp.note else ""))  # fmt: skip
+
+    # ---------------------------------------------------------------- runs
+    def teacher(self, dataset: str, label: str = "teacher", method: Any = "ce", *, robustness: bool = True,
+                record: bool = True, **train_kw) -> Run:  # fmt: skip
+        """The dataset's teacher trained with ``method`` (seed 0), evaluated and recorded as ``label``."""
+        exp = self[dataset]
+        run = exp.teacher(method=method, force=self.force, **train_kw)
+        ev = exp.evaluate(run, robustness=robustness)
+        self._keep(dataset, label, 0, run, ev, record, None)
+        if label not in self._teacher_labels.setdefault(dataset, []):
+            self._teacher_labels[dataset].append(label)
+        return run
+
+    def student(self, dataset: str, label: str, method: Any, *, seed: int, teacher: Run | None = None,
+                eval_teacher: Run | None = None, robustness: bool = True, metrics: Iterable[str] | None = None,
+                record: bool = True, only: Iterable[str] | None = None, **train_kw) -> Run:  # fmt: skip
+        """Train (or reuse) one student, evaluate it and record it as ``label``.
+
+        ``eval_teacher``: the teacher the evaluation compares with (agreement, retention);
+        default ``teacher``. ``metrics``: record only these metrics in the results (default:
+        every number of the evaluation). ``only``: run only these evaluations. ``train_kw``
+        go to :meth:`Experiment.student` (``selection=``, ``weights=``, ``model=``, ...).
+        """
+        exp = self[dataset]
+        run = exp.student(method, seed=seed, teacher=teacher, force=self.force, **train_kw)
+        ref = eval_teacher if eval_teacher is not None else teacher
+        kw = {"only": list(only)} if only is not None else {}
+        ev = exp.evaluate(run, ref, robustness=robustness, **kw)
+        self._keep(dataset, label, seed, run, ev, record, metrics)
+        return run
+
+    def students(self, dataset: str, methods: Mapping[str, Any], teacher: Run | None = None, *,
+                 robustness: bool | Collection[str] = True, **kw) -> dict[tuple[str, int], Run]:  # fmt: skip
+        """:meth:`student` for every ``label: method`` and every seed of the dataset.
+
+        ``robustness``: a bool, or the labels that get the (slow) robustness evaluation.
+        Returns ``{(label, seed): run}``.
+        """
+        out = {}
+        for label, spec in methods.items():
+            rob = robustness if isinstance(robustness, bool) else label in robustness
+            for seed in self.seeds(dataset):
+                out[label, seed] = self.student(dataset, label, spec, seed=seed, teacher=teacher, robustness=rob, **kw)
+        return out
+
+    def _keep(self, ds, label, seed, run, ev, record, metrics) -> None:
+        self.runs[ds, label, seed], self.evals[ds, label, seed] = run, ev
+        if record:
+            numbers = scalar_metrics(ev)
+            if metrics is not None:
+                numbers = {k: numbers[k] for k in metrics}
+            self.results.add(ds, label, seed, numbers)
+
+    @contextlib.contextmanager
+    def timing(self, dataset: str):
+        """``with ctx.timing(ds): ...`` adds the block's wall time to the dataset's total."""
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[dataset] = self.seconds.get(dataset, 0.0) + time.perf_counter() - t0
+
+    # ---------------------------------------------------------------- output
+    def save_figure(self, fig, name: str, *, show: bool = True) -> Path:
+        """Save ``fig`` as ``<figures>/<name>.png``; in a notebook, show it here (once) and close it."""
+        from . import plots
+
+        path = plots.save_figure(fig, self.figures, name)
+        if show:
+            try:
+                from IPython import get_ipython
+                from IPython.display import display
+            except ImportError:  # pragma: no cover
+                return path
+            if get_ipython() is not None:
+                import matplotlib.pyplot as plt
+
+                display(fig)
+                plt.close(fig)
+        return path
+
+    def save_results(self) -> Path:
+        """Write ``results.csv`` into ``ctx.out`` and say where."""
+        path = self.results.save(self.out)
+        print(f"wrote {path} ({len(self.results)} rows)")
+        return path
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        """The results so far (tidy: notebook, profile, dataset, method, seed, metric, value)."""
+        return self.results.frame
+
+    def environment_frame(self) -> pd.DataFrame:
+        """What this execution ran on and how long it took: the last cell's table."""
+        unique = {r.key: r for r in self.runs.values()}.values()
+        timing: dict[str, Any] = {
+            "notebook wall time (s)": round(time.perf_counter() - self.t_start, 1),
+            "runs trained now": sum(not r.reused for r in unique),
+            "runs reused": sum(r.reused for r in unique),
+        }
+        for ds in self.datasets:
+            timing[f"{ds}: training + evaluation (s)"] = round(self.seconds.get(ds, 0.0), 1)
+            for label in self._teacher_labels.get(ds, []):
+                timing[f"{ds}: {label} s/epoch"] = round(self.runs[ds, label, 0].seconds_per_epoch, 2)
+            teachers = set(self._teacher_labels.get(ds, []))
+            secs = [r.seconds_per_epoch for (d, lb, _), r in self.runs.items() if d == ds and lb not in teachers]
+            if secs:
+                timing[f"{ds}: student s/epoch (mean)"] = round(sum(secs) / len(secs), 2)
+        return pd.Series({**environment(), **timing}, name="value", dtype=object).to_frame()
+
+    # ---------------------------------------------------------------- numbers and frames
+    def values(self, dataset: str, method: str, metric: str = "accuracy") -> list[float]:
+        """One value per seed (in the dataset's seed order) of ``metric`` for the runs labelled ``method``."""
+        out = [
+            float(self.evals[dataset, method, s][metric])
+            for s in self.seeds(dataset)
+            if (dataset, method, s) in self.evals
+        ]
+        if not out:
+            labels = sorted({lb for (d, lb, _) in self.evals if d == dataset})
+            raise KeyError(f"no runs labelled {method!r} on {dataset} (labels: {labels})")
+        return out
+
+    def paired(self, dataset: str, a: str, b: str, metric: str = "accuracy") -> tuple[list[float], list[float]]:
+        """``metric`` of ``a`` and of ``b`` on the seeds both have, paired by seed."""
+        seeds = [s for s in self.seeds(dataset) if (dataset, a, s) in self.evals and (dataset, b, s) in self.evals]
+        return ([float(self.evals[dataset, a, s][metric]) for s in seeds],
+                [float(self.evals[dataset, b, s][metric]) for s in seeds])  # fmt: skip
+
+    def _selected(self, table: Mapping, methods: Iterable[str] | None, datasets: Iterable[str] | None):
+        ms = None if methods is None else list(methods)
+        dss = None if datasets is None else set(datasets)
+        keys = [k for k in table if (ms is None or k[1] in ms) and (dss is None or k[0] in dss)]
+        if ms is not None:  # the order of ``methods``
+            keys.sort(key=lambda k: (self.datasets.index(k[0]), ms.index(k[1]), k[2]))
+        return keys
+
+    def robustness_frame(self, methods: Iterable[str] | None = None, *, datasets: Iterable[str] | None = None,
+                         evals: Mapping | None = None) -> pd.DataFrame:  # fmt: skip
+        """Long format: dataset, method, seed, attack, epsilon, value (robust accuracy), every evaluated run."""
+        evals = self.evals if evals is None else evals
+        rows = [
+            {"dataset": ds, "method": label, "seed": seed, "attack": attack, "epsilon": float(e), "value": float(v)}
+            for (ds, label, seed) in self._selected(evals, methods, datasets)
+            if "robustness" in evals[ds, label, seed]
+            for attack, accs in evals[ds, label, seed]["robustness"].items()
+            if attack != "epsilons"
+            for e, v in zip(evals[ds, label, seed]["robustness"]["epsilons"], accs)
+        ]
+        return pd.DataFrame(rows, columns=["dataset", "method", "seed", "attack", "epsilon", "value"])
+
+    def usage_frame(self, methods: Iterable[str] | None = None, *, datasets: Iterable[str] | None = None,
+                    runs: Mapping | None = None) -> pd.DataFrame:  # fmt: skip
+        """Per-epoch participation: dataset, method, seed, epoch, value (share of the training rows)."""
+        runs = self.runs if runs is None else runs
+        rows = [
+            {"dataset": ds, "method": label, "seed": seed, "epoch": h["epoch"], "value": float(h["participation"])}
+            for (ds, label, seed) in self._selected(runs, methods, datasets)
+            for h in runs[ds, label, seed].history
+        ]
+        return pd.DataFrame(rows, columns=["dataset", "method", "seed", "epoch", "value"])
+
+    def metric_frame(self, metrics: Iterable[str] = ("accuracy", "data_usage"), methods: Iterable[str] | None = None,
+                     *, datasets: Iterable[str] | None = None, with_runs: bool = False) -> pd.DataFrame:  # fmt: skip
+        """Wide: one row per run (dataset, method, seed), one column per metric (and the run's key and reuse)."""
+        metrics = list(metrics)
+        extra = ["key", "reused"] if with_runs else []
+        rows = []
+        for ds, label, seed in self._selected(self.evals, methods, datasets):
+            row = {
+                "dataset": ds,
+                "method": label,
+                "seed": seed,
+                **{m: self.evals[ds, label, seed].get(m) for m in metrics},
+            }
+            if with_runs:
+                run = self.runs[ds, label, seed]
+                row.update(key=run.key, reused=run.reused)
+            rows.append(row)
+        return pd.DataFrame(rows, columns=["dataset", "method", "seed", *metrics, *extra])
+
+    def tidy(self, arms: Iterable[tuple[str, Mapping[str, Any]]], metric: str = "accuracy", *,
+             datasets: Iterable[str] | None = None) -> pd.DataFrame:  # fmt: skip
+        """One row per (arm, seed): dataset, the arm's attributes, seed, value of ``metric``.
+
+        ``arms`` pairs a run label with the attributes it stands for, e.g.
+        ``("KD minus random 0.3", {"how": "random", "dropped": 0.3})``; a label may appear in
+        several arms (the unpruned run as ``dropped = 0`` of every curve).
+        """
+        arms = list(arms)
+        cols = list(dict.fromkeys(k for _, attrs in arms for k in attrs))
+        dss = list(datasets) if datasets is not None else self.datasets
+        rows = [
+            {"dataset": ds, **attrs, "seed": s, "value": float(self.evals[ds, label, s][metric])}
+            for ds in dss
+            for label, attrs in arms
+            for s in self.seeds(ds)
+            if (ds, label, s) in self.evals
+        ]
+        return pd.DataFrame(rows, columns=["dataset", *cols, "seed", "value"])
+
+    def convergence(self, dataset: str, methods: Iterable[str] | None = None) -> str:
+        """:func:`kdutils.claims.convergence` of the dataset's students (``methods``; default all but teachers)."""
+        from .claims import convergence
+
+        teachers = set(self._teacher_labels.get(dataset, []))
+        ms = None if methods is None else set(methods)
+        hist = [r.history for (d, lb, _), r in self.runs.items()
+                if d == dataset and lb not in teachers and (ms is None or lb in ms)]  # fmt: skip
+        return convergence(hist)
+
+    def differences(self, pairs: Mapping[str, str], metric: str = "accuracy", **kw) -> pd.DataFrame:
+        """``{a: b}``: ``a - b`` per dataset, paired by seed, as :func:`kdutils.results.best_of_many` rows
+        (estimate and interval in points, Holm-corrected over the pairs), with a ``dataset`` column."""
+        from .results import best_of_many
+
+        parts = [best_of_many({f"{a} - {b}": self.paired(ds, a, b, metric) for a, b in pairs.items()}, **kw).assign(dataset=ds)
+                 for ds in self.datasets]  # fmt: skip
+        out = pd.concat(parts, ignore_index=True)
+        return out[["dataset", *[c for c in out.columns if c != "dataset"]]]
+
+    def best_of_many(self, frame: pd.DataFrame, reference: str, *, keys: Iterable[str] = ("attack", "epsilon"),
+                     exclude: Iterable[str] = (), top: int | None = None, **kw) -> pd.DataFrame:  # fmt: skip
+        """Exploration per dataset: :func:`kdutils.results.best_of_many` over every method x ``keys``
+        margin over ``reference`` in ``frame`` (paired by seed, Holm-corrected), with a ``dataset``
+        column; ``top``: the best rows of each dataset only. It never decides a claim."""
+        from .results import best_of_many
+
+        parts = []
+        for ds in [d for d in self.datasets if (frame["dataset"] == d).any()]:
+            pairs = self.comparison_pairs(frame[frame["dataset"] == ds], reference, keys=keys, exclude=exclude)
+            t = best_of_many(pairs, **kw)
+            parts.append((t if top is None else t.head(top)).assign(family=len(pairs)).assign(dataset=ds))
+        if not parts:
+            return pd.DataFrame()
+        out = pd.concat(parts, ignore_index=True)
+        return out[["dataset", *[c for c in out.columns if c != "dataset"]]]
+
+    def margins(self, frame: pd.DataFrame, reference: str, **kw) -> pd.DataFrame:
+        """:func:`margins` (each method minus ``reference``, paired by seed, in points)."""
+        return margins(frame, reference, **kw)
+
+    def comparison_pairs(self, frame: pd.DataFrame, reference: str, *, keys: Iterable[str] = ("attack", "epsilon"),
+                         exclude: Iterable[str] = ()) -> dict[str, tuple[list[float], list[float]]]:  # fmt: skip
+        """``{"<method>, <key values>": (method's values, reference's values)}``, paired by seed.
+
+        ``frame`` is tidy (method, seed, value and ``keys``) and holds one dataset, e.g.
+        ``robustness_frame(...)`` restricted to epsilon > 0: the family that
+        :func:`kdutils.results.best_of_many` explores.
+        """
+        keys = list(keys)
+        ref = frame[frame["method"] == reference]
+        out: dict[str, tuple[list[float], list[float]]] = {}
+        rest = frame[~frame["method"].isin([reference, *exclude])]
+        for (method, *kv), g in rest.groupby(["method", *keys], sort=False):
+            r = ref
+            for k, v in zip(keys, kv):
+                r = r[r[k] == v]
+            m = g.merge(r[["seed", "value"]], on="seed", suffixes=("", "_ref")).sort_values("seed")
+            if "epsilon" in keys:
+                grid = sorted(set(frame["epsilon"]))
+                kv = [format_epsilon(v, grid) if k == "epsilon" else (v.upper() if k == "attack" else v)
+                      for k, v in zip(keys, kv)]  # fmt: skip
+            name = ", ".join([str(method), *(f"eps {v}" if k == "epsilon" else str(v) for k, v in zip(keys, kv))])
+            out[name] = (m["value"].tolist(), m["value_ref"].tolist())
+        return out

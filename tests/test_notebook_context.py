@@ -1,0 +1,197 @@
+"""The notebook context (kdutils.notebook) at the smoke profile: set-up, runs, frames, output."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+
+import kdutils as kd  # noqa: E402
+from kdutils.notebook import format_epsilon, margins  # noqa: E402
+
+METHODS = {"student alone": "ce", "KD": "kd", "KD+SR": "kd+sr"}
+
+
+@pytest.fixture(scope="module")
+def ctx(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("nb")
+    small = {
+        "teacher_epochs": 2,
+        "student_epochs": 2,
+        "epsilons": (0.0, 0.1, 0.2),
+        "attack_samples": 32,
+        "pgd_steps": 2,
+    }
+    c = kd.NotebookContext("99_test", profile="smoke", seeds=2, progress=False, output_dir=tmp / "out",
+                           figures_dir=tmp / "fig", overrides=small)  # fmt: skip
+    with c.timing("digits"):
+        teacher = c.teacher("digits")
+        c.students("digits", METHODS, teacher, robustness=["KD", "KD+SR"])
+    return c
+
+
+def test_setup_prints_one_line_per_dataset(tmp_path, capsys):
+    c = kd.NotebookContext("99_test", profile="smoke", seeds=[3], output_dir=tmp_path, figures_dir=tmp_path)
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("digits: lenet5 -> lenet5_half, seeds [3], teacher 8 epochs, students 6 epochs, train ")
+    assert "10% stratified hold-out of the training set" in out[0]
+    assert out[1].startswith("device: cpu | run store:")
+    assert c.datasets == ["digits"] and c.seeds("digits") == (3,) and c.where("digits") == "digits"
+    assert c.results.notebook == "99_test" and c.results.profile == "smoke"
+    quiet = kd.NotebookContext("99_test", profile="smoke", verbose=False, output_dir=tmp_path, figures_dir=tmp_path)
+    assert capsys.readouterr().out == "" and quiet.seeds("digits") == (0, 1)  # the profile's seeds
+    with pytest.raises(KeyError, match="datasets"):
+        c["mnist"]
+
+
+def test_default_folders_follow_the_profile_and_notebook():
+    c = kd.NotebookContext("99_test", profile="smoke", verbose=False)
+    assert c.out == kd.project_root() / "outputs" / "smoke" / "99_test"
+    assert c.figures == kd.project_root() / "figures" / "99_test"
+
+
+def test_unknown_override_names_the_valid_ones(tmp_path):
+    with pytest.raises(kd.UnknownNameError, match="ablation_teachers"):
+        kd.NotebookContext("99_test", profile="smoke", overrides={"epoch": 3}, verbose=False)
+
+
+def test_runs_evals_and_results(ctx):
+    assert set(ctx.runs) == {("digits", "teacher", 0), *(("digits", m, s) for m in METHODS for s in (0, 1))}
+    df = ctx.frame
+    assert set(df.method) == {"teacher", *METHODS}
+    assert set(df[df.method == "KD"].seed) == {0, 1}
+    assert "robust_fgsm@0.1" in set(df[df.method == "KD"].metric)
+    assert "robust_fgsm@0.1" not in set(df[df.method == "student alone"].metric)
+    assert ctx.seconds["digits"] > 0
+    assert ctx.values("digits", "KD") == [ctx.evals["digits", "KD", s]["accuracy"] for s in (0, 1)]
+    a, b = ctx.paired("digits", "KD+SR", "KD", "data_usage")
+    assert len(a) == len(b) == 2 and b == [1.0, 1.0] and all(x < 1 for x in a)
+    with pytest.raises(KeyError, match="labels"):
+        ctx.values("digits", "nope")
+
+
+def test_student_records_only_the_metrics_asked_for(ctx):
+    teacher = ctx.runs["digits", "teacher", 0]
+    ctx.student("digits", "KD minus random 0.5", "kd", seed=0, teacher=teacher, robustness=False,
+                selection=kd.DropRandom(0.5, seed=0), metrics=("accuracy", "data_usage"))  # fmt: skip
+    d = ctx.frame
+    rows = d[d.method == "KD minus random 0.5"]
+    assert sorted(rows.metric) == ["accuracy", "data_usage"]
+    assert float(rows[rows.metric == "data_usage"].value.iloc[0]) == pytest.approx(0.5, abs=0.01)
+
+
+def test_robustness_frame_long_format(ctx):
+    rob = ctx.robustness_frame(["KD", "KD+SR"])
+    assert list(rob.columns) == ["dataset", "method", "seed", "attack", "epsilon", "value"]
+    eps = ctx.settings("digits").epsilons
+    assert len(rob) == 2 * 2 * 2 * len(eps)  # methods x seeds x attacks x epsilons
+    assert list(pd.unique(rob.method)) == ["KD", "KD+SR"]
+    assert rob.value.between(0, 1).all()
+    ev = ctx.evals["digits", "KD", 1]
+    got = rob[(rob.method == "KD") & (rob.seed == 1) & (rob.attack == "pgd")].value.tolist()
+    assert got == ev["robustness"]["pgd"]
+    assert ctx.robustness_frame(["student alone"]).empty  # evaluated without robustness
+
+
+def test_margins_are_paired_by_seed(ctx):
+    rob = ctx.robustness_frame(["KD", "KD+SR"])
+    m = ctx.margins(rob, "KD")
+    assert set(m.method) == {"KD+SR"} and len(m) == len(rob) / 2
+    row = m[(m.seed == 1) & (m.attack == "fgsm")].iloc[2]
+    e = row.epsilon
+    sel = (rob.seed == 1) & (rob.attack == "fgsm") & (rob.epsilon == e)
+    expected = 100 * (rob[sel & (rob.method == "KD+SR")].value.iloc[0] - rob[sel & (rob.method == "KD")].value.iloc[0])
+    assert row.value == pytest.approx(expected)
+    with pytest.raises(ValueError, match="reference"):
+        margins(rob, "CCKD-T")
+
+
+def test_margins_on_constructed_numbers():
+    f = pd.DataFrame({"dataset": "d", "method": ["KD", "KD", "A", "A", "B"], "seed": [0, 1, 0, 1, 0],
+                      "value": [0.5, 0.6, 0.55, 0.58, 0.9]})  # fmt: skip
+    m = margins(f, "KD", keys=("dataset",))
+    assert m.value.round(6).tolist() == [5.0, -2.0, 40.0]
+
+
+def test_comparison_pairs_for_best_of_many(ctx):
+    rob = ctx.robustness_frame(["KD", "KD+SR"])
+    pairs = ctx.comparison_pairs(rob[rob.epsilon > 0], "KD")
+    n_eps = sum(e > 0 for e in ctx.settings("digits").epsilons)
+    assert len(pairs) == 2 * n_eps
+    a, b = pairs["KD+SR, FGSM, eps 0.1"]
+    assert len(a) == len(b) == 2
+    table = kd.best_of_many(pairs)
+    assert len(table) == len(pairs) and "p_holm" in table.columns
+
+
+def test_usage_and_metric_frames(ctx):
+    u = ctx.usage_frame(["KD", "KD+SR"])
+    assert list(u.columns) == ["dataset", "method", "seed", "epoch", "value"]
+    assert len(u) == 2 * 2 * 2  # methods x seeds x epochs
+    assert (u[u.method == "KD"].value == 1.0).all() and (u[u.method == "KD+SR"].value < 1.0).any()
+    w = ctx.metric_frame(["accuracy", "data_usage"], list(METHODS))
+    assert list(w.columns) == ["dataset", "method", "seed", "accuracy", "data_usage"] and len(w) == 6
+
+
+def test_save_figure_results_and_environment(ctx, capsys):
+    fig, ax = plt.subplots()
+    ax.plot([0, 1])
+    path = ctx.save_figure(fig, "accuracy_digits")
+    assert path == ctx.figures / "accuracy_digits.png" and path.stat().st_size > 0
+    res = ctx.save_results()
+    assert res == ctx.out / "results.csv" and "rows" in capsys.readouterr().out
+    assert len(kd.read_results(res)) == len(ctx.results)
+    env = ctx.environment_frame()
+    v = env["value"]
+    assert {"python", "torch", "notebook wall time (s)", "runs trained now", "runs reused"} <= set(env.index)
+    assert "digits: training + evaluation (s)" in env.index and "digits: teacher s/epoch" in env.index
+    assert "digits: student s/epoch (mean)" in env.index
+    assert v["runs trained now"] + v["runs reused"] == len({r.key for r in ctx.runs.values()})
+
+
+def test_format_epsilon():
+    assert format_epsilon(4 / 255, [0, 1 / 255, 4 / 255, 8 / 255]) == "4/255"
+    assert format_epsilon(0.2, [0, 0.05, 0.1, 0.2]) == "0.2"
+    assert format_epsilon(0.1) == "0.1"
+
+
+def test_tidy_arms_differences_and_convergence(ctx):
+    arms = [("KD", {"how": "a", "k": 0.0}), ("KD", {"how": "b", "k": 0.0}), ("KD+SR", {"how": "a", "k": 0.5})]
+    t = ctx.tidy(arms, "accuracy")
+    assert list(t.columns) == ["dataset", "how", "k", "seed", "value"] and len(t) == 6
+    assert t[(t.how == "b")].value.tolist() == ctx.values("digits", "KD")
+    diff = ctx.differences({"KD+SR": "KD", "student alone": "KD"})
+    assert set(diff.comparison) == {"KD+SR - KD", "student alone - KD"} and set(diff.dataset) == {"digits"}
+    a, b = ctx.paired("digits", "KD+SR", "KD")
+    row = diff[diff.comparison == "KD+SR - KD"].iloc[0]
+    assert row.estimate == pytest.approx(100 * (sum(a) - sum(b)) / 2)
+    conv = ctx.convergence("digits")
+    assert conv.startswith(("no (", "plateau (")) and "of 2 epochs" in conv
+
+
+def test_best_of_many_per_dataset_never_more_than_asked(ctx):
+    rob = ctx.robustness_frame(["KD", "KD+SR"])
+    t = ctx.best_of_many(rob[rob.epsilon > 0], "KD", top=3)
+    assert len(t) == 3 and list(t.columns[:2]) == ["dataset", "comparison"] and (t.family == 4).all()
+    assert t.estimate.is_monotonic_decreasing
+
+
+def test_metric_frame_with_runs(ctx):
+    w = ctx.metric_frame(["accuracy"], ["teacher", "KD"], with_runs=True)
+    assert list(w.columns) == ["dataset", "method", "seed", "accuracy", "key", "reused"]
+    assert w.method.tolist() == ["teacher", "KD", "KD"]
+    assert w.key.iloc[0] == ctx.runs["digits", "teacher", 0].key
+
+
+def test_ablation_teachers_is_a_profile_size():
+    """Notebook 03's fixed-threshold teacher follows a size of the profile, never a dataset test in the notebook."""
+    assert kd.configure("quick", "cifar10").ablation_teachers is False
+    assert kd.configure("quick", "mnist").ablation_teachers is True
+    assert (
+        kd.configure("smoke").ablation_teachers is True and kd.configure("paper", "cifar10").ablation_teachers is True
+    )
+    assert kd.configure("quick", "cifar10", ablation_teachers=True).ablation_teachers is True

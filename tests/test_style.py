@@ -1,0 +1,27 @@
+"""One formatter for the whole package: the configuration in pyproject.toml ([tool.ruff])."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _ruff() -> list[str] | None:
+    try:
+        import ruff  # noqa: F401
+    except ImportError:
+        return [shutil.which("ruff")] if shutil.which("ruff") else None
+    return [sys.executable, "-m", "ruff"]
+
+
+@pytest.mark.parametrize("args", [["format", "--check"], ["check"]], ids=["format", "lint"])
+def test_package_and_tests_follow_the_one_formatter_config(args):
+    ruff = _ruff()
+    if ruff is None:
+        pytest.skip("ruff is not installed (pip install -e '.[test]' brings it)")
+    r = subprocess.run([*ruff, *args, "kdutils", "tests"], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0, f"ruff {' '.join(args)} kdutils tests:\n{r.stdout}{r.stderr}"
