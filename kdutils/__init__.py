@@ -43,6 +43,7 @@ from .results import (
     claims_frame,
     compare,
     format_mean_std,
+    format_values,
     holm,
     mean_interval,
     mean_std_cells,
@@ -70,6 +71,6 @@ __all__ = [
     "claims", "NotebookContext", "SELECTIONS", "DropLeastSignificant", "DropRandom", "Selection",
     "SignificanceWeights", "Weighting",
     "DEFAULT_LEVEL", "Interval", "Verdict", "best_of_many", "claim_all", "claim_better", "claim_mean_above",
-    "claim_mean_below", "claim_non_inferior", "claim_row", "format_mean_std", "holm", "mean_interval",
+    "claim_mean_below", "claim_non_inferior", "claim_row", "format_mean_std", "format_values", "holm", "mean_interval",
     "mean_std_cells", "paired_interval", "sign_flip_pvalue",
 ]  # fmt: skip
