@@ -1,7 +1,7 @@
 # kd-notebooks: set-up, the papermill batch, the tests, JupyterLab.
 #   make reproduce   create .venv if needed, install, execute every notebook at PROFILE (default quick)
 #   make test        create .venv if needed, install, run the whole test suite
-#   make lab         JupyterLab with the project's kernel registered
+#   make lab         JupyterLab from .venv; the notebooks' kernel "python3" is .venv's own Python (nothing registered)
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -25,7 +25,6 @@ test: setup
 
 lab: setup
 	$(BIN)/python -m pip install -q -e ".[lab]"
-	$(BIN)/python -m ipykernel install --user --name kd-notebooks --display-name "Python (kd-notebooks)"
 	$(BIN)/jupyter lab notebooks/
 
 clean-runs:

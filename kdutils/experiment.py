@@ -16,7 +16,9 @@ keyed by its own settings.
 
 from __future__ import annotations
 
+import numbers
 import platform
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +28,7 @@ import torch.nn as nn
 
 from . import metrics as M
 from .data import Split, load_dataset, make_split
+from .errors import DeviceError, ParameterError
 from .evaluations import run_evaluations
 from .methods.base import Method, create_method, distils
 from .models import count_parameters, create_model
@@ -36,16 +39,57 @@ from .selection import Selection, Weighting
 from .store import CODE_VERSION, RunStore, config_key
 from .train import fit
 
+#: the device names kdutils accepts (``cuda:N``: the N-th CUDA GPU)
+DEVICE_NAMES = ("auto", "cpu", "cuda", "cuda:N", "mps")
+_DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+
+
+def _mps() -> bool:
+    return getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+
+
+def visible_devices() -> list[str]:
+    """The devices torch can use on this machine, e.g. ``["cpu", "cuda:0 (NVIDIA H100 80GB HBM3)"]``."""
+    out = ["cpu"]
+    if torch.cuda.is_available():
+        out += [f"cuda:{i} ({torch.cuda.get_device_name(i)})" for i in range(torch.cuda.device_count())]
+    return out + (["mps"] if _mps() else [])
+
+
+def check_device_name(device: object) -> str:
+    """``device`` as a lower-case device name if it is one kdutils accepts, else :class:`DeviceError`."""
+    text = str(device).strip().lower() if isinstance(device, (str, torch.device)) else None
+    if text is None or not _DEVICE.fullmatch(text):
+        raise DeviceError(
+            f"unknown device {device!r}; accepted: {', '.join(DEVICE_NAMES)}; "
+            f"this machine has: {', '.join(visible_devices())}"
+        )
+    return text
+
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` -> CUDA if available, else Apple MPS, else CPU. Never hard-codes CUDA."""
-    if str(device) != "auto":
-        return torch.device(device)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
+    """``"auto"`` -> CUDA if available, else Apple MPS, else CPU. Never hard-codes CUDA.
+
+    Accepts ``auto``, ``cpu``, ``cuda``, ``cuda:N`` and ``mps``; an unknown name or a device
+    this machine does not have raises :class:`~kdutils.errors.DeviceError`, naming the
+    devices torch can see here and the accepted names.
+    """
+    name = check_device_name(device)
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "mps" if _mps() else "cpu")
+    why = None
+    if name.startswith("cuda"):
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0:
+            why = f"torch {torch.__version__} sees no CUDA GPU" + ("" if torch.version.cuda else " (a CPU-only build)")
+        elif int(name.partition(":")[2] or 0) >= n:
+            why = f"this machine has {n} CUDA GPU" + (f"s (cuda:0..cuda:{n - 1})" if n > 1 else " (cuda:0)")
+    elif name == "mps" and not _mps():
+        why = "torch sees no Apple MPS device"
+    if why:
+        raise DeviceError(f"device '{name}' is not available: {why}; this machine has: "
+                          f"{', '.join(visible_devices())}; use device='auto' or one of those")  # fmt: skip
+    return torch.device(name)
 
 
 @dataclass
@@ -146,6 +190,8 @@ class Experiment:
         of the run's identity: their ``identity()`` goes into ``config["train_rows"]`` and
         ``config["sample_weight"]``.
         """
+        if not isinstance(seed, numbers.Integral) or isinstance(seed, bool) or seed < 0:
+            raise ParameterError("seed", seed, "a non-negative int")
         method = create_method(method)
         uses_teacher = distils(method, teacher)
         if selection is not None and not isinstance(selection, Selection):
@@ -287,4 +333,4 @@ def environment() -> dict[str, Any]:
     return info
 
 
-__all__ = ["Experiment", "Run", "resolve_device", "scalar_metrics", "environment"]
+__all__ = ["Experiment", "Run", "resolve_device", "visible_devices", "DEVICE_NAMES", "scalar_metrics", "environment"]

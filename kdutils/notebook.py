@@ -38,9 +38,10 @@ from typing import Any
 
 import pandas as pd
 
+from .errors import ParameterError
 from .experiment import Experiment, Run, environment, scalar_metrics
-from .io import project_root
-from .profiles import Settings, configure
+from .io import default_figures_dir, project_root
+from .profiles import Settings, check_seeds, configure
 from .results import Results
 
 __all__ = ["NotebookContext", "margins", "format_epsilon"]
@@ -79,9 +80,12 @@ class NotebookContext:
     """One notebook's datasets, experiments, results, folders and timers (see the module docstring).
 
     ``datasets``: empty for the profile's default; ``seeds``: 0 for the profile's default, an
-    int n for seeds 0..n-1, or a list; ``overrides``: any :func:`kdutils.configure` override;
-    ``output_dir`` / ``figures_dir``: empty for ``outputs/<profile>/<notebook>`` and
-    ``figures/<notebook>`` under the project; ``force``: retrain even when a finished run is
+    int n >= 1 for seeds 0..n-1, or a non-empty list of distinct non-negative ints (anything
+    else stops with :class:`~kdutils.errors.ParameterError`); ``overrides``: any
+    :func:`kdutils.configure` override; ``output_dir`` / ``figures_dir``: empty for
+    ``outputs/<profile>/<notebook>`` and :func:`kdutils.io.default_figures_dir`
+    (``figures/<notebook>`` at ``quick``, the gallery's profile, else
+    ``outputs/<profile>/figures/<notebook>``); ``force``: retrain even when a finished run is
     stored. ``verbose=False`` prints nothing.
     """
 
@@ -105,15 +109,18 @@ class NotebookContext:
         self.notebook, self.profile, self.force = notebook, profile, bool(force)
         root = project_root()
         self.out = Path(output_dir) if output_dir else root / "outputs" / profile / notebook
-        self.figures = Path(figures_dir) if figures_dir else root / "figures" / notebook
+        self.figures = Path(figures_dir) if figures_dir else default_figures_dir(notebook, profile)
         self.results = Results(notebook, profile)
         self.runs: dict[tuple[str, str, int], Run] = {}
         self.evals: dict[tuple[str, str, int], dict] = {}
         self.seconds: dict[str, float] = {}
         self._teacher_labels: dict[str, list[str]] = {}
         overrides = dict(overrides or {})
-        if seeds:  # 0 or empty: the profile's default
-            overrides["seeds"] = seeds if isinstance(seeds, int) else list(seeds)
+        chosen = check_seeds(list(seeds) if isinstance(seeds, Iterable) and not isinstance(seeds, str) else seeds)
+        if chosen is not None:  # 0: the profile's default (or overrides' seeds)
+            overrides["seeds"] = list(chosen)
+        if isinstance(datasets, str):  # list("mnist") would be five unknown datasets
+            raise ParameterError("datasets", datasets, f"a list of dataset names such as [{datasets!r}]")
         names = list(datasets) or [configure(profile).dataset]
         from . import plots  # matplotlib and seaborn only when a notebook starts, not on `import kdutils`
 
