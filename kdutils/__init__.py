@@ -53,6 +53,7 @@ from .results import (
     claims_frame,
     compare,
     format_mean_std,
+    format_values,
     holm,
     mean_interval,
     mean_std_cells,
@@ -81,6 +82,6 @@ __all__ = [
     "SignificanceWeights", "Weighting", "DeviceError", "ParameterError", "StorageError", "visible_devices",
     "default_figures_dir", "check_parameters",
     "DEFAULT_LEVEL", "Interval", "Verdict", "best_of_many", "claim_all", "claim_better", "claim_mean_above",
-    "claim_mean_below", "claim_non_inferior", "claim_row", "format_mean_std", "holm", "mean_interval",
+    "claim_mean_below", "claim_non_inferior", "claim_row", "format_mean_std", "format_values", "holm", "mean_interval",
     "mean_std_cells", "paired_interval", "sign_flip_pvalue",
 ]  # fmt: skip

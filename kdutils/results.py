@@ -100,6 +100,12 @@ def summarize(df: pd.DataFrame, metrics: Iterable[str] | None = None, by=("datas
     return out
 
 
+def format_values(values, *, scale: float = 100.0, digits: int = 2) -> str:
+    """``format_mean_std`` of per-seed values (mean and sample std, ddof 1): ``"83.57 ± 0.75"``."""
+    v = np.asarray(list(values), float)
+    return format_mean_std(v.mean(), v.std(ddof=1) if len(v) > 1 else float("nan"), scale=scale, digits=digits)
+
+
 def format_mean_std(mean: float, std: float, *, scale: float = 100.0, digits: int = 2) -> str:
     """``"83.57 ± 0.75"``: mean and standard deviation, both multiplied by ``scale``.
 

@@ -41,14 +41,11 @@ SELECTIONS: Registry[type] = Registry("training-row selection")
 WEIGHTINGS: Registry[type] = Registry("sample weighting")
 
 
-class Selection(abc.ABC):
-    """Chooses the training rows of a run. Subclasses set ``name`` (via the registry)."""
+class _Identified(abc.ABC):
+    """What a selection and a weighting share: ``params()`` plus the registered ``name`` form the
+    run-key identity."""
 
     name: ClassVar[str] = ""
-
-    @abc.abstractmethod
-    def rows(self, n: int) -> torch.Tensor:
-        """The kept rows of an ``n``-row training split: sorted, unique, int64."""
 
     @abc.abstractmethod
     def params(self) -> dict[str, Any]:
@@ -61,7 +58,21 @@ class Selection(abc.ABC):
         return ", ".join(f"{k}={v}" for k, v in self.identity().items())
 
 
-class Weighting(abc.ABC):
+class Selection(_Identified):
+    """Chooses the training rows of a run. Subclasses set ``name`` (via the registry)."""
+
+    name: ClassVar[str] = ""
+
+    @abc.abstractmethod
+    def rows(self, n: int) -> torch.Tensor:
+        """The kept rows of an ``n``-row training split: sorted, unique, int64."""
+
+    @abc.abstractmethod
+    def params(self) -> dict[str, Any]:
+        """The parameters that define the choice (JSON-able; a run stands for its key)."""
+
+
+class Weighting(_Identified):
     """Per-sample weights of a run's training rows. Subclasses set ``name`` (via the registry)."""
 
     name: ClassVar[str] = ""
@@ -73,12 +84,6 @@ class Weighting(abc.ABC):
     @abc.abstractmethod
     def params(self) -> dict[str, Any]:
         """The parameters that define the weights (JSON-able; a run stands for its key)."""
-
-    def identity(self) -> dict[str, Any]:
-        return {"name": self.name, **self.params()}
-
-    def __str__(self) -> str:
-        return ", ".join(f"{k}={v}" for k, v in self.identity().items())
 
 
 def _register(registry: Registry, name: str):

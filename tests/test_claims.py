@@ -242,3 +242,8 @@ def test_compare_uses_the_new_rule():
     assert kd.compare([0.83, 0.84, 0.84], [0.80, 0.82, 0.81]).verdict == HOLDS
     with pytest.raises(ValueError):
         kd.compare([1, 2, 3], [1, 2])
+
+
+def test_format_values_is_mean_and_sample_std_of_seeds():
+    assert kd.format_values([0.8, 0.82, 0.84]) == "82.00 ± 2.00"
+    assert kd.format_values([0.5]) == kd.format_mean_std(0.5, float("nan"))
