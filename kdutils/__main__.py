@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import events
 from .profiles import PROFILES
 
 
@@ -84,12 +85,32 @@ def run_notebook(
     out_dir.mkdir(parents=True, exist_ok=True)
     out = out_dir / nb.name
     p = {"profile": profile, "output_dir": str(out_dir / nb.stem), "figures_dir": str(figures_dir), **(params or {})}
-    with _kernel_transport() as transport:
+    with contextlib.ExitStack() as stack:
+        transport = stack.enter_context(_kernel_transport())
+        if progress:  # what the kernel trains, evaluates and warns, line by line (kdutils.events)
+            folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="kdutils-events-"))
+            path = Path(folder) / "events"
+            stack.enter_context(_environ(events.ENV, str(path)))
+            stack.enter_context(events.follow(path, lambda line: print("  " + line, flush=True)))
         pm.execute_notebook(
-            str(nb), str(out), parameters=p, cwd=str(nb.parent), progress_bar=progress, kernel_name="python3",
+            str(nb), str(out), parameters=p, cwd=str(nb.parent), progress_bar=False, kernel_name="python3",
             **transport,
         )  # fmt: skip
     return out
+
+
+@contextlib.contextmanager
+def _environ(name: str, value: str):
+    """Set an environment variable for the kernels started inside the block."""
+    old = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = old
 
 
 def failure(nb: Path, executed: Path, exc: BaseException) -> Failure:

@@ -26,6 +26,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from . import events
 from . import metrics as M
 from .data import Split, load_dataset, make_split
 from .errors import DeviceError, ParameterError
@@ -228,6 +229,11 @@ class Experiment:
         resume = self.store.load_checkpoint(key)
         net = self.new_model(model, seed)
         self.store.begin(key, config)
+        label = f"{role} {model} {method.name} s{seed}"
+        epochs = f"{recipe.epochs} epoch" + ("s" if recipe.epochs != 1 else "")
+        if resume:
+            epochs += f", resuming after epoch {resume['epoch']}"
+        events.emit(f"training {label} on {self.settings.dataset} ({epochs}, run {key})")
         t0 = time.perf_counter()
         split, t_logits = self.split, None
         if uses_teacher and not recipe.teacher_per_batch:
@@ -242,7 +248,7 @@ class Experiment:
             seed=seed, device=self.device, sample_weight=sample_weight, resume=resume, teacher_logits=t_logits,
             channels_last=self.settings.channels_last,
             checkpoint=lambda state: self.store.save_checkpoint(key, state),
-            progress=self.progress, desc=f"{role} {model} {method.name} s{seed}",
+            progress=self.progress, desc=label,
         )  # fmt: skip
         record = {
             "config": config,
@@ -257,6 +263,7 @@ class Experiment:
         }
         artifacts = {"participation": result.participation, "train_index": split.train_index}
         self.store.finish(key, record, net.state_dict(), artifacts)
+        events.emit(f"finished {label} in {record['train_seconds']:.0f} s")
         return Run(key, config, net.eval(), record, artifacts, reused=False)
 
     # ---------------------------------------------------------------- evaluation

@@ -65,3 +65,31 @@ def test_wrong_parameter_type_stops_in_the_setup_cell(tmp_path):
         "expected a non-empty list of positive numbers, e.g. [1.0, 2.0, 4.0] (executed copy: "
     ), last
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir()), "nothing should have trained"
+
+
+def test_terminal_streams_training_and_the_set_aside_warning(tmp_path):
+    """What the kernel trains and warns reaches the batch's terminal, then the failure line."""
+    nbs = tmp_path / "nbs"
+    nbs.mkdir()
+    setup = (
+        "import kdutils as kd\n"
+        "c = kd.NotebookContext('00_streams', profile='smoke', seeds=1, output_dir=output_dir, "
+        "figures_dir=figures_dir, overrides={'teacher_epochs': 1, 'epochs': 1})"
+    )
+    train = "run = c['digits'].student('ce', seed=0)"
+    corrupt = "(c['digits'].store.path(run.key) / 'record.json').write_text('{not json')"
+    _notebook(nbs / "00_streams.ipynb", [setup, train, corrupt, train, "raise RuntimeError('stop here')"])
+    r = _run(tmp_path, "--notebooks", str(nbs))
+    out = r.stdout
+    lines = out.strip().splitlines()
+    assert r.returncode == 1, out + r.stderr
+    training = [ln for ln in lines if "training student" in ln]
+    assert len(training) == 2, out  # trained, then retrained after the record was set aside
+    assert any("epoch 1/1" in ln for ln in lines), out
+    warned = [ln for ln in lines if ln.strip().startswith("WARNING UserWarning: run ") and "set aside to" in ln]
+    assert len(warned) == 1 and "corrupt record" in warned[0], out
+    at = [i for i, ln in enumerate(lines) if "training student" in ln]
+    assert at[0] < lines.index(warned[0]) < at[1], out  # streamed as it happened, between the two
+    assert lines[-1].startswith("FAILED 00_streams, cell 6 (In [7]): RuntimeError: stop here (executed copy: "), out
+    runs = tmp_path / "runs"
+    assert len(list((runs / "_corrupt").iterdir())) == 1  # the broken record kept aside, not lost
