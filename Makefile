@@ -5,16 +5,18 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   ?= .venv
 BIN    := $(VENV)/bin
+# extras installed with the package: test (pytest, nbval, ruff); add ray for the Ray executor's test
+EXTRAS ?= test
 PROFILE ?= quick
 ONLY   ?=
 
 .PHONY: setup reproduce test lab clean-runs
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed-$(EXTRAS)
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed-$(EXTRAS): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e ".[test]"
+	$(BIN)/python -m pip install -q -e ".[$(EXTRAS)]"
 	touch $@
 
 reproduce: setup

@@ -35,6 +35,7 @@ from .io import data_root, default_figures_dir, project_root
 from .methods import METHODS, Batch, Method, Terms, create_method, method_names, register_method
 from .models import MODELS, count_parameters, create_model, model_names
 from .notebook import NotebookContext
+from .parallel import EXECUTORS, Job, executor_names, train_group
 from .parameters import check_parameters
 from .profiles import PROFILES, Settings, configure
 from .recipe import Recipe
@@ -80,7 +81,7 @@ __all__ = [
     "claims_frame", "compare", "mean_std_table", "read_results", "summarize", "RunStore", "Recipe", "fit",
     "claims", "NotebookContext", "SELECTIONS", "DropLeastSignificant", "DropRandom", "Selection",
     "SignificanceWeights", "Weighting", "DeviceError", "ParameterError", "StorageError", "visible_devices",
-    "default_figures_dir", "check_parameters",
+    "default_figures_dir", "check_parameters", "EXECUTORS", "Job", "executor_names", "train_group",
     "DEFAULT_LEVEL", "Interval", "Verdict", "best_of_many", "claim_all", "claim_better", "claim_mean_above",
     "claim_mean_below", "claim_non_inferior", "claim_row", "format_mean_std", "format_values", "holm", "mean_interval",
     "mean_std_cells", "paired_interval", "sign_flip_pvalue",

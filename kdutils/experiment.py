@@ -132,6 +132,7 @@ class Experiment:
 
     def __init__(self, settings: Settings, store: RunStore | None = None, *, data_root=None):
         self.settings = settings
+        self.data_root = data_root
         self.store = store or RunStore()
         self.device = resolve_device(settings.device)
         self.progress = settings.progress
@@ -170,29 +171,8 @@ class Experiment:
         return self.train(method, seed=seed, teacher=teacher, model=model or self.settings.student_model,
                           recipe=recipe or self.settings.student_recipe, role="student", force=force, **kw)  # fmt: skip
 
-    def train(
-        self,
-        method: str | dict | Method,
-        *,
-        seed: int,
-        model: str,
-        recipe: Recipe,
-        teacher: Run | None = None,
-        selection: Selection | None = None,
-        weights: Weighting | None = None,
-        role: str = "student",
-        force: bool = False,
-    ) -> Run:
-        """Train (or reuse, or resume) one run. ``force=True`` retrains from scratch.
-
-        ``selection`` (train on some rows of the training split only, e.g. after pruning:
-        :class:`kdutils.selection.DropLeastSignificant`, ``DropRandom``) and ``weights`` (one
-        weight per training row, e.g. :class:`kdutils.selection.SignificanceWeights`) are part
-        of the run's identity: their ``identity()`` goes into ``config["train_rows"]`` and
-        ``config["sample_weight"]``.
-        """
-        if not isinstance(seed, numbers.Integral) or isinstance(seed, bool) or seed < 0:
-            raise ParameterError("seed", seed, "a non-negative int")
+    def _plan(self, method, seed, model, recipe, teacher, selection, weights):
+        """The run ``train`` would make: (method, config, key, sample weights, training rows)."""
         method = create_method(method)
         uses_teacher = distils(method, teacher)
         if selection is not None and not isinstance(selection, Selection):
@@ -217,7 +197,61 @@ class Experiment:
         }
         if selection is not None:  # absent otherwise, so earlier runs keep their keys
             config["train_rows"] = selection.identity()
-        key = config_key(config)
+        return method, config, config_key(config), sample_weight, train_rows
+
+    def key_of(self, method: str | dict | Method, *, seed: int, model: str, recipe: Recipe, teacher: Run | None = None,
+               selection: Selection | None = None, weights: Weighting | None = None, role: str = "student") -> str:  # fmt: skip
+        """The key :meth:`train` gives these arguments (nothing is trained)."""
+        return self._plan(method, seed, model, recipe, teacher, selection, weights)[2]
+
+    def is_finished(self, train_kwargs: dict, evaluate: dict | None = None) -> bool:
+        """Whether the run of these :meth:`train` arguments is finished in the store."""
+        return (self.store.path(self.key_of(**train_kwargs)) / "record.json").exists()
+
+    def load_run(self, key: str) -> Run:
+        """A finished run of the store, by key (its model rebuilt on this experiment's device)."""
+        done = self.store.load_finished(key)
+        if done is None:
+            raise KeyError(f"run {key} is not finished in the run store {self.store.root}")
+        cfg = done["record"]["config"]
+        net = self.new_model(cfg["model"], cfg["seed"])
+        net.load_state_dict(done["state_dict"])
+        return Run(key, cfg, net.to(self.device).eval(), done["record"], done["artifacts"], reused=True)
+
+    def teacher_logits_for(self, train_kwargs: dict) -> None:
+        """Compute (and keep on disk) the teacher's training-set logits a run of these arguments
+        reads, so that workers trained in parallel load them instead of each computing them."""
+        method = create_method(train_kwargs["method"])
+        teacher = train_kwargs.get("teacher")
+        if distils(method, teacher) and not train_kwargs["recipe"].teacher_per_batch:
+            self.logits(teacher, "train", persist=True)
+
+    def train(
+        self,
+        method: str | dict | Method,
+        *,
+        seed: int,
+        model: str,
+        recipe: Recipe,
+        teacher: Run | None = None,
+        selection: Selection | None = None,
+        weights: Weighting | None = None,
+        role: str = "student",
+        force: bool = False,
+    ) -> Run:
+        """Train (or reuse, or resume) one run. ``force=True`` retrains from scratch.
+
+        ``selection`` (train on some rows of the training split only, e.g. after pruning:
+        :class:`kdutils.selection.DropLeastSignificant`, ``DropRandom``) and ``weights`` (one
+        weight per training row, e.g. :class:`kdutils.selection.SignificanceWeights`) are part
+        of the run's identity: their ``identity()`` goes into ``config["train_rows"]`` and
+        ``config["sample_weight"]``.
+        """
+        if not isinstance(seed, numbers.Integral) or isinstance(seed, bool) or seed < 0:
+            raise ParameterError("seed", seed, "a non-negative int")
+        method, config, key, sample_weight, train_rows = self._plan(method, seed, model, recipe, teacher, selection,
+                                                                    weights)  # fmt: skip
+        uses_teacher = config["teacher"] is not None
         if force:
             self.store.discard(key)
         else:

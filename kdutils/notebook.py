@@ -42,6 +42,7 @@ from . import events
 from .errors import ParameterError
 from .experiment import Experiment, Run, environment, scalar_metrics
 from .io import default_figures_dir, project_root
+from .parallel import Job, train_group
 from .profiles import Settings, check_seeds, configure
 from .results import Results
 
@@ -214,12 +215,37 @@ class NotebookContext:
         ``robustness``: a bool, or the labels that get the (slow) robustness evaluation.
         Returns ``{(label, seed): run}``.
         """
-        out = {}
+        calls = []
         for label, spec in methods.items():
             rob = robustness if isinstance(robustness, bool) else label in robustness
-            for seed in self.seeds(dataset):
-                out[label, seed] = self.student(dataset, label, spec, seed=seed, teacher=teacher, robustness=rob, **kw)
-        return out
+            calls += [dict(label=label, method=spec, seed=seed, teacher=teacher, robustness=rob, **kw)
+                      for seed in self.seeds(dataset)]  # fmt: skip
+        runs = self.student_group(dataset, calls)
+        return {(c["label"], c["seed"]): run for c, run in zip(calls, runs)}
+
+    def student_group(self, dataset: str, calls: Iterable[Mapping[str, Any]], *, desc: str = "") -> list[Run]:
+        """:meth:`student` for each call (a dict of its arguments: ``label``, ``method``, ``seed``,
+        ``teacher``, ...), the runs not yet stored trained side by side first by the settings'
+        executor (:mod:`kdutils.parallel`: worker processes on a CPU), each evaluated where it was
+        trained; then every call reads its run and evaluation from the store, in order."""
+        calls = [dict(c) for c in calls]
+        if not self.force and len(calls) > 1:
+            exp = self[dataset]
+            jobs = [self._job(exp, c) for c in calls]
+            train_group(exp, jobs, desc=desc or f"{self.notebook} {dataset}", read_back=False)
+        return [self.student(dataset, **c) for c in calls]
+
+    @staticmethod
+    def _job(exp: Experiment, call: Mapping[str, Any]) -> Job:
+        """The :class:`~kdutils.parallel.Job` of one :meth:`student` call."""
+        c = dict(call)
+        label, teacher = c.pop("label"), c.pop("teacher", None)
+        ev_teacher = c.pop("eval_teacher", None)
+        ev = {"teacher": ev_teacher if ev_teacher is not None else teacher, "robustness": c.pop("robustness", True)}
+        if c.get("only") is not None:
+            ev["only"] = list(c.pop("only"))
+        c.pop("only", None), c.pop("metrics", None), c.pop("record", None)
+        return Job.student(exp.settings, c.pop("method"), c.pop("seed"), teacher=teacher, label=label, evaluate=ev, **c)
 
     def _keep(self, ds, label, seed, run, ev, record, metrics) -> None:
         self.runs[ds, label, seed], self.evals[ds, label, seed] = run, ev

@@ -99,6 +99,13 @@ class Settings:
     #: NHWC weights and batches; None: on for convolutional models on the CPU (faster there)
     channels_last: bool | None = None
     progress: bool = True
+    #: how a group of independent runs is trained (kdutils.parallel): "auto" ($KD_EXECUTOR, else
+    #: serial on a GPU or at smoke, else processes), "serial", "processes" or "ray"
+    executor: str = "auto"
+    #: worker processes of the "processes" executor (0: one per CPU core)
+    workers: int = 0
+    #: intra-op threads per worker (0: cores // workers)
+    threads: int = 0
     extra: dict = field(default_factory=dict)
 
     def replace(self, **changes) -> "Settings":
