@@ -1,20 +1,22 @@
 # kd-notebooks: set-up, the papermill batch, the tests, JupyterLab.
 #   make reproduce   create .venv if needed, install, execute every notebook at PROFILE (default quick)
 #   make test        create .venv if needed, install, run the whole test suite
-#   make lab         JupyterLab with the project's kernel registered
+#   make lab         JupyterLab from .venv; the notebooks' kernel "python3" is .venv's own Python (nothing registered)
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   ?= .venv
 BIN    := $(VENV)/bin
+# extras installed with the package: test (pytest, nbval, ruff); add ray for the Ray executor's test
+EXTRAS ?= test
 PROFILE ?= quick
 ONLY   ?=
 
 .PHONY: setup reproduce test lab clean-runs
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed-$(EXTRAS)
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed-$(EXTRAS): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e ".[test]"
+	$(BIN)/python -m pip install -q -e ".[$(EXTRAS)]"
 	touch $@
 
 reproduce: setup
@@ -25,7 +27,6 @@ test: setup
 
 lab: setup
 	$(BIN)/python -m pip install -q -e ".[lab]"
-	$(BIN)/python -m ipykernel install --user --name kd-notebooks --display-name "Python (kd-notebooks)"
 	$(BIN)/jupyter lab notebooks/
 
 clean-runs:

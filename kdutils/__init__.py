@@ -12,7 +12,16 @@ Notebooks import everything from here::
 
 from . import claims, losses, metrics
 from .data import DATASETS, ImageData, Split, dataset_names, load_dataset, make_split
-from .errors import CorruptRecordError, DatasetMissingError, KDError, NonFiniteLossError, UnknownNameError
+from .errors import (
+    CorruptRecordError,
+    DatasetMissingError,
+    DeviceError,
+    KDError,
+    NonFiniteLossError,
+    ParameterError,
+    StorageError,
+    UnknownNameError,
+)
 from .evaluations import (
     EVALUATIONS,
     EvalContext,
@@ -21,11 +30,13 @@ from .evaluations import (
     evaluation_names,
     register_evaluation,
 )
-from .experiment import Experiment, Run, environment, resolve_device, scalar_metrics
-from .io import data_root, project_root
+from .experiment import Experiment, Run, environment, resolve_device, scalar_metrics, visible_devices
+from .io import data_root, default_figures_dir, project_root
 from .methods import METHODS, Batch, Method, Terms, create_method, method_names, register_method
 from .models import MODELS, count_parameters, create_model, model_names
 from .notebook import NotebookContext
+from .parallel import EXECUTORS, Job, executor_names, train_group
+from .parameters import check_parameters
 from .profiles import PROFILES, Settings, configure
 from .recipe import Recipe
 from .results import (
@@ -69,7 +80,8 @@ __all__ = [
     "count_parameters", "create_model", "model_names", "PROFILES", "Settings", "configure", "Results",
     "claims_frame", "compare", "mean_std_table", "read_results", "summarize", "RunStore", "Recipe", "fit",
     "claims", "NotebookContext", "SELECTIONS", "DropLeastSignificant", "DropRandom", "Selection",
-    "SignificanceWeights", "Weighting",
+    "SignificanceWeights", "Weighting", "DeviceError", "ParameterError", "StorageError", "visible_devices",
+    "default_figures_dir", "check_parameters", "EXECUTORS", "Job", "executor_names", "train_group",
     "DEFAULT_LEVEL", "Interval", "Verdict", "best_of_many", "claim_all", "claim_better", "claim_mean_above",
     "claim_mean_below", "claim_non_inferior", "claim_row", "format_mean_std", "format_values", "holm", "mean_interval",
     "mean_std_cells", "paired_interval", "sign_flip_pvalue",

@@ -1,43 +1,137 @@
-"""Command line: ``python -m kdutils run [--profile P] [--only NAME] [--out DIR]``.
+"""Command line: ``python -m kdutils run [--profile P] [--only NAME] [--out DIR] [--figures DIR]``.
 
-Executes the notebooks with papermill into ``<out>/<profile>/`` (default
-``outputs/``), figures into ``figures/<notebook>/``, one ``results.csv`` beside each
-executed notebook, then prints a short summary. Finished runs are reused from the run
-store, so a second batch only re-evaluates notebooks (seconds, not minutes).
+Executes the notebooks with papermill into ``<out>/<profile>/`` (default ``outputs/``), one
+``results.csv`` beside each executed notebook, then prints a short summary. Figures go to
+``figures/<notebook>/`` at the ``quick`` profile (the committed gallery) and to
+``<out>/<profile>/figures/<notebook>/`` at any other, so a smoke batch never overwrites the
+gallery (``--figures DIR``: ``DIR/<notebook>/`` at every profile). Finished runs are reused
+from the run store, so a second batch only re-evaluates notebooks (seconds, not minutes).
+
+A notebook that fails does not stop the batch: the others run, and the batch ends with one
+line per failed notebook (the cell, the error, the executed copy to open) and exit status 1.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
+import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
+from . import events
 from .profiles import PROFILES
 
 
 def notebooks(root: Path) -> list[Path]:
-    return sorted(p for p in (root / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    """The notebooks ``NN_<name>.ipynb`` in ``root/notebooks`` (or in ``root`` itself, if it holds them)."""
+    folder = root / "notebooks" if (root / "notebooks").is_dir() else root
+    return sorted(p for p in folder.glob("[0-9][0-9]_*.ipynb"))
+
+
+def figures_folder(notebook: str, profile: str, out_root: Path, figures: Path | None = None) -> Path:
+    """Where a batch puts a notebook's figures: ``DIR/<notebook>`` when ``--figures DIR`` is
+    given, else :func:`kdutils.io.default_figures_dir` under ``out_root`` (the ``--out`` folder)."""
+    from .io import default_figures_dir
+
+    return figures / notebook if figures is not None else default_figures_dir(notebook, profile, out_root)
+
+
+@dataclass
+class Failure:
+    """A notebook that stopped: where and why, and the executed copy that shows it."""
+
+    notebook: str
+    cell: str
+    error: str
+    executed: Path
+
+    def line(self) -> str:
+        return f"FAILED {self.notebook}, {self.cell}: {self.error} (executed copy: {self.executed})"
+
+
+def _one_line(text: object, limit: int = 300) -> str:
+    s = " ".join(str(text).split())
+    return s if len(s) <= limit else s[: limit - 3] + "..."
+
+
+@contextlib.contextmanager
+def _kernel_transport():
+    """Engine arguments for papermill: on POSIX the kernel talks over IPC sockets in a private
+    temporary folder instead of TCP ports, so nothing is reachable from outside and ipykernel does
+    not print "Kernel is running over TCP without encryption" for every notebook."""
+    if os.name != "posix":
+        yield {}
+        return
+    from traitlets.config import Config
+
+    with tempfile.TemporaryDirectory(prefix="kdutils-kernel-") as d:  # 0700; the sockets are kernel-1..5
+        yield {"config": Config({"KernelManager": {"transport": "ipc", "ip": os.path.join(d, "kernel")}})}
 
 
 def run_notebook(
-    nb: Path, out_dir: Path, profile: str, figures_root: Path, params: dict | None = None, progress: bool = True
+    nb: Path, out_dir: Path, profile: str, figures_dir: Path, params: dict | None = None, progress: bool = True
 ) -> Path:
-    """Execute one notebook with papermill; returns the executed copy's path."""
+    """Execute one notebook with papermill; returns the executed copy's path.
+
+    A failing cell raises papermill's ``PapermillExecutionError`` (``cell_index``, ``exec_count``,
+    ``ename``, ``evalue``); the executed copy is written either way.
+    """
     import papermill as pm
 
     out_dir.mkdir(parents=True, exist_ok=True)
     out = out_dir / nb.name
-    p = {
-        "profile": profile,
-        "output_dir": str(out_dir / nb.stem),
-        "figures_dir": str(figures_root / nb.stem),
-        **(params or {}),
-    }
-    pm.execute_notebook(
-        str(nb), str(out), parameters=p, cwd=str(nb.parent), progress_bar=progress, kernel_name="python3"
-    )
+    p = {"profile": profile, "output_dir": str(out_dir / nb.stem), "figures_dir": str(figures_dir), **(params or {})}
+    with contextlib.ExitStack() as stack:
+        transport = stack.enter_context(_kernel_transport())
+        if progress:  # what the kernel trains, evaluates and warns, line by line (kdutils.events)
+            folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="kdutils-events-"))
+            path = Path(folder) / "events"
+            stack.enter_context(_environ(events.ENV, str(path)))
+            stack.enter_context(events.follow(path, lambda line: print("  " + line, flush=True)))
+        pm.execute_notebook(
+            str(nb), str(out), parameters=p, cwd=str(nb.parent), progress_bar=False, kernel_name="python3",
+            **transport,
+        )  # fmt: skip
     return out
+
+
+@contextlib.contextmanager
+def _environ(name: str, value: str):
+    """Set an environment variable for the kernels started inside the block."""
+    old = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = old
+
+
+def failure(nb: Path, executed: Path, exc: BaseException) -> Failure:
+    """The one-line account of a notebook that raised ``exc``: the cell (numbered from 1 in the
+    notebook as stored, and its ``In [n]`` in the executed copy), the error's type and message."""
+    from papermill.exceptions import PapermillExecutionError
+
+    if not isinstance(exc, PapermillExecutionError):
+        return Failure(nb.stem, "outside its cells", _one_line(f"{type(exc).__name__}: {exc}"), executed)
+    cell = f"cell {exc.cell_index}"  # papermill's index in the executed copy, which has the injected parameters
+    try:
+        import nbformat
+
+        sources = [c.source for c in nbformat.read(str(nb), as_version=4).cells]
+        if sources.count(exc.source) == 1:
+            cell = f"cell {sources.index(exc.source) + 1}"
+    except Exception:  # pragma: no cover  (the stored notebook unreadable now: keep papermill's index)
+        pass
+    if exc.exec_count is not None:
+        cell += f" (In [{exc.exec_count}])"
+    return Failure(nb.stem, cell, _one_line(f"{exc.ename}: {exc.evalue}"), executed)
 
 
 def summary(out_dir: Path, names: list[str]) -> str:
@@ -72,7 +166,13 @@ def main(argv: list[str] | None = None) -> int:
         "--only", action="append", default=[], help="notebook name or prefix (repeatable), e.g. 00_kd_baseline or 00"
     )
     r.add_argument("--out", default=None, help="output folder (default <project>/outputs)")
-    r.add_argument("--figures", default=None, help="figures folder (default <project>/figures)")
+    r.add_argument(
+        "--figures",
+        default=None,
+        help="figures folder, DIR/<notebook>/ (default: figures/<notebook>/ at quick, the committed gallery; "
+        "<out>/<profile>/figures/<notebook>/ at any other profile)",
+    )
+    r.add_argument("--notebooks", default=None, help="folder of the notebooks (default <project>/notebooks)")
     r.add_argument(
         "-p",
         "--param",
@@ -84,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     root = project_root()
-    nbs = notebooks(root)
+    nbs = notebooks(Path(getattr(args, "notebooks", None) or root / "notebooks"))
     if args.cmd == "list":
         print("\n".join(p.stem for p in nbs))
         return 0
@@ -108,21 +208,31 @@ def main(argv: list[str] | None = None) -> int:
             params[k] = ast.literal_eval(v)
         except (ValueError, SyntaxError):
             params[k] = v
-    out_dir = Path(args.out) if args.out else root / "outputs"
-    out_dir = out_dir / args.profile
-    figures = Path(args.figures) if args.figures else root / "figures"
-    timings = []
+    out_root = Path(args.out) if args.out else root / "outputs"
+    out_dir = out_root / args.profile
+    figures = Path(args.figures) if args.figures else None
+    timings, failures = [], []
     for nb in nbs:
         t0 = time.perf_counter()
         print(f"== {nb.stem} ({args.profile})", flush=True)
-        run_notebook(nb, out_dir, args.profile, figures, params)
+        fig = figures_folder(nb.stem, args.profile, out_root, figures)
+        try:
+            run_notebook(nb, out_dir, args.profile, fig, params)
+        except Exception as exc:  # papermill's execution error, a dead kernel, ...: the next notebook runs
+            failures.append(failure(nb, out_dir / nb.name, exc))
+            print(failures[-1].line(), flush=True)
         timings.append((nb.stem, time.perf_counter() - t0))
-    print()
-    print(summary(out_dir, [n for n, _ in timings]))
+    failed = {f.notebook for f in failures}
+    done = [n for n, _ in timings if n not in failed]
+    if done:
+        print()
+        print(summary(out_dir, done))
     print()
     for name, secs in timings:
-        print(f"{name}: {secs:.1f} s -> {out_dir / (name + '.ipynb')}")
-    return 0
+        print(f"{name}: {secs:.1f} s -> {out_dir / (name + '.ipynb')}" + (" (failed)" if name in failed else ""))
+    for f in failures:
+        print(f.line())
+    return 1 if failures else 0
 
 
 if __name__ == "__main__":

@@ -163,7 +163,6 @@ def load_dataset(name: str, root: str | Path | None = None, *, cache: bool = Tru
             warnings.warn(f"dataset cache {cache_file} is unreadable ({exc}); rebuilding it")
     data = loader(root)
     if cache and name != "digits":
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
         atomic_torch_save({"version": CACHE_VERSION, "data": data.__dict__}, cache_file)
     return data
 

@@ -44,12 +44,14 @@ from __future__ import annotations
 
 import itertools
 import re
+import time
 import warnings
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import torch
 
+from . import events
 from . import metrics as M
 from .registry import Registry
 from .store import config_key
@@ -204,7 +206,9 @@ def run_evaluations(
                 else:
                     warnings.warn(f"run {run.key}: cached evaluation {file_key} has no result; it will be recomputed")
         if result is None:
+            t0 = time.perf_counter()
             result = spec.fn(ctx)
+            events.emit(f"  evaluated {spec.name} of run {run.key} in {time.perf_counter() - t0:.1f} s")
             if not isinstance(result, dict):
                 raise TypeError(f"evaluation {spec.name!r} returned {type(result).__name__}, not a dict")
             exp.store.save_eval(run.key, file_key, {"evaluation": spec.name, "version": spec.version,

@@ -16,7 +16,9 @@ keyed by its own settings.
 
 from __future__ import annotations
 
+import numbers
 import platform
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,8 +26,10 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from . import events
 from . import metrics as M
 from .data import Split, load_dataset, make_split
+from .errors import DeviceError, ParameterError
 from .evaluations import run_evaluations
 from .methods.base import Method, create_method, distils
 from .models import count_parameters, create_model
@@ -36,16 +40,57 @@ from .selection import Selection, Weighting
 from .store import CODE_VERSION, RunStore, config_key
 from .train import fit
 
+#: the device names kdutils accepts (``cuda:N``: the N-th CUDA GPU)
+DEVICE_NAMES = ("auto", "cpu", "cuda", "cuda:N", "mps")
+_DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+
+
+def _mps() -> bool:
+    return getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+
+
+def visible_devices() -> list[str]:
+    """The devices torch can use on this machine, e.g. ``["cpu", "cuda:0 (NVIDIA H100 80GB HBM3)"]``."""
+    out = ["cpu"]
+    if torch.cuda.is_available():
+        out += [f"cuda:{i} ({torch.cuda.get_device_name(i)})" for i in range(torch.cuda.device_count())]
+    return out + (["mps"] if _mps() else [])
+
+
+def check_device_name(device: object) -> str:
+    """``device`` as a lower-case device name if it is one kdutils accepts, else :class:`DeviceError`."""
+    text = str(device).strip().lower() if isinstance(device, (str, torch.device)) else None
+    if text is None or not _DEVICE.fullmatch(text):
+        raise DeviceError(
+            f"unknown device {device!r}; accepted: {', '.join(DEVICE_NAMES)}; "
+            f"this machine has: {', '.join(visible_devices())}"
+        )
+    return text
+
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` -> CUDA if available, else Apple MPS, else CPU. Never hard-codes CUDA."""
-    if str(device) != "auto":
-        return torch.device(device)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
+    """``"auto"`` -> CUDA if available, else Apple MPS, else CPU. Never hard-codes CUDA.
+
+    Accepts ``auto``, ``cpu``, ``cuda``, ``cuda:N`` and ``mps``; an unknown name or a device
+    this machine does not have raises :class:`~kdutils.errors.DeviceError`, naming the
+    devices torch can see here and the accepted names.
+    """
+    name = check_device_name(device)
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "mps" if _mps() else "cpu")
+    why = None
+    if name.startswith("cuda"):
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0:
+            why = f"torch {torch.__version__} sees no CUDA GPU" + ("" if torch.version.cuda else " (a CPU-only build)")
+        elif int(name.partition(":")[2] or 0) >= n:
+            why = f"this machine has {n} CUDA GPU" + (f"s (cuda:0..cuda:{n - 1})" if n > 1 else " (cuda:0)")
+    elif name == "mps" and not _mps():
+        why = "torch sees no Apple MPS device"
+    if why:
+        raise DeviceError(f"device '{name}' is not available: {why}; this machine has: "
+                          f"{', '.join(visible_devices())}; use device='auto' or one of those")  # fmt: skip
+    return torch.device(name)
 
 
 @dataclass
@@ -87,6 +132,7 @@ class Experiment:
 
     def __init__(self, settings: Settings, store: RunStore | None = None, *, data_root=None):
         self.settings = settings
+        self.data_root = data_root
         self.store = store or RunStore()
         self.device = resolve_device(settings.device)
         self.progress = settings.progress
@@ -125,27 +171,8 @@ class Experiment:
         return self.train(method, seed=seed, teacher=teacher, model=model or self.settings.student_model,
                           recipe=recipe or self.settings.student_recipe, role="student", force=force, **kw)  # fmt: skip
 
-    def train(
-        self,
-        method: str | dict | Method,
-        *,
-        seed: int,
-        model: str,
-        recipe: Recipe,
-        teacher: Run | None = None,
-        selection: Selection | None = None,
-        weights: Weighting | None = None,
-        role: str = "student",
-        force: bool = False,
-    ) -> Run:
-        """Train (or reuse, or resume) one run. ``force=True`` retrains from scratch.
-
-        ``selection`` (train on some rows of the training split only, e.g. after pruning:
-        :class:`kdutils.selection.DropLeastSignificant`, ``DropRandom``) and ``weights`` (one
-        weight per training row, e.g. :class:`kdutils.selection.SignificanceWeights`) are part
-        of the run's identity: their ``identity()`` goes into ``config["train_rows"]`` and
-        ``config["sample_weight"]``.
-        """
+    def _plan(self, method, seed, model, recipe, teacher, selection, weights):
+        """The run ``train`` would make: (method, config, key, sample weights, training rows)."""
         method = create_method(method)
         uses_teacher = distils(method, teacher)
         if selection is not None and not isinstance(selection, Selection):
@@ -170,7 +197,61 @@ class Experiment:
         }
         if selection is not None:  # absent otherwise, so earlier runs keep their keys
             config["train_rows"] = selection.identity()
-        key = config_key(config)
+        return method, config, config_key(config), sample_weight, train_rows
+
+    def key_of(self, method: str | dict | Method, *, seed: int, model: str, recipe: Recipe, teacher: Run | None = None,
+               selection: Selection | None = None, weights: Weighting | None = None, role: str = "student") -> str:  # fmt: skip
+        """The key :meth:`train` gives these arguments (nothing is trained)."""
+        return self._plan(method, seed, model, recipe, teacher, selection, weights)[2]
+
+    def is_finished(self, train_kwargs: dict, evaluate: dict | None = None) -> bool:
+        """Whether the run of these :meth:`train` arguments is finished in the store."""
+        return (self.store.path(self.key_of(**train_kwargs)) / "record.json").exists()
+
+    def load_run(self, key: str) -> Run:
+        """A finished run of the store, by key (its model rebuilt on this experiment's device)."""
+        done = self.store.load_finished(key)
+        if done is None:
+            raise KeyError(f"run {key} is not finished in the run store {self.store.root}")
+        cfg = done["record"]["config"]
+        net = self.new_model(cfg["model"], cfg["seed"])
+        net.load_state_dict(done["state_dict"])
+        return Run(key, cfg, net.to(self.device).eval(), done["record"], done["artifacts"], reused=True)
+
+    def teacher_logits_for(self, train_kwargs: dict) -> None:
+        """Compute (and keep on disk) the teacher's training-set logits a run of these arguments
+        reads, so that workers trained in parallel load them instead of each computing them."""
+        method = create_method(train_kwargs["method"])
+        teacher = train_kwargs.get("teacher")
+        if distils(method, teacher) and not train_kwargs["recipe"].teacher_per_batch:
+            self.logits(teacher, "train", persist=True)
+
+    def train(
+        self,
+        method: str | dict | Method,
+        *,
+        seed: int,
+        model: str,
+        recipe: Recipe,
+        teacher: Run | None = None,
+        selection: Selection | None = None,
+        weights: Weighting | None = None,
+        role: str = "student",
+        force: bool = False,
+    ) -> Run:
+        """Train (or reuse, or resume) one run. ``force=True`` retrains from scratch.
+
+        ``selection`` (train on some rows of the training split only, e.g. after pruning:
+        :class:`kdutils.selection.DropLeastSignificant`, ``DropRandom``) and ``weights`` (one
+        weight per training row, e.g. :class:`kdutils.selection.SignificanceWeights`) are part
+        of the run's identity: their ``identity()`` goes into ``config["train_rows"]`` and
+        ``config["sample_weight"]``.
+        """
+        if not isinstance(seed, numbers.Integral) or isinstance(seed, bool) or seed < 0:
+            raise ParameterError("seed", seed, "a non-negative int")
+        method, config, key, sample_weight, train_rows = self._plan(method, seed, model, recipe, teacher, selection,
+                                                                    weights)  # fmt: skip
+        uses_teacher = config["teacher"] is not None
         if force:
             self.store.discard(key)
         else:
@@ -182,6 +263,11 @@ class Experiment:
         resume = self.store.load_checkpoint(key)
         net = self.new_model(model, seed)
         self.store.begin(key, config)
+        label = f"{role} {model} {method.name} s{seed}"
+        epochs = f"{recipe.epochs} epoch" + ("s" if recipe.epochs != 1 else "")
+        if resume:
+            epochs += f", resuming after epoch {resume['epoch']}"
+        events.emit(f"training {label} on {self.settings.dataset} ({epochs}, run {key})")
         t0 = time.perf_counter()
         split, t_logits = self.split, None
         if uses_teacher and not recipe.teacher_per_batch:
@@ -196,7 +282,7 @@ class Experiment:
             seed=seed, device=self.device, sample_weight=sample_weight, resume=resume, teacher_logits=t_logits,
             channels_last=self.settings.channels_last,
             checkpoint=lambda state: self.store.save_checkpoint(key, state),
-            progress=self.progress, desc=f"{role} {model} {method.name} s{seed}",
+            progress=self.progress, desc=label,
         )  # fmt: skip
         record = {
             "config": config,
@@ -211,6 +297,7 @@ class Experiment:
         }
         artifacts = {"participation": result.participation, "train_index": split.train_index}
         self.store.finish(key, record, net.state_dict(), artifacts)
+        events.emit(f"finished {label} in {record['train_seconds']:.0f} s")
         return Run(key, config, net.eval(), record, artifacts, reused=False)
 
     # ---------------------------------------------------------------- evaluation
@@ -287,4 +374,4 @@ def environment() -> dict[str, Any]:
     return info
 
 
-__all__ = ["Experiment", "Run", "resolve_device", "scalar_metrics", "environment"]
+__all__ = ["Experiment", "Run", "resolve_device", "visible_devices", "DEVICE_NAMES", "scalar_metrics", "environment"]

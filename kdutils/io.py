@@ -1,9 +1,11 @@
-"""The ground floor: project paths and atomic file I/O (imports nothing else from kdutils).
+"""The ground floor: project paths and atomic file I/O (imports only kdutils.errors).
 
-Every file kdutils writes (run records, checkpoints, dataset caches, evaluations) goes
-through :func:`atomic_torch_save` / :func:`atomic_write_json`: written to a temporary name
-in the same folder, flushed to disk, then renamed into place, so a crash leaves either the
-old file or the new one, never half of one.
+Every file kdutils writes (run records, checkpoints, dataset caches, evaluations, results,
+figures) goes through :func:`atomic_torch_save` / :func:`atomic_write_json` /
+:func:`atomic_write_bytes`: written to a temporary name in the same folder, flushed to disk,
+then renamed into place, so a crash leaves either the old file or the new one, never half of
+one. A write that fails for want of space or permission ends as one
+:class:`~kdutils.errors.StorageError` line: the cause, the path, and where to write instead.
 
 Paths: :func:`project_root` (the checkout holding ``kdutils``), :func:`data_root`
 (``$KD_DATA_ROOT`` or ``data/``), :func:`default_runs_root` (``$KD_RUNS_ROOT`` or ``runs/``).
@@ -11,6 +13,8 @@ Paths: :func:`project_root` (the checkout holding ``kdutils``), :func:`data_root
 
 from __future__ import annotations
 
+import errno
+import io
 import json
 import os
 import tempfile
@@ -18,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from .errors import StorageError
 
 
 def project_root() -> Path:
@@ -45,6 +51,22 @@ def default_runs_root() -> Path:
     return Path(env).expanduser() if env else project_root() / "runs"
 
 
+#: the profile whose figures are committed (the README's gallery, ``figures/<notebook>/``)
+GALLERY_PROFILE = "quick"
+
+
+def default_figures_dir(notebook: str, profile: str, outputs: Path | None = None) -> Path:
+    """Where a notebook's figures go when no folder is given.
+
+    ``figures/<notebook>`` for the gallery's profile (``quick``: the committed figures), else
+    ``<outputs>/<profile>/figures/<notebook>`` (``outputs`` defaults to ``<project>/outputs``),
+    so a ``smoke`` or ``paper`` batch never overwrites the gallery.
+    """
+    if profile == GALLERY_PROFILE:
+        return project_root() / "figures" / notebook
+    return (Path(outputs) if outputs is not None else project_root() / "outputs") / profile / "figures" / notebook
+
+
 def canonical_json(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=_json_default)
 
@@ -59,27 +81,89 @@ def _json_default(o: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
-def _atomic_write(path: Path, write) -> None:
+_UMASK = os.umask(0o022)  # read once (setting it is the only way to read it), then put back
+os.umask(_UMASK)
+
+
+def _atomic_write(path: Path, data: bytes | memoryview) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename.
+
+    An ``OSError`` on the way (the folder cannot be created, no space left, read-only file
+    system, permission denied) ends as one :class:`~kdutils.errors.StorageError` naming the
+    cause, the path and the fix; the old file, if any, is left as it was.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        if hasattr(os, "fchmod"):  # mkstemp makes 0600; a written file gets the usual mode (umask)
+            os.fchmod(fd, 0o666 & ~_UMASK)
         with os.fdopen(fd, "wb") as f:
-            write(f)
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+        tmp = None
+    except OSError as exc:
+        raise storage_error(exc, path) from exc
+    finally:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+
+
+_NO_SPACE = (errno.ENOSPC, getattr(errno, "EDQUOT", -1))
+_CAUSES = {errno.EROFS: "read-only file system", errno.EACCES: "permission denied", errno.EPERM: "permission denied"}
+
+
+def storage_error(exc: OSError, path: Path) -> StorageError:
+    """The one-line :class:`StorageError` for an ``OSError`` raised while writing ``path``:
+    ``cannot write <path>: <cause>; <fix>``."""
+    if isinstance(exc, StorageError):
+        return exc
+    code = exc.errno
+    if code in _NO_SPACE:
+        msg = f"no space left on the device; free some space there, or {_elsewhere(path, 'with room')}"
+    elif code in _CAUSES:
+        msg = f"{_CAUSES[code]}; {_elsewhere(path, 'you can write to')}"
+    else:
+        msg = f"{exc.strerror or exc} (errno {code})"
+    return StorageError(f"cannot write {path}: {msg}", errno=code, path=str(path))
+
+
+def _elsewhere(path: Path, which: str) -> str:
+    """Where to write instead: the environment variable that moves the folder ``path`` is in."""
+
+    def under(root: Path) -> bool:
         try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+            path.resolve().relative_to(root.resolve())
+            return True
+        except (ValueError, OSError):
+            return False
+
+    if under(default_runs_root()):
+        return f"point KD_RUNS_ROOT at a folder {which} (the run store, now {default_runs_root()})"
+    if under(data_root()):
+        return f"point KD_DATA_ROOT at a folder {which} (the dataset root, now {data_root()})"
+    return (f"write to a folder {which}: KD_RUNS_ROOT moves the run store, KD_DATA_ROOT the dataset root, "
+            "output_dir / figures_dir (or --out / --figures) the results and figures")  # fmt: skip
+
+
+def atomic_write_bytes(data: bytes, path: Path) -> None:
+    """Write ``data`` to ``path`` atomically (see :func:`_atomic_write`)."""
+    _atomic_write(path, data)
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
-    _atomic_write(path, lambda f: torch.save(obj, f))
+    # serialised in memory first: torch's own writer turns a failed write (a full disk) into a
+    # RuntimeError without the errno; written here, the OSError keeps it
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    _atomic_write(path, buf.getbuffer())
 
 
 def atomic_write_json(obj: Any, path: Path) -> None:
-    _atomic_write(path, lambda f: f.write(json.dumps(obj, indent=1, sort_keys=True, default=_json_default).encode()))
+    _atomic_write(path, json.dumps(obj, indent=1, sort_keys=True, default=_json_default).encode())

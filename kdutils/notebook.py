@@ -38,9 +38,12 @@ from typing import Any
 
 import pandas as pd
 
+from . import events
+from .errors import ParameterError
 from .experiment import Experiment, Run, environment, scalar_metrics
-from .io import project_root
-from .profiles import Settings, configure
+from .io import default_figures_dir, project_root
+from .parallel import Job, train_group
+from .profiles import Settings, check_seeds, configure
 from .results import Results
 
 __all__ = ["NotebookContext", "margins", "format_epsilon"]
@@ -79,9 +82,12 @@ class NotebookContext:
     """One notebook's datasets, experiments, results, folders and timers (see the module docstring).
 
     ``datasets``: empty for the profile's default; ``seeds``: 0 for the profile's default, an
-    int n for seeds 0..n-1, or a list; ``overrides``: any :func:`kdutils.configure` override;
-    ``output_dir`` / ``figures_dir``: empty for ``outputs/<profile>/<notebook>`` and
-    ``figures/<notebook>`` under the project; ``force``: retrain even when a finished run is
+    int n >= 1 for seeds 0..n-1, or a non-empty list of distinct non-negative ints (anything
+    else stops with :class:`~kdutils.errors.ParameterError`); ``overrides``: any
+    :func:`kdutils.configure` override; ``output_dir`` / ``figures_dir``: empty for
+    ``outputs/<profile>/<notebook>`` and :func:`kdutils.io.default_figures_dir`
+    (``figures/<notebook>`` at ``quick``, the gallery's profile, else
+    ``outputs/<profile>/figures/<notebook>``); ``force``: retrain even when a finished run is
     stored. ``verbose=False`` prints nothing.
     """
 
@@ -103,17 +109,21 @@ class NotebookContext:
     ):
         self.t_start = time.perf_counter()
         self.notebook, self.profile, self.force = notebook, profile, bool(force)
+        events.install_warning_hook()  # a batch's terminal also shows this notebook's warnings
         root = project_root()
         self.out = Path(output_dir) if output_dir else root / "outputs" / profile / notebook
-        self.figures = Path(figures_dir) if figures_dir else root / "figures" / notebook
+        self.figures = Path(figures_dir) if figures_dir else default_figures_dir(notebook, profile)
         self.results = Results(notebook, profile)
         self.runs: dict[tuple[str, str, int], Run] = {}
         self.evals: dict[tuple[str, str, int], dict] = {}
         self.seconds: dict[str, float] = {}
         self._teacher_labels: dict[str, list[str]] = {}
         overrides = dict(overrides or {})
-        if seeds:  # 0 or empty: the profile's default
-            overrides["seeds"] = seeds if isinstance(seeds, int) else list(seeds)
+        chosen = check_seeds(list(seeds) if isinstance(seeds, Iterable) and not isinstance(seeds, str) else seeds)
+        if chosen is not None:  # 0: the profile's default (or overrides' seeds)
+            overrides["seeds"] = list(chosen)
+        if isinstance(datasets, str):  # list("mnist") would be five unknown datasets
+            raise ParameterError("datasets", datasets, f"a list of dataset names such as [{datasets!r}]")
         names = list(datasets) or [configure(profile).dataset]
         from . import plots  # matplotlib and seaborn only when a notebook starts, not on `import kdutils`
 
@@ -205,12 +215,37 @@ class NotebookContext:
         ``robustness``: a bool, or the labels that get the (slow) robustness evaluation.
         Returns ``{(label, seed): run}``.
         """
-        out = {}
+        calls = []
         for label, spec in methods.items():
             rob = robustness if isinstance(robustness, bool) else label in robustness
-            for seed in self.seeds(dataset):
-                out[label, seed] = self.student(dataset, label, spec, seed=seed, teacher=teacher, robustness=rob, **kw)
-        return out
+            calls += [dict(label=label, method=spec, seed=seed, teacher=teacher, robustness=rob, **kw)
+                      for seed in self.seeds(dataset)]  # fmt: skip
+        runs = self.student_group(dataset, calls)
+        return {(c["label"], c["seed"]): run for c, run in zip(calls, runs)}
+
+    def student_group(self, dataset: str, calls: Iterable[Mapping[str, Any]], *, desc: str = "") -> list[Run]:
+        """:meth:`student` for each call (a dict of its arguments: ``label``, ``method``, ``seed``,
+        ``teacher``, ...), the runs not yet stored trained side by side first by the settings'
+        executor (:mod:`kdutils.parallel`: worker processes on a CPU), each evaluated where it was
+        trained; then every call reads its run and evaluation from the store, in order."""
+        calls = [dict(c) for c in calls]
+        if not self.force and len(calls) > 1:
+            exp = self[dataset]
+            jobs = [self._job(exp, c) for c in calls]
+            train_group(exp, jobs, desc=desc or f"{self.notebook} {dataset}", read_back=False)
+        return [self.student(dataset, **c) for c in calls]
+
+    @staticmethod
+    def _job(exp: Experiment, call: Mapping[str, Any]) -> Job:
+        """The :class:`~kdutils.parallel.Job` of one :meth:`student` call."""
+        c = dict(call)
+        label, teacher = c.pop("label"), c.pop("teacher", None)
+        ev_teacher = c.pop("eval_teacher", None)
+        ev = {"teacher": ev_teacher if ev_teacher is not None else teacher, "robustness": c.pop("robustness", True)}
+        if c.get("only") is not None:
+            ev["only"] = list(c.pop("only"))
+        c.pop("only", None), c.pop("metrics", None), c.pop("record", None)
+        return Job.student(exp.settings, c.pop("method"), c.pop("seed"), teacher=teacher, label=label, evaluate=ev, **c)
 
     def _keep(self, ds, label, seed, run, ev, record, metrics) -> None:
         self.runs[ds, label, seed], self.evals[ds, label, seed] = run, ev

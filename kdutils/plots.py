@@ -96,10 +96,14 @@ def save_figure(fig: Figure, folder: str | Path, name: str) -> Path:
             f"figure name {name!r} is not a stable file stem: use only lower-case "
             "letters, digits, '_' and '-' (pattern [a-z0-9_-]+), without extension"
         )
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{name}.png"
-    fig.savefig(path, dpi=120, bbox_inches="tight")
+    import io
+
+    from .io import atomic_write_bytes
+
+    path = Path(folder) / f"{name}.png"
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
+    atomic_write_bytes(buf.getbuffer(), path)  # a failed write: one StorageError line
     return path
 
 

@@ -14,10 +14,11 @@ field of :class:`Settings`; an unknown one names the valid ones.
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import UnknownNameError
+from .errors import ParameterError, UnknownNameError
 from .recipe import Recipe
 from .registry import check_choice
 
@@ -98,6 +99,13 @@ class Settings:
     #: NHWC weights and batches; None: on for convolutional models on the CPU (faster there)
     channels_last: bool | None = None
     progress: bool = True
+    #: how a group of independent runs is trained (kdutils.parallel): "auto" ($KD_EXECUTOR, else
+    #: serial on a GPU or at smoke, else processes), "serial", "processes" or "ray"
+    executor: str = "auto"
+    #: worker processes of the "processes" executor (0: one per CPU core)
+    workers: int = 0
+    #: intra-op threads per worker (0: cores // workers)
+    threads: int = 0
     extra: dict = field(default_factory=dict)
 
     def replace(self, **changes) -> "Settings":
@@ -113,10 +121,36 @@ def override_names() -> list[str]:
     return sorted(set(own) | set(_SHORTCUTS))
 
 
+SEEDS_EXPECTED = (
+    "an int n >= 1 (seeds 0..n-1), 0 for the profile's default, "
+    "or a non-empty list of distinct non-negative ints such as [0, 1, 2]"
+)
+
+
+def check_seeds(seeds: object) -> tuple[int, ...] | None:
+    """The seeds ``seeds`` names: ``None`` for 0 (the profile's default), else a tuple of ints.
+
+    An int n >= 1 means seeds 0..n-1; a list (or tuple, range) names the seeds themselves and
+    must be non-empty, of distinct non-negative ints (-1 is the results' "no seed" marker).
+    Anything else (``[]``, a negative int, a float, a string) raises
+    :class:`~kdutils.errors.ParameterError` naming what is allowed.
+    """
+    if isinstance(seeds, numbers.Integral) and not isinstance(seeds, bool):
+        if seeds < 0:
+            raise ParameterError("seeds", seeds, SEEDS_EXPECTED)
+        return tuple(range(int(seeds))) if seeds else None
+    if isinstance(seeds, (list, tuple, range)):
+        ok = all(isinstance(s, numbers.Integral) and not isinstance(s, bool) and s >= 0 for s in seeds)
+        if seeds and ok and len(set(seeds)) == len(seeds):
+            return tuple(int(s) for s in seeds)
+    raise ParameterError("seeds", seeds, SEEDS_EXPECTED)
+
+
 def configure(profile: str = "quick", dataset: str | None = None, **overrides) -> Settings:
     """Resolve a profile for a dataset, then apply overrides.
 
-    ``seeds`` may be an int (that many seeds, 0..n-1) or a list. ``epochs`` sets the
+    ``seeds`` may be an int n >= 1 (seeds 0..n-1), 0 (the profile's default) or a non-empty
+    list of distinct non-negative ints (:func:`check_seeds`). ``epochs`` sets the
     student's epochs; ``teacher_epochs`` the teacher's; ``batch_size``, ``lr``,
     ``optimizer``, ``schedule``, ``augment`` change both recipes.
     """
@@ -140,10 +174,7 @@ def configure(profile: str = "quick", dataset: str | None = None, **overrides) -
         if k not in recipe_changes and k in sizes:
             recipe_changes[k] = sizes[k]
     recipe: Recipe = base["recipe"]
-    seeds = ov.pop("seeds", sizes["seeds"])
-    seeds = tuple(range(seeds)) if isinstance(seeds, int) else tuple(int(s) for s in seeds)
-    if not seeds:
-        raise ValueError("seeds must name at least one seed")
+    seeds = check_seeds(ov.pop("seeds", 0)) or tuple(range(sizes["seeds"]))
     student_recipe = _scaled(recipe, s_epochs, recipe_changes)
     if "student_augment" in sizes and "augment" not in recipe_changes:
         student_recipe = student_recipe.replace(augment=sizes["student_augment"])

@@ -70,10 +70,10 @@ class Results:
         return pd.DataFrame(self._rows, columns=COLUMNS)
 
     def save(self, folder: str | Path) -> Path:
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / "results.csv"
-        self.frame.to_csv(path, index=False, float_format="%.6g")
+        from .io import atomic_write_bytes
+
+        path = Path(folder) / "results.csv"
+        atomic_write_bytes(self.frame.to_csv(index=False, float_format="%.6g").encode(), path)
         return path
 
     def __len__(self) -> int:

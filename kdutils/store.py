@@ -12,7 +12,10 @@ Layout under the store root (``runs/`` in the project, or ``$KD_RUNS_ROOT``)::
     <root>/_corrupt/<key>-<time>/ records that could not be read, set aside
 
 Every file is written to a temporary name in the same folder and renamed into place,
-so a crash leaves either the old file or the new one, never half of one.
+so a crash leaves either the old file or the new one, never half of one. A write that fails
+(no space left, a read-only store, permission denied) stops with one
+:class:`~kdutils.errors.StorageError` line naming the cause, the path and ``KD_RUNS_ROOT``;
+the finished runs already there are left as they were.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from typing import Any
 import torch
 
 from .errors import CorruptRecordError
-from .io import atomic_torch_save, atomic_write_json, canonical_json, default_runs_root
+from .io import atomic_torch_save, atomic_write_json, canonical_json, default_runs_root, storage_error
 
 #: part of every run's identity: bump when training code changes what a run produces
 CODE_VERSION = "1"
@@ -57,9 +60,12 @@ class RunStore:
         """Move a run folder that cannot be trusted to ``_corrupt/`` and warn."""
         src = self.path(key)
         dst = self.root / "_corrupt" / f"{key}-{time.strftime('%Y%m%d-%H%M%S')}"
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        if src.exists():
-            shutil.move(str(src), str(dst))
+        try:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            if src.exists():
+                shutil.move(str(src), str(dst))
+        except OSError as exc:  # a read-only or full store: one line, with the fix
+            raise storage_error(exc, dst) from exc
         warnings.warn(f"run {key}: {reason}; set aside to {dst} and starting again", stacklevel=3)
         return dst
 

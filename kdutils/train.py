@@ -21,6 +21,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from . import events
 from .data import Augment, Batches, Split
 from .errors import NonFiniteLossError
 from .methods.base import Batch, EpochEnd, Method, Terms, distils
@@ -262,6 +263,10 @@ def fit(
         if extra:
             rec.update({k: float(v) for k, v in extra.items()})
         history.append(rec)
+        events.emit(
+            f"  {desc or method.name}: epoch {epoch + 1}/{recipe.epochs} loss {rec['loss']:.3f} "
+            f"val {rec.get('val_acc', math.nan):.3f} ({rec['seconds']:.1f} s)"
+        )
         bar.set_postfix(
             loss=f"{rec['loss']:.3f}", val=f"{rec.get('val_acc', math.nan):.3f}", used=f"{rec['participation']:.2f}"
         )

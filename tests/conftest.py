@@ -10,6 +10,7 @@ import torch
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ["KD_OFFLINE"] = "1"  # tests never download
+os.environ.setdefault("KD_EXECUTOR", "serial")  # in-process unless a test names an executor
 
 
 @pytest.fixture(scope="session", autouse=True)

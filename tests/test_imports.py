@@ -94,7 +94,7 @@ def test_no_import_cycle_inside_kdutils():
 
 def test_ground_floor_modules_import_nothing_heavy():
     g = _graph()
-    assert g["kdutils.io"] == set()
+    assert g["kdutils.io"] <= {"kdutils.errors"}  # StorageError
     assert g["kdutils.errors"] == set()
     assert "kdutils.train" not in g["kdutils.profiles"]
     assert "kdutils.store" not in g["kdutils.data"] and "kdutils.data" not in g["kdutils.store"]

@@ -93,8 +93,8 @@ def test_every_notebook_has_expectations():
 
 @pytest.mark.notebook
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=[nb.stem for nb in NOTEBOOKS])
-def test_notebook_smoke_then_nbval(nb, tmp_path, monkeypatch):
-    monkeypatch.setenv("KD_RUNS_ROOT", str(tmp_path / "runs"))
+def test_notebook_smoke_then_nbval(nb, tmp_path):
+    # the session's run store (conftest): the smoke batch below reuses these runs
     out, res, fig = _execute(nb, tmp_path)
     expect = EXPECT[nb.stem]
 
@@ -120,3 +120,28 @@ def test_notebook_smoke_then_nbval(nb, tmp_path, monkeypatch):
     )  # fmt: skip
     assert r.returncode == 0, f"nbval re-execution differs or fails:\n{r.stdout[-4000:]}\n{r.stderr[-2000:]}"
     assert any((tmp_path / "runs_again").iterdir()), "the re-execution should have retrained into the fresh store"
+
+
+@pytest.mark.notebook
+def test_smoke_batch_leaves_a_clone_clean(tmp_path):
+    """`python -m kdutils run --profile smoke` in a fresh clone: every notebook runs, its figures
+    go under outputs/smoke/figures/ (ignored), and `git status` stays clean (issue 10)."""
+    if subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True).returncode != 0:
+        pytest.skip("not a git checkout")
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
+    # the clone's own kdutils in this process and in every kernel; runs shared with the tests above
+    env = {**os.environ, "PYTHONPATH": str(clone), "MPLBACKEND": "Agg"}
+    r = subprocess.run(
+        [sys.executable, "-m", "kdutils", "run", "--profile", "smoke"], cwd=clone, env=env,
+        capture_output=True, text=True, timeout=1200,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
+    status = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=all"], cwd=clone, capture_output=True, text=True, check=True
+    ).stdout
+    assert status == "", f"a smoke batch changed the clone:\n{status}"
+    for nb in NOTEBOOKS:
+        figures = list((clone / "outputs" / "smoke" / "figures" / nb.stem).glob("*.png"))
+        assert figures, f"{nb.stem}: no smoke figures under outputs/smoke/figures/"
+        assert (clone / "outputs" / "smoke" / nb.name).exists()

@@ -1,0 +1,302 @@
+"""Independent runs trained side by side: in-process, local worker processes, or Ray.
+
+The models here are small (LeNet-5, CIFAR ResNets): one run does not keep a CPU's cores
+busy, intra-op threads scale poorly for them (DESIGN.md), and a second process slows a
+two-threaded run down badly. Independent runs do scale, one per core on a CPU and one per
+GPU. A run is a record keyed by its configuration and written atomically
+(:mod:`kdutils.store`), so runs can be trained anywhere that sees the run store and then be
+*reused* by the notebook exactly as if it had trained them itself:
+
+1. the notebook names a group of runs (:class:`Job`: what :meth:`Experiment.train` takes,
+   and optionally what :meth:`Experiment.evaluate` takes);
+2. :func:`train_group` sends the ones not yet in the store to an executor; each worker builds
+   the same :class:`~kdutils.experiment.Experiment` (dataset, split, settings), trains the run,
+   evaluates it (the cached evaluations land in the store too) and returns its key;
+3. the notebook's own loop then calls ``train`` / ``evaluate`` as before and gets every run
+   from the store (``run.reused``), so a notebook reads the same with one executor or another.
+
+Executors (:data:`EXECUTORS`; ``Settings.executor``, or ``$KD_EXECUTOR`` when that is
+``"auto"``):
+
+* ``serial``: in this process, one run after the other (the tests' default, a GPU's default);
+* ``processes``: a pool of local worker processes started with ``spawn``, ``workers`` of them
+  (0: one per CPU core) with ``threads`` intra-op threads each (0: cores // workers); the
+  default on a CPU at ``quick`` and above;
+* ``ray``: one Ray task per run (``pip install -e ".[ray]"``): ``ray.init()`` connects to
+  ``$RAY_ADDRESS`` when set (a cluster), else starts a local instance; each task asks for
+  ``threads`` CPUs and, on CUDA, one GPU. The run store (``KD_RUNS_ROOT``) and the data root
+  (``KD_DATA_ROOT``) must be paths every node sees.
+
+Identical results: a worker trains with the same code, seed and settings, and the CPU gives
+the same numbers at the same number of intra-op threads (a test checks serial against
+``processes`` and ``ray``, bit for bit, at one thread). A killed worker leaves a checkpoint
+or nothing (atomic writes): the next attempt resumes it.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from . import events
+from .registry import Registry
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .experiment import Experiment, Run
+
+__all__ = ["Job", "EXECUTORS", "train_group", "resolve_executor", "executor_names"]
+
+#: name -> function(jobs as payloads, settings) -> iterator of finished keys
+EXECUTORS: Registry[Callable] = Registry("executor")
+
+
+@dataclass
+class Job:
+    """One run of a group: the arguments of :meth:`Experiment.train` and, with ``evaluate``,
+    those of :meth:`Experiment.evaluate` (``{"teacher": run, "robustness": True, ...}``)."""
+
+    method: Any
+    seed: int
+    model: str
+    recipe: Any
+    teacher: Any = None
+    selection: Any = None
+    weights: Any = None
+    role: str = "student"
+    evaluate: dict | None = None
+    label: str = ""
+
+    @classmethod
+    def student(cls, settings: Any, method: Any, seed: int, **kw) -> Job:
+        """A student of ``settings``' model and recipe (unless ``model=`` / ``recipe=`` are given)."""
+        kw.setdefault("model", None)
+        kw.setdefault("recipe", None)
+        model, recipe = kw.pop("model") or settings.student_model, kw.pop("recipe") or settings.student_recipe
+        return cls(method, seed, model, recipe, **kw)
+
+    def train_kwargs(self) -> dict:
+        return dict(method=self.method, seed=self.seed, model=self.model, recipe=self.recipe, teacher=self.teacher,
+                    selection=self.selection, weights=self.weights, role=self.role)  # fmt: skip
+
+
+# ---------------------------------------------------------------- runs travel as their keys
+@dataclass(frozen=True)
+class RunRef:
+    """A finished run named by its key; a worker loads it from the store."""
+
+    key: str
+
+
+def _is_run(obj: Any) -> bool:
+    from .experiment import Run
+
+    return isinstance(obj, Run)
+
+
+def _strip(obj: Any) -> Any:
+    """``obj`` with every :class:`Run` in it (itself, or an attribute of a selection or weighting)
+    replaced by a :class:`RunRef`: a model never travels, the worker loads it from the store."""
+    if obj is None or isinstance(obj, (str, int, float, bool)):
+        return obj
+    if _is_run(obj):
+        return RunRef(obj.key)
+    if isinstance(obj, dict):
+        return {k: _strip(v) for k, v in obj.items()}
+    if hasattr(obj, "__dict__") and any(_is_run(v) for v in vars(obj).values()):
+        out = copy.copy(obj)
+        for k, v in vars(obj).items():
+            if _is_run(v):
+                object.__setattr__(out, k, RunRef(v.key))
+        return out
+    return obj
+
+
+def _resolve(obj: Any, exp: Experiment) -> Any:
+    """The inverse of :func:`_strip` in a worker: each :class:`RunRef` becomes the stored run."""
+    if isinstance(obj, RunRef):
+        return exp.load_run(obj.key)
+    if isinstance(obj, dict):
+        return {k: _resolve(v, exp) for k, v in obj.items()}
+    if hasattr(obj, "__dict__") and any(isinstance(v, RunRef) for v in vars(obj).values()):
+        out = copy.copy(obj)
+        for k, v in vars(obj).items():
+            if isinstance(v, RunRef):
+                object.__setattr__(out, k, exp.load_run(v.key))
+        return out
+    return obj
+
+
+@dataclass
+class _Payload:
+    """What a worker needs: where the store and data are, the settings, the job (runs as keys)."""
+
+    settings: Any
+    store_root: str
+    data_root: str | None
+    train: dict
+    evaluate: dict | None
+    label: str
+    threads: int = 0
+    env: dict = field(default_factory=dict)
+
+
+_EXPERIMENTS: dict[tuple, Experiment] = {}  # per worker process: one dataset load per settings
+
+
+def work(payload: _Payload) -> tuple[str, float]:
+    """Train (and evaluate) one job in this process; returns (run key, seconds).
+
+    The entry point of every executor's worker: it rebuilds the notebook's Experiment (cached
+    per process), so the run's key and numbers are those the notebook would get itself.
+    """
+    import torch
+
+    from .experiment import Experiment
+    from .store import RunStore
+
+    for k, v in payload.env.items():
+        os.environ.setdefault(k, v)
+    if payload.threads:
+        torch.set_num_threads(payload.threads)
+    ident = (repr(payload.settings), payload.store_root, payload.data_root)
+    exp = _EXPERIMENTS.get(ident)
+    if exp is None:
+        exp = _EXPERIMENTS[ident] = Experiment(payload.settings, RunStore(payload.store_root),
+                                               data_root=payload.data_root)  # fmt: skip
+    t0 = time.perf_counter()
+    run = exp.train(**_resolve(payload.train, exp))
+    if payload.evaluate is not None:
+        exp.evaluate(run, **_resolve(payload.evaluate, exp))
+    return run.key, time.perf_counter() - t0
+
+
+# ---------------------------------------------------------------- executors
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover (macOS, Windows)
+        return os.cpu_count() or 1
+
+
+def _sizes(n_jobs: int, workers: int, threads: int) -> tuple[int, int]:
+    cores = _cores()
+    workers = workers or cores
+    workers = max(1, min(workers, n_jobs))
+    threads = threads or max(1, cores // workers)
+    return workers, threads
+
+
+@EXECUTORS.register("serial")
+def _serial(payloads: Sequence[_Payload], workers: int, threads: int):
+    for p in payloads:
+        yield p, work(p)
+
+
+@EXECUTORS.register("processes")
+def _processes(payloads: Sequence[_Payload], workers: int, threads: int):
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    workers, threads = _sizes(len(payloads), workers, threads)
+    for p in payloads:
+        p.threads = threads
+    # spawn: a fresh interpreter per worker (forking a process whose OpenMP pool is running can hang)
+    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
+        futures = {pool.submit(work, p): p for p in payloads}
+        for f in as_completed(futures):
+            yield futures[f], f.result()
+
+
+@EXECUTORS.register("ray")
+def _ray(payloads: Sequence[_Payload], workers: int, threads: int):
+    try:
+        import ray
+    except ImportError as exc:
+        raise ImportError('executor "ray" needs Ray: pip install -e ".[ray]" (or pick executor="processes")') from exc
+    if not ray.is_initialized():
+        ray.init(address=os.environ.get("RAY_ADDRESS") or None, include_dashboard=False, log_to_driver=False)
+    threads = threads or 1
+    gpu = str(payloads[0].settings.device).startswith("cuda") if payloads else False
+    remote = ray.remote(num_cpus=threads, num_gpus=1 if gpu else 0, max_retries=2)(work)
+    for p in payloads:
+        p.threads = threads
+    pending = {remote.remote(p): p for p in payloads}
+    while pending:
+        done, _ = ray.wait(list(pending), num_returns=1)
+        for ref in done:
+            yield pending.pop(ref), ray.get(ref)
+
+
+def executor_names() -> list[str]:
+    return EXECUTORS.names()
+
+
+def resolve_executor(name: str, device: str = "cpu", profile: str = "quick") -> str:
+    """``"auto"`` -> ``$KD_EXECUTOR`` if set, else ``serial`` on a GPU or at ``smoke`` (tiny runs:
+    a worker's start costs more than they take), else ``processes``. Other names are checked."""
+    if name == "auto":
+        name = os.environ.get("KD_EXECUTOR", "")
+        if not name:
+            return "serial" if device.startswith(("cuda", "mps")) or profile == "smoke" else "processes"
+    EXECUTORS.get(name)  # unknown name -> an error naming the valid ones
+    return name
+
+
+# ---------------------------------------------------------------- the API notebooks use
+def train_group(exp: Experiment, jobs: Iterable[Job], *, executor: str | None = None, workers: int | None = None,
+                threads: int | None = None, desc: str = "runs", read_back: bool = True,
+                force: bool = False) -> list[Run] | None:  # fmt: skip
+    """Train every job of a group (those not yet in the store) with the executor, then return
+    their runs in order, each read from the store by ``exp.train`` (and evaluated from the cache
+    when the job asks for it).
+
+    ``executor`` / ``workers`` / ``threads``: default ``exp.settings``' own. Progress: one bar
+    for the group (finished/total) and one event line per finished run. ``read_back=False``:
+    only train (the caller reads the runs itself); returns None. ``force=True`` (retrain even
+    stored runs) trains nothing here: the caller's own ``train(..., force=True)`` calls do, serially.
+    """
+    if force:
+        return None
+    jobs = list(jobs)
+    s = exp.settings
+    name = resolve_executor(executor or s.executor, str(exp.device), s.profile)
+    todo = [j for j in jobs if not exp.is_finished(j.train_kwargs(), j.evaluate)]
+    if todo and name != "serial":
+        _run_elsewhere(exp, todo, name, s.workers if workers is None else workers,
+                       s.threads if threads is None else threads, desc)  # fmt: skip
+    if not read_back:
+        return None
+    out = []
+    for j in jobs:
+        run = exp.train(**j.train_kwargs())
+        if j.evaluate is not None:
+            exp.evaluate(run, **j.evaluate)
+        out.append(run)
+    return out
+
+
+def _run_elsewhere(exp: Experiment, jobs: list[Job], name: str, workers: int, threads: int, desc: str) -> None:
+    from tqdm.auto import tqdm
+
+    # a teacher's logits over the training set are computed once here, not once per worker
+    for j in jobs:
+        if j.teacher is not None:
+            exp.teacher_logits_for(j.train_kwargs())
+    env = {k: v for k, v in os.environ.items() if k.startswith("KD_")}
+    payloads = [
+        _Payload(exp.settings.replace(progress=False), str(exp.store.root), exp.data_root and str(exp.data_root),
+                 _strip(j.train_kwargs()), _strip(j.evaluate), j.label, env=env)
+        for j in jobs
+    ]  # fmt: skip
+    events.emit(f"{desc}: {len(jobs)} runs on executor {name}")
+    bar = tqdm(total=len(payloads), desc=f"{desc} ({name})", disable=not exp.progress, leave=False)
+    try:
+        for p, (key, secs) in EXECUTORS.get(name)(payloads, workers, threads):
+            bar.update(1)
+            events.emit(f"  finished {p.label or key} ({bar.n}/{bar.total}) in {secs:.0f} s, run {key}")
+    finally:
+        bar.close()

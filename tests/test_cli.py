@@ -1,0 +1,95 @@
+"""``python -m kdutils run``: a failing notebook ends the batch with one line, the others still run."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+pytestmark = pytest.mark.notebook  # starts Jupyter kernels (seconds each)
+
+
+def _notebook(path: Path, cells: list[str]) -> None:
+    """A tiny notebook: a parameters cell the batch fills in, then ``cells``."""
+    params = 'profile = "quick"\noutput_dir = ""\nfigures_dir = ""'
+    nb = {
+        "cells": [{"cell_type": "code", "execution_count": None, "metadata": {"tags": ["parameters"]}, "outputs": [],
+                   "source": params}]
+        + [{"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [], "source": c} for c in cells],
+        "metadata": {"kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"},
+                     "language_info": {"name": "python"}},
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }  # fmt: skip
+    path.write_text(json.dumps(nb, indent=1))
+
+
+def _run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "KD_RUNS_ROOT": str(tmp_path / "runs"), "MPLBACKEND": "Agg"}
+    return subprocess.run(
+        [sys.executable, "-m", "kdutils", "run", "--profile", "smoke", "--out", str(tmp_path / "out"), *args],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+
+
+def test_failing_notebook_ends_with_one_line_and_the_batch_goes_on(tmp_path):
+    nbs = tmp_path / "nbs"
+    nbs.mkdir()
+    _notebook(nbs / "00_fails.ipynb", ["x = 1", "float('abc'[0])"])
+    _notebook(nbs / "01_works.ipynb", ["print('fine')"])
+    r = _run(tmp_path, "--notebooks", str(nbs))
+    out = tmp_path / "out" / "smoke"
+    lines = r.stdout.strip().splitlines()
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert lines[-1] == (
+        f"FAILED 00_fails, cell 3 (In [4]): ValueError: could not convert string to float: 'a' "
+        f"(executed copy: {out / '00_fails.ipynb'})"
+    ), r.stdout
+    assert (out / "01_works.ipynb").exists() and "01_works: " in r.stdout  # the batch went on
+    assert "Traceback" not in r.stdout + r.stderr
+    assert "without encryption" not in r.stderr, r.stderr
+
+
+def test_wrong_parameter_type_stops_in_the_setup_cell(tmp_path):
+    r = _run(tmp_path, "--only", "00", "-p", "temperatures=abc")
+    assert r.returncode == 1, r.stdout + r.stderr
+    last = r.stdout.strip().splitlines()[-1]
+    assert last.startswith(
+        "FAILED 00_kd_baseline, cell 3 (In [3]): ParameterError: parameter temperatures = 'abc' (str): "
+        "expected a non-empty list of positive numbers, e.g. [1.0, 2.0, 4.0] (executed copy: "
+    ), last
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir()), "nothing should have trained"
+
+
+def test_terminal_streams_training_and_the_set_aside_warning(tmp_path):
+    """What the kernel trains and warns reaches the batch's terminal, then the failure line."""
+    nbs = tmp_path / "nbs"
+    nbs.mkdir()
+    setup = (
+        "import kdutils as kd\n"
+        "c = kd.NotebookContext('00_streams', profile='smoke', seeds=1, output_dir=output_dir, "
+        "figures_dir=figures_dir, overrides={'teacher_epochs': 1, 'epochs': 1})"
+    )
+    train = "run = c['digits'].student('ce', seed=0)"
+    corrupt = "(c['digits'].store.path(run.key) / 'record.json').write_text('{not json')"
+    _notebook(nbs / "00_streams.ipynb", [setup, train, corrupt, train, "raise RuntimeError('stop here')"])
+    r = _run(tmp_path, "--notebooks", str(nbs))
+    out = r.stdout
+    lines = out.strip().splitlines()
+    assert r.returncode == 1, out + r.stderr
+    training = [ln for ln in lines if "training student" in ln]
+    assert len(training) == 2, out  # trained, then retrained after the record was set aside
+    assert any("epoch 1/1" in ln for ln in lines), out
+    warned = [ln for ln in lines if ln.strip().startswith("WARNING UserWarning: run ") and "set aside to" in ln]
+    assert len(warned) == 1 and "corrupt record" in warned[0], out
+    at = [i for i, ln in enumerate(lines) if "training student" in ln]
+    assert at[0] < lines.index(warned[0]) < at[1], out  # streamed as it happened, between the two
+    assert lines[-1].startswith("FAILED 00_streams, cell 6 (In [7]): RuntimeError: stop here (executed copy: "), out
+    runs = tmp_path / "runs"
+    assert len(list((runs / "_corrupt").iterdir())) == 1  # the broken record kept aside, not lost

@@ -1,0 +1,55 @@
+"""Devices: an unknown name or a device this machine lacks names the accepted names and what
+torch sees here (issue 10)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import kdutils as kd
+from kdutils import experiment
+
+
+@pytest.fixture
+def cpu_only(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    monkeypatch.setattr(experiment, "_mps", lambda: False)
+
+
+@pytest.fixture
+def one_gpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda i=0: "Some GPU")
+    monkeypatch.setattr(experiment, "_mps", lambda: False)
+
+
+def test_cuda_without_a_gpu_says_what_there_is(cpu_only):
+    with pytest.raises(kd.DeviceError, match=r"^device 'cuda' is not available: torch .* sees no CUDA GPU.*; "
+                       r"this machine has: cpu; use device='auto' or one of those$"):  # fmt: skip
+        kd.resolve_device("cuda")
+    with pytest.raises(kd.DeviceError, match=r"device 'mps' is not available: torch sees no Apple MPS device"):
+        kd.resolve_device("mps")
+    assert kd.resolve_device("auto") == torch.device("cpu") and kd.resolve_device(" CPU ") == torch.device("cpu")
+
+
+def test_unknown_device_names_the_accepted_ones(cpu_only):
+    for bad in ("gpu", "cuda:x", "", 0, None):
+        with pytest.raises(kd.DeviceError, match=r"^unknown device .*; accepted: auto, cpu, cuda, cuda:N, mps; "
+                           r"this machine has: cpu$"):  # fmt: skip
+            kd.resolve_device(bad)
+    assert issubclass(kd.DeviceError, kd.KDError)
+
+
+def test_a_gpu_index_beyond_the_machine(one_gpu):
+    assert kd.visible_devices() == ["cpu", "cuda:0 (Some GPU)"]
+    with pytest.raises(kd.DeviceError, match=r"device 'cuda:1' is not available: this machine has 1 CUDA GPU "
+                       r"\(cuda:0\); this machine has: cpu, cuda:0 \(Some GPU\)"):  # fmt: skip
+        kd.resolve_device("cuda:1")
+    assert kd.resolve_device("cuda:0") == torch.device("cuda:0")
+
+
+def test_an_experiment_on_a_missing_device_stops_before_loading(cpu_only):
+    with pytest.raises(kd.DeviceError, match="device 'cuda' is not available"):
+        kd.Experiment(kd.configure("smoke", device="cuda", progress=False))

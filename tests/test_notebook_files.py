@@ -1,0 +1,51 @@
+"""The notebooks as files: the kernelspec they store, and a set-up cell that checks every parameter."""
+
+from __future__ import annotations
+
+import ast
+import json
+from pathlib import Path
+
+import pytest
+
+import kdutils as kd
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+#: what the default kernel (ipykernel's own "python3") reports, so saving in JupyterLab changes nothing
+KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
+
+
+def _cells(nb: Path) -> tuple[str, str]:
+    """The parameters cell's source and the set-up cell's (the code cell right after it)."""
+    cells = json.loads(nb.read_text(encoding="utf-8"))["cells"]
+    i = next(i for i, c in enumerate(cells) if "parameters" in c.get("metadata", {}).get("tags", []))
+    assert cells[i + 1]["cell_type"] == "code"
+    return "".join(cells[i]["source"]), "".join(cells[i + 1]["source"])
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=[nb.stem for nb in NOTEBOOKS])
+def test_notebook_stores_the_default_kernelspec(nb):
+    assert json.loads(nb.read_text(encoding="utf-8"))["metadata"]["kernelspec"] == KERNELSPEC
+
+
+def test_make_lab_registers_no_other_kernel():
+    for line in (ROOT / "Makefile").read_text().splitlines():
+        if "ipykernel install" in line:
+            assert "--name python3" in line and "--display-name" not in line, line
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=[nb.stem for nb in NOTEBOOKS])
+def test_setup_cell_checks_every_parameter_first(nb):
+    params, setup = _cells(nb)
+    names = [t.id for node in ast.parse(params).body if isinstance(node, ast.Assign) for t in node.targets]
+    calls = [n for n in ast.walk(ast.parse(setup)) if isinstance(n, ast.Call) and ast.unparse(n.func) in
+             ("kd.check_parameters", "kd.NotebookContext", "kd.configure", "kd.Experiment")]  # fmt: skip
+    calls.sort(key=lambda n: (n.lineno, n.col_offset))
+    assert calls and ast.unparse(calls[0].func) == "kd.check_parameters", "check the parameters before using them"
+    checked = [k.arg for k in calls[0].keywords]
+    assert sorted(checked) == sorted(names), f"{nb.stem}: parameters not checked: {set(names) - set(checked)}"
+    assert all(ast.unparse(k.value) == k.arg for k in calls[0].keywords)
+    defaults: dict = {}
+    exec(params, {}, defaults)  # the stored defaults pass their own check
+    kd.check_parameters(**defaults)

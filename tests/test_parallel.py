@@ -1,0 +1,95 @@
+"""Groups of runs trained by an executor give the runs serial training gives, bit for bit (issue 11)."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pandas as pd
+import pytest
+import torch
+
+import kdutils as kd
+from kdutils.parallel import Job, resolve_executor, train_group
+
+SMOKE = dict(teacher_epochs=2, epochs=2, progress=False, device="cpu", threads=1, workers=2)
+
+
+def _group(exp: kd.Experiment, teacher: kd.Run) -> list[Job]:
+    s = exp.settings
+    jobs = [Job(m, seed, s.student_model, s.student_recipe, teacher=teacher, label=f"{m} s{seed}",
+                evaluate={"teacher": teacher, "robustness": False}) for m in ("ce", "kd", "kd+sr") for seed in (0, 1)]  # fmt: skip
+    sig = exp.teacher(method="ce+sr")  # a selection and a weighting that name a run travel as its key
+    jobs.append(Job("kd", 0, s.student_model, s.student_recipe, teacher=teacher, selection=kd.DropRandom(0.3, seed=0)))
+    jobs.append(Job("significance", 0, s.student_model, s.student_recipe, teacher=sig,
+                    weights=kd.SignificanceWeights(sig)))  # fmt: skip
+    return jobs
+
+
+def _train(tmp_path, executor: str):
+    exp = kd.Experiment(kd.configure("smoke", executor=executor, **SMOKE), kd.RunStore(tmp_path / executor))
+    teacher = exp.teacher()
+    runs = train_group(exp, _group(exp, teacher))
+    evals = [exp.evaluate(r, teacher, robustness=False) for r in runs]
+    return runs, evals
+
+
+def _same(a: list[kd.Run], b: list[kd.Run], ea: list[dict], eb: list[dict]) -> None:
+    assert [r.key for r in a] == [r.key for r in b]
+    for ra, rb, xa, xb in zip(a, b, ea, eb):
+        strip = lambda h: [{k: v for k, v in e.items() if k != "seconds"} for e in h]  # noqa: E731
+        assert strip(ra.history) == strip(rb.history), ra.key
+        sa, sb = ra.model.state_dict(), rb.model.state_dict()
+        assert all(torch.equal(sa[k], sb[k]) for k in sa), ra.key
+        assert torch.equal(ra.participation, rb.participation)
+        num = lambda e: {k: v for k, v in kd.scalar_metrics(e).items() if "seconds" not in k}  # noqa: E731
+        assert num(xa) == num(xb), ra.key
+
+
+def test_processes_give_the_serial_runs_bit_for_bit(tmp_path):
+    serial, es = _train(tmp_path, "serial")
+    assert not any(r.reused for r in serial)
+    pooled, ep = _train(tmp_path, "processes")
+    assert all(r.reused for r in pooled), "every run of the group should come from the workers, via the store"
+    _same(serial, pooled, es, ep)
+    # the workers also evaluated: the evaluation cache of each run is in the store
+    assert all(any(p.name.startswith("eval") for p in (tmp_path / "processes" / r.key).iterdir()) for r in pooled[:6])
+
+
+@pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason='Ray is optional: pip install -e ".[ray]"')
+def test_ray_gives_the_serial_runs_bit_for_bit(tmp_path):
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        serial, es = _train(tmp_path, "serial")
+        remote, er = _train(tmp_path, "ray")
+    finally:
+        ray.shutdown()
+    assert all(r.reused for r in remote)
+    _same(serial, remote, es, er)
+
+
+def test_executor_choice(monkeypatch):
+    monkeypatch.delenv("KD_EXECUTOR", raising=False)
+    assert resolve_executor("auto", "cpu", "quick") == "processes"
+    assert resolve_executor("auto", "cpu", "smoke") == "serial"
+    assert resolve_executor("auto", "cuda:0", "paper") == "serial"
+    monkeypatch.setenv("KD_EXECUTOR", "serial")
+    assert resolve_executor("auto", "cpu", "quick") == "serial"
+    with pytest.raises(kd.UnknownNameError, match="processes"):
+        resolve_executor("threads")
+
+
+def test_notebook_students_in_parallel_match_serial(tmp_path):
+    frames = {}
+    for executor in ("serial", "processes"):
+        ctx = kd.NotebookContext("99_parallel", profile="smoke", seeds=2, verbose=False, output_dir=tmp_path / executor,
+                                 overrides={"executor": executor, "teacher_epochs": 2, "epochs": 1, "threads": 1},
+                                 store=kd.RunStore(tmp_path / f"runs-{executor}"), progress=False)  # fmt: skip
+        t = ctx.teacher("digits", robustness=False)
+        ctx.students("digits", {"alone": "ce", "KD": "kd"}, t, robustness=False)
+        f = ctx.frame
+        f = f[~f.metric.str.contains("seconds")]
+        frames[executor] = f.sort_values(["method", "seed", "metric"]).reset_index(drop=True)
+    assert len(frames["serial"]) > 20
+    pd.testing.assert_frame_equal(frames["serial"], frames["processes"], check_exact=True)

@@ -1,0 +1,105 @@
+"""Seeds and notebook parameters: a bad value stops at once, naming the parameter, what it
+accepts and the value given (issue 10)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import kdutils as kd
+
+SEEDS_ALLOWED = re.escape(
+    "expected an int n >= 1 (seeds 0..n-1), 0 for the profile's default, "
+    "or a non-empty list of distinct non-negative ints such as [0, 1, 2]"
+)
+BAD_SEEDS = [[], -1, [0, -1], [1, 1], 1.5, "3", True, [0.5], [True]]
+
+
+# ---------------------------------------------------------------- seeds
+@pytest.mark.parametrize("seeds", BAD_SEEDS, ids=repr)
+def test_configure_rejects_bad_seeds_naming_what_is_allowed(seeds):
+    with pytest.raises(kd.ParameterError, match=r"^parameter seeds = .*: " + SEEDS_ALLOWED + "$"):
+        kd.configure("smoke", seeds=seeds)
+
+
+@pytest.mark.parametrize("seeds", BAD_SEEDS, ids=repr)
+def test_notebook_context_rejects_bad_seeds(seeds, tmp_path):
+    with pytest.raises(kd.ParameterError, match=r"^parameter seeds = .*: " + SEEDS_ALLOWED + "$"):
+        kd.NotebookContext("99_test", profile="smoke", seeds=seeds, output_dir=tmp_path, figures_dir=tmp_path)
+
+
+def test_the_seeds_that_are_allowed():
+    assert kd.configure("smoke").seeds == (0, 1)  # the profile's default
+    assert kd.configure("smoke", seeds=0).seeds == (0, 1)
+    assert kd.configure("smoke", seeds=3).seeds == (0, 1, 2)
+    assert kd.configure("smoke", seeds=[4, 2]).seeds == (4, 2)
+    assert kd.configure("smoke", seeds=(np.int64(5),)).seeds == (5,)
+    assert kd.configure("smoke", seeds=np.int64(1)).seeds == (0,)
+
+
+def test_a_negative_seed_stops_a_run_too(store):
+    exp = kd.Experiment(kd.configure("smoke", progress=False, device="cpu"), store)
+    with pytest.raises(kd.ParameterError, match=r"parameter seed = -1 \(int\): expected a non-negative int"):
+        exp.student("ce", seed=-1)
+    assert store.keys() == []
+
+
+# ---------------------------------------------------------------- notebook parameters
+@pytest.mark.parametrize(
+    "name, value, expected",
+    [
+        ("temperatures", "abc", "a non-empty list of positive numbers, e.g. [1.0, 2.0, 4.0]"),
+        ("temperatures", [], "a non-empty list of positive numbers"),
+        ("temperatures", [1.0, -2.0], "a non-empty list of positive numbers"),
+        ("prune_fractions", [0.1, 1.0], "a list of numbers in [0, 1)"),
+        ("prune_fractions", "0.1", "a list of numbers in [0, 1)"),
+        ("weighting", "min", "one of the significance weightings 'max', 'epochs', 'sqrt'"),
+        ("fixed_threshold_teacher", "yes", "True, False or 'auto'"),
+        ("ablations", "no", "True or False"),
+        ("force", "False", "True or False"),
+        ("progress", 1, "True or False"),
+        ("datasets", "mnist", "a list of dataset names such as ['mnist'] ("),
+        ("datasets", ["mnsit"], "a list of dataset names such as ['mnist'] ("),
+        ("dataset", "mnsit", "a dataset name ("),
+        ("profile", "fast", "one of 'smoke', 'quick', 'paper'"),
+        ("overrides", "epochs=5", "a dict of kdutils.configure overrides, e.g. {'epochs': 5}"),
+        ("output_dir", 3, "a folder path"),
+        ("figures_dir", None, "a folder path"),
+        ("device", "gpu", "one of auto, cpu, cuda, cuda:N, mps"),
+    ],
+)
+def test_check_parameters_names_the_parameter_the_type_and_the_value(name, value, expected):
+    with pytest.raises(kd.ParameterError) as info:
+        kd.check_parameters(**{name: value})
+    msg = str(info.value)
+    assert msg.startswith(f"parameter {name} = {value!r} ({type(value).__name__}): expected "), msg
+    assert expected in msg and "\n" not in msg
+
+
+def test_check_parameters_seeds_and_overrides():
+    with pytest.raises(kd.ParameterError, match=r"^parameter seeds = \[\] \(list\): " + SEEDS_ALLOWED):
+        kd.check_parameters(seeds=[])
+    with pytest.raises(kd.UnknownNameError, match=r"unknown override 'epoch'; valid choices: .*epochs"):
+        kd.check_parameters(overrides={"epoch": 3})
+
+
+def test_check_parameters_accepts_good_values_and_asks_for_a_rule_for_new_names():
+    kd.check_parameters(
+        profile="smoke", dataset="", datasets=["digits", "image_folder:/somewhere"], seeds=[0, 2], device="cuda:1",
+        temperatures=[1, 2.5], prune_fractions=[], weighting="sqrt", fixed_threshold_teacher="auto",
+        ablations=False, overrides={"epochs": 2}, output_dir="", figures_dir=Path("x"), force=True, progress=False,
+    )  # fmt: skip
+    with pytest.raises(TypeError, match="no rule for parameter 'width'"):
+        kd.check_parameters(width=3)
+    kd.check_parameters(rules={"width": ("a positive int", lambda v: isinstance(v, int) and v > 0)}, width=3)
+    with pytest.raises(kd.ParameterError, match=r"parameter width = 0 \(int\): expected a positive int"):
+        kd.check_parameters(rules={"width": ("a positive int", lambda v: isinstance(v, int) and v > 0)}, width=0)
+
+
+def test_notebook_context_wants_a_list_of_datasets(tmp_path):
+    with pytest.raises(kd.ParameterError, match=r"parameter datasets = 'digits' \(str\): expected a list of dataset "
+                       r"names such as \['digits'\]"):  # fmt: skip
+        kd.NotebookContext("99_test", profile="smoke", datasets="digits", output_dir=tmp_path, figures_dir=tmp_path)
