@@ -4,6 +4,9 @@
   a couple of epochs. Used by the tests.
 * ``quick``: minutes per notebook on 2 CPU cores, on the real small datasets (MNIST,
   Fashion-MNIST, a CIFAR-10 subset). The default when a person opens a notebook.
+* ``full``: the small datasets trained to convergence on a CPU (20 epochs, cosine schedule:
+  the students' validation accuracy has plateaued, which every notebook checks and reports),
+  3 seeds; about an hour per notebook and dataset on 2 cores with the worker pool.
 * ``paper``: the paper's protocol as far as it is known; meant for a GPU.
 
 :func:`configure` turns (profile, dataset, overrides) into one :class:`Settings`
@@ -22,7 +25,7 @@ from .errors import ParameterError, UnknownNameError
 from .recipe import Recipe
 from .registry import check_choice
 
-PROFILES = ("smoke", "quick", "paper")
+PROFILES = ("smoke", "quick", "full", "paper")
 
 #: per dataset: the teacher/student pair, the base recipe, the attack budgets.
 #: Source of every choice: shared/papers/cckd.md (MNIST, Fashion-MNIST, CIFAR-10, [ours]
@@ -63,6 +66,15 @@ _SIZES: dict[str, dict[str, dict[str, Any]]] = {
                         val_subset=2000, attack_samples=200, pgd_steps=5, student_augment=False,
                         ablation_teachers=False),
     },
+    "full": {
+        # converged students on a CPU: 20 epochs of the cosine recipe (the quick students are 4-7
+        # points short on Fashion-MNIST); larger attack samples for tighter robustness numbers
+        "*": dict(teacher_epochs=20, student_epochs=20, seeds=3, train_subset=None, test_subset=None, val_subset=None,
+                  attack_samples=1000, pgd_steps=20),
+        # the same 10k / 2k / 2k subset as quick, three seeds, every teacher
+        "cifar10": dict(teacher_epochs=30, student_epochs=20, train_subset=10000, test_subset=2000, val_subset=2000,
+                        attack_samples=500, student_augment=False),
+    },
     "paper": {
         "*": dict(teacher_epochs=100, student_epochs=100, seeds=5, train_subset=None, test_subset=None, val_subset=None,
                   attack_samples=2000, pgd_steps=20),
@@ -71,7 +83,7 @@ _SIZES: dict[str, dict[str, dict[str, Any]]] = {
     },
 }  # fmt: skip
 
-DEFAULT_DATASET = {"smoke": "digits", "quick": "fashion_mnist", "paper": "fashion_mnist"}
+DEFAULT_DATASET = {"smoke": "digits", "quick": "fashion_mnist", "full": "fashion_mnist", "paper": "fashion_mnist"}
 
 
 @dataclass(frozen=True)

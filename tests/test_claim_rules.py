@@ -164,6 +164,9 @@ def test_checked_row_has_the_rule_level_profile_and_convergence():
 def test_convergence():
     rising = [{"epoch": 1, "val_acc": 0.80}, {"epoch": 2, "val_acc": 0.85}, {"epoch": 3, "val_acc": 0.88}]
     flat = [{"epoch": e, "val_acc": v} for e, v in enumerate((0.80, 0.90, 0.902, 0.903), 1)]
-    assert claims.convergence([rising, rising]).startswith("no (val acc +8.0 points over the last 2 of 3 epochs")
-    assert claims.convergence([flat]).startswith("plateau")
+    assert claims.convergence([rising, rising]) == "no (val acc +3.0 points over the last 1 of 3 epochs)"
+    assert claims.convergence([flat]) == "plateau (val acc +0.1 points over the last 1 of 4 epochs)"
+    twenty = [{"epoch": e, "val_acc": 0.80 + 0.001 * e} for e in range(1, 21)]  # +0.4 points over the last 4
+    assert claims.convergence([twenty]) == "no (val acc +0.4 points over the last 4 of 20 epochs)"
+    assert claims.convergence([twenty], tol=0.005).startswith("plateau")
     assert claims.convergence([[{"epoch": 1, "val_acc": 0.5}]]).startswith("unknown")

@@ -64,7 +64,7 @@ def test_a_negative_seed_stops_a_run_too(store):
         ("datasets", "mnist", "a list of dataset names such as ['mnist'] ("),
         ("datasets", ["mnsit"], "a list of dataset names such as ['mnist'] ("),
         ("dataset", "mnsit", "a dataset name ("),
-        ("profile", "fast", "one of 'smoke', 'quick', 'paper'"),
+        ("profile", "fast", "one of 'smoke', 'quick', 'full', 'paper'"),
         ("overrides", "epochs=5", "a dict of kdutils.configure overrides, e.g. {'epochs': 5}"),
         ("output_dir", 3, "a folder path"),
         ("figures_dir", None, "a folder path"),
