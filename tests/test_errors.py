@@ -17,7 +17,7 @@ import kdutils as kd
             lambda: kd.create_method("hinton"),
             r"unknown method 'hinton'; valid choices: cckd_l, cckd_t, ce, kd, significance, sr",
         ),
-        (lambda: kd.configure("fast"), r"unknown profile 'fast'; valid choices: paper, quick, smoke"),
+        (lambda: kd.configure("fast"), r"unknown profile 'fast'; valid choices: full, paper, quick, smoke"),
         (lambda: kd.configure("smoke", "imagenet21k"), r"unknown dataset 'imagenet21k'"),
         (lambda: kd.configure("smoke", epoch=3), r"unknown override 'epoch'; valid choices: .*epochs"),
         (
@@ -39,7 +39,7 @@ def test_unknown_name_error_is_also_a_key_error():
 
 def test_cli_rejects_unknown_profile_and_notebook():
     r = subprocess.run([sys.executable, "-m", "kdutils", "run", "--profile", "fast"], capture_output=True, text=True)
-    assert r.returncode == 2 and "valid choices: paper, quick, smoke" in r.stderr
+    assert r.returncode == 2 and "valid choices: full, paper, quick, smoke" in r.stderr
     r = subprocess.run([sys.executable, "-m", "kdutils", "run", "--only", "99_nothing"], capture_output=True, text=True)
     assert r.returncode == 2 and "00_kd_baseline" in r.stderr
 
