@@ -2,9 +2,9 @@
 
 Executes the notebooks with papermill into ``<out>/<profile>/`` (default ``outputs/``), one
 ``results.csv`` beside each executed notebook, then prints a short summary. Figures go to
-``figures/<notebook>/`` at the ``quick`` profile (the committed gallery) and to
-``<out>/<profile>/figures/<notebook>/`` at any other, so a smoke batch never overwrites the
-gallery (``--figures DIR``: ``DIR/<notebook>/`` at every profile). Finished runs are reused
+``figures/<notebook>/`` at ``quick`` and ``figures/<notebook>/full/`` at ``full`` (the committed
+gallery) and to ``<out>/<profile>/figures/<notebook>/`` at ``smoke`` and ``paper``, so a smoke
+batch never overwrites the gallery (``--figures DIR``: ``DIR/<notebook>/`` at every profile). Finished runs are reused
 from the run store, so a second batch only re-evaluates notebooks (seconds, not minutes).
 
 A notebook that fails does not stop the batch: the others run, and the batch ends with one
@@ -169,8 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument(
         "--figures",
         default=None,
-        help="figures folder, DIR/<notebook>/ (default: figures/<notebook>/ at quick, the committed gallery; "
-        "<out>/<profile>/figures/<notebook>/ at any other profile)",
+        help="figures folder, DIR/<notebook>/ (default: the committed gallery at quick and full, figures/<notebook>/[full/]; "
+        "<out>/<profile>/figures/<notebook>/ at smoke and paper)",
     )
     r.add_argument("--notebooks", default=None, help="folder of the notebooks (default <project>/notebooks)")
     r.add_argument(

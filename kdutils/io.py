@@ -51,19 +51,21 @@ def default_runs_root() -> Path:
     return Path(env).expanduser() if env else project_root() / "runs"
 
 
-#: the profile whose figures are committed (the README's gallery, ``figures/<notebook>/``)
-GALLERY_PROFILE = "quick"
+#: the profiles whose figures are committed (the README's gallery): quick in figures/<notebook>/,
+#: full (converged students) in figures/<notebook>/full/
+GALLERY = {"quick": "", "full": "full"}
 
 
 def default_figures_dir(notebook: str, profile: str, outputs: Path | None = None) -> Path:
     """Where a notebook's figures go when no folder is given.
 
-    ``figures/<notebook>`` for the gallery's profile (``quick``: the committed figures), else
-    ``<outputs>/<profile>/figures/<notebook>`` (``outputs`` defaults to ``<project>/outputs``),
-    so a ``smoke`` or ``paper`` batch never overwrites the gallery.
+    ``figures/<notebook>`` at ``quick`` and ``figures/<notebook>/full`` at ``full`` (the
+    committed gallery), else ``<outputs>/<profile>/figures/<notebook>`` (``outputs`` defaults to
+    ``<project>/outputs``), so a ``smoke`` or ``paper`` batch never touches the gallery.
     """
-    if profile == GALLERY_PROFILE:
-        return project_root() / "figures" / notebook
+    if profile in GALLERY:
+        folder = project_root() / "figures" / notebook
+        return folder / GALLERY[profile] if GALLERY[profile] else folder
     return (Path(outputs) if outputs is not None else project_root() / "outputs") / profile / "figures" / notebook
 
 

@@ -9,6 +9,7 @@ from kdutils.__main__ import figures_folder
 def test_only_the_gallery_profile_writes_the_committed_figures(tmp_path):
     root = kd.project_root()
     assert kd.default_figures_dir("00_x", "quick") == root / "figures" / "00_x"
+    assert kd.default_figures_dir("00_x", "full") == root / "figures" / "00_x" / "full"
     assert kd.default_figures_dir("00_x", "smoke") == root / "outputs" / "smoke" / "figures" / "00_x"
     assert kd.default_figures_dir("00_x", "paper") == root / "outputs" / "paper" / "figures" / "00_x"
     # the batch (python -m kdutils run / make reproduce): --out moves the non-gallery figures with it
