@@ -10,7 +10,7 @@ Notebooks import everything from here::
     metrics = exp.evaluate(student, teacher)
 """
 
-from . import claims, losses, metrics
+from . import claims, correlation, losses, metrics
 from .data import DATASETS, ImageData, Split, dataset_names, load_dataset, make_split
 from .errors import (
     CorruptRecordError,
@@ -71,7 +71,7 @@ from .train import fit
 __version__ = "0.1.0"
 
 __all__ = [
-    "losses", "metrics", "DATASETS", "ImageData", "Split", "data_root", "dataset_names", "load_dataset",
+    "losses", "correlation", "metrics", "DATASETS", "ImageData", "Split", "data_root", "dataset_names", "load_dataset",
     "make_split", "project_root", "CorruptRecordError", "DatasetMissingError", "KDError", "NonFiniteLossError",
     "UnknownNameError", "Experiment", "Run", "environment", "resolve_device", "scalar_metrics", "METHODS",
     "EVALUATIONS", "EvalContext", "attack_protocol", "describe_attack_protocol", "evaluation_names",

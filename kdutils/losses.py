@@ -4,6 +4,9 @@ Notation: ``z_s`` student logits (B, C), ``z_t`` teacher logits (B, C), ``y`` in
 labels (B,), ``tau`` the temperature. Every function returns a (B,) tensor; the
 trainer reduces it (a weighted mean over the samples that take part), so a gate or a
 per-sample weight never needs a loss of its own.
+
+The correlation losses of DIST and CMKD (Pearson, soft ranks, Spearman, difficulty weights and
+DIST's batch-level intra-class term) are in :mod:`kdutils.correlation`.
 """
 
 from __future__ import annotations

@@ -18,6 +18,10 @@ alexnet           conv 48-128-192-192-128 + BN, FC 512-256 (32x32 input)       d
 alexnet_half      every width halved: conv 24-64-96-96-64, FC 256-128          cckd.md [ours sizes]
 resnetN           CIFAR ResNet (He 2016), widths 16-32-64, N in 8/14/20/32/44/56/110   CRD benchmark
 resnet8x4/32x4    CIFAR ResNet with widths 64-128-256 (stem 32)                 CRD benchmark
+wrn_D_k           Wide ResNet, pre-activation blocks, widths 16k-32k-64k;      CRD benchmark
+                  D-k in 16-1, 16-2, 40-1, 40-2
+vggN              VGG with BN, N in 8/11/13/16/19, 5 conv stages 64-512,        CRD benchmark
+                  global average pool, one FC (32x32 input)
 ================  ==========================================================  ========
 """
 
@@ -226,3 +230,108 @@ for _d in (8, 14, 20, 32, 44, 56, 110):
     _register_resnet(f"resnet{_d}", _d, (16, 16, 32, 64))
 _register_resnet("resnet8x4", 8, (32, 64, 128, 256))
 _register_resnet("resnet32x4", 32, (32, 64, 128, 256))
+
+
+# ---------------------------------------------------------------- Wide ResNets and VGG (CRD benchmark)
+# The architectures of the CRD/RepDistiller CIFAR-100 benchmark (Tian et al., ICLR 2020; used by DIST
+# and CMKD); parameter counts match its published ones (tests/test_cmkd_models.py). Initialisation is
+# PyTorch's default, as for the ResNets above, not the benchmark code's He / N(0, 0.01) init [ours].
+
+
+class WideBlock(nn.Module):
+    """Pre-activation basic block of a Wide ResNet: BN-ReLU-conv3x3-BN-ReLU-conv3x3 plus the
+    shortcut (identity when the width is kept, else a 1x1 conv on the pre-activated input)."""
+
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__()
+        self.bn1 = nn.BatchNorm2d(cin)
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.shortcut = None if cin == cout else nn.Conv2d(cin, cout, 1, stride, 0, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pre = F.relu(self.bn1(x))
+        out = self.conv2(F.relu(self.bn2(self.conv1(pre))))
+        return out + (x if self.shortcut is None else self.shortcut(pre))
+
+
+class WideResNet(nn.Module):
+    """WRN-depth-k (Zagoruyko and Komodakis 2016) as in the CRD/RepDistiller benchmark: stem conv 16,
+    3 stages of ``(depth - 4) / 6`` :class:`WideBlock` of widths 16k, 32k, 64k (strides 1, 2, 2),
+    BN-ReLU, global average pool, FC. ``(B, C, 32, 32) -> (B, classes)`` (feature maps 32, 16, 8).
+    """
+
+    def __init__(self, depth: int, widen: int, num_classes: int, in_channels: int):
+        super().__init__()
+        if (depth - 4) % 6 != 0:
+            raise ValueError(f"Wide ResNet depth must be 6n + 4, got {depth}")
+        n = (depth - 4) // 6
+        widths = (16, 16 * widen, 32 * widen, 64 * widen)
+        self.stem = nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False)
+        layers, cin = [], widths[0]
+        for stage, cout in enumerate(widths[1:]):
+            for i in range(n):
+                layers.append(WideBlock(cin, cout, 2 if (stage > 0 and i == 0) else 1))
+                cin = cout
+        self.layers = nn.Sequential(*layers)
+        self.head = nn.Sequential(
+            nn.BatchNorm2d(cin), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, num_classes)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.layers(self.stem(x)))
+
+
+def _register_wrn(depth: int, widen: int) -> None:
+    def factory(num_classes: int, in_channels: int, input_size: int) -> nn.Module:
+        return WideResNet(depth, widen, num_classes, in_channels)
+
+    factory.__doc__ = (
+        f"WRN-{depth}-{widen} (CRD benchmark): stem 16, {(depth - 4) // 6} blocks per stage of widths "
+        f"{16 * widen}-{32 * widen}-{64 * widen} on feature maps 32, 16, 8; ``(B, C, 32, 32) -> (B, classes)``."
+    )
+    MODELS.register(f"wrn_{depth}_{widen}")(factory)
+
+
+for _d, _k in ((16, 1), (16, 2), (40, 1), (40, 2)):
+    _register_wrn(_d, _k)
+
+#: VGG stages (conv widths per stage) of the CRD/RepDistiller benchmark's CIFAR VGGs
+VGG_STAGES: dict[str, tuple[tuple[int, ...], ...]] = {
+    "vgg8": ((64,), (128,), (256,), (512,), (512,)),
+    "vgg11": ((64,), (128,), (256, 256), (512, 512), (512, 512)),
+    "vgg13": ((64, 64), (128, 128), (256, 256), (512, 512), (512, 512)),
+    "vgg16": ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512)),
+    "vgg19": ((64, 64), (128, 128), (256, 256, 256, 256), (512, 512, 512, 512), (512, 512, 512, 512)),
+}
+
+
+def _vgg(stages: tuple[tuple[int, ...], ...], num_classes: int, in_channels: int, input_size: int) -> nn.Module:
+    layers: list[nn.Module] = []
+    cin = in_channels
+    for s, widths in enumerate(stages):
+        for w in widths:
+            layers += [nn.Conv2d(cin, w, 3, padding=1), nn.BatchNorm2d(w), nn.ReLU()]
+            cin = w
+        if s < 3 or (s == 3 and input_size >= 64):  # 32 -> 16 -> 8 -> 4 (a fourth pool for 64x64 input)
+            layers.append(nn.MaxPool2d(2))
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, num_classes)]
+    return nn.Sequential(*layers)
+
+
+def _register_vgg(name: str) -> None:
+    def factory(num_classes: int, in_channels: int, input_size: int) -> nn.Module:
+        return _vgg(VGG_STAGES[name], num_classes, in_channels, input_size)
+
+    factory.__doc__ = (
+        f"{name} with BN (CRD benchmark's {name}_bn): 5 stages of conv3x3 (bias)-BN-ReLU, widths "
+        f"{VGG_STAGES[name]}, 2x2 max-pool after stages 1-3 (feature maps 32, 16, 8, 4, 4; a fourth pool for "
+        "64x64 input), global average pool, one FC 512 -> classes (CRD's classifier). "
+        "``(B, C, 32, 32) -> (B, classes)``."
+    )
+    MODELS.register(name)(factory)
+
+
+for _name in VGG_STAGES:
+    _register_vgg(_name)

@@ -1,0 +1,50 @@
+"""DIST: knowledge distillation from a stronger teacher by correlation (Huang et al., NeurIPS 2022).
+
+Public code ``hunto/DIST_KD`` [public]; the baseline and the Pearson part of CMKD
+(``papers/cmkd.md``). Losses in :mod:`kdutils.correlation`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .. import correlation, losses
+from .base import Batch, Method, Terms, register_method
+
+
+@register_method("dist")
+@dataclass
+class DIST(Method):
+    """``loss = ce_weight CE + beta L_inter + gamma L_intra`` [public]:
+
+    * ``L_inter = tau^2 (1 - mean_i rho(P_S[i, :], P_T[i, :]))``, given per sample
+      (:func:`kdutils.correlation.dist_inter`), so the trainer's mean over the rows that take
+      part is DIST's mean;
+    * ``L_intra = tau^2 (1 - mean_j rho(P_S[:, j], P_T[:, j]))``, a batch term computed over the
+      rows that take part only (:func:`kdutils.correlation.dist_intra`).
+
+    Defaults: DIST's CIFAR-100 setting [public], tau = 4 and ``CE + 2 (L_inter + L_intra)``,
+    written as beta = gamma = 2 (DIST's loss module has beta = gamma = 1 and a loss weight 2).
+    DIST trains with batch 64 and drops the last partial batch (``Recipe(drop_last=True)``),
+    since the intra-class term depends on the batch.
+    """
+
+    tau: float = 4.0
+    beta: float = 2.0
+    gamma: float = 2.0
+    ce_weight: float = 1.0
+
+    def __call__(self, b: Batch) -> Terms:
+        z_s, z_t = b.logits, b.teacher_logits
+        ce = losses.cross_entropy(z_s, b.y)
+        lp = correlation.pearson_distance(z_s, z_t, self.tau)
+        per = self.ce_weight * ce + self.beta * self.tau * self.tau * lp
+
+        def batch(mask: torch.Tensor) -> torch.Tensor:
+            return self.gamma * correlation.dist_intra(z_s[mask], z_t[mask], self.tau)
+
+        with torch.no_grad():  # diagnostic: over the whole batch, before any gate
+            intra = correlation.dist_intra(z_s, z_t, self.tau) / (self.tau * self.tau)
+        return Terms(per_sample=per, batch=batch, parts={"ce": ce.detach(), "pearson": lp.detach(), "intra": intra})
