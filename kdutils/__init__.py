@@ -10,7 +10,7 @@ Notebooks import everything from here::
     metrics = exp.evaluate(student, teacher)
 """
 
-from . import claims, correlation, losses, metrics
+from . import claims, correlation, losses, metrics, pairs
 from .data import DATASETS, ImageData, Split, dataset_names, load_dataset, make_split
 from .errors import (
     CorruptRecordError,
@@ -53,6 +53,7 @@ from .results import (
     claim_row,
     claims_frame,
     compare,
+    curve_slopes,
     format_mean_std,
     format_values,
     holm,
@@ -62,6 +63,7 @@ from .results import (
     paired_interval,
     read_results,
     sign_flip_pvalue,
+    slope_table,
     summarize,
 )
 from .selection import SELECTIONS, DropLeastSignificant, DropRandom, Selection, SignificanceWeights, Weighting
@@ -84,5 +86,5 @@ __all__ = [
     "default_figures_dir", "check_parameters", "EXECUTORS", "Job", "executor_names", "train_group",
     "DEFAULT_LEVEL", "Interval", "Verdict", "best_of_many", "claim_all", "claim_better", "claim_mean_above",
     "claim_mean_below", "claim_non_inferior", "claim_row", "format_mean_std", "format_values", "holm", "mean_interval",
-    "mean_std_cells", "paired_interval", "sign_flip_pvalue",
+    "mean_std_cells", "paired_interval", "sign_flip_pvalue", "pairs", "curve_slopes", "slope_table",
 ]  # fmt: skip

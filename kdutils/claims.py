@@ -26,6 +26,13 @@ Rules
   names the epsilon and the number per dataset).
 * :func:`significance_pruning`: [ours] dropping the least significant k % beats dropping a
   random k % at every k (claim_better per k, all must hold).
+* :func:`better_each`: each named comparison better (superiority, interval above ``by``); CMKD
+  against KD and DIST, KD+CMKD against KD, CMKD's rank agreement against KD's.
+* :func:`steeper`: one stronger-teacher curve steeper than another (the per-seed slopes of
+  :func:`kdutils.results.curve_slopes`, paired by seed).
+* :func:`only_at`: a claim about one dataset at one profile (e.g. "state of the art on
+  CIFAR-100"), *not testable* elsewhere: a computed verdict, never a typed one; :func:`skipped`
+  when the experiment behind a claim was switched off.
 * :func:`convergence`: whether the students' validation accuracy still rose at the end.
 
 Exploration (the best of many comparisons) goes through :func:`kdutils.results.best_of_many`
@@ -42,6 +49,7 @@ import numpy as np
 
 from .results import (
     DEFAULT_LEVEL,
+    NOT_TESTABLE,
     Verdict,
     claim_all,
     claim_better,
@@ -49,12 +57,14 @@ from .results import (
     claim_mean_below,
     claim_non_inferior,
     claim_row,
+    curve_slopes,
 )  # fmt: skip
 
 __all__ = [
     "NON_INFERIORITY_MARGIN", "DATA_SAVING", "RETENTION_THRESHOLD", "ROBUST_CLAIMS", "Checked", "all_of",
     "non_inferior_each", "data_efficiency", "data_efficient_each", "data_efficient_and_non_inferior",
-    "retention_above", "robust_setting", "robust_margin", "significance_pruning", "convergence",
+    "retention_above", "robust_setting", "robust_margin", "significance_pruning", "convergence", "better_each",
+    "steeper", "only_at", "skipped",
 ]  # fmt: skip
 
 #: non-inferiority margin, raw units (1 point of accuracy) [ours, papers/README.md]
@@ -79,10 +89,14 @@ class Checked:
 
     verdict: Verdict
     parts: Mapping[str, Verdict] = field(default_factory=dict)
+    #: the "measured" text when there are no numbers to show (e.g. :func:`only_at` elsewhere)
+    note: str = ""
 
     @property
     def measured(self) -> str:
         """The numbers behind the verdict: each part's estimate and interval (and verdict, with several)."""
+        if self.note:
+            return self.note
         if len(self.parts) <= 1:
             return self.verdict.describe()
         return "; ".join(f"{name}: {v.describe()} ({v.verdict})" for name, v in self.parts.items())
@@ -133,6 +147,64 @@ def non_inferior_each(pairs: Mapping[str, tuple[Sequence[float], Sequence[float]
     rule = (f"each of {', '.join(pairs)} non-inferior: paired t, {_pct(level)} interval of the accuracy "
             f"difference above -{_points(margin)} (margin [ours]); all must hold")  # fmt: skip
     return all_of(parts, rule)
+
+
+def better_each(pairs: Mapping[str, tuple[Sequence[float], Sequence[float]]], *, by: float = 0.0,
+                level: float = DEFAULT_LEVEL, what: str = "accuracy", scale: float = 100.0,
+                unit: str = " points") -> Checked:  # fmt: skip
+    """Each ``name: (a, b)`` better than ``by`` (``a - b`` paired by seed); all must hold.
+
+    Names read like "CMKD vs KD". Per part :func:`kdutils.results.claim_better`: the paired t
+    interval of ``a - b`` at ``level`` above ``by`` holds, below it does not. ``what`` names the
+    quantity in the rule; ``scale`` / ``unit`` shape the text (``scale=1, unit=""`` for a
+    correlation).
+    """
+    if not pairs:
+        raise ValueError("better_each needs at least one comparison")
+    parts = {name: claim_better(a, b, by=by, level=level, label=name.replace(" vs ", " - "), scale=scale, unit=unit)
+             for name, (a, b) in pairs.items()}  # fmt: skip
+    rule = (f"each of {', '.join(pairs)} better: paired t, {_pct(level)} interval of the {what} difference "
+            f"above {by * scale:g}{unit}; all must hold")  # fmt: skip
+    return all_of(parts, rule)
+
+
+def steeper(x: Sequence[float], a: Sequence[Sequence[float]], b: Sequence[Sequence[float]], *, name_a: str = "a",
+            name_b: str = "b", level: float = DEFAULT_LEVEL) -> Checked:  # fmt: skip
+    """Is curve ``a`` steeper than curve ``b``? Their per-seed slopes, paired by seed.
+
+    ``x``: one value per point (each teacher's accuracy); ``a[k]`` and ``b[k]``: the two
+    methods' values per seed at point ``k`` (:func:`kdutils.results.curve_slopes`). Holds when
+    the paired t interval (two-sided at ``level``) of ``slope_a - slope_b`` lies above 0, does
+    not hold when it lies below 0; *not testable* with one seed. A slope is in points of the
+    student per point of the teacher.
+    """
+    sa, sb = curve_slopes(x, a), curve_slopes(x, b)
+    label = f"slope({name_a}) - slope({name_b})"
+    v = claim_better(sa, sb, by=0.0, level=level, label=label, scale=1.0, unit=" (points per teacher point)")
+    return Checked(v, {label: v})
+
+
+def skipped(reason: str, *, claim: str = "the claim") -> Checked:
+    """*not testable*: the experiment behind ``claim`` did not run (``reason``, e.g. a notebook parameter)."""
+    v = Verdict(NOT_TESTABLE, math.nan, math.nan, math.nan, DEFAULT_LEVEL, 0, math.nan, f"not run: {reason}")
+    return Checked(v, {}, note=f"not measured: {reason}")
+
+
+def only_at(checked: Checked | None, *, profile: str, dataset: str, where: Iterable[tuple[str, str]],
+            claim: str = "the claim") -> Checked:  # fmt: skip
+    """``checked`` where ``(profile, dataset)`` is one of ``where``; elsewhere *not testable*.
+
+    For a claim about one dataset and protocol (CMKD's "state of the art on CIFAR-100"): a
+    faster profile or another dataset cannot test it, and the table says so with a computed
+    verdict. ``checked`` may be None where it is not testable (nothing to compute).
+    """
+    where = [tuple(w) for w in where]
+    if (profile, dataset) in where and checked is not None:
+        return checked
+    at = " or ".join(f"{d} at the {p} profile" for p, d in where)
+    rule = f"testable only on {at}"
+    v = Verdict(NOT_TESTABLE, math.nan, math.nan, math.nan, DEFAULT_LEVEL, 0, math.nan, rule)
+    return Checked(v, {}, note=f"not measured: {claim} is about {at}; this run is {dataset} at the {profile} profile")
 
 
 # --------------------------------------------------------------------------- data usage

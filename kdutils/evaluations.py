@@ -35,6 +35,10 @@ registration order; ``kd.scalar_metrics(ev)`` keeps its numbers.
 * ``data_usage``: sample_epochs, data_usage, seconds_per_epoch (read from the run)
 * ``agreement`` (teacher): agreement, kl_teacher_student on the test set
 * ``retention`` (teacher): mu_s/mu_f on the training and the test set
+* ``rank_agreement`` (teacher): the per-test-sample Spearman correlation of the student's and
+  the teacher's class rankings (:func:`kdutils.metrics.rank_correlation`, CMKD's motivating
+  measurement): ``rank_spearman_mean``, ``rank_spearman_median`` and ``rank_spearman_hist``
+  (its histogram over [-1, 1], :data:`RANK_BINS` bins, for the distribution plot)
 * ``robustness``: FGSM and PGD curves, ``robustness`` (attack -> list over epsilons) and
   ``robust_<attack>@<eps>``; every attack setting is in :func:`attack_protocol`, which
   notebooks print next to the results (:func:`describe_attack_protocol`).
@@ -324,6 +328,24 @@ def _retention(ctx: EvalContext) -> dict[str, Any]:
         r = M.retention(ctx.teacher_logits(part), ctx.logits(part), y)
         out[f"mu_s_{part}"], out[f"mu_f_{part}"] = r["mu_s"], r["mu_f"]
     return out
+
+
+#: bins of the rank-agreement histogram over [-1, 1] (width 0.05)
+RANK_BINS = 40
+
+
+def _rank_config(settings: "Settings") -> dict:
+    return {**which_test_images(settings), "bins": RANK_BINS}
+
+
+@register_evaluation("rank_agreement", needs_teacher=True, config=_rank_config)
+def _rank_agreement(ctx: EvalContext) -> dict[str, Any]:
+    rho = M.rank_correlation(ctx.logits("test"), ctx.teacher_logits("test"))
+    return {
+        "rank_spearman_mean": float(rho.mean()),
+        "rank_spearman_median": float(rho.quantile(0.5)),
+        "rank_spearman_hist": M.rank_histogram(rho, RANK_BINS),
+    }
 
 
 @register_evaluation("robustness", config=attack_protocol)

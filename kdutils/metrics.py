@@ -32,6 +32,8 @@ __all__ = [
     "kl_teacher_student",
     "nll",
     "predict_logits",
+    "rank_correlation",
+    "rank_histogram",
     "reliability",
     "retention",
     "robust_accuracy",
@@ -222,6 +224,70 @@ def retention(teacher_logits: Tensor, student_logits: Tensor, y: Tensor) -> dict
         "n_teacher_wrong": n_t_wrong,
         "n_teacher_right": n_t_right,
     }
+
+
+#: :func:`rank_correlation` never holds more than this many (row, class, class) comparisons at once
+_RANK_MAX_ELEMENTS = 2**22
+
+
+def _average_ranks(x: Tensor) -> Tensor:
+    """Ranks 1..K of each row of ``x`` (N, K), ascending, ties sharing their average rank (float64).
+
+    ``r_ik = #{j : x_ij < x_ik} + (#{j : x_ij = x_ik} + 1) / 2``; without ties ``1 + #{j : x_ij < x_ik}``.
+    """
+    k = x.shape[1]
+    chunk = max(1, _RANK_MAX_ELEMENTS // max(1, k * k))
+    out = torch.empty(x.shape, dtype=torch.float64, device=x.device)
+    for s in range(0, x.shape[0], chunk):
+        xc = x[s : s + chunk]
+        less = (xc[:, None, :] < xc[:, :, None]).sum(dim=2)
+        equal = (xc[:, None, :] == xc[:, :, None]).sum(dim=2)
+        out[s : s + chunk] = less.double() + (equal.double() + 1.0) / 2.0
+    return out
+
+
+def rank_correlation(student_logits: Tensor, teacher_logits: Tensor) -> Tensor:
+    """Spearman correlation between the student's and the teacher's class ranking, per sample.
+
+    For sample ``i`` with logits ``s_i`` and ``t_i`` (K classes)::
+
+        rho_i = Pearson(rank(s_i), rank(t_i))
+
+    with average ranks for ties (the textbook Spearman coefficient, as
+    ``scipy.stats.spearmanr``); softmax at any temperature keeps the ranking, so
+    logits and probabilities give the same value. ``rho_i`` is in [-1, 1]: 1 for the
+    same ranking of the classes, -1 for the reversed one. A row whose logits are all equal
+    has no ranking: its ``rho_i`` is 0 (scipy gives NaN). Rows are compared in chunks, so
+    the memory is bounded whatever N (O(K^2) work per row). Returns a CPU float64 tensor (N,).
+
+    The measurement behind CMKD's motivation [paper]: KL-based KD "may implicitly change
+    the inter-class relationships learned by the student".
+    """
+    _check_pair(student_logits, teacher_logits, "student_logits", "teacher_logits")
+    rs = _average_ranks(student_logits.detach().cpu())
+    rt = _average_ranks(teacher_logits.detach().cpu())
+    rs = rs - rs.mean(dim=1, keepdim=True)
+    rt = rt - rt.mean(dim=1, keepdim=True)
+    den = rs.norm(dim=1) * rt.norm(dim=1)
+    num = (rs * rt).sum(dim=1)
+    return torch.where(den > 0, num / den.clamp_min(1e-300), torch.zeros_like(num)).clamp(-1.0, 1.0)
+
+
+def rank_histogram(rho: Tensor, bins: int = 40) -> dict[str, list[float] | list[int]]:
+    """Histogram of per-sample correlations (e.g. :func:`rank_correlation`) over ``bins`` equal bins of [-1, 1].
+
+    Bin ``b`` is ``[edge_b, edge_{b+1})``, the last one closed (1.0 goes to it), as
+    ``numpy.histogram``. Returns ``{"edges": [bins + 1 floats], "counts": [bins ints]}``.
+    """
+    if bins < 1:
+        raise ValueError(f"bins must be >= 1, got {bins}")
+    v = rho.detach().double().cpu().flatten()
+    if v.numel() and (v.min() < -1 or v.max() > 1 or torch.isnan(v).any()):
+        raise ValueError("rank_histogram: values must lie in [-1, 1]")
+    edges = torch.linspace(-1.0, 1.0, bins + 1, dtype=torch.float64)
+    idx = torch.bucketize(v, edges, right=True).sub_(1).clamp_(0, bins - 1)
+    counts = torch.bincount(idx, minlength=bins)
+    return {"edges": [round(float(e), 10) for e in edges], "counts": [int(c) for c in counts]}
 
 
 # ---------------------------------------------------------------------------

@@ -14,6 +14,7 @@ name              architecture                                                so
 mlp               flatten, FC hidden-hidden (ReLU), FC classes                 ours
 lenet5            pad to 32, conv 6-16-120 (5x5, ReLU, max-pool), FC 84        LeNet-5 (LeCun 1998) with ReLU [ours]
 lenet5_half       the same with every width halved: conv 3-8-60, FC 42         cckd.md [ours sizes]
+lenet5_x2         the same with every width doubled: conv 12-32-240, FC 168     cmkd.md stronger teacher [ours sizes]
 alexnet           conv 48-128-192-192-128 + BN, FC 512-256 (32x32 input)       data-free KD literature [ours sizes]
 alexnet_half      every width halved: conv 24-64-96-96-64, FC 256-128          cckd.md [ours sizes]
 resnetN           CIFAR ResNet (He 2016), widths 16-32-64, N in 8/14/20/32/44/56/110   CRD benchmark
@@ -143,6 +144,14 @@ def lenet5(num_classes: int, in_channels: int, input_size: int) -> nn.Module:
 def lenet5_half(num_classes: int, in_channels: int, input_size: int) -> nn.Module:
     """LeNet-5-Half: conv 3-8-60 (5x5), FC 42."""
     return _lenet(num_classes, in_channels, input_size, (3, 8, 60, 42))
+
+
+@MODELS.register("lenet5_x2")
+def lenet5_x2(num_classes: int, in_channels: int, input_size: int) -> nn.Module:
+    """LeNet-5 with every width doubled: conv 12-32-240 (5x5), FC 168 (244,362 parameters for 10
+    classes and one channel, 4x LeNet-5's): the strongest teacher of notebook 02's stronger-teacher
+    series on the small datasets [ours]."""
+    return _lenet(num_classes, in_channels, input_size, (12, 32, 240, 168))
 
 
 def _alexnet(num_classes: int, in_channels: int, w: tuple[int, ...], fc: tuple[int, int]) -> nn.Module:

@@ -85,6 +85,7 @@ RULES: dict[str, Rule] = {
     ),  # fmt: skip
     "fixed_threshold_teacher": ("True, False or 'auto'", lambda v: v is True or v is False or v == "auto"),
     "ablations": ("True or False", _bool),
+    "stronger_teacher": ("True or False", _bool),
     "overrides": (
         "a dict of kdutils.configure overrides, e.g. {'epochs': 5}",
         lambda v: isinstance(v, Mapping) and all(isinstance(k, str) for k in v),

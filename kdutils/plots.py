@@ -12,7 +12,9 @@ Data come as tidy :class:`pandas.DataFrame` objects with one row per seed
 (``bar_with_spread``, ``bar_panels``, ``line_with_spread``,
 ``robustness_curves``, ``margin_curves``, ``usage_curves``,
 ``pruning_curve``; :class:`kdutils.notebook.NotebookContext` builds them),
-one row per run (``accuracy_vs_usage``), as the per-epoch history records of
+one row per run (``accuracy_vs_usage``), one row per teacher and seed
+(``stronger_teacher_curves``), as histograms (``rank_agreement_distributions``),
+as the per-epoch history records of
 the training loop (``training_curves``), as the dicts of
 :func:`kdutils.metrics.reliability` (``reliability_diagrams``), or as
 tensors (``image_grid``, ``significance_histogram``, ``significant_images``).
@@ -47,11 +49,13 @@ __all__ = [
     "line_with_spread",
     "margin_curves",
     "pruning_curve",
+    "rank_agreement_distributions",
     "reliability_diagrams",
     "robustness_curves",
     "save_figure",
     "significance_histogram",
     "significant_images",
+    "stronger_teacher_curves",
     "style",
     "training_curves",
     "usage_curves",
@@ -678,6 +682,94 @@ def significant_images(
     rows = np.concatenate(picked) if picked else np.zeros(0, dtype=np.int64)
     return image_grid(x[rows], labels[rows], classes, per_class=per_class,
                       title=title or f"The {which} significant training images per class")  # fmt: skip
+
+
+# ---------------------------------------------------------------------------
+# teacher-student rankings and stronger teachers (notebook 02)
+# ---------------------------------------------------------------------------
+
+
+def rank_agreement_distributions(
+    hists: Mapping[str, Mapping[str, Sequence[float]]], title: str | None = None
+) -> Figure:
+    """The per-sample Spearman correlation of student and teacher class rankings, one line per method.
+
+    ``hists`` maps a method to a histogram ``{"edges": [B + 1 floats], "counts": [B ints]}``
+    (:func:`kdutils.metrics.rank_histogram`, counts summed over seeds). Left: the share of test
+    samples per bin (a step line); right: the cumulative share, P(rho <= x) (a curve further
+    right and lower is a student whose rankings agree more with the teacher's). The x axis
+    starts at the lowest non-empty bin of any method; a dotted line per method marks its
+    median (read off the cumulative histogram). One legend beside the right panel.
+    """
+    if not hists:
+        raise ValueError("rank_agreement_distributions: hists is empty")
+    data = {}
+    for label, h in hists.items():
+        if "edges" not in h or "counts" not in h:
+            raise ValueError(f"rank_agreement_distributions: entry {label!r} needs 'edges' and 'counts'")
+        edges, counts = np.asarray(h["edges"], dtype=float), np.asarray(h["counts"], dtype=float)
+        if len(edges) != len(counts) + 1 or counts.sum() <= 0:
+            raise ValueError(f"rank_agreement_distributions: entry {label!r} has {len(edges)} edges for "
+                             f"{len(counts)} counts (total {counts.sum():g})")  # fmt: skip
+        data[label] = (edges, counts / counts.sum())
+    low = min(e[np.flatnonzero(c > 0)[0]] for e, c in data.values())
+    fig, (ax_h, ax_c) = plt.subplots(1, 2, figsize=(10.0, 3.8), layout="constrained")
+    colors = sns.color_palette(n_colors=len(data))
+    for (label, (edges, share)), color in zip(data.items(), colors):
+        ax_h.stairs(share, edges, color=color, linewidth=1.6, label=str(label))
+        cum = np.concatenate([[0.0], np.cumsum(share)])
+        ax_c.plot(edges, cum, color=color, linewidth=1.6, label=str(label))
+        median = float(np.interp(0.5, cum, edges))
+        ax_c.axvline(median, color=color, linestyle=":", linewidth=1.0)
+    for ax in (ax_h, ax_c):
+        ax.set_xlim(max(-1.0, low - 0.05), 1.0)
+        ax.set_xlabel("Spearman rho (student vs teacher ranks)")
+    ax_h.set_ylabel("share of test samples")
+    ax_h.set_title("distribution")
+    ax_c.set_ylabel("cumulative share (rho <= x)")
+    ax_c.set_ylim(0.0, 1.02)
+    ax_c.set_title("cumulative (dotted: medians)")
+    _widen_for(fig, _legend_beside(ax_c, title="method"))
+    fig.suptitle(title or "Teacher-student rank agreement per test sample")
+    return fig
+
+
+def stronger_teacher_curves(
+    df: pd.DataFrame,
+    title: str | None = None,
+    slopes: Mapping[str, str] | None = None,
+    baseline: float | None = None,
+    hue_order: Sequence[Any] | None = None,
+) -> Figure:
+    """Student accuracy against teacher accuracy, one line per method (mean +- std over seeds).
+
+    ``df`` is tidy with columns ``method, teacher, teacher_accuracy, seed, value`` (one row
+    per method, teacher and seed; the teacher's accuracy is one number per teacher). Each
+    teacher's name is written under its x position at the top of the axes. ``slopes``
+    (method -> text, e.g. ``"slope 0.31 [0.12, 0.50]"``) is appended to the legend labels;
+    ``baseline`` (e.g. the student trained alone) draws a dashed horizontal line.
+    """
+    _require_columns(df, ["method", "teacher", "teacher_accuracy", "value"], "stronger_teacher_curves")
+    levels = list(hue_order) if hue_order is not None else _levels(df["method"])
+    named = df.assign(method=df["method"].map(lambda m: f"{m} ({slopes[m]})" if slopes and m in slopes else m))
+    order = [f"{m} ({slopes[m]})" if slopes and m in slopes else m for m in levels]
+    fig, ax = plt.subplots(figsize=(5.6, 4.0), layout="constrained")
+    line_with_spread(named, x="teacher_accuracy", y="value", hue="method", hue_order=order, xlabel="teacher test accuracy",
+                     ylabel="student test accuracy", title=title or "Stronger teachers", ax=ax, legend=False)  # fmt: skip
+    if baseline is not None and math.isfinite(float(baseline)):
+        ax.axhline(float(baseline), color="0.4", linestyle="--", linewidth=1.0, label="student alone")
+    teachers = df.drop_duplicates("teacher")[["teacher", "teacher_accuracy"]].sort_values("teacher_accuracy")
+    for i, (t, x) in enumerate(zip(teachers["teacher"], teachers["teacher_accuracy"].astype(float))):
+        ax.axvline(x, color="0.85", linewidth=0.8, zorder=0)
+        # names alternate between two heights, so teachers of nearly equal accuracy stay readable
+        ax.annotate(str(t), (x, 1.0), xycoords=("data", "axes fraction"), xytext=(0, 3 + 10 * (i % 2)),
+                    textcoords="offset points", ha="center", va="bottom", fontsize="x-small", color="0.3")  # fmt: skip
+    ax.set_title(ax.get_title(), pad=26)
+    xs = teachers["teacher_accuracy"].astype(float)
+    span = float(xs.max() - xs.min()) if len(xs) > 1 else 0.01
+    ax.set_xlim(float(xs.min()) - 0.12 * span - 1e-3, float(xs.max()) + 0.12 * span + 1e-3)
+    _widen_for(fig, _legend_beside(ax, title="method"))
+    return fig
 
 
 # ---------------------------------------------------------------------------

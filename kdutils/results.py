@@ -228,6 +228,44 @@ def paired_interval(a: Iterable[float], b: Iterable[float], *, level: float = DE
     return _t_interval(a - b, level)
 
 
+def curve_slopes(x: Sequence[float], y: Sequence[Sequence[float]]) -> np.ndarray:
+    """Least-squares slope of ``y`` on ``x``, one per seed: ``(n_seeds,)``.
+
+    ``x`` holds one value per point of a curve (e.g. each teacher's accuracy); ``y[k]`` the
+    values at point ``k``, one per seed, in the same seed order at every point (e.g. the
+    student's accuracy per seed with teacher ``k``). Per seed ``s``::
+
+        slope_s = sum_k (x_k - mean x) (y_ks - mean_k y_ks) / sum_k (x_k - mean x)^2
+
+    Needs at least two distinct ``x`` values and the same number of seeds at every point
+    (ValueError otherwise). The slopes are paired by seed with another method's, so two
+    curves compare with :func:`paired_interval`.
+    """
+    xs = _values(x)
+    ys = [_values(v) for v in y]
+    if len(ys) != len(xs):
+        raise ValueError(f"curve_slopes: {len(xs)} x values for {len(ys)} points")
+    if len(set(len(v) for v in ys)) != 1 or not len(ys[0]):
+        raise ValueError(f"curve_slopes: every point needs the same seeds, got {[len(v) for v in ys]} values")
+    dx = xs - xs.mean()
+    sxx = float((dx * dx).sum())
+    if len(xs) < 2 or sxx == 0.0:
+        raise ValueError(f"curve_slopes: needs at least two distinct x values, got {list(xs)}")
+    m = np.stack(ys)  # (points, seeds)
+    return (dx[:, None] * (m - m.mean(axis=0, keepdims=True))).sum(axis=0) / sxx
+
+
+def slope_table(curves: Mapping[str, tuple[Sequence[float], Sequence[Sequence[float]]]], *,
+                level: float = DEFAULT_LEVEL) -> pd.DataFrame:  # fmt: skip
+    """One row per curve ``name: (x, y)`` (as :func:`curve_slopes`): ``slope`` (mean over seeds),
+    ``low`` and ``high`` (its t interval, two-sided at ``level``; NaN with one seed), ``n`` seeds."""
+    rows = []
+    for name, (x, y) in curves.items():
+        iv = mean_interval(curve_slopes(x, y), level=level)
+        rows.append({"curve": name, "slope": iv.estimate, "low": iv.low, "high": iv.high, "n": iv.n})
+    return pd.DataFrame(rows, columns=["curve", "slope", "low", "high", "n"])
+
+
 # --------------------------------------------------------------------------- verdicts
 
 

@@ -170,3 +170,51 @@ def test_convergence():
     assert claims.convergence([twenty]) == "no (val acc +0.4 points over the last 4 of 20 epochs)"
     assert claims.convergence([twenty], tol=0.005).startswith("plateau")
     assert claims.convergence([[{"epoch": 1, "val_acc": 0.5}]]).startswith("unknown")
+
+
+# --------------------------------------------------------------------------- CMKD (notebook 02)
+
+
+def test_better_each_holds_fails_and_is_inconclusive():
+    ok = claims.better_each({"CMKD vs KD": (_plus(KD, 0.02), KD), "CMKD vs DIST": (_plus(KD, 0.01), KD)})
+    assert ok.verdict.verdict == HOLDS and set(ok.parts) == {"CMKD vs KD", "CMKD vs DIST"}
+    assert "above 0 points" in ok.verdict.rule and "all must hold" in ok.verdict.rule
+    # one part a point worse, tightly: the whole claim does not hold
+    tie = claims.better_each({"CMKD vs KD": (_plus(KD, 0.02), KD), "CMKD vs DIST": (_plus(KD, -0.01), KD)})
+    assert tie.verdict.verdict == FAILS and tie.parts["CMKD vs DIST"].verdict == FAILS
+    wide = claims.better_each({"a vs b": (_plus(KD, 0.005, (0.02, -0.02, 0.0)), KD)})
+    assert wide.verdict.verdict == INCONCLUSIVE
+    assert claims.better_each({"a vs b": ([0.95], [0.90])}).verdict.verdict == NOT_TESTABLE
+    # a correlation: unit-free text
+    rho = claims.better_each({"CMKD vs KD": ([0.80, 0.82, 0.81], [0.70, 0.71, 0.69])}, scale=1.0, unit="",
+                             what="mean per-sample Spearman rho")  # fmt: skip
+    assert rho.verdict.verdict == HOLDS and rho.measured.startswith("+0.11, 90 % CI")
+    with pytest.raises(ValueError, match="at least one"):
+        claims.better_each({})
+
+
+def test_steeper_compares_the_slopes_paired_by_seed():
+    x = [0.90, 0.95, 0.97]  # teacher accuracies
+    kd_ = [[0.85, 0.86, 0.84], [0.86, 0.87, 0.855], [0.865, 0.875, 0.86]]  # slope about 0.2 per seed
+    cmkd = [[0.85, 0.86, 0.84], [0.89, 0.90, 0.88], [0.91, 0.92, 0.895]]  # slope about 0.8
+    up = claims.steeper(x, cmkd, kd_, name_a="CMKD", name_b="KD")
+    assert up.verdict.verdict == HOLDS and "slope(CMKD) - slope(KD)" in up.verdict.rule
+    assert claims.steeper(x, kd_, cmkd, name_a="KD", name_b="CMKD").verdict.verdict == FAILS
+    assert up.verdict.estimate == pytest.approx(float((kd.curve_slopes(x, cmkd) - kd.curve_slopes(x, kd_)).mean()))
+    one = claims.steeper(x, [[v[0]] for v in cmkd], [[v[0]] for v in kd_])
+    assert one.verdict.verdict == NOT_TESTABLE
+
+
+def test_only_at_and_skipped_are_not_testable_with_a_reason():
+    c = claims.better_each({"CMKD vs KD": (_plus(KD, 0.02), KD)})
+    assert claims.only_at(c, profile="paper", dataset="cifar100", where=[("paper", "cifar100")]) is c
+    elsewhere = claims.only_at(c, profile="quick", dataset="fashion_mnist", where=[("paper", "cifar100")],
+                               claim="state of the art on CIFAR-100")  # fmt: skip
+    assert elsewhere.verdict.verdict == NOT_TESTABLE and "cifar100 at the paper profile" in elsewhere.verdict.rule
+    assert elsewhere.measured.startswith("not measured: state of the art on CIFAR-100 is about cifar100")
+    assert "fashion_mnist at the quick profile" in elsewhere.measured
+    row = elsewhere.row("SOTA", "[paper]", "n/a", dataset="fashion_mnist", profile="quick")
+    assert row["verdict"] == NOT_TESTABLE and row["measured"] == elsewhere.measured
+    assert claims.only_at(None, profile="paper", dataset="cifar100", where=[("paper", "cifar100")]).verdict.n == 0
+    off = claims.skipped("stronger_teacher=False")
+    assert off.verdict.verdict == NOT_TESTABLE and off.measured == "not measured: stronger_teacher=False"

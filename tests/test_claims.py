@@ -247,3 +247,36 @@ def test_compare_uses_the_new_rule():
 def test_format_values_is_mean_and_sample_std_of_seeds():
     assert kd.format_values([0.8, 0.82, 0.84]) == "82.00 ± 2.00"
     assert kd.format_values([0.5]) == kd.format_mean_std(0.5, float("nan"))
+
+
+# --------------------------------------------------------------------------- curve slopes (notebook 02)
+
+
+def test_curve_slopes_known_answer_per_seed():
+    x = [0.90, 0.95, 0.97]
+    # seed 0: y = 2x + 0.1, seed 1: y = 0.5x + 0.4, seed 2: constant
+    y = [[2 * v + 0.1, 0.5 * v + 0.4, 0.8] for v in x]
+    assert kd.curve_slopes(x, y) == pytest.approx([2.0, 0.5, 0.0], abs=1e-12)
+    # least squares, not the end points: a noisy middle point moves the slope by its own share
+    assert kd.curve_slopes([0.0, 1.0, 2.0], [[0.0], [0.3], [1.0]])[0] == pytest.approx(0.5)
+
+
+def test_curve_slopes_rejects_what_has_no_slope():
+    with pytest.raises(ValueError, match="two distinct"):
+        kd.curve_slopes([0.9, 0.9], [[0.8], [0.85]])
+    with pytest.raises(ValueError, match="same seeds"):
+        kd.curve_slopes([0.9, 0.95], [[0.8, 0.81], [0.85]])
+    with pytest.raises(ValueError, match="points"):
+        kd.curve_slopes([0.9, 0.95, 0.97], [[0.8], [0.85]])
+
+
+def test_slope_table_mean_and_interval_over_seeds():
+    x = [0.90, 0.95, 0.97]
+    y = [[2 * v + 0.1, 1.0 * v, 1.5 * v - 0.2] for v in x]  # slopes 2, 1, 1.5
+    t = kd.slope_table({"KD": (x, y), "one seed": (x, [[v] for v in x])})
+    assert list(t.columns) == ["curve", "slope", "low", "high", "n"]
+    row = t.iloc[0]
+    assert row.slope == pytest.approx(1.5) and row.n == 3
+    low, high = _t_ci([2.0, 1.0, 1.5], 0.90)
+    assert (row.low, row.high) == (pytest.approx(low), pytest.approx(high))
+    assert t.iloc[1].slope == pytest.approx(1.0) and math.isnan(t.iloc[1].low)

@@ -15,7 +15,7 @@ from kdutils import metrics as M
 from kdutils.evaluations import EVALUATIONS, attack_protocol, describe_attack_protocol, register_evaluation
 from kdutils.registry import Registry
 
-DEFAULT_WITH_TEACHER = {"accuracy", "data_usage", "agreement", "retention", "robustness"}
+DEFAULT_WITH_TEACHER = {"accuracy", "data_usage", "agreement", "retention", "rank_agreement", "robustness"}
 
 
 def _settings(**kw):
@@ -78,10 +78,11 @@ def test_second_evaluate_computes_nothing(env, calls):
     assert _same(ev1, ev2)
     for k in ("accuracy", "nll", "ece", "val_accuracy", "reliability", "sample_epochs", "data_usage",
               "seconds_per_epoch", "agreement", "kl_teacher_student", "mu_s_train", "mu_f_train", "mu_s_test",
-              "mu_f_test", "robustness"):  # fmt: skip
+              "mu_f_test", "robustness", "rank_spearman_mean", "rank_spearman_median", "rank_spearman_hist"):  # fmt: skip
         assert k in ev2, k
     sc = kd.scalar_metrics(ev2)
     assert "robust_pgd@0.1" in sc and "reliability" not in sc and "robustness" not in sc
+    assert "rank_spearman_mean" in sc and "rank_spearman_hist" not in sc
 
 
 def test_default_set_follows_teacher_and_robustness_flag(env, calls):
@@ -91,8 +92,8 @@ def test_default_set_follows_teacher_and_robustness_flag(env, calls):
     assert set(calls) == {"accuracy", "data_usage"}
     assert "agreement" not in ev and "mu_s_test" not in ev and "robustness" not in ev
     ev = exp.evaluate(s, t, robustness=False)  # only the teacher's evaluations are new
-    assert calls == Counter(accuracy=1, data_usage=1, agreement=1, retention=1)
-    assert "agreement" in ev and "robustness" not in ev
+    assert calls == Counter(accuracy=1, data_usage=1, agreement=1, retention=1, rank_agreement=1)
+    assert "agreement" in ev and "rank_spearman_mean" in ev and "robustness" not in ev
 
 
 def test_new_evaluation_computes_only_itself(env, calls):
@@ -166,6 +167,10 @@ def test_numbers_equal_kdutils_metrics(env):
     assert _same(ev["reliability"], M.reliability(z["test"], sp.test_y))
     assert ev["agreement"] == M.agreement(z["test"], zt["test"])
     assert ev["kl_teacher_student"] == M.kl_teacher_student(zt["test"], z["test"])
+    rho = M.rank_correlation(z["test"], zt["test"])
+    assert ev["rank_spearman_mean"] == float(rho.mean()) and ev["rank_spearman_median"] == float(rho.quantile(0.5))
+    assert ev["rank_spearman_hist"] == M.rank_histogram(rho, 40)
+    assert sum(ev["rank_spearman_hist"]["counts"]) == len(sp.test_y)
     for part, y in (("train", sp.train_y), ("test", sp.test_y)):
         r = M.retention(zt[part], z[part], y)
         assert _same([ev[f"mu_s_{part}"], ev[f"mu_f_{part}"]], [r["mu_s"], r["mu_f"]])

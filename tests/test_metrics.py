@@ -16,6 +16,8 @@ from kdutils.metrics import (
     kl_teacher_student,
     nll,
     predict_logits,
+    rank_correlation,
+    rank_histogram,
     reliability,
     retention,
     robust_accuracy,
@@ -291,3 +293,56 @@ def test_robustness_curves() -> None:
     assert set(curves) == {"fgsm", "pgd"}
     assert curves["pgd"] == robust_accuracy(model, x, y, "pgd", eps, steps=3)
     assert curves["fgsm"][0] == pytest.approx(0.75)
+
+
+# ---------------------------------------------------------------------------
+# teacher-student rank agreement (notebook 02)
+# ---------------------------------------------------------------------------
+
+
+def test_rank_correlation_hand_examples() -> None:
+    t = torch.tensor([[1.0, 2.0, 3.0, 4.0]] * 4)
+    s = torch.tensor(
+        [
+            [10.0, 20.0, 30.0, 40.0],  # same ranking: 1
+            [4.0, 3.0, 2.0, 1.0],  # reversed: -1
+            [1.0, 3.0, 2.0, 4.0],  # one swap: 1 - 6 * 2 / (4 * 15) = 0.8
+            [1.0, 1.0, 2.0, 3.0],  # a tie: ranks 1.5 1.5 3 4 vs 1 2 3 4: 4.5 / sqrt(4.5 * 5) = 0.9487
+        ]
+    )
+    rho = rank_correlation(s, t)
+    assert rho.dtype == torch.float64 and rho.shape == (4,)
+    assert rho.tolist()[:3] == pytest.approx([1.0, -1.0, 0.8], abs=1e-12)
+    assert rho[3].item() == pytest.approx(4.5 / math.sqrt(4.5 * 5.0), abs=1e-12)
+    # softmax at any temperature keeps the ranking
+    assert torch.equal(rank_correlation(F.softmax(s / 4, dim=1), t), rho)
+
+
+def test_rank_correlation_matches_scipy_with_ties_and_constant_rows_give_zero(monkeypatch) -> None:
+    stats = pytest.importorskip("scipy.stats")
+    g = torch.Generator().manual_seed(0)
+    s = torch.randint(0, 4, (50, 7), generator=g).float()  # many ties
+    t = torch.randn(50, 7, generator=g)
+    s[0] = 2.0  # a constant row: no ranking
+    rho = rank_correlation(s, t)
+    assert rho[0].item() == 0.0
+    expected = [stats.spearmanr(s[i].numpy(), t[i].numpy()).statistic for i in range(1, 50)]
+    assert rho[1:].tolist() == pytest.approx(expected, abs=1e-12)
+    monkeypatch.setattr("kdutils.metrics._RANK_MAX_ELEMENTS", 49 * 3)  # 3 rows per chunk
+    assert torch.equal(rank_correlation(s, t), rho)
+
+
+def test_rank_correlation_checks_shapes() -> None:
+    with pytest.raises(ValueError, match="same shape"):
+        rank_correlation(torch.zeros(3, 4), torch.zeros(3, 5))
+
+
+def test_rank_histogram_bins_and_edges() -> None:
+    h = rank_histogram(torch.tensor([-1.0, 0.0, 0.02, 1.0, 0.999]), bins=4)
+    assert h["edges"] == [-1.0, -0.5, 0.0, 0.5, 1.0]
+    assert h["counts"] == [1, 0, 2, 2]  # [-1, -0.5) [-0.5, 0) [0, 0.5) [0.5, 1]
+    assert sum(rank_histogram(torch.rand(1000) * 2 - 1)["counts"]) == 1000
+    with pytest.raises(ValueError, match=r"\[-1, 1\]"):
+        rank_histogram(torch.tensor([1.5]))
+    with pytest.raises(ValueError, match="bins"):
+        rank_histogram(torch.tensor([0.0]), bins=0)

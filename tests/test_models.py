@@ -7,9 +7,9 @@ import kdutils as kd
 from kdutils.models import Normalize
 
 # (name, in_channels, input size) a model is used with; ResNets are for 32x32
-CASES = [(n, 1, 28) for n in ("mlp", "lenet5", "lenet5_half", "alexnet", "alexnet_half")]
+CASES = [(n, 1, 28) for n in ("mlp", "lenet5", "lenet5_half", "lenet5_x2", "alexnet", "alexnet_half")]
 CASES += [(n, 3, 32) for n in ("lenet5", "alexnet", "alexnet_half", "resnet8", "resnet20", "resnet8x4")]
-CASES += [("lenet5_half", 1, 8)]  # the smoke profile's digits
+CASES += [(n, 1, 8) for n in ("lenet5_half", "lenet5", "lenet5_x2")]  # the smoke profile's digits
 
 
 def test_registry_has_the_required_models():
@@ -45,6 +45,14 @@ def test_half_models_are_smaller():
 def test_lenet5_size_matches_the_classic_count():
     # LeNet-5 (6-16-120-84, 10 classes, 1 channel): 61,706 parameters
     assert kd.count_parameters(kd.create_model("lenet5", 10, 1, input_size=28)) == 61706
+
+
+def test_lenet5_x2_doubles_every_width():
+    # conv 12-32-240 (5x5), FC 168, 10 classes, 1 channel:
+    # (25 + 1) * 12 + (12 * 25 + 1) * 32 + (32 * 25 + 1) * 240 + (240 + 1) * 168 + (168 + 1) * 10 = 244,362
+    assert kd.count_parameters(kd.create_model("lenet5_x2", 10, 1, input_size=28)) == 244362
+    widths = [m.out_channels for m in kd.create_model("lenet5_x2", 10, 1).modules() if isinstance(m, torch.nn.Conv2d)]
+    assert widths == [12, 32, 240]
 
 
 def test_mean_std_length_is_checked():

@@ -54,6 +54,28 @@ EXPECT = {
             "CCKD-L, kd_scale = 1",
         ],  # fmt: skip
     },
+    "02_cmkd": {
+        "figures": [
+            f"{f}_digits"
+            for f in ("accuracy", "ablations", "rank_agreement", "stronger_teacher", "robustness", "reliability")
+        ],  # fmt: skip
+        "methods": [
+            "teacher",
+            "student alone",
+            "KD",
+            "DIST",
+            "CMKD",
+            "CMKD, Pearson only",
+            "CMKD, Spearman only",
+            "CMKD, constant weights",
+            "CMKD, reversed weights",
+            "CMKD, no intra-class term",
+            "KD+CMKD",
+            "CCKD-L",
+            "CCKD-L+CMKD",
+            *(f"{m} | teacher {t}" for m in ("KD", "DIST", "CMKD") for t in ("lenet5_half", "lenet5", "lenet5_x2")),
+        ],  # fmt: skip
+    },
     "03_self_regulated": {
         "figures": [
             f"{f}_digits"

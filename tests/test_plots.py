@@ -488,3 +488,51 @@ def test_bar_panels_one_panel_per_metric():
     assert fig.axes[1].get_ylim()[1] < 0.5 < fig.axes[0].get_ylim()[0]  # each panel zoomed to its data
     with pytest.raises(ValueError, match="no values"):
         plots.bar_panels(df, ["ece"])
+
+
+# ---------------------------------------------------------------------------
+# notebook 02: rank agreement and stronger teachers
+# ---------------------------------------------------------------------------
+
+
+def test_rank_agreement_distributions_two_panels_cumulative_ends_at_one():
+    from kdutils.metrics import rank_histogram
+
+    g = torch.Generator().manual_seed(0)
+    hists = {m: rank_histogram(torch.rand(200, generator=g) * (1 - lo) + lo) for m, lo in (("KD", 0.2), ("CMKD", 0.6))}
+    fig = plots.rank_agreement_distributions(hists, title="t")
+    assert isinstance(fig, Figure) and len(fig.axes) == 2
+    ax_h, ax_c = fig.axes
+    cum = ax_c.get_lines()[0].get_ydata()
+    assert cum[0] == 0.0 and cum[-1] == pytest.approx(1.0) and np.all(np.diff(cum) >= 0)
+    assert ax_h.get_xlim()[1] == 1.0 and ax_h.get_xlim()[0] == pytest.approx(
+        0.15
+    )  # lowest non-empty bin 0.2, less 0.05
+    assert [t.get_text() for t in ax_c.get_legend().get_texts()] == ["KD", "CMKD"]
+    assert fig._suptitle.get_text() == "t"
+
+
+def test_rank_agreement_distributions_rejects_bad_histograms():
+    with pytest.raises(ValueError, match="empty"):
+        plots.rank_agreement_distributions({})
+    with pytest.raises(ValueError, match="edges"):
+        plots.rank_agreement_distributions({"KD": {"counts": [1]}})
+    with pytest.raises(ValueError, match="2 edges for 2 counts"):
+        plots.rank_agreement_distributions({"KD": {"edges": [0.0, 1.0], "counts": [1, 2]}})
+
+
+def test_stronger_teacher_curves_one_line_per_method_with_slopes_and_teacher_names():
+    rows = [{"method": m, "teacher": t, "teacher_accuracy": xt, "seed": s, "value": 0.8 + k * xt / 10 + 0.001 * s}
+            for k, m in enumerate(("KD", "CMKD")) for t, xt in (("small", 0.90), ("mid", 0.95), ("big", 0.96))
+            for s in (0, 1)]  # fmt: skip
+    fig = plots.stronger_teacher_curves(pd.DataFrame(rows), slopes={"KD": "slope 0.00", "CMKD": "slope 0.10"},
+                                        baseline=0.82, title="s")  # fmt: skip
+    ax = fig.axes[0]
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == ["KD (slope 0.00)", "CMKD (slope 0.10)", "student alone"]
+    assert [a.get_text() for a in ax.texts] == ["small", "mid", "big"]  # sorted by teacher accuracy
+    assert len({a.xyann[1] for a in ax.texts}) == 2  # two heights: close teachers stay readable
+    xs = ax.get_lines()[0].get_xdata()
+    assert list(xs) == [0.90, 0.95, 0.96] and ax.get_title() == "s"
+    with pytest.raises(ValueError, match="teacher_accuracy"):
+        plots.stronger_teacher_curves(pd.DataFrame(rows).drop(columns="teacher_accuracy"))

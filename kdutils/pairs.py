@@ -1,0 +1,98 @@
+"""Teacher-student pairs beyond a profile's one pair, from one place (notebook 02, CMKD).
+
+A profile names one teacher and one student per dataset
+(:data:`kdutils.profiles.DATASET_DEFAULTS`). The CMKD notebook needs more:
+
+* :data:`PAIRS`: the teacher -> student pairs per dataset. CIFAR-100: the five pairs of the
+  CRD/RepDistiller benchmark that DIST and CMKD report on [public, ``papers/cmkd.md``]; every
+  other dataset: the profile's own pair only. :func:`pairs_for` puts the profile's pair first:
+  the **primary pair**, on which the claims are decided.
+* :data:`TEACHER_SERIES`: per dataset, one student and teachers of growing size for the
+  stronger-teacher curve [ours: the paper's abstract names the experiment, not its models].
+* :data:`REFERENCE`: the CIFAR-100 top-1 accuracies of the CRD and DIST READMEs [public].
+* :data:`DEFAULT_DATASETS`: a notebook's datasets per profile when it names none (the
+  ``paper`` profile of the CIFAR-100 papers is CIFAR-100, not the profile's default dataset).
+
+Profiles pick sizes, never code paths: the same tables serve every profile (a ``quick`` run on
+CIFAR-100, for whoever has it, trains the five pairs at quick sizes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pandas as pd
+
+from .profiles import Settings
+
+__all__ = ["PAIRS", "TEACHER_SERIES", "REFERENCE", "DEFAULT_DATASETS", "pairs_for", "series_for", "pair_label",
+           "reference_frame", "default_datasets"]  # fmt: skip
+
+#: teacher -> student pairs per dataset; a dataset not listed has the profile's pair only
+PAIRS: dict[str, tuple[tuple[str, str], ...]] = {
+    "cifar100": (
+        ("resnet32x4", "resnet8x4"),
+        ("wrn_40_2", "wrn_16_2"),
+        ("wrn_40_2", "wrn_40_1"),
+        ("resnet56", "resnet20"),
+        ("vgg13", "vgg8"),
+    ),
+}
+
+#: (student, teachers of growing size) per dataset [ours]. The small datasets: LeNet-5-Half
+#: taught by a teacher of its own size, by LeNet-5 (4x the parameters) and by LeNet-5 with
+#: doubled widths (16x); the CIFAR-10 subset: AlexNet-Half by itself and by AlexNet (two points,
+#: to stay near the quick profile's time); CIFAR-100: ResNet-8x4 by deeper, then wider teachers.
+#: A dataset not listed: the profile's student, taught by itself and by the profile's teacher.
+TEACHER_SERIES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "digits": ("lenet5_half", ("lenet5_half", "lenet5", "lenet5_x2")),
+    "mnist": ("lenet5_half", ("lenet5_half", "lenet5", "lenet5_x2")),
+    "fashion_mnist": ("lenet5_half", ("lenet5_half", "lenet5", "lenet5_x2")),
+    "cifar10": ("alexnet_half", ("alexnet_half", "alexnet")),
+    "cifar100": ("resnet8x4", ("resnet56", "resnet110", "wrn_40_2", "resnet32x4")),
+}
+
+#: CIFAR-100 top-1 (%) [public, the CRD and DIST READMEs, as quoted in papers/cmkd.md]; None: not reported
+REFERENCE: dict[tuple[str, str], dict[str, float | None]] = {
+    ("resnet32x4", "resnet8x4"): {"teacher": 79.42, "student": 72.50, "KD": 73.33, "DIST": 76.31},
+    ("wrn_40_2", "wrn_40_1"): {"teacher": 75.61, "student": 71.98, "KD": 73.54, "DIST": 74.43},
+    ("resnet56", "resnet20"): {"teacher": 72.34, "student": 69.06, "KD": 70.66, "DIST": 71.75},
+    ("wrn_40_2", "wrn_16_2"): {"teacher": 75.61, "student": 73.26, "KD": 74.92, "DIST": None},
+    ("vgg13", "vgg8"): {"teacher": 74.64, "student": 70.36, "KD": 72.98, "DIST": None},
+}
+
+#: a notebook's datasets per profile when its ``datasets`` parameter is empty; a profile not
+#: listed: [] (the profile's default dataset)
+DEFAULT_DATASETS: dict[str, list[str]] = {"paper": ["cifar100"]}
+
+
+def default_datasets(profile: str) -> list[str]:
+    """The datasets to run when none are named: ``["cifar100"]`` at ``paper``, else ``[]`` (the profile's default)."""
+    return list(DEFAULT_DATASETS.get(profile, []))
+
+
+def pairs_for(settings: Settings) -> list[tuple[str, str]]:
+    """The (teacher, student) pairs of ``settings``' dataset, the profile's own pair first (the primary pair)."""
+    primary = (settings.teacher_model, settings.student_model)
+    return [primary, *[p for p in PAIRS.get(settings.dataset, ()) if p != primary]]
+
+
+def series_for(settings: Settings) -> tuple[str, list[str]]:
+    """(student, teachers of growing size) of the stronger-teacher curve on ``settings``' dataset."""
+    if settings.dataset in TEACHER_SERIES:
+        student, teachers = TEACHER_SERIES[settings.dataset]
+        return student, list(teachers)
+    return settings.student_model, list(dict.fromkeys([settings.student_model, settings.teacher_model]))
+
+
+def pair_label(label: str, pair: Sequence[str], settings: Settings) -> str:
+    """``label`` for the primary pair, ``"label [teacher -> student]"`` for any other pair."""
+    t, s = pair
+    return label if (t, s) == (settings.teacher_model, settings.student_model) else f"{label} [{t} -> {s}]"
+
+
+def reference_frame() -> pd.DataFrame:
+    """:data:`REFERENCE` as a table: one row per pair, top-1 in % [public]; empty cells where not reported."""
+    rows = [{"teacher -> student": f"{t} -> {s}", **{k: ("" if v is None else v) for k, v in ref.items()}}
+            for (t, s), ref in REFERENCE.items()]  # fmt: skip
+    return pd.DataFrame(rows).set_index("teacher -> student")
