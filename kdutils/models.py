@@ -201,6 +201,17 @@ class BasicBlock(nn.Module):
         return F.relu(out + self.shortcut(x))
 
 
+def _stages(block: type, widths: tuple[int, ...], n: int) -> tuple[nn.Sequential, int]:
+    """The residual stages of a CIFAR ResNet / WRN: ``n`` blocks per width in ``widths[1:]``, the
+    first block of every stage after the first with stride 2. Returns (stages, output channels)."""
+    layers, cin = [], widths[0]
+    for stage, cout in enumerate(widths[1:]):
+        for i in range(n):
+            layers.append(block(cin, cout, 2 if (stage > 0 and i == 0) else 1))
+            cin = cout
+    return nn.Sequential(*layers), cin
+
+
 class CifarResNet(nn.Module):
     """ResNet for 32x32 inputs: stem conv, 3 stages of ``(depth - 2) / 6`` basic blocks.
 
@@ -215,12 +226,7 @@ class CifarResNet(nn.Module):
         self.stem = nn.Sequential(
             nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU()
         )
-        layers, cin = [], widths[0]
-        for stage, cout in enumerate(widths[1:]):
-            for i in range(n):
-                layers.append(BasicBlock(cin, cout, 2 if (stage > 0 and i == 0) else 1))
-                cin = cout
-        self.layers = nn.Sequential(*layers)
+        self.layers, cin = _stages(BasicBlock, widths, n)
         self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, num_classes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -278,12 +284,7 @@ class WideResNet(nn.Module):
         n = (depth - 4) // 6
         widths = (16, 16 * widen, 32 * widen, 64 * widen)
         self.stem = nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False)
-        layers, cin = [], widths[0]
-        for stage, cout in enumerate(widths[1:]):
-            for i in range(n):
-                layers.append(WideBlock(cin, cout, 2 if (stage > 0 and i == 0) else 1))
-                cin = cout
-        self.layers = nn.Sequential(*layers)
+        self.layers, cin = _stages(WideBlock, widths, n)
         self.head = nn.Sequential(
             nn.BatchNorm2d(cin), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, num_classes)
         )
