@@ -6,7 +6,7 @@ Adding a method: write ``kdutils/methods/<name>.py`` with its pure loss in
 trainer, the run store and the notebooks need no change.
 """
 
-from . import ce, cmkd, confidence_conditioned, dist, kd, self_regulation, significance  # noqa: F401  (registration)
+from . import ce, cmkd, confidence_conditioned, dist, kd, label_revision, self_regulation, significance  # noqa: F401
 from .base import METHODS, Batch, Method, Terms, create_method, method_names, register_method
 
 __all__ = ["METHODS", "Batch", "Method", "Terms", "create_method", "method_names", "register_method"]

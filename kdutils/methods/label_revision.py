@@ -1,0 +1,145 @@
+"""LR: label revision (Lan, Cheung, et al., arXiv 2404.03693, 2024; spec ``papers/label_revision.md``).
+
+Where the teacher is wrong, its target is revised towards the label before the student learns
+from it: ``p~ = beta p_T + (1 - beta) y`` with ``beta = eta / (p_T[max] - p_T[y] + 1)``
+(:func:`kdutils.losses.revised_target`) [public: a consistent summary and the re-implementation
+in GitHub zju-SWJ/RLD, ``mdistiller/distillers/REVISION.py``; the paper's exact loss is unknown].
+
+One registered method, ``lr``, in two uses:
+
+* **LR's own loss** (``inner=None``, the default), in one of two forms:
+
+  - ``form="mse"`` [public, the re-implementation]: teacher right, ``CE + lambda1 MSE(z_S, z_T)``
+    on logits; teacher wrong, ``lambda2 MSE(softmax(z_S), p~)``, no CE; lambda1 = 4,
+    lambda2 = 1, eta = 0.8 (:func:`kdutils.losses.lr_mse_loss`);
+  - ``form="kl"`` [ours]: KD (``0.1 CE + 0.9 tau^2 KL`` at tau = 4) with p~ in place of p_T on
+    the wrong samples (:func:`kdutils.losses.lr_kl_loss`).
+
+* **Revising another method's targets** (``inner`` a method spec; the suffix form ``"kd+lr"``
+  is ``{"name": "lr", "inner": "kd"}``): the inner method runs on the batch with its teacher
+  logits replaced, on the samples the teacher gets wrong, by ``tau log p~``
+  (:func:`kdutils.losses.revised_logits`), so every teacher distribution the inner method forms
+  at its temperature tau is exactly p~ there; rows the teacher gets right are untouched. One
+  mechanism for every method that reads ``Batch.teacher_logits``: ``"kd+lr"`` (the same loss as
+  ``form="kl"`` up to rounding), ``"cckd_l+lr"`` / ``"cckd_t+lr"`` (CCKD's lambda is then read
+  from p~ too: the revised teacher's confidence), ``"dist+lr"``, ``"kd+cmkd+lr"`` (Pearson on
+  p~, ranks of p~, whose top is the label; difficulty from p~). p~ is formed at ``revise_tau``,
+  by default the inner method's ``tau`` (1 when it has none) [ours]. ``+lr`` revises what is
+  inside it: ``"kd+lr+cmkd"`` would revise KD's target but not CMKD's, so put ``+lr`` after the
+  methods it revises and before a gate (``"kd+lr+sr"``). The inner method's mask, weight,
+  reduction, batch term and parts are kept.
+
+Parts (history means): ``lr_wrong`` (share of samples the teacher gets wrong), ``lr_beta``
+(beta; eta where the teacher is right) and, for LR's own loss, ``lr`` (the per-sample loss).
+The run key holds only the parameters in use: ``form`` with its weights without ``inner``,
+``inner`` with ``eta`` and ``revise_tau`` with it (a parameter that does not apply is an error).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from .. import losses
+from ..errors import UnknownNameError
+from .base import Batch, EpochEnd, Method, Terms, Wrapper, create_method, register_method
+
+FORMS = ("mse", "kl")
+_OWN = {"mse": ("lambda1", "lambda2"), "kl": ("tau", "ce_weight", "kd_weight")}
+
+
+@register_method("lr")
+@dataclass
+class LabelRevision(Wrapper):
+    """Label revision: LR's own loss (``inner=None``) or another method's targets revised (module docstring)."""
+
+    inner: Any = None
+    form: str = "mse"
+    eta: float = 0.8
+    lambda1: float = 4.0
+    lambda2: float = 1.0
+    tau: float = 4.0
+    ce_weight: float = 0.1
+    kd_weight: float = 0.9
+    revise_tau: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.form not in FORMS:
+            raise UnknownNameError("LR form", self.form, FORMS)
+        if not 0.0 < float(self.eta) < 1.0:
+            raise ValueError(f"LR eta must be in (0, 1) (the label stays on top only then), got {self.eta!r}")
+        if self.inner is not None:
+            defaults = {f.name: f.default for f in dataclasses.fields(self)}
+            unused = [k for k in ("form", *_OWN["mse"], *_OWN["kl"]) if getattr(self, k) != defaults[k]]
+            if unused:
+                raise ValueError(
+                    f"LR parameters {unused} apply to LR's own loss (inner=None) only; with inner the "
+                    "inner method's loss is used on revised targets (parameters: eta, revise_tau)"
+                )
+            self.inner = create_method(self.inner)
+        elif self.revise_tau is not None:
+            raise ValueError("LR revise_tau applies with inner=... only; LR's own forms fix their temperature")
+        if self.revise_tau is not None and self.revise_tau <= 0:
+            raise ValueError(f"LR revise_tau must be positive, got {self.revise_tau}")
+
+    # ---------------------------------------------------------------- the Wrapper protocol, inner optional
+    @property
+    def needs_teacher(self) -> bool:  # type: ignore[override]
+        return True
+
+    @property
+    def target_tau(self) -> float:
+        """The temperature p~ is formed at for the inner method: ``revise_tau``, else its ``tau``, else 1."""
+        if self.revise_tau is not None:
+            return float(self.revise_tau)
+        return float(getattr(self.inner, "tau", 1.0))
+
+    def revised(self, b: Batch) -> Batch:
+        """``b`` with its teacher logits revised on the rows the teacher gets wrong (for ``inner``)."""
+        if b.teacher_logits is None:
+            return b
+        return dataclasses.replace(b, teacher_logits=losses.revised_logits(b.teacher_logits, b.y, self.eta,
+                                                                         self.target_tau))  # fmt: skip
+
+    def forward(self, b: Batch) -> torch.Tensor:
+        return Method.forward(self, b) if self.inner is None else self.inner.forward(self.revised(b))
+
+    def on_epoch_end(self, end: EpochEnd) -> dict[str, float] | None:
+        return None if self.inner is None else self.inner.on_epoch_end(end)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {} if self.inner is None else super().state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if self.inner is None:
+            Method.load_state_dict(self, state)
+        else:
+            super().load_state_dict(state)
+
+    def params(self) -> dict[str, Any]:
+        if self.inner is not None:
+            return {"name": self.name, "inner": self.inner.params(), "eta": self.eta, "revise_tau": self.revise_tau}
+        return {"name": self.name, "form": self.form, "eta": self.eta, **{k: getattr(self, k) for k in _OWN[self.form]}}
+
+    # ---------------------------------------------------------------- the terms
+    def __call__(self, b: Batch) -> Terms:
+        z_t = b.teacher_logits
+        wrong = losses.teacher_wrong(z_t, b.y)
+        if self.inner is not None:
+            tau = self.target_tau
+        else:
+            tau = 1.0 if self.form == "mse" else self.tau
+        beta = losses.revision_beta(F.softmax(z_t.detach() / tau, dim=1), b.y, self.eta)
+        parts = {"lr_wrong": wrong.float(), "lr_beta": beta}
+        if self.inner is not None:
+            terms = self.inner(self.revised(b))
+            return dataclasses.replace(terms, parts={**terms.parts, **parts})
+        if self.form == "mse":
+            per = losses.lr_mse_loss(b.logits, z_t, b.y, self.eta, self.lambda1, self.lambda2)
+        else:
+            per = losses.lr_kl_loss(b.logits, z_t, b.y, self.eta, self.tau, self.ce_weight, self.kd_weight)
+        return Terms(per_sample=per, parts={**parts, "lr": per.detach()})
