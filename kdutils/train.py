@@ -6,10 +6,16 @@ logits it trains on (``method.forward``) and for :class:`~kdutils.methods.Terms`
 see :mod:`kdutils.methods.base`), steps the optimizer, and counts per training sample how often
 it took part (the mask). Data usage, self-regulation's savings and significance all come from
 those counts. The recipe (optimizer, schedule, augmentation) is :mod:`kdutils.recipe`.
+
+``teacher_rows`` (data selection, :mod:`kdutils.data_selection`): the method sees only the
+selected rows of each batch (a sub-batch with their teacher logits); the other rows get plain
+cross-entropy with their labels, and the teacher is never run on them. ``fit`` counts, per
+training row, the teacher forwards the run made or read (:class:`FitResult` ``teacher_forwards``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 import time
@@ -21,7 +27,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from . import events
+from . import events, losses
 from .data import Augment, Batches, Split
 from .errors import NonFiniteLossError
 from .methods.base import Batch, EpochEnd, Method, Terms, distils
@@ -36,6 +42,9 @@ class FitResult:
     participation: torch.Tensor  # (N_train,) int64: epochs in which each sample took part
     steps_skipped: int = 0
     extras: dict = field(default_factory=dict)
+    #: (N_train,) int64: teacher forwards per sample (precomputed logits: one per row read; per batch:
+    #: one per row and epoch); None when no teacher is used
+    teacher_forwards: torch.Tensor | None = None
 
 
 def freeze(model: nn.Module) -> nn.Module:
@@ -100,6 +109,45 @@ def reduce_terms(terms: Terms, *, method: str, epoch: int, step: int) -> tuple[t
     return loss, mask
 
 
+def teacher_row_terms(method: Method, b: Batch, sel: torch.Tensor, teacher_logits: torch.Tensor | None) -> Terms:
+    """Terms of a batch of which only the rows ``sel`` (B,) bool are supervised by the teacher.
+
+    The method is called on the sub-batch of the selected rows (their ``teacher_logits``, given
+    for those rows only); the other rows get ``CE(z_S, y)``, take part with weight 1. The
+    method's mask, weight and per-sample parts are scattered back to the batch (parts are 0 on
+    the unselected rows), its batch term is computed over the selected rows that take part, its
+    reduction is kept. Every row selected: ``method(b)`` itself, so the numbers are the same.
+    The part ``ds_teacher`` (1 for a selected row) gives the share of rows the teacher supervised.
+    """
+    if bool(sel.all()):
+        t = method(dataclasses.replace(b, teacher_logits=teacher_logits))
+        return dataclasses.replace(t, parts={**t.parts, "ds_teacher": sel.float()})
+    ce = losses.cross_entropy(b.logits, b.y)
+    parts: dict[str, torch.Tensor] = {"ds_teacher": sel.float()}
+    if not bool(sel.any()):
+        return Terms(per_sample=ce, parts={**parts, "ce": ce.detach()})
+    sel_cpu = sel.cpu()
+    sub = dataclasses.replace(
+        b, x=b.x[sel], y=b.y[sel], idx=b.idx[sel_cpu], logits=b.logits[sel], teacher_logits=teacher_logits,
+        sample_weight=b.sample_weight[sel] if b.sample_weight is not None else None,
+    )  # fmt: skip
+    t = method(sub)
+    per = torch.where(sel, torch.zeros_like(ce).masked_scatter(sel, t.per_sample.to(ce.dtype)), ce)
+    mask = None
+    if t.mask is not None:
+        mask = torch.ones_like(sel).masked_scatter(sel, t.mask.to(torch.bool))
+    weight = None
+    if t.weight is not None:
+        weight = torch.ones_like(ce).masked_scatter(sel, t.weight.to(ce.dtype))
+    for k, v in t.parts.items():
+        parts[k] = v if v.dim() == 0 else torch.zeros_like(ce).masked_scatter(sel, v.detach().to(ce.dtype))
+    batch = t.batch
+    if callable(batch):
+        inner_batch = batch
+        batch = lambda m: inner_batch(m[sel])
+    return Terms(per_sample=per, mask=mask, weight=weight, batch=batch, parts=parts, reduction=t.reduction)
+
+
 def fit(
     student: nn.Module,
     split: Split,
@@ -111,6 +159,7 @@ def fit(
     device: torch.device | str = "cpu",
     sample_weight: torch.Tensor | None = None,
     teacher_logits: torch.Tensor | None = None,
+    teacher_rows: torch.Tensor | None = None,
     resume: dict | None = None,
     checkpoint: Callable[[dict], None] | None = None,
     progress: bool = True,
@@ -125,6 +174,12 @@ def fit(
       (``Experiment`` caches them per teacher, so every student of one teacher shares one
       forward pass over the data).
     * ``sample_weight`` (N_train,) is handed to the method per batch (e.g. significance).
+    * ``teacher_rows`` (N_train,) bool: only these rows are supervised by the teacher (data
+      selection); the others by their labels (CE), with no teacher forward for them: precomputed
+      logits are computed for the selected rows only, a per-batch teacher runs on the batch's
+      selected rows only (:func:`teacher_row_terms`). ``FitResult.teacher_forwards`` counts the
+      teacher forwards per row (precomputed or handed-in logits: one per row read, once per run;
+      per batch: one per row and epoch); each history row has the epoch's ``teacher_forwards``.
     * Each batch carries ``generator``, the method's own seeded generator (on ``device``), and
       ``steps_per_epoch``; the method supplies the forward it trains on (``method.forward``).
     * ``checkpoint(state)`` is called after every epoch with everything needed to resume: the
@@ -143,6 +198,15 @@ def fit(
     if teacher is not None:
         freeze(place(teacher, device, channels_last))
     n = len(split.train_y)
+    if teacher_rows is not None:
+        if not uses_teacher:
+            raise ValueError(
+                f"teacher_rows: method {method.name!r} trains without a teacher, there is nothing to select"
+            )
+        if teacher_rows.dtype != torch.bool or teacher_rows.shape != (n,):
+            raise ValueError(
+                f"teacher_rows must be a ({n},) bool tensor, got {teacher_rows.dtype} {tuple(teacher_rows.shape)}"
+            )
     gen = torch.Generator().manual_seed(seed)
     method_gen = torch.Generator(device=device).manual_seed(seed + _METHOD_SEED_OFFSET)
     batches = Batches(
@@ -153,6 +217,7 @@ def fit(
     opt = OPTIMIZERS.get(recipe.optimizer)(student.parameters(), recipe)
     sched = SCHEDULES.get(recipe.schedule)(opt, recipe)
     participation = torch.zeros(n, dtype=torch.int64)
+    forwards = torch.zeros(n, dtype=torch.int64)
     history: list[dict] = []
     start_epoch, skipped = 0, 0
     if resume is not None:
@@ -165,18 +230,33 @@ def fit(
         set_rng_state(resume["rng"] if "rng" in resume else {"torch": resume["torch_rng"]}, device)
         method.load_state_dict(resume.get("method_state", {}))
         participation = resume["participation"].clone()
+        if "teacher_forwards" in resume:
+            forwards = resume["teacher_forwards"].clone()
         history = list(resume["history"])
         start_epoch, skipped = resume["epoch"], resume.get("steps_skipped", 0)
 
+    forwards_now = 0  # teacher forwards counted in the current epoch
     if not uses_teacher or recipe.teacher_per_batch:
         teacher_logits = None
-    elif teacher_logits is None:
-        teacher_logits = predict_logits(teacher, split.train_x, device=device)
+    else:
+        read = torch.ones(n, dtype=torch.bool) if teacher_rows is None else teacher_rows.cpu()
+        if teacher_logits is None:
+            if teacher_rows is None:
+                teacher_logits = predict_logits(teacher, split.train_x, device=device)
+            else:  # the teacher runs on the selected rows only; the others' logits are never read
+                rows = read.nonzero().flatten()
+                z = predict_logits(teacher, split.train_x[rows], device=device)
+                teacher_logits = torch.zeros(n, z.shape[1], dtype=z.dtype)
+                teacher_logits[rows] = z
+        if start_epoch == 0:  # one forward per row read, once per run (a resumed run restored its count)
+            forwards += read.to(torch.int64)
+            forwards_now = int(read.sum())
     if teacher_logits is not None:
         if teacher_logits.shape[0] != n:
             raise ValueError(f"teacher_logits has {teacher_logits.shape[0]} rows, the training split {n}")
         teacher_logits = teacher_logits.to(device)
     sw = sample_weight.to(device) if sample_weight is not None else None
+    sel_dev = teacher_rows.to(device) if teacher_rows is not None else None
 
     with warnings.catch_warnings():  # tqdm.auto warns in Jupyter without ipywidgets; text bars are fine
         warnings.simplefilter("ignore")
@@ -200,17 +280,23 @@ def fit(
         for idx, xb, yb in batches:
             xb = match_memory_format(student, xb)
             dev_idx = idx.to(device)
+            sel = sel_dev[dev_idx] if sel_dev is not None else None
+            partial = sel is not None and not bool(sel.all())
             if teacher_logits is not None:
-                tl = teacher_logits[dev_idx]
+                tl = teacher_logits[dev_idx[sel]] if partial else teacher_logits[dev_idx]
             elif uses_teacher:
+                hit = idx[sel.cpu()] if partial else idx
                 with torch.no_grad():
-                    tl = teacher(xb)
+                    tl = (teacher(xb[sel]) if len(hit) else None) if partial else teacher(xb)
+                forwards[hit] += 1
+                forwards_now += len(hit)
             else:
                 tl = None
-            b = Batch(xb, yb, idx, None, tl, epoch, recipe.epochs, step, student, teacher,
+            # a partly selected batch: the method's forward sees the whole batch without teacher logits
+            b = Batch(xb, yb, idx, None, None if partial else tl, epoch, recipe.epochs, step, student, teacher,
                       sw[dev_idx] if sw is not None else None, steps_per_epoch, method_gen)  # fmt: skip
             b.logits = method.forward(b)
-            terms = method(b)
+            terms = method(b) if sel is None else teacher_row_terms(method, b, sel, tl)
             loss, part = reduce_terms(terms, method=method.name, epoch=epoch, step=step)
             if loss is None:
                 skipped += 1  # nobody takes part: no optimizer step at all
@@ -251,6 +337,7 @@ def fit(
             "train_acc": correct / max(seen, 1),
             "participation": took_part / max(seen, 1),
             "sample_epochs": took_part,
+            "teacher_forwards": forwards_now,
             "lr": lr_used,
             "seconds": time.perf_counter() - t0,
             **{k: v / max(seen, 1) for k, v in sample_sums.items()},
@@ -263,6 +350,7 @@ def fit(
         if extra:
             rec.update({k: float(v) for k, v in extra.items()})
         history.append(rec)
+        forwards_now = 0
         events.emit(
             f"  {desc or method.name}: epoch {epoch + 1}/{recipe.epochs} loss {rec['loss']:.3f} "
             f"val {rec.get('val_acc', math.nan):.3f} ({rec['seconds']:.1f} s)"
@@ -276,6 +364,8 @@ def fit(
                 "scheduler": sched.state_dict(), "generator": gen.get_state(), "method_generator": method_gen.get_state(),
                 "rng": rng_state(device), "method_state": method.state_dict(),
                 "participation": participation.clone(), "history": history, "steps_skipped": skipped,
+                "teacher_forwards": forwards.clone(),
             })  # fmt: skip
     bar.close()
-    return FitResult(history=history, participation=participation, steps_skipped=skipped)
+    return FitResult(history=history, participation=participation, steps_skipped=skipped,
+                     teacher_forwards=forwards if uses_teacher else None)  # fmt: skip
