@@ -29,6 +29,7 @@ import torch.nn as nn
 from . import events
 from . import metrics as M
 from .data import Split, load_dataset, make_split
+from .data_selection import SCORERS, ScoreInputs, TeacherRows
 from .errors import DeviceError, ParameterError
 from .evaluations import run_evaluations
 from .methods.base import Method, create_method, distils
@@ -114,6 +115,12 @@ class Run:
         return self.artifacts["participation"]
 
     @property
+    def teacher_forwards(self) -> torch.Tensor | None:
+        """(N_train,) teacher forwards per training row made or read by this run (see
+        :func:`kdutils.fit`); None for a run without a teacher or one stored before they were counted."""
+        return self.artifacts.get("teacher_forwards")
+
+    @property
     def sample_epochs(self) -> int:
         return int(self.participation.sum())
 
@@ -144,6 +151,7 @@ class Experiment:
         )  # fmt: skip
         self.load_seconds = time.perf_counter() - t0
         self._logits: dict[tuple[str, str], torch.Tensor] = {}
+        self._scores: dict[tuple[str, str], torch.Tensor] = {}
 
     # ---------------------------------------------------------------- training
     def data_config(self) -> dict:
@@ -171,10 +179,18 @@ class Experiment:
         return self.train(method, seed=seed, teacher=teacher, model=model or self.settings.student_model,
                           recipe=recipe or self.settings.student_recipe, role="student", force=force, **kw)  # fmt: skip
 
-    def _plan(self, method, seed, model, recipe, teacher, selection, weights):
+    def _plan(self, method, seed, model, recipe, teacher, selection, weights, teacher_rows=None):
         """The run ``train`` would make: (method, config, key, sample weights, training rows)."""
         method = create_method(method)
         uses_teacher = distils(method, teacher)
+        if teacher_rows is not None:
+            if not isinstance(teacher_rows, TeacherRows):
+                raise TypeError(f"teacher_rows must be a kdutils.data_selection.TeacherRows (e.g. "
+                                f"DataSelection(teacher_run, 'influence', keep=0.7)), got {type(teacher_rows).__name__}")  # fmt: skip
+            if not uses_teacher:
+                raise ValueError(
+                    f"teacher_rows: method {method.name!r} trains without a teacher, there is nothing to select"
+                )
         if selection is not None and not isinstance(selection, Selection):
             raise TypeError(f"selection must be a kdutils.selection.Selection (e.g. DropRandom(0.1, seed=0)), "
                             f"got {type(selection).__name__}")  # fmt: skip
@@ -197,12 +213,15 @@ class Experiment:
         }
         if selection is not None:  # absent otherwise, so earlier runs keep their keys
             config["train_rows"] = selection.identity()
+        if teacher_rows is not None:  # likewise
+            config["teacher_rows"] = teacher_rows.identity()
         return method, config, config_key(config), sample_weight, train_rows
 
     def key_of(self, method: str | dict | Method, *, seed: int, model: str, recipe: Recipe, teacher: Run | None = None,
-               selection: Selection | None = None, weights: Weighting | None = None, role: str = "student") -> str:  # fmt: skip
+               selection: Selection | None = None, weights: Weighting | None = None, role: str = "student",
+               teacher_rows: TeacherRows | None = None) -> str:  # fmt: skip
         """The key :meth:`train` gives these arguments (nothing is trained)."""
-        return self._plan(method, seed, model, recipe, teacher, selection, weights)[2]
+        return self._plan(method, seed, model, recipe, teacher, selection, weights, teacher_rows)[2]
 
     def is_finished(self, train_kwargs: dict, evaluate: dict | None = None) -> bool:
         """Whether the run of these :meth:`train` arguments is finished in the store."""
@@ -225,6 +244,8 @@ class Experiment:
         teacher = train_kwargs.get("teacher")
         if distils(method, teacher) and not train_kwargs["recipe"].teacher_per_batch:
             self.logits(teacher, "train", persist=True)
+        if train_kwargs.get("teacher_rows") is not None:  # the selection's scores, cached with the teacher
+            train_kwargs["teacher_rows"].mask(self)
 
     def train(
         self,
@@ -238,6 +259,7 @@ class Experiment:
         weights: Weighting | None = None,
         role: str = "student",
         force: bool = False,
+        teacher_rows: TeacherRows | None = None,
     ) -> Run:
         """Train (or reuse, or resume) one run. ``force=True`` retrains from scratch.
 
@@ -246,11 +268,16 @@ class Experiment:
         weight per training row, e.g. :class:`kdutils.selection.SignificanceWeights`) are part
         of the run's identity: their ``identity()`` goes into ``config["train_rows"]`` and
         ``config["sample_weight"]``.
+
+        ``teacher_rows`` (data selection, e.g. :class:`kdutils.data_selection.DataSelection`): the
+        training rows supervised by the teacher; the others by their labels alone, with no
+        teacher forward for them. Its ``identity()`` goes into ``config["teacher_rows"]``; the
+        run's ``teacher_forwards`` counts the teacher forwards per row.
         """
         if not isinstance(seed, numbers.Integral) or isinstance(seed, bool) or seed < 0:
             raise ParameterError("seed", seed, "a non-negative int")
         method, config, key, sample_weight, train_rows = self._plan(method, seed, model, recipe, teacher, selection,
-                                                                    weights)  # fmt: skip
+                                                                    weights, teacher_rows)  # fmt: skip
         uses_teacher = config["teacher"] is not None
         if force:
             self.store.discard(key)
@@ -270,16 +297,24 @@ class Experiment:
         events.emit(f"training {label} on {self.settings.dataset} ({epochs}, run {key})")
         t0 = time.perf_counter()
         split, t_logits = self.split, None
+        rows_mask = teacher_rows.mask(self) if teacher_rows is not None else None
         if uses_teacher and not recipe.teacher_per_batch:
-            t_logits = self.logits(teacher, "train", persist=True)
+            # with a data selection, the teacher's shared logits are read if they exist (its scorers
+            # usually made them); otherwise ``fit`` computes those of the selected rows only
+            if rows_mask is None:
+                t_logits = self.logits(teacher, "train", persist=True)
+            else:
+                t_logits = self._stored_logits(teacher, "train")
         if train_rows is not None:
             split = split.subset(train_rows)
             t_logits = t_logits[train_rows] if t_logits is not None else None
             sample_weight = sample_weight[train_rows] if sample_weight is not None else None
+            rows_mask = rows_mask[train_rows] if rows_mask is not None else None
         result = fit(
             net, split, method, recipe,
             teacher=teacher.model if uses_teacher else None,
             seed=seed, device=self.device, sample_weight=sample_weight, resume=resume, teacher_logits=t_logits,
+            teacher_rows=rows_mask,
             channels_last=self.settings.channels_last,
             checkpoint=lambda state: self.store.save_checkpoint(key, state),
             progress=self.progress, desc=label,
@@ -288,6 +323,7 @@ class Experiment:
             "config": config,
             "history": result.history,
             "steps_skipped": result.steps_skipped,
+            "teacher_forwards": int(result.teacher_forwards.sum()) if result.teacher_forwards is not None else 0,
             "resumed_from_epoch": resume["epoch"] if resume else 0,
             "train_seconds": time.perf_counter() - t0,
             "parameters": count_parameters(net),
@@ -296,6 +332,8 @@ class Experiment:
             "code_version": CODE_VERSION,
         }
         artifacts = {"participation": result.participation, "train_index": split.train_index}
+        if result.teacher_forwards is not None:
+            artifacts["teacher_forwards"] = result.teacher_forwards
         self.store.finish(key, record, net.state_dict(), artifacts)
         events.emit(f"finished {label} in {record['train_seconds']:.0f} s")
         return Run(key, config, net.eval(), record, artifacts, reused=False)
@@ -320,6 +358,34 @@ class Experiment:
                 self.store.save_tensor(run.key, disk, z)
         self._logits[k] = z
         return z
+
+    def _stored_logits(self, run: Run, part: str) -> torch.Tensor | None:
+        """The logits :meth:`logits` would return with ``persist``, if they are already computed (else None)."""
+        if (run.key, part) in self._logits:
+            return self._logits[run.key, part]
+        z = self.store.load_tensor(run.key, f"logits-{part}-{config_key(self.data_config())}")
+        n = len({"train": self.split.train_y, "val": self.split.val_y, "test": self.split.test_y}[part])
+        if z is None or z.shape[0] != n:
+            return None
+        self._logits[run.key, part] = z
+        return z
+
+    def selection_scores(self, run: Run, scorer: str) -> torch.Tensor:
+        """(N_train,) data-selection scores of ``scorer`` (:data:`kdutils.data_selection.SCORERS`)
+        computed with ``run``'s model: cached in memory and on disk next to the run, like its logits."""
+        fn = SCORERS.get(scorer)
+        k = (run.key, scorer)
+        if k in self._scores:
+            return self._scores[k]
+        disk = f"ds-{scorer}-{config_key(self.data_config())}"
+        s = self.store.load_tensor(run.key, disk)
+        if s is None or s.shape[0] != len(self.split.train_y):
+            model = run.model.to(self.device).eval()
+            s = fn(ScoreInputs(model, self.split, self.device, lambda: self.logits(run, "train", persist=True)))
+            s = s.detach().float().cpu()
+            self.store.save_tensor(run.key, disk, s)
+        self._scores[k] = s
+        return s
 
     def evaluate(self, run: Run, teacher: Run | None = None, *, only: list[str] | None = None,
                  robustness: bool = True, force: bool = False) -> dict:  # fmt: skip

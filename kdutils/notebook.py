@@ -198,7 +198,7 @@ class NotebookContext:
         ``eval_teacher``: the teacher the evaluation compares with (agreement, retention);
         default ``teacher``. ``metrics``: record only these metrics in the results (default:
         every number of the evaluation). ``only``: run only these evaluations. ``train_kw``
-        go to :meth:`Experiment.student` (``selection=``, ``weights=``, ``model=``, ...).
+        go to :meth:`Experiment.student` (``selection=``, ``weights=``, ``teacher_rows=``, ``model=``, ...).
         """
         exp = self[dataset]
         run = exp.student(method, seed=seed, teacher=teacher, force=self.force, **train_kw)

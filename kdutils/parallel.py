@@ -69,6 +69,7 @@ class Job:
     role: str = "student"
     evaluate: dict | None = None
     label: str = ""
+    teacher_rows: Any = None
 
     @classmethod
     def student(cls, settings: Any, method: Any, seed: int, **kw) -> Job:
@@ -79,8 +80,11 @@ class Job:
         return cls(method, seed, model, recipe, **kw)
 
     def train_kwargs(self) -> dict:
-        return dict(method=self.method, seed=self.seed, model=self.model, recipe=self.recipe, teacher=self.teacher,
-                    selection=self.selection, weights=self.weights, role=self.role)  # fmt: skip
+        kw = dict(method=self.method, seed=self.seed, model=self.model, recipe=self.recipe, teacher=self.teacher,
+                  selection=self.selection, weights=self.weights, role=self.role)  # fmt: skip
+        if self.teacher_rows is not None:  # absent otherwise: callers of older signatures keep working
+            kw["teacher_rows"] = self.teacher_rows
+        return kw
 
 
 # ---------------------------------------------------------------- runs travel as their keys
