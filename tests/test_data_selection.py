@@ -1,6 +1,7 @@
 """Data selection (DS, Lan et al. arXiv 2404.03693): scorers, keep ratio, the run key, and no
 teacher forward for the rows the teacher does not supervise (counted)."""
 
+import copy
 import math
 
 import pytest
@@ -139,6 +140,9 @@ def test_unselected_rows_get_cross_entropy_and_the_rest_the_method(digits_split)
     assert torch.allclose(t.per_sample[sel], kd.losses.kd_loss(zs[sel], zt[sel], y[sel]))
     assert torch.allclose(t.per_sample[~sel], kd.losses.cross_entropy(zs[~sel], y[~sel]))
     assert t.mask[~sel].all()  # the label-supervised rows take part; the SR gate applies to the others
+    d = teacher_row_terms(kd.create_method("dist"), b, sel, zt[sel])  # a batch term: over the selected rows only
+    everyone = torch.ones(6, dtype=torch.bool)
+    assert torch.allclose(d.batch(everyone), 2.0 * kd.correlation.dist_intra(zs[sel], zt[sel], 4.0))
 
 
 # --------------------------------------------------------------------------- through an Experiment
@@ -200,3 +204,20 @@ def test_a_ds_job_travels_to_a_worker_as_the_teacher_key(exp_teacher):
     exp.teacher_logits_for(job.train_kwargs())  # the scores are computed once, before the workers start
     assert (t.key, "confidence") in exp._scores
     assert "teacher_rows" not in Job.student(exp.settings, "kd", 0, teacher=t).train_kwargs()
+
+
+@pytest.mark.parametrize("augment", [False, True], ids=["precomputed", "per_batch"])
+def test_teacher_forward_counts_survive_a_resume(digits_split, augment):
+    teacher = _model(digits_split, seed=1)
+    sel = keep_mask(torch.rand(len(digits_split.train_y), generator=torch.Generator().manual_seed(5)), 0.5)
+    recipe = kd.Recipe(epochs=2, batch_size=128, augment=augment)
+    states = []
+
+    def run(resume=None):
+        return kd.fit(_model(digits_split, "lenet5_half"), digits_split, kd.create_method("kd"), recipe,
+                      teacher=teacher, teacher_rows=sel, resume=resume, checkpoint=lambda s: states.append(copy.deepcopy(s)), progress=False)  # fmt: skip
+
+    whole = run()
+    resumed = run(resume=states[0])  # from the end of epoch 1
+    assert torch.equal(resumed.teacher_forwards, whole.teacher_forwards)
+    assert resumed.history[-1]["loss"] == whole.history[-1]["loss"]
