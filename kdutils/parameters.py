@@ -24,8 +24,10 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from .data import DATASETS, dataset_names
+from .data_selection import SCORERS, scorer_names
 from .errors import DeviceError, ParameterError, UnknownNameError
 from .experiment import DEVICE_NAMES, check_device_name
+from .methods.label_revision import FORMS as LR_FORMS
 from .methods.significance import WEIGHTINGS
 from .profiles import PROFILES, check_seeds, override_names
 
@@ -82,6 +84,26 @@ RULES: dict[str, Rule] = {
     "weighting": (
         f"one of the significance weightings {', '.join(map(repr, WEIGHTINGS))}",
         lambda v: isinstance(v, str) and v in WEIGHTINGS,
+    ),  # fmt: skip
+    "lr_form": (
+        f"one of LR's loss forms {', '.join(map(repr, LR_FORMS))}",
+        lambda v: isinstance(v, str) and v in LR_FORMS,
+    ),  # fmt: skip
+    "scorer": (
+        lambda: f"one of the data-selection scorers {', '.join(map(repr, scorer_names()))}",
+        lambda v: isinstance(v, str) and v in SCORERS,
+    ),  # fmt: skip
+    "keep": (
+        "a number in (0, 1] (the share of training rows supervised by the teacher)",
+        lambda v: _number(v) and 0 < v <= 1,
+    ),
+    "keep_sweep": (
+        "a list of numbers in (0, 1) (keep ratios of the data-selection sweep), e.g. [0.5, 0.7, 0.9]; [] to skip it",
+        _list_of(lambda x: _number(x) and 0 < x < 1, empty=True),
+    ),  # fmt: skip
+    "sweep_seeds": (
+        "an int >= 0 (the first n of the dataset's seeds; 0 for all of them)",
+        lambda v: isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 0,
     ),  # fmt: skip
     "fixed_threshold_teacher": ("True, False or 'auto'", lambda v: v is True or v is False or v == "auto"),
     "ablations": ("True or False", _bool),

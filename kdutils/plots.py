@@ -13,11 +13,13 @@ Data come as tidy :class:`pandas.DataFrame` objects with one row per seed
 ``robustness_curves``, ``margin_curves``, ``usage_curves``,
 ``pruning_curve``; :class:`kdutils.notebook.NotebookContext` builds them),
 one row per run (``accuracy_vs_usage``), one row per teacher and seed
-(``stronger_teacher_curves``), as histograms (``rank_agreement_distributions``),
+(``stronger_teacher_curves``), one row per scorer, keep
+ratio and seed (``keep_ratio_curves``), as histograms (``rank_agreement_distributions``),
 as the per-epoch history records of
 the training loop (``training_curves``), as the dicts of
 :func:`kdutils.metrics.reliability` (``reliability_diagrams``), or as
-tensors (``image_grid``, ``significance_histogram``, ``significant_images``).
+tensors (``image_grid``, ``significance_histogram``, ``significant_images``,
+``revised_targets``).
 
 Legends of line plots stand beside the axes, never over a curve, and a figure
 drawn here is widened by its legend's width so the axes, title and labels keep
@@ -46,11 +48,13 @@ __all__ = [
     "bar_panels",
     "bar_with_spread",
     "image_grid",
+    "keep_ratio_curves",
     "line_with_spread",
     "margin_curves",
     "pruning_curve",
     "rank_agreement_distributions",
     "reliability_diagrams",
+    "revised_targets",
     "robustness_curves",
     "save_figure",
     "significance_histogram",
@@ -666,7 +670,8 @@ def significant_images(
 ) -> Figure:
     """:func:`image_grid` of the ``per_class`` most (or least) significant images per class.
 
-    Ties keep dataset order (a stable sort), so the figure is the same on every run.
+    ``significance`` may be any per-sample score (notebook 05 shows the lowest data-selection
+    scores, the images a selection drops first). Ties keep dataset order (a stable sort), so the figure is the same on every run.
     """
     if which not in ("most", "least"):
         raise ValueError(f"significant_images: which must be 'most' or 'least', got {which!r}")
@@ -862,4 +867,104 @@ def reliability_diagrams(rel: Mapping[str, Mapping[str, Any]], ncols: int = 4) -
     for ax in flat[n:]:
         fig.delaxes(ax)
     fig.suptitle("Reliability diagrams")
+    return fig
+
+
+# ---------------------------------------------------------------------------
+# label revision and data selection (notebook 05)
+# ---------------------------------------------------------------------------
+
+
+def revised_targets(
+    p_teacher: Any,
+    p_revised: Any,
+    y: Any,
+    classes: Sequence[str],
+    images: Any = None,
+    ncols: int = 3,
+    title: str | None = None,
+) -> Figure:
+    """Label revision, sample by sample: the teacher's distribution p_T and the revised target p~.
+
+    ``p_teacher`` and ``p_revised`` are ``(N, C)`` probabilities (rows of
+    :func:`kdutils.losses.revised_target` and the softmax it revised), ``y`` the ``N`` labels
+    indexing ``classes``. One panel per sample, ``ncols`` a row: the two distributions as
+    side-by-side bars per class, the label's tick in bold, the title naming the label and the
+    teacher's top class. ``images`` (uint8, ``(N, C, H, W)`` with C in {1, 3}): each sample's
+    image beside its panel.
+    """
+    pt, pr, labels = _to_numpy(p_teacher).astype(float), _to_numpy(p_revised).astype(float), _to_numpy(y).reshape(-1)
+    if pt.ndim != 2 or pt.shape != pr.shape or pt.shape[0] != len(labels) or pt.shape[1] != len(classes):
+        raise ValueError(f"revised_targets: p_teacher {pt.shape}, p_revised {pr.shape}, {len(labels)} labels and "
+                         f"{len(classes)} classes do not match (N, C)")  # fmt: skip
+    if len(labels) == 0:
+        raise ValueError("revised_targets: no samples")
+    if ncols < 1:
+        raise ValueError(f"revised_targets: ncols must be >= 1, got {ncols}")
+    imgs = None if images is None else _to_numpy(images)
+    if imgs is not None and (imgs.ndim != 4 or imgs.shape[0] != len(labels) or imgs.shape[1] not in (1, 3)):
+        raise ValueError(f"revised_targets: images must have shape (N, C, H, W) with N = {len(labels)}, C in {{1, 3}}")
+    n, c = len(labels), len(classes)
+    cols, rows = min(ncols, n), math.ceil(n / min(ncols, n))
+    panel_w = max(3.2, 0.32 * c + 0.8)
+    img_w = 0.9 if imgs is not None else 0.0
+    fig = plt.figure(figsize=(cols * (panel_w + img_w), rows * 2.6 + 0.5), layout="constrained")
+    ratios = [img_w, panel_w] * cols if imgs is not None else [panel_w] * cols
+    grid = fig.add_gridspec(rows, len(ratios), width_ratios=ratios)
+    colors = sns.color_palette(n_colors=2)
+    xs, width = np.arange(c), 0.4
+    for i in range(n):
+        r, k = divmod(i, cols)
+        col = 2 * k + 1 if imgs is not None else k
+        ax = fig.add_subplot(grid[r, col])
+        ax.bar(xs - width / 2, pt[i], width, color=colors[0], label="teacher p_T")
+        ax.bar(xs + width / 2, pr[i], width, color=colors[1], label="revised p~")
+        ax.set_xticks(xs, [str(name) for name in classes], rotation=45, ha="right", fontsize="x-small")
+        ax.get_xticklabels()[int(labels[i])].set_fontweight("bold")
+        ax.set_ylim(0.0, 1.0)
+        ax.set_title(f"label {classes[int(labels[i])]}, teacher {classes[int(pt[i].argmax())]}", fontsize="small")
+        if k == 0:
+            ax.set_ylabel("probability")
+        if i == 0:
+            ax.legend(fontsize="x-small", loc="upper right")
+        if imgs is not None:
+            iax = fig.add_subplot(grid[r, col - 1])
+            img = imgs[i]
+            if img.shape[0] == 1:
+                iax.imshow(img[0], cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+            else:
+                iax.imshow(np.transpose(img, (1, 2, 0)), interpolation="nearest")
+            iax.set_xticks([])
+            iax.set_yticks([])
+            iax.grid(False)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def keep_ratio_curves(
+    df: pd.DataFrame,
+    title: str | None = None,
+    ylabel: str = "test accuracy",
+    reference: Mapping[str, float] | None = None,
+) -> Figure:
+    """Accuracy against the data-selection keep ratio, one line per scorer (mean +- std over seeds).
+
+    ``df`` is tidy with columns ``scorer, keep, seed, value`` (``keep`` in (0, 1], the share of
+    training rows supervised by the teacher; 1 for the run without selection); x in percent.
+    ``reference`` (name -> value, e.g. ``{"KD": 0.85}``) draws a dotted horizontal line each.
+    """
+    _require_columns(df, ["scorer", "keep", "value"], "keep_ratio_curves")
+    fig = line_with_spread(df, x="keep", y="value", hue="scorer", xlabel="training rows supervised by the teacher",
+                           ylabel=ylabel, title=title or "Accuracy against the keep ratio")  # fmt: skip
+    ax = fig.axes[0]
+    for (name, v), color in zip(
+        (reference or {}).items(), sns.color_palette("Greys_r", n_colors=len(reference or {}) + 2)
+    ):
+        if math.isfinite(float(v)):
+            ax.axhline(float(v), color=color, linestyle=":", linewidth=1.2)
+            ax.annotate(str(name), (0.0, float(v)), xycoords=("axes fraction", "data"), xytext=(3, 2),
+                        textcoords="offset points", fontsize="x-small", color=color)  # fmt: skip
+    ax.xaxis.set_major_locator(mticker.FixedLocator(sorted(pd.unique(df["keep"].astype(float)))))
+    ax.xaxis.set_major_formatter(mticker.PercentFormatter(1.0, decimals=0))
     return fig

@@ -536,3 +536,48 @@ def test_stronger_teacher_curves_one_line_per_method_with_slopes_and_teacher_nam
     assert list(xs) == [0.90, 0.95, 0.96] and ax.get_title() == "s"
     with pytest.raises(ValueError, match="teacher_accuracy"):
         plots.stronger_teacher_curves(pd.DataFrame(rows).drop(columns="teacher_accuracy"))
+
+
+def test_revised_targets_one_panel_per_sample_label_tick_bold_and_images_beside():
+    import torch.nn.functional as F
+
+    from kdutils import losses
+
+    z = torch.tensor([[3.0, 0.5, 0.0], [0.0, 2.0, 1.5], [0.2, 0.1, 2.5], [1.0, 3.0, 0.0]])
+    y = torch.tensor([1, 2, 0, 0])
+    p_t, p_rev = F.softmax(z, dim=1), losses.revised_target(z, y, 0.8)
+    classes = ["cat", "dog", "emu"]
+    fig = plots.revised_targets(p_t, p_rev, y, classes, ncols=3, title="LR")
+    assert len(fig.axes) == 4 and fig._suptitle.get_text() == "LR"
+    first = fig.axes[0]
+    heights = [p.get_height() for p in first.patches]
+    np.testing.assert_allclose(heights, [*p_t[0].tolist(), *p_rev[0].tolist()], rtol=1e-6)
+    assert [t.get_fontweight() for t in first.get_xticklabels()] == ["normal", "bold", "normal"]
+    assert first.get_title() == "label dog, teacher cat"
+    x = torch.zeros(4, 1, 4, 4, dtype=torch.uint8)
+    fig = plots.revised_targets(p_t, p_rev, y, classes, images=x, ncols=2)
+    assert len(fig.axes) == 8 and sum(bool(ax.get_images()) for ax in fig.axes) == 4
+    with pytest.raises(ValueError, match="do not match"):
+        plots.revised_targets(p_t, p_rev[:2], y, classes)
+    with pytest.raises(ValueError, match="images must have shape"):
+        plots.revised_targets(p_t, p_rev, y, classes, images=x[:2])
+
+
+def test_keep_ratio_curves_percent_ticks_one_line_per_scorer_and_reference_lines():
+    df = pd.DataFrame(
+        [
+            {"scorer": sc, "keep": k, "seed": s, "value": 0.8 + 0.05 * k + 0.01 * i + 0.001 * s}
+            for i, sc in enumerate(("influence", "confidence", "correct"))
+            for k in (0.5, 0.7, 0.9, 1.0)
+            for s in (0, 1)
+        ]
+    )
+    fig = plots.keep_ratio_curves(df, title="DS", reference={"KD": 0.84, "nan": float("nan")})
+    ax = fig.axes[0]
+    np.testing.assert_allclose(ax.get_xticks(), [0.5, 0.7, 0.9, 1.0])
+    assert ax.xaxis.get_major_formatter()(0.7, 0) == "70%"
+    lines = ax.get_lines()
+    assert [ln.get_label() for ln in lines[:3]] == ["influence", "confidence", "correct"]
+    assert len(lines) == 4 and lines[3].get_linestyle() == ":"  # one reference line; NaN draws none
+    with pytest.raises(ValueError, match="missing column"):
+        plots.keep_ratio_curves(df.rename(columns={"scorer": "method"}))

@@ -58,6 +58,13 @@ def test_a_negative_seed_stops_a_run_too(store):
         ("prune_fractions", "0.1", "a list of numbers in [0, 1)"),
         ("weighting", "min", "one of the significance weightings 'max', 'epochs', 'sqrt'"),
         ("fixed_threshold_teacher", "yes", "True, False or 'auto'"),
+        ("lr_form", "MSE", "one of LR's loss forms 'mse', 'kl'"),
+        ("scorer", "random", "one of the data-selection scorers 'confidence', 'correct', 'influence'"),
+        ("keep", 0, "a number in (0, 1]"),
+        ("keep", True, "a number in (0, 1]"),
+        ("keep_sweep", [0.5, 1.0], "a list of numbers in (0, 1)"),
+        ("sweep_seeds", -1, "an int >= 0"),
+        ("sweep_seeds", 1.0, "an int >= 0"),
         ("ablations", "no", "True or False"),
         ("force", "False", "True or False"),
         ("progress", 1, "True or False"),
@@ -90,6 +97,7 @@ def test_check_parameters_accepts_good_values_and_asks_for_a_rule_for_new_names(
     kd.check_parameters(
         profile="smoke", dataset="", datasets=["digits", "image_folder:/somewhere"], seeds=[0, 2], device="cuda:1",
         temperatures=[1, 2.5], prune_fractions=[], weighting="sqrt", fixed_threshold_teacher="auto",
+        lr_form="kl", scorer="correct", keep=1, keep_sweep=[], sweep_seeds=0,
         ablations=False, overrides={"epochs": 2}, output_dir="", figures_dir=Path("x"), force=True, progress=False,
     )  # fmt: skip
     with pytest.raises(TypeError, match="no rule for parameter 'width'"):
