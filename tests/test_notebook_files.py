@@ -49,3 +49,16 @@ def test_setup_cell_checks_every_parameter_first(nb):
     defaults: dict = {}
     exec(params, {}, defaults)  # the stored defaults pass their own check
     kd.check_parameters(**defaults)
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=[nb.stem for nb in NOTEBOOKS])
+def test_notebook_defines_no_function_or_class(nb):
+    """Notebooks hold the story, kdutils the code (DESIGN.md): a helper goes into kdutils with a docstring."""
+    cells = json.loads(nb.read_text(encoding="utf-8"))["cells"]
+    for i, c in enumerate(cells):
+        if c["cell_type"] != "code":
+            continue
+        src = "\n".join(line for line in "".join(c["source"]).splitlines() if not line.lstrip().startswith(("%", "!")))
+        defined = [type(n).__name__ for n in ast.walk(ast.parse(src))
+                   if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda))]  # fmt: skip
+        assert not defined, f"{nb.stem}, cell {i}: {defined} (move it into kdutils)"

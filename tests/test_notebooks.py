@@ -94,6 +94,39 @@ EXPECT = {
         ],  # fmt: skip
         "teacher": "teacher normal",
     },
+    "05_label_revision": {
+        "figures": [
+            f"{f}_digits"
+            for f in (
+                "accuracy",
+                "revised_targets",
+                "teacher_wrong_accuracy",
+                "keep_ratio",
+                "dropped_influence",
+                "dropped_confidence",
+                "dropped_correct",
+                "robustness",
+                "reliability",
+            )
+        ],  # fmt: skip
+        "methods": [
+            "teacher",
+            "student alone",
+            "KD",
+            "KD+LR",
+            "KD+DS",
+            "KD+LR+DS",
+            "DIST",
+            "DIST+LR",
+            "KD+LR, kl form",
+            *(
+                f"KD+LR+DS | {sc}, keep {k:g}"
+                for sc in ("influence", "confidence", "correct")
+                for k in (0.5, 0.7, 0.9)
+                if (sc, k) != ("influence", 0.7)
+            ),
+        ],  # fmt: skip
+    },
 }
 
 
