@@ -190,6 +190,24 @@ class NotebookContext:
             self._teacher_labels[dataset].append(label)
         return run
 
+    def teacher_group(self, dataset: str, calls: Iterable[Mapping[str, Any]], *, desc: str = "") -> list[Run]:
+        """:meth:`teacher` for each call (a dict of its arguments: ``label``, ``model``, ``method``,
+        ``robustness``, ...), the teachers not yet stored trained side by side first by the
+        settings' executor, as :meth:`student_group` does for students (a series of teachers of
+        growing size is as independent as a group of students)."""
+        calls = [dict(c) for c in calls]
+        if not self.force and len(calls) > 1:
+            exp = self[dataset]
+            s = exp.settings
+            jobs = []
+            for c in calls:
+                kw = {k: v for k, v in c.items() if k not in ("label", "method", "robustness", "record")}
+                jobs.append(Job(c.get("method", "ce"), 0, kw.pop("model", None) or s.teacher_model,
+                                kw.pop("recipe", None) or s.teacher_recipe, role="teacher", label=c.get("label", "teacher"),
+                                evaluate={"robustness": c.get("robustness", True)}, **kw))  # fmt: skip
+            train_group(exp, jobs, desc=desc or f"{self.notebook} {dataset} teachers", read_back=False)
+        return [self.teacher(dataset, **c) for c in calls]
+
     def student(self, dataset: str, label: str, method: Any, *, seed: int, teacher: Run | None = None,
                 eval_teacher: Run | None = None, robustness: bool = True, metrics: Iterable[str] | None = None,
                 record: bool = True, only: Iterable[str] | None = None, **train_kw) -> Run:  # fmt: skip

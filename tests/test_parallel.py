@@ -80,13 +80,15 @@ def test_executor_choice(monkeypatch):
         resolve_executor("threads")
 
 
-def test_notebook_students_in_parallel_match_serial(tmp_path):
+def test_notebook_teachers_and_students_in_parallel_match_serial(tmp_path):
     frames = {}
     for executor in ("serial", "processes"):
         ctx = kd.NotebookContext("99_parallel", profile="smoke", seeds=2, verbose=False, output_dir=tmp_path / executor,
                                  overrides={"executor": executor, "teacher_epochs": 2, "epochs": 1, "threads": 1},
                                  store=kd.RunStore(tmp_path / f"runs-{executor}"), progress=False)  # fmt: skip
-        t = ctx.teacher("digits", robustness=False)
+        small, t = ctx.teacher_group("digits", [dict(label="teacher small", model=ctx.settings("digits").student_model,
+                                                     robustness=False), dict(label="teacher", robustness=False)])  # fmt: skip
+        assert small.reused == (executor == "processes"), "a group's teachers come from the workers, via the store"
         ctx.students("digits", {"alone": "ce", "KD": "kd"}, t, robustness=False)
         f = ctx.frame
         f = f[~f.metric.str.contains("seconds")]
