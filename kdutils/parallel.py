@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import copy
 import os
+import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -196,6 +197,19 @@ def _serial(payloads: Sequence[_Payload], workers: int, threads: int):
         yield p, work(p)
 
 
+def _die_with_parent() -> None:
+    """Worker initializer: on Linux, ask the kernel to end this worker when its parent dies, so a
+    notebook kernel killed mid-group (papermill interrupted, kill -9) leaves no worker training on."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        try:
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        except OSError:  # another libc: the worker just lives until its run ends
+            pass
+
+
 @EXECUTORS.register("processes")
 def _processes(payloads: Sequence[_Payload], workers: int, threads: int):
     import multiprocessing as mp
@@ -205,7 +219,9 @@ def _processes(payloads: Sequence[_Payload], workers: int, threads: int):
     for p in payloads:
         p.threads = threads
     # spawn: a fresh interpreter per worker (forking a process whose OpenMP pool is running can hang)
-    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
+    with ProcessPoolExecutor(
+        max_workers=workers, mp_context=mp.get_context("spawn"), initializer=_die_with_parent
+    ) as pool:
         futures = {pool.submit(work, p): p for p in payloads}
         for f in as_completed(futures):
             yield futures[f], f.result()
@@ -264,7 +280,12 @@ def train_group(exp: Experiment, jobs: Iterable[Job], *, executor: str | None = 
     jobs = list(jobs)
     s = exp.settings
     name = resolve_executor(executor or s.executor, str(exp.device), s.profile)
-    todo = [j for j in jobs if not exp.is_finished(j.train_kwargs(), j.evaluate)]
+    todo, keys = [], set()
+    for j in jobs:  # a run asked for twice (e.g. under two labels) is trained once
+        key = exp.key_of(**j.train_kwargs())
+        if key not in keys and not exp.is_finished(j.train_kwargs(), j.evaluate):
+            todo.append(j)
+        keys.add(key)
     if todo and name != "serial":
         _run_elsewhere(exp, todo, name, s.workers if workers is None else workers,
                        s.threads if threads is None else threads, desc)  # fmt: skip

@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import importlib.util
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -95,3 +101,41 @@ def test_notebook_teachers_and_students_in_parallel_match_serial(tmp_path):
         frames[executor] = f.sort_values(["method", "seed", "metric"]).reset_index(drop=True)
     assert len(frames["serial"]) > 20
     pd.testing.assert_frame_equal(frames["serial"], frames["processes"], check_exact=True)
+
+
+def test_a_run_asked_for_twice_is_trained_once(tmp_path, monkeypatch):
+    from kdutils import parallel
+
+    exp = kd.Experiment(kd.configure("smoke", executor="processes", **SMOKE), kd.RunStore(tmp_path))
+    s, teacher = exp.settings, exp.teacher()
+    sent = []
+    monkeypatch.setattr(parallel, "_run_elsewhere", lambda exp, jobs, *a: sent.append([j.label for j in jobs]))
+    jobs = [Job("kd", 0, s.student_model, s.student_recipe, teacher=teacher, label=label)
+            for label in ("KD", "KD | teacher lenet5")]  # fmt: skip
+    train_group(exp, [*jobs, Job("ce", 0, s.student_model, s.student_recipe, label="alone")], read_back=False)
+    assert sent == [["KD", "alone"]]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_workers_end_when_their_parent_is_killed(tmp_path):
+    script = tmp_path / "parent.py"
+    script.write_text(
+        "import multiprocessing as mp, os, time\n"
+        "from concurrent.futures import ProcessPoolExecutor\n"
+        "from kdutils.parallel import _die_with_parent\n"
+        "if __name__ == '__main__':\n"
+        "    pool = ProcessPoolExecutor(1, mp_context=mp.get_context('spawn'), initializer=_die_with_parent)\n"
+        "    print(pool.submit(os.getpid).result(), flush=True)\n"
+        "    pool.submit(time.sleep, 120).result()  # the worker is busy, as one training a run\n"
+    )
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    worker = int(parent.stdout.readline())
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and Path(f"/proc/{worker}").exists():
+        time.sleep(0.1)
+    alive = Path(f"/proc/{worker}").exists()
+    if alive:
+        os.kill(worker, signal.SIGKILL)
+    assert not alive, "a worker outlived its killed parent"
