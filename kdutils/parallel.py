@@ -36,6 +36,7 @@ or nothing (atomic writes): the next attempt resumes it.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
 import sys
 import time
@@ -265,14 +266,14 @@ def resolve_executor(name: str, device: str = "cpu", profile: str = "quick") -> 
 # ---------------------------------------------------------------- the API notebooks use
 def train_group(exp: Experiment, jobs: Iterable[Job], *, executor: str | None = None, workers: int | None = None,
                 threads: int | None = None, desc: str = "runs", read_back: bool = True,
-                force: bool = False) -> list[Run] | None:  # fmt: skip
+                force: bool = False) -> list[Run] | list[str] | None:  # fmt: skip
     """Train every job of a group (those not yet in the store) with the executor, then return
     their runs in order, each read from the store by ``exp.train`` (and evaluated from the cache
     when the job asks for it).
 
     ``executor`` / ``workers`` / ``threads``: default ``exp.settings``' own. Progress: one bar
     for the group (finished/total) and one event line per finished run. ``read_back=False``:
-    only train (the caller reads the runs itself); returns None. ``force=True`` (retrain even
+    only train (the caller reads the runs itself); returns the keys of the runs trained here. ``force=True`` (retrain even
     stored runs) trains nothing here: the caller's own ``train(..., force=True)`` calls do, serially.
     """
     if force:
@@ -289,11 +290,14 @@ def train_group(exp: Experiment, jobs: Iterable[Job], *, executor: str | None = 
     if todo and name != "serial":
         _run_elsewhere(exp, todo, name, s.workers if workers is None else workers,
                        s.threads if threads is None else threads, desc)  # fmt: skip
+    trained = [exp.key_of(**j.train_kwargs()) for j in todo] if name != "serial" else []
     if not read_back:
-        return None
+        return trained
     out = []
     for j in jobs:
         run = exp.train(**j.train_kwargs())
+        if run.key in trained:  # trained by this group's workers: not reused, for the caller
+            run = dataclasses.replace(run, reused=False)
         if j.evaluate is not None:
             exp.evaluate(run, **j.evaluate)
         out.append(run)

@@ -31,8 +31,12 @@ def _group(exp: kd.Experiment, teacher: kd.Run) -> list[Job]:
     return jobs
 
 
+def _settings(executor: str):
+    return kd.configure("smoke", executor=executor, **SMOKE)
+
+
 def _train(tmp_path, executor: str):
-    exp = kd.Experiment(kd.configure("smoke", executor=executor, **SMOKE), kd.RunStore(tmp_path / executor))
+    exp = kd.Experiment(_settings(executor), kd.RunStore(tmp_path / executor))
     teacher = exp.teacher()
     runs = train_group(exp, _group(exp, teacher))
     evals = [exp.evaluate(r, teacher, robustness=False) for r in runs]
@@ -55,7 +59,10 @@ def test_processes_give_the_serial_runs_bit_for_bit(tmp_path):
     serial, es = _train(tmp_path, "serial")
     assert not any(r.reused for r in serial)
     pooled, ep = _train(tmp_path, "processes")
-    assert all(r.reused for r in pooled), "every run of the group should come from the workers, via the store"
+    assert not any(r.reused for r in pooled), "the group trained every run (in its workers): none is reused"
+    exp = kd.Experiment(_settings("processes"), kd.RunStore(tmp_path / "processes"))
+    again = train_group(exp, _group(exp, exp.teacher()))
+    assert all(r.reused for r in again), "a second call reads every run from the store"
     _same(serial, pooled, es, ep)
     # the workers also evaluated: the evaluation cache of each run is in the store
     assert all(any(p.name.startswith("eval") for p in (tmp_path / "processes" / r.key).iterdir()) for r in pooled[:6])
@@ -71,7 +78,7 @@ def test_ray_gives_the_serial_runs_bit_for_bit(tmp_path):
         remote, er = _train(tmp_path, "ray")
     finally:
         ray.shutdown()
-    assert all(r.reused for r in remote)
+    assert not any(r.reused for r in remote)
     _same(serial, remote, es, er)
 
 
@@ -94,10 +101,14 @@ def test_notebook_teachers_and_students_in_parallel_match_serial(tmp_path):
                                  store=kd.RunStore(tmp_path / f"runs-{executor}"), progress=False)  # fmt: skip
         small, t = ctx.teacher_group("digits", [dict(label="teacher small", model=ctx.settings("digits").student_model,
                                                      robustness=False), dict(label="teacher", robustness=False)])  # fmt: skip
-        assert small.reused == (executor == "processes"), "a group's teachers come from the workers, via the store"
+        assert ctx.trained_now(small) and small.reused == (executor == "processes"), (
+            "workers train, the store hands over"
+        )
         ctx.students("digits", {"alone": "ce", "KD": "kd"}, t, robustness=False)
         f = ctx.frame
         f = f[~f.metric.str.contains("seconds")]
+        env = ctx.environment_frame()["value"]
+        assert env["runs trained now"] == len(set(r.key for r in ctx.runs.values())) and env["runs reused"] == 0
         frames[executor] = f.sort_values(["method", "seed", "metric"]).reset_index(drop=True)
     assert len(frames["serial"]) > 20
     pd.testing.assert_frame_equal(frames["serial"], frames["processes"], check_exact=True)
