@@ -117,6 +117,7 @@ class NotebookContext:
         self.runs: dict[tuple[str, str, int], Run] = {}
         self.evals: dict[tuple[str, str, int], dict] = {}
         self.seconds: dict[str, float] = {}
+        self._trained: set[str] = set()  # keys of the runs this context's groups trained in workers
         self._teacher_labels: dict[str, list[str]] = {}
         overrides = dict(overrides or {})
         chosen = check_seeds(list(seeds) if isinstance(seeds, Iterable) and not isinstance(seeds, str) else seeds)
@@ -190,6 +191,29 @@ class NotebookContext:
             self._teacher_labels[dataset].append(label)
         return run
 
+    def trained_now(self, run: Run) -> bool:
+        """Whether ``run`` was trained by this context (here or by a group's workers), not read from an earlier one."""
+        return not run.reused or run.key in self._trained
+
+    def teacher_group(self, dataset: str, calls: Iterable[Mapping[str, Any]], *, desc: str = "") -> list[Run]:
+        """:meth:`teacher` for each call (a dict of its arguments: ``label``, ``model``, ``method``,
+        ``robustness``, ...), the teachers not yet stored trained side by side first by the
+        settings' executor, as :meth:`student_group` does for students (a series of teachers of
+        growing size is as independent as a group of students)."""
+        calls = [dict(c) for c in calls]
+        if not self.force and len(calls) > 1:
+            exp = self[dataset]
+            s = exp.settings
+            jobs = []
+            for c in calls:
+                kw = {k: v for k, v in c.items() if k not in ("label", "method", "robustness", "record")}
+                jobs.append(Job(c.get("method", "ce"), 0, kw.pop("model", None) or s.teacher_model,
+                                kw.pop("recipe", None) or s.teacher_recipe, role="teacher", label=c.get("label", "teacher"),
+                                evaluate={"robustness": c.get("robustness", True)}, **kw))  # fmt: skip
+            self._trained.update(train_group(exp, jobs, desc=desc or f"{self.notebook} {dataset} teachers",
+                                             read_back=False) or [])  # fmt: skip
+        return [self.teacher(dataset, **c) for c in calls]
+
     def student(self, dataset: str, label: str, method: Any, *, seed: int, teacher: Run | None = None,
                 eval_teacher: Run | None = None, robustness: bool = True, metrics: Iterable[str] | None = None,
                 record: bool = True, only: Iterable[str] | None = None, **train_kw) -> Run:  # fmt: skip
@@ -232,7 +256,9 @@ class NotebookContext:
         if not self.force and len(calls) > 1:
             exp = self[dataset]
             jobs = [self._job(exp, c) for c in calls]
-            train_group(exp, jobs, desc=desc or f"{self.notebook} {dataset}", read_back=False)
+            self._trained.update(
+                train_group(exp, jobs, desc=desc or f"{self.notebook} {dataset}", read_back=False) or []
+            )
         return [self.student(dataset, **c) for c in calls]
 
     @staticmethod
@@ -299,8 +325,8 @@ class NotebookContext:
         unique = {r.key: r for r in self.runs.values()}.values()
         timing: dict[str, Any] = {
             "notebook wall time (s)": round(time.perf_counter() - self.t_start, 1),
-            "runs trained now": sum(not r.reused for r in unique),
-            "runs reused": sum(r.reused for r in unique),
+            "runs trained now": sum(self.trained_now(r) for r in unique),
+            "runs reused": sum(not self.trained_now(r) for r in unique),
         }
         for ds in self.datasets:
             timing[f"{ds}: training + evaluation (s)"] = round(self.seconds.get(ds, 0.0), 1)

@@ -25,8 +25,8 @@ import pandas as pd
 
 from .profiles import Settings
 
-__all__ = ["PAIRS", "TEACHER_SERIES", "REFERENCE", "DEFAULT_DATASETS", "pairs_for", "series_for", "pair_label",
-           "reference_frame", "default_datasets"]  # fmt: skip
+__all__ = ["PAIRS", "TEACHER_SERIES", "REFERENCE", "DEFAULT_DATASETS", "ABLATION_SEEDS", "pairs_for", "series_for",
+           "pair_label", "reference_frame", "default_datasets", "ablation_seeds"]  # fmt: skip
 
 #: teacher -> student pairs per dataset; a dataset not listed has the profile's pair only
 PAIRS: dict[str, tuple[tuple[str, str], ...]] = {
@@ -64,6 +64,19 @@ REFERENCE: dict[tuple[str, str], dict[str, float | None]] = {
 #: a notebook's datasets per profile when its ``datasets`` parameter is empty; a profile not
 #: listed: [] (the profile's default dataset)
 DEFAULT_DATASETS: dict[str, list[str]] = {"paper": ["cifar100"]}
+
+
+#: how many seeds train the ablations per profile when a notebook's ``ablation_seeds`` is 0 (its
+#: default); a profile not listed: every seed. ``quick`` trains them on one seed so that one
+#: dataset of notebook 02, teachers included, fits its 15-minute budget on 2 CPU cores [ours]
+ABLATION_SEEDS: dict[str, int] = {"quick": 1}
+
+
+def ablation_seeds(settings: Settings, n: int = 0) -> tuple[int, ...]:
+    """The seeds of a notebook's ablations: the first ``n`` of ``settings.seeds``; ``n = 0``: the
+    profile's default (:data:`ABLATION_SEEDS`, else every seed)."""
+    n = n or ABLATION_SEEDS.get(settings.profile, len(settings.seeds))
+    return tuple(settings.seeds[:n])
 
 
 def default_datasets(profile: str) -> list[str]:

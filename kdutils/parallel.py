@@ -36,7 +36,9 @@ or nothing (atomic writes): the next attempt resumes it.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
+import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -200,6 +202,19 @@ def _serial(payloads: Sequence[_Payload], workers: int, threads: int):
         yield p, work(p)
 
 
+def _die_with_parent() -> None:
+    """Worker initializer: on Linux, ask the kernel to end this worker when its parent dies, so a
+    notebook kernel killed mid-group (papermill interrupted, kill -9) leaves no worker training on."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        try:
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        except OSError:  # another libc: the worker just lives until its run ends
+            pass
+
+
 @EXECUTORS.register("processes")
 def _processes(payloads: Sequence[_Payload], workers: int, threads: int):
     import multiprocessing as mp
@@ -209,7 +224,9 @@ def _processes(payloads: Sequence[_Payload], workers: int, threads: int):
     for p in payloads:
         p.threads = threads
     # spawn: a fresh interpreter per worker (forking a process whose OpenMP pool is running can hang)
-    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
+    with ProcessPoolExecutor(
+        max_workers=workers, mp_context=mp.get_context("spawn"), initializer=_die_with_parent
+    ) as pool:
         futures = {pool.submit(work, p): p for p in payloads}
         for f in as_completed(futures):
             yield futures[f], f.result()
@@ -253,14 +270,14 @@ def resolve_executor(name: str, device: str = "cpu", profile: str = "quick") -> 
 # ---------------------------------------------------------------- the API notebooks use
 def train_group(exp: Experiment, jobs: Iterable[Job], *, executor: str | None = None, workers: int | None = None,
                 threads: int | None = None, desc: str = "runs", read_back: bool = True,
-                force: bool = False) -> list[Run] | None:  # fmt: skip
+                force: bool = False) -> list[Run] | list[str] | None:  # fmt: skip
     """Train every job of a group (those not yet in the store) with the executor, then return
     their runs in order, each read from the store by ``exp.train`` (and evaluated from the cache
     when the job asks for it).
 
     ``executor`` / ``workers`` / ``threads``: default ``exp.settings``' own. Progress: one bar
     for the group (finished/total) and one event line per finished run. ``read_back=False``:
-    only train (the caller reads the runs itself); returns None. ``force=True`` (retrain even
+    only train (the caller reads the runs itself); returns the keys of the runs trained here. ``force=True`` (retrain even
     stored runs) trains nothing here: the caller's own ``train(..., force=True)`` calls do, serially.
     """
     if force:
@@ -268,15 +285,23 @@ def train_group(exp: Experiment, jobs: Iterable[Job], *, executor: str | None = 
     jobs = list(jobs)
     s = exp.settings
     name = resolve_executor(executor or s.executor, str(exp.device), s.profile)
-    todo = [j for j in jobs if not exp.is_finished(j.train_kwargs(), j.evaluate)]
+    todo, keys = [], set()
+    for j in jobs:  # a run asked for twice (e.g. under two labels) is trained once
+        key = exp.key_of(**j.train_kwargs())
+        if key not in keys and not exp.is_finished(j.train_kwargs(), j.evaluate):
+            todo.append(j)
+        keys.add(key)
     if todo and name != "serial":
         _run_elsewhere(exp, todo, name, s.workers if workers is None else workers,
                        s.threads if threads is None else threads, desc)  # fmt: skip
+    trained = [exp.key_of(**j.train_kwargs()) for j in todo] if name != "serial" else []
     if not read_back:
-        return None
+        return trained
     out = []
     for j in jobs:
         run = exp.train(**j.train_kwargs())
+        if run.key in trained:  # trained by this group's workers: not reused, for the caller
+            run = dataclasses.replace(run, reused=False)
         if j.evaluate is not None:
             exp.evaluate(run, **j.evaluate)
         out.append(run)

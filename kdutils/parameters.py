@@ -108,6 +108,10 @@ RULES: dict[str, Rule] = {
     "fixed_threshold_teacher": ("True, False or 'auto'", lambda v: v is True or v is False or v == "auto"),
     "ablations": ("True or False", _bool),
     "stronger_teacher": ("True or False", _bool),
+    "ablation_seeds": (
+        "a non-negative int: the first n seeds train the ablations; 0 for the profile's default",
+        lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+    ),  # fmt: skip
     "overrides": (
         "a dict of kdutils.configure overrides, e.g. {'epochs': 5}",
         lambda v: isinstance(v, Mapping) and all(isinstance(k, str) for k in v),

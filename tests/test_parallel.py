@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import importlib.util
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -25,8 +31,12 @@ def _group(exp: kd.Experiment, teacher: kd.Run) -> list[Job]:
     return jobs
 
 
+def _settings(executor: str):
+    return kd.configure("smoke", executor=executor, **SMOKE)
+
+
 def _train(tmp_path, executor: str):
-    exp = kd.Experiment(kd.configure("smoke", executor=executor, **SMOKE), kd.RunStore(tmp_path / executor))
+    exp = kd.Experiment(_settings(executor), kd.RunStore(tmp_path / executor))
     teacher = exp.teacher()
     runs = train_group(exp, _group(exp, teacher))
     evals = [exp.evaluate(r, teacher, robustness=False) for r in runs]
@@ -49,7 +59,10 @@ def test_processes_give_the_serial_runs_bit_for_bit(tmp_path):
     serial, es = _train(tmp_path, "serial")
     assert not any(r.reused for r in serial)
     pooled, ep = _train(tmp_path, "processes")
-    assert all(r.reused for r in pooled), "every run of the group should come from the workers, via the store"
+    assert not any(r.reused for r in pooled), "the group trained every run (in its workers): none is reused"
+    exp = kd.Experiment(_settings("processes"), kd.RunStore(tmp_path / "processes"))
+    again = train_group(exp, _group(exp, exp.teacher()))
+    assert all(r.reused for r in again), "a second call reads every run from the store"
     _same(serial, pooled, es, ep)
     # the workers also evaluated: the evaluation cache of each run is in the store
     assert all(any(p.name.startswith("eval") for p in (tmp_path / "processes" / r.key).iterdir()) for r in pooled[:6])
@@ -65,7 +78,7 @@ def test_ray_gives_the_serial_runs_bit_for_bit(tmp_path):
         remote, er = _train(tmp_path, "ray")
     finally:
         ray.shutdown()
-    assert all(r.reused for r in remote)
+    assert not any(r.reused for r in remote)
     _same(serial, remote, es, er)
 
 
@@ -80,16 +93,60 @@ def test_executor_choice(monkeypatch):
         resolve_executor("threads")
 
 
-def test_notebook_students_in_parallel_match_serial(tmp_path):
+def test_notebook_teachers_and_students_in_parallel_match_serial(tmp_path):
     frames = {}
     for executor in ("serial", "processes"):
         ctx = kd.NotebookContext("99_parallel", profile="smoke", seeds=2, verbose=False, output_dir=tmp_path / executor,
                                  overrides={"executor": executor, "teacher_epochs": 2, "epochs": 1, "threads": 1},
                                  store=kd.RunStore(tmp_path / f"runs-{executor}"), progress=False)  # fmt: skip
-        t = ctx.teacher("digits", robustness=False)
+        small, t = ctx.teacher_group("digits", [dict(label="teacher small", model=ctx.settings("digits").student_model,
+                                                     robustness=False), dict(label="teacher", robustness=False)])  # fmt: skip
+        assert ctx.trained_now(small) and small.reused == (executor == "processes"), (
+            "workers train, the store hands over"
+        )
         ctx.students("digits", {"alone": "ce", "KD": "kd"}, t, robustness=False)
         f = ctx.frame
         f = f[~f.metric.str.contains("seconds")]
+        env = ctx.environment_frame()["value"]
+        assert env["runs trained now"] == len(set(r.key for r in ctx.runs.values())) and env["runs reused"] == 0
         frames[executor] = f.sort_values(["method", "seed", "metric"]).reset_index(drop=True)
     assert len(frames["serial"]) > 20
     pd.testing.assert_frame_equal(frames["serial"], frames["processes"], check_exact=True)
+
+
+def test_a_run_asked_for_twice_is_trained_once(tmp_path, monkeypatch):
+    from kdutils import parallel
+
+    exp = kd.Experiment(kd.configure("smoke", executor="processes", **SMOKE), kd.RunStore(tmp_path))
+    s, teacher = exp.settings, exp.teacher()
+    sent = []
+    monkeypatch.setattr(parallel, "_run_elsewhere", lambda exp, jobs, *a: sent.append([j.label for j in jobs]))
+    jobs = [Job("kd", 0, s.student_model, s.student_recipe, teacher=teacher, label=label)
+            for label in ("KD", "KD | teacher lenet5")]  # fmt: skip
+    train_group(exp, [*jobs, Job("ce", 0, s.student_model, s.student_recipe, label="alone")], read_back=False)
+    assert sent == [["KD", "alone"]]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_workers_end_when_their_parent_is_killed(tmp_path):
+    script = tmp_path / "parent.py"
+    script.write_text(
+        "import multiprocessing as mp, os, time\n"
+        "from concurrent.futures import ProcessPoolExecutor\n"
+        "from kdutils.parallel import _die_with_parent\n"
+        "if __name__ == '__main__':\n"
+        "    pool = ProcessPoolExecutor(1, mp_context=mp.get_context('spawn'), initializer=_die_with_parent)\n"
+        "    print(pool.submit(os.getpid).result(), flush=True)\n"
+        "    pool.submit(time.sleep, 120).result()  # the worker is busy, as one training a run\n"
+    )
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    worker = int(parent.stdout.readline())
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and Path(f"/proc/{worker}").exists():
+        time.sleep(0.1)
+    alive = Path(f"/proc/{worker}").exists()
+    if alive:
+        os.kill(worker, signal.SIGKILL)
+    assert not alive, "a worker outlived its killed parent"
