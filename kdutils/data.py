@@ -235,14 +235,47 @@ def _load_fashion(root: Path) -> ImageData:
     return _mnist_like(root, "FashionMNIST", "fashion_mnist", "FashionMNIST", classes)
 
 
-def _load_torchvision_cifar(root: Path, cls_name: str, name: str) -> ImageData:
-    import torchvision.datasets as tvd
+#: torchvision's CIFAR python layouts: (train files, test files, meta file, label key, class-name key)
+_CIFAR_PICKLES = {
+    "CIFAR10": ([f"data_batch_{i}" for i in range(1, 6)], ["test_batch"], "batches.meta", "labels", "label_names"),
+    "CIFAR100": (["train"], ["test"], "meta", "fine_labels", "fine_label_names"),
+}
 
-    cls = getattr(tvd, cls_name)
-    tr = cls(str(root), train=True, download=False)
-    te = cls(str(root), train=False, download=False)
-    to_x = lambda d: torch.from_numpy(np.ascontiguousarray(d.data)).permute(0, 3, 1, 2).contiguous()  # noqa: E731
-    return ImageData(name, to_x(tr), torch.tensor(tr.targets), to_x(te), torch.tensor(te.targets), list(tr.classes))
+
+def _load_torchvision_cifar(root: Path, cls_name: str, name: str) -> ImageData:
+    """torchvision's python layout (``cifar-10-batches-py/``, ``cifar-100-python/``), read directly.
+
+    The same tensors as ``torchvision.datasets.CIFAR10/100`` give, without their MD5 check of
+    the files, so a generated folder of the same format (:func:`kdutils.testing.make_fake_cifar100`)
+    loads as the real one does; a malformed file is reported with its path.
+    """
+    import pickle
+
+    folder = root / {"CIFAR10": "cifar-10-batches-py", "CIFAR100": "cifar-100-python"}[cls_name]
+    train_files, test_files, meta_file, label_key, names_key = _CIFAR_PICKLES[cls_name]
+
+    def read(path: Path) -> dict:
+        try:
+            with open(path, "rb") as f:
+                return pickle.load(f, encoding="latin1")
+        except (OSError, pickle.UnpicklingError, EOFError, ValueError) as exc:
+            raise DatasetMissingError(
+                f"{name}: cannot read {path} ({exc}); put torchvision's {folder.name}/ there again"
+            ) from None
+
+    def part(files: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        blobs = [read(folder / f) for f in files]
+        try:
+            x = np.concatenate([np.asarray(b["data"], dtype=np.uint8) for b in blobs]).reshape(-1, 3, 32, 32)
+            y = np.concatenate([np.asarray(b[label_key], dtype=np.int64) for b in blobs])
+        except (KeyError, ValueError) as exc:
+            raise DatasetMissingError(f"{name}: {folder} is not torchvision's CIFAR layout ({exc!r})") from None
+        return torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(y)
+
+    tx, ty = part(train_files)
+    sx, sy = part(test_files)
+    classes = list(read(folder / meta_file)[names_key])
+    return ImageData(name, tx, ty, sx, sy, classes)
 
 
 def _cifar(root: Path, name: str, tv_folder: str, cls_name: str) -> ImageData:
@@ -439,6 +472,8 @@ class Batches:
     augment: Augment | None = None
     device: torch.device | str = "cpu"
     generator: torch.Generator | None = None
+    #: at most this many batches per pass (None: all); the order is still drawn over every row
+    max_batches: int | None = None
     _x_dev: torch.Tensor = field(init=False, repr=False)
     _y_dev: torch.Tensor = field(init=False, repr=False)
 
@@ -450,7 +485,8 @@ class Batches:
 
     def __len__(self) -> int:
         n = len(self.y)
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+        full = n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+        return full if self.max_batches is None else min(full, self.max_batches)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         n = len(self.y)

@@ -177,7 +177,8 @@ class NotebookContext:
         return (f"{dataset}: {st.teacher_model} -> {st.student_model}, seeds {list(st.seeds)}, "
                 f"teacher {st.teacher_recipe.epochs} epochs, students {st.student_recipe.epochs} epochs, "
                 f"train {len(sp.train_y)} / {val} / test {len(sp.test_y)}"
-                + (f"  [{sp.note}]" if sp.note else ""))  # fmt: skip
+                + (f"  [{sp.note}]" if sp.note else "")
+                + ("  [DRY RUN: the profile's shapes, every size cut; the numbers mean nothing]" if st.dry_run else ""))  # fmt: skip
 
     # ---------------------------------------------------------------- runs
     def teacher(self, dataset: str, label: str = "teacher", method: Any = "ce", *, robustness: bool = True,

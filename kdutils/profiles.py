@@ -9,6 +9,18 @@
   3 seeds; about an hour per notebook and dataset on 2 cores with the worker pool.
 * ``paper``: the paper's protocol as far as it is known; meant for a GPU.
 
+The **dry run** is a switch, not a profile: ``configure(profile, dataset, dry_run=True)`` (or
+``$KD_DRY_RUN=1``) keeps the profile's shapes (dataset, models, optimiser, schedule type,
+augmentation, batch size, ``drop_last``, epsilon grid, attacks, ablation teachers) and cuts every
+size to :data:`DRY_RUN`: two epochs of at most two batches (``Recipe.max_steps_per_epoch``), two
+seeds, a few hundred training / validation / test images, attacks on eight images with two PGD
+steps. The epochs are cut, not only the batches: 240 epochs of two batches would still score the
+validation split 240 times. A step schedule's milestones keep their place relative to the
+length (:func:`_scaled`: 150/180/210 of 240 become 1/2/2 of 2), so the learning rate still drops
+inside the run and the schedule's code path runs. An explicit override (``epochs``, ``seeds``,
+``train_subset``, ...) wins over the dry run's size. Dry-run runs have their own run keys (the
+recipe and the split differ), so they are never reused as real runs.
+
 :func:`configure` turns (profile, dataset, overrides) into one :class:`Settings`
 object: models, recipes, seeds, split sizes and evaluation sizes. Every override is a
 field of :class:`Settings`; an unknown one names the valid ones.
@@ -18,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import numbers
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -83,6 +96,20 @@ _SIZES: dict[str, dict[str, dict[str, Any]]] = {
     },
 }  # fmt: skip
 
+#: the dry run's sizes (a switch on any profile: ``configure(..., dry_run=True)`` or ``$KD_DRY_RUN=1``);
+#: each caps the profile's own size (a smaller one stays). Shapes are never changed.
+DRY_RUN: dict[str, int] = dict(epochs=2, max_steps_per_epoch=2, seeds=2, train_subset=256, val_subset=64,
+                               test_subset=128, attack_samples=8, pgd_steps=2)  # fmt: skip
+
+#: the environment variable that turns the dry run on where a notebook's overrides do not name it
+DRY_RUN_ENV = "KD_DRY_RUN"
+
+
+def dry_run_from_env() -> bool:
+    """``$KD_DRY_RUN`` as a bool: ``1``, ``true``, ``yes`` or ``on`` (any case) turn the dry run on."""
+    return os.environ.get(DRY_RUN_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
 DEFAULT_DATASET = {"smoke": "digits", "quick": "fashion_mnist", "full": "fashion_mnist", "paper": "fashion_mnist"}
 
 
@@ -118,6 +145,8 @@ class Settings:
     workers: int = 0
     #: intra-op threads per worker (0: cores // workers)
     threads: int = 0
+    #: the dry run (see the module docstring): the profile's shapes with every size cut to :data:`DRY_RUN`
+    dry_run: bool = False
     extra: dict = field(default_factory=dict)
 
     def replace(self, **changes) -> "Settings":
@@ -125,7 +154,9 @@ class Settings:
 
 
 #: overrides a notebook may pass besides Settings' own fields
-_SHORTCUTS = ("epochs", "teacher_epochs", "student_epochs", "batch_size", "lr", "optimizer", "schedule", "augment")
+_SHORTCUTS = ("epochs", "teacher_epochs", "student_epochs", "batch_size", "lr", "optimizer", "schedule", "augment",
+              "max_steps_per_epoch")  # fmt: skip
+_RECIPE_SHORTCUTS = ("batch_size", "lr", "optimizer", "schedule", "augment", "max_steps_per_epoch")
 
 
 def override_names() -> list[str]:
@@ -164,7 +195,9 @@ def configure(profile: str = "quick", dataset: str | None = None, **overrides) -
     ``seeds`` may be an int n >= 1 (seeds 0..n-1), 0 (the profile's default) or a non-empty
     list of distinct non-negative ints (:func:`check_seeds`). ``epochs`` sets the
     student's epochs; ``teacher_epochs`` the teacher's; ``batch_size``, ``lr``,
-    ``optimizer``, ``schedule``, ``augment`` change both recipes.
+    ``optimizer``, ``schedule``, ``augment``, ``max_steps_per_epoch`` change both recipes.
+    ``dry_run=True`` (default: ``$KD_DRY_RUN``) cuts every size to :data:`DRY_RUN` and keeps the
+    profile's shapes (module docstring).
     """
     from .data import DATASETS
 
@@ -179,10 +212,16 @@ def configure(profile: str = "quick", dataset: str | None = None, **overrides) -
     base = DATASET_DEFAULTS.get(dataset, _GENERIC)
     sizes = {**_SIZES[profile]["*"], **_SIZES[profile].get(dataset, {})}
     ov = dict(overrides)
+    dry_run = ov.pop("dry_run", None)
+    dry_run = dry_run_from_env() if dry_run is None else dry_run
+    if not isinstance(dry_run, bool):
+        raise ParameterError("dry_run", dry_run, "True or False")
+    if dry_run:
+        sizes = _dry_sizes(sizes)
     t_epochs = ov.pop("teacher_epochs", sizes["teacher_epochs"])
     s_epochs = ov.pop("student_epochs", ov.pop("epochs", sizes["student_epochs"]))
-    recipe_changes = {k: ov.pop(k) for k in ("batch_size", "lr", "optimizer", "schedule", "augment") if k in ov}
-    for k in ("batch_size", "lr"):  # a profile may size these too (smoke does)
+    recipe_changes = {k: ov.pop(k) for k in _RECIPE_SHORTCUTS if k in ov}
+    for k in ("batch_size", "lr", "max_steps_per_epoch"):  # a profile (or the dry run) may size these too
         if k not in recipe_changes and k in sizes:
             recipe_changes[k] = sizes[k]
     recipe: Recipe = base["recipe"]
@@ -205,9 +244,21 @@ def configure(profile: str = "quick", dataset: str | None = None, **overrides) -
         attack_samples=sizes["attack_samples"],
         pgd_steps=sizes["pgd_steps"],
         ablation_teachers=sizes.get("ablation_teachers", True),
+        dry_run=dry_run,
     )
     fields.update(ov)
     return Settings(**fields)
+
+
+def _dry_sizes(sizes: dict[str, Any]) -> dict[str, Any]:
+    """A profile's sizes cut to :data:`DRY_RUN`: each the smaller of the two (None: no cut yet)."""
+    out = dict(sizes)
+    for k in ("teacher_epochs", "student_epochs"):
+        out[k] = min(out[k], DRY_RUN["epochs"])
+    for k in ("seeds", "train_subset", "val_subset", "test_subset", "attack_samples", "pgd_steps",
+              "max_steps_per_epoch"):  # fmt: skip
+        out[k] = DRY_RUN[k] if out.get(k) is None else min(out[k], DRY_RUN[k])
+    return out
 
 
 def _scaled(recipe: Recipe, epochs: int, changes: dict) -> Recipe:

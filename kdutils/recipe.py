@@ -37,12 +37,17 @@ class Recipe:
     crop_padding: int = 4
     flip: bool = True
     drop_last: bool = False
+    #: at most this many batches per epoch (None: every batch); the dry run's cut
+    #: (:func:`kdutils.configure` ``dry_run=True``). Epochs, schedule and milestones are unchanged by it.
+    max_steps_per_epoch: int | None = None
 
     def __post_init__(self) -> None:
         OPTIMIZERS.get(self.optimizer)
         SCHEDULES.get(self.schedule)
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError(f"epochs and batch_size must be positive, got {self.epochs}, {self.batch_size}")
+        if self.max_steps_per_epoch is not None and self.max_steps_per_epoch < 1:
+            raise ValueError(f"max_steps_per_epoch must be None or >= 1, got {self.max_steps_per_epoch}")
         object.__setattr__(self, "milestones", tuple(self.milestones))
 
     @property
@@ -62,6 +67,8 @@ class Recipe:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["milestones"] = list(self.milestones)
+        if d["max_steps_per_epoch"] is None:  # absent otherwise, so earlier runs keep their keys
+            del d["max_steps_per_epoch"]
         return d
 
 

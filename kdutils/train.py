@@ -188,6 +188,8 @@ def fit(
       Pass that state back as ``resume`` to continue bit-identically.
     * ``method.on_epoch_end`` is called after every epoch (before the checkpoint).
     * A non-finite loss raises :class:`NonFiniteLossError` naming method, epoch, step.
+    * ``recipe.max_steps_per_epoch`` (the dry run) caps the batches of every epoch; the epochs, the
+      schedule (stepped once per epoch) and the milestones are the recipe's own.
     * ``channels_last`` (None: on for convolutional models on the CPU) stores the models'
       weights and each batch in NHWC order; see :mod:`kdutils.runtime`.
     """
@@ -212,6 +214,7 @@ def fit(
     batches = Batches(
         split.train_x, split.train_y, recipe.batch_size, shuffle=True, drop_last=recipe.drop_last,
         augment=Augment(recipe.crop_padding, recipe.flip) if recipe.augment else None, device=device, generator=gen,
+        max_batches=recipe.max_steps_per_epoch,
     )  # fmt: skip
     steps_per_epoch = len(batches)
     opt = OPTIMIZERS.get(recipe.optimizer)(student.parameters(), recipe)
