@@ -10,7 +10,7 @@ Notebooks import everything from here::
     metrics = exp.evaluate(student, teacher)
 """
 
-from . import claims, correlation, data_selection, losses, metrics, pairs
+from . import claims, correlation, costs, data_selection, losses, metrics, pairs
 from .data import DATASETS, ImageData, Split, dataset_names, load_dataset, make_split
 from .data_selection import SCORERS, DataSelection, TeacherRows, keep_mask, register_scorer, scorer_names
 from .errors import (
@@ -88,5 +88,5 @@ __all__ = [
     "DEFAULT_LEVEL", "Interval", "Verdict", "best_of_many", "claim_all", "claim_better", "claim_mean_above",
     "claim_mean_below", "claim_non_inferior", "claim_row", "format_mean_std", "format_values", "holm", "mean_interval",
     "mean_std_cells", "paired_interval", "sign_flip_pvalue", "pairs", "curve_slopes", "slope_table",
-    "data_selection", "SCORERS", "DataSelection", "TeacherRows", "keep_mask", "register_scorer", "scorer_names",
+    "data_selection", "costs", "SCORERS", "DataSelection", "TeacherRows", "keep_mask", "register_scorer", "scorer_names",
 ]  # fmt: skip

@@ -1,0 +1,493 @@
+"""What a profile costs before it runs: runs, epochs, images and training FLOPs per notebook, and
+hours on one H100 (an estimate; **nothing here was measured on a GPU**).
+
+* :func:`forward_flops` / :func:`training_flops`: FLOPs of one image through a registered model,
+  counted by :class:`torch.utils.flop_counter.FlopCounterMode` on a batch of 1 (on PyTorch's
+  ``meta`` device: shapes only, no arithmetic, well under a second per model; cached per model,
+  input shape and classes). FlopCounterMode counts the matrix products and convolutions (2 FLOPs
+  per multiply-add) and nothing else (normalisation, activations, pooling and the optimizer are
+  left out: a few per cent for these models). **Training = 3 x forward** per image: the forward,
+  plus a backward of about twice the forward (gradients of the activations and of the weights).
+* A teacher costs its **forward** per image: on every batch of every epoch when the recipe
+  augments (``Recipe.teacher_per_batch``, the CRD recipe at ``paper``), else once over the
+  training split per teacher (its logits are cached and shared by all its students:
+  :meth:`kdutils.Experiment.logits`). A data selection (notebook 05's DS) runs the teacher on the
+  selected share of each batch only. An adversarial method multiplies the student's training
+  cost by ``1 + attack_steps`` (each attack step a forward and a backward, counted like a training
+  step: an upper bound, it needs no weight gradients).
+* The student's validation split is scored after every epoch (one forward per image).
+* Not counted: the evaluation suite (test-set forwards, FGSM/PGD on ``attack_samples`` images;
+  at ``paper`` well under one training epoch per run), DS's scorers (a pass of the teacher over
+  the training split each), data loading.
+
+The notebook plans below (:data:`NOTEBOOK_PLANS`) **mirror the notebooks' training cells**: the
+method lists are copied as data (``NB00_METHODS``, ...), and ``tests/test_costs.py`` checks every
+label and method spec against the notebook's JSON, and the notebook parameters they use against
+its parameters cell. A notebook not on this branch (04, the faithful-KD notebook) gets its plan
+with :func:`register_plan` where its notebook lands.
+
+Hours: FLOPs over a sustained throughput of :data:`UTILISATION` of the H100 SXM's dense TF32
+tensor-core peak (:data:`H100_TF32_DENSE`; kdutils trains in FP32, and PyTorch runs FP32
+convolutions on CUDA in TF32 by default: ``torch.backends.cudnn.allow_tf32``). Small CIFAR
+networks at batch 64-128 keep an H100 far below its peak (kernel launches and the trainer's
+per-step host synchronisation dominate), so the figure is low on purpose. A second bound,
+:data:`STEP_FLOOR_S` per optimizer step, keeps the tiny LeNets from coming out at seconds; a run's
+hours are the larger of the two. Both constants are assumptions, not measurements.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import pandas as pd
+import torch
+import torch.nn as nn
+
+from . import pairs
+from .errors import UnknownNameError
+from .methods.base import create_method
+from .models import create_model
+from .profiles import Settings, configure
+from .recipe import Recipe
+
+__all__ = [
+    "H100_TF32_DENSE", "H100_BF16_DENSE", "UTILISATION", "SUSTAINED_FLOPS", "STEP_FLOOR_S", "TRAIN_FACTOR",
+    "DATASET_FACTS", "NOTEBOOK_PLANS", "NotebookPlan", "PlannedRun", "register_plan", "forward_flops",
+    "training_flops", "plan_runs", "run_frame", "estimate", "estimate_table", "markdown_table",
+]  # fmt: skip
+
+#: NVIDIA H100 SXM5 datasheet: TF32 tensor core 989 TFLOPS *with sparsity*, so 494.7 TFLOP/s dense
+H100_TF32_DENSE = 494.7e12
+#: the same datasheet: BF16 tensor core 1,979 TFLOPS with sparsity, 989.4 dense (kdutils does not
+#: train in BF16; for reference only)
+H100_BF16_DENSE = 989.4e12
+#: sustained share of :data:`H100_TF32_DENSE` assumed for these small CIFAR / MNIST networks [ours,
+#: conservative: large-batch ImageNet training reaches 30-50 % of a GPU's peak, small networks at
+#: batch 64-128 a few per cent]
+UTILISATION = 0.05
+SUSTAINED_FLOPS = UTILISATION * H100_TF32_DENSE  # 24.7 TFLOP/s
+#: assumed least wall time of one optimizer step [ours]: a few hundred kernel launches (forward,
+#: backward, optimizer, on-device augmentation) and the trainer's per-step host synchronisation
+STEP_FLOOR_S = 3e-3
+#: training FLOPs per forward FLOP: forward + backward (about 2x the forward)
+TRAIN_FACTOR = 3
+
+#: per dataset: (training images, test images, (channels, height, width), classes) of the full dataset
+DATASET_FACTS: dict[str, tuple[int, int, tuple[int, int, int], int]] = {
+    "digits": (1348, 449, (1, 8, 8), 10),
+    "mnist": (60000, 10000, (1, 28, 28), 10),
+    "fashion_mnist": (60000, 10000, (1, 28, 28), 10),
+    "cifar10": (50000, 10000, (3, 32, 32), 10),
+    "cifar100": (50000, 10000, (3, 32, 32), 100),
+}
+
+
+# ---------------------------------------------------------------- FLOPs
+
+
+def forward_flops(model: str | nn.Module, input_shape: Sequence[int], num_classes: int = 10) -> int:
+    """FLOPs of one forward pass of one image (FlopCounterMode on a batch of 1).
+
+    ``model``: a registered model name (built on the ``meta`` device: no memory, no arithmetic;
+    cached per name, shape and classes) or a module (run as it is, on its own device, without
+    gradients). ``input_shape`` is (channels, height, width).
+    """
+    if isinstance(model, str):
+        return _named_forward_flops(model, tuple(int(v) for v in input_shape), int(num_classes))
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    return _count(model, torch.zeros(1, *input_shape, device=device))
+
+
+@lru_cache(maxsize=None)
+def _named_forward_flops(name: str, shape: tuple[int, ...], num_classes: int) -> int:
+    with torch.device("meta"):
+        net = create_model(name, num_classes, shape[0], input_size=shape[-1]).eval()
+        x = torch.zeros(1, *shape)
+    return _count(net, x)
+
+
+def _count(net: nn.Module, x: torch.Tensor) -> int:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    was_training = net.training
+    net.eval()
+    try:
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            net(x)
+    finally:
+        net.train(was_training)
+    return int(counter.get_total_flops())
+
+
+def training_flops(model_name: str, input_shape: Sequence[int], num_classes: int = 10) -> int:
+    """Training FLOPs of one image through ``model_name``: :data:`TRAIN_FACTOR` (3) x its forward."""
+    return TRAIN_FACTOR * forward_flops(model_name, input_shape, num_classes)
+
+
+# ---------------------------------------------------------------- plans
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """One training run a notebook would make: what :meth:`kdutils.Experiment.train` is asked for.
+
+    ``teacher``: the teacher run whose forwards this run needs (None: no teacher forward);
+    ``teacher_share``: the share of each batch the teacher runs on (data selection);
+    ``rows_share``: the share of the training rows trained on (pruning); ``variant``: what else
+    makes the run key differ (a selection's identity); ``attack_steps``: adversarial steps per batch.
+    """
+
+    dataset: str
+    role: str  # "teacher" | "student"
+    label: str
+    model: str
+    method: str  # the method's parameters as JSON (part of the run's identity)
+    seed: int
+    recipe: Recipe
+    teacher: PlannedRun | None = None
+    teacher_share: float = 1.0
+    rows_share: float = 1.0
+    variant: str = ""
+    attack_steps: int = 0
+
+    def key(self) -> tuple:
+        """What makes two planned runs the same stored run (the run store trains it once)."""
+        t = self.teacher.key() if self.teacher is not None else None
+        return (self.dataset, self.model, self.method, self.seed, self.recipe, t, self.teacher_share,
+                self.rows_share, self.variant, self.attack_steps)  # fmt: skip
+
+
+def _method(spec: Any) -> tuple[str, bool]:
+    m = create_method(spec)
+    return json.dumps(m.params(), sort_keys=True), bool(m.needs_teacher)
+
+
+def _teacher(st: Settings, label: str, spec: Any = "ce", *, model: str | None = None) -> PlannedRun:
+    method, _ = _method(spec)
+    return PlannedRun(st.dataset, "teacher", label, model or st.teacher_model, method, 0, st.teacher_recipe)
+
+
+def _student(st: Settings, label: str, spec: Any, seed: int, teacher: PlannedRun | None, *, model: str | None = None,
+             teacher_share: float = 1.0, rows_share: float = 1.0, variant: str = "") -> PlannedRun:  # fmt: skip
+    method, needs = _method(spec)
+    return PlannedRun(st.dataset, "student", label, model or st.student_model, method, seed, st.student_recipe,
+                      teacher if needs else None, teacher_share if needs else 1.0, rows_share, variant)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class NotebookPlan:
+    """A notebook's training runs for one dataset's :class:`Settings` (``build``), its datasets per
+    profile when none are named (``datasets``), and what ``tests/test_costs.py`` checks against the
+    notebook: ``labels`` (label -> method spec, or None for a label alone) and ``parameters``
+    (the notebook parameters the plan assumes, with the notebook's defaults)."""
+
+    notebook: str
+    build: Callable[[Settings], list[PlannedRun]]
+    datasets: Callable[[str], list[str]]
+    labels: dict[str, Any]
+    parameters: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+NOTEBOOK_PLANS: dict[str, NotebookPlan] = {}
+
+
+def register_plan(plan: NotebookPlan) -> NotebookPlan:
+    """Add (or replace) a notebook's plan: how a notebook not yet here joins the table."""
+    NOTEBOOK_PLANS[plan.notebook] = plan
+    return plan
+
+
+def _profile_dataset(profile: str) -> list[str]:
+    """The profile's default dataset (what a notebook with an empty ``dataset(s)`` parameter runs)."""
+    return [configure(profile).dataset]
+
+
+def _pairs_datasets(profile: str) -> list[str]:
+    """``pairs.default_datasets`` (CIFAR-100 at paper), else the profile's default dataset (notebooks 02, 05)."""
+    return pairs.default_datasets(profile) or _profile_dataset(profile)
+
+
+# ---- 00_kd_baseline: mirrors the notebook's METHODS and its ``temperatures`` parameter
+NB00_METHODS = {"student alone": "ce", "KD": "kd"}
+NB00_TEMPERATURES = [1.0, 2.0, 4.0, 8.0]
+
+
+def _plan_00(st: Settings) -> list[PlannedRun]:
+    t = _teacher(st, "teacher")
+    runs = [t] + [_student(st, label, spec, s, t) for label, spec in NB00_METHODS.items() for s in st.seeds]
+    runs += [_student(st, f"KD tau={tau:g}", {"name": "kd", "tau": float(tau)}, s, t)
+             for tau in NB00_TEMPERATURES for s in st.seeds]  # fmt: skip
+    return runs
+
+
+# ---- 01_cckd: mirrors METHODS and ABLATIONS (``ablations = True``)
+NB01_METHODS = {"student alone": "ce", "KD": "kd", "CCKD-L": "cckd_l", "CCKD-T": "cckd_t", "CCKD-T+SR": "cckd_t+sr",
+                "CCKD-L+SR": "cckd_l+sr", "KD+SR": "kd+sr"}  # fmt: skip
+NB01_ABLATIONS = {
+    "CCKD-T+SR, delta = p_S[y]": {"name": "sr", "inner": "cckd_t", "delta": "true_prob"},
+    "CCKD-T+SR, delta at tau = 1": {"name": "sr", "inner": "cckd_t", "delta_tau": 1.0},
+    "CCKD-L, lambda at tau = 1": {"name": "cckd_l", "lambda_tau": 1.0},
+    "CCKD-T, lambda at tau = 1": {"name": "cckd_t", "lambda_tau": 1.0},
+    "CCKD-L, kd_scale = 1": {"name": "cckd_l", "kd_scale": 1.0},
+}
+
+
+def _plan_01(st: Settings) -> list[PlannedRun]:
+    t = _teacher(st, "teacher")
+    return [t] + [_student(st, label, spec, s, t) for label, spec in {**NB01_METHODS, **NB01_ABLATIONS}.items()
+                  for s in st.seeds]  # fmt: skip
+
+
+# ---- 02_cmkd: mirrors METHODS, ABLATIONS, COMBINED, FEW, SERIES, PAIR_METHODS (``ablations``,
+# ``stronger_teacher`` True; ``ablation_seeds = 0``: kdutils.pairs.ablation_seeds)
+NB02_METHODS = {"student alone": "ce", "KD": "kd", "DIST": "dist", "CMKD": "cmkd"}
+NB02_ABLATIONS = {
+    "CMKD, Pearson only": {"name": "cmkd", "correlation": "pearson"},
+    "CMKD, Spearman only": {"name": "cmkd", "correlation": "spearman"},
+    "CMKD, constant weights": {"name": "cmkd", "weights": "constant"},
+    "CMKD, reversed weights": {"name": "cmkd", "weights": "reversed"},
+    "CMKD, no intra-class term": {"name": "cmkd", "intra": False},
+}
+NB02_COMBINED = {"KD+CMKD": "kd+cmkd", "CCKD-L": "cckd_l", "CCKD-L+CMKD": "cckd_l+cmkd"}
+NB02_FEW = [*NB02_ABLATIONS, "CCKD-L", "CCKD-L+CMKD"]  # trained on the ablation seeds only
+NB02_SERIES = ["KD", "DIST", "CMKD"]  # the stronger-teacher curve's methods
+NB02_PAIR_METHODS = list(NB02_METHODS)  # trained on every further pair
+
+
+def _plan_02(st: Settings) -> list[PlannedRun]:
+    every = {**NB02_METHODS, **NB02_ABLATIONS, **NB02_COMBINED}
+    all_pairs = pairs.pairs_for(st)
+    student, series = pairs.series_for(st)
+    few = pairs.ablation_seeds(st, 0)
+    teachers: dict[str, PlannedRun] = {}  # one run per teacher model (the notebook's teacher_group trains it once)
+    for p in all_pairs:
+        teachers.setdefault(p[0], _teacher(st, pairs.pair_label("teacher", p, st), model=p[0]))
+    for t in series:
+        teachers.setdefault(t, _teacher(st, f"teacher {t}", model=t))
+    runs = list(teachers.values())
+    for i, pair in enumerate(all_pairs):
+        for label in list(every) if i == 0 else NB02_PAIR_METHODS:
+            for s in few if label in NB02_FEW else st.seeds:
+                runs.append(_student(st, pairs.pair_label(label, pair, st), every[label], s, teachers[pair[0]],
+                                     model=pair[1]))  # fmt: skip
+    runs += [_student(st, f"{m} | teacher {t}", NB02_METHODS[m], s, teachers[t], model=student)
+             for t in series for m in NB02_SERIES for s in st.seeds]  # fmt: skip
+    return runs
+
+
+# ---- 03_self_regulated: mirrors TEACHERS, STUDENTS, HOWS and ``prune_fractions``
+# (``fixed_threshold_teacher = "auto"``: the profile's ablation_teachers)
+NB03_TEACHERS = {"normal": "ce", "SR (schedule)": "ce+sr", "SR (fixed 0.9)": {"name": "sr", "inner": "ce", "beta": 0.9}}
+NB03_ABLATION_TEACHERS = ["SR (fixed 0.9)"]
+NB03_STUDENTS = {  # label: (method, teacher label)
+    "student alone": ("ce", None),
+    "KD (normal teacher)": ("kd", "normal"),
+    "KD (SR teacher)": ("kd", "SR (schedule)"),
+    "significance-based": ("significance", "SR (schedule)"),
+    "regulated": ("kd+sr", "SR (schedule)"),
+    "hybrid": ("significance+sr", "SR (schedule)"),
+}
+NB03_HOWS = ("least significant", "random")
+NB03_PRUNE_FRACTIONS = [0.1, 0.3, 0.5]
+
+
+def _plan_03(st: Settings) -> list[PlannedRun]:
+    teachers = {label: _teacher(st, f"teacher {label}", spec) for label, spec in NB03_TEACHERS.items()
+                if label not in NB03_ABLATION_TEACHERS or st.ablation_teachers}  # fmt: skip
+    runs = list(teachers.values())
+    runs += [_student(st, label, spec, s, teachers[t] if t else None)
+             for label, (spec, t) in NB03_STUDENTS.items() for s in st.seeds]  # fmt: skip
+    runs += [_student(st, f"KD minus {how} {k:g}", "kd", s, teachers["normal"], rows_share=1 - k, variant=f"{how} {k}")
+             for k in NB03_PRUNE_FRACTIONS for s in st.seeds for how in NB03_HOWS]  # fmt: skip
+    return runs
+
+
+# ---- 05_label_revision: mirrors STUDENTS, SCORERS, SWEEP and the parameters lr_form, scorer, keep,
+# keep_sweep, sweep_seeds
+NB05_LR = {"name": "lr", "form": "mse"}
+NB05_OTHER = {"name": "lr", "form": "kl"}
+NB05_STUDENTS = {  # label: (method, supervised by the teacher on the selected rows only)
+    "student alone": ("ce", False),
+    "KD": ("kd", False),
+    "KD+LR": (NB05_LR, False),
+    "KD+DS": ("kd", True),
+    "KD+LR+DS": (NB05_LR, True),
+    "DIST": ("dist", False),
+    "DIST+LR": ("dist+lr", False),
+    "KD+LR, kl form": (NB05_OTHER, False),
+}
+NB05_SCORER, NB05_KEEP = "influence", 0.7
+NB05_SCORERS = ["influence", "confidence", "correct"]
+NB05_KEEP_SWEEP = [0.5, 0.7, 0.9]
+NB05_SWEEP_SEEDS = 2
+
+
+def _plan_05(st: Settings) -> list[PlannedRun]:
+    t = _teacher(st, "teacher")
+    runs = [t] + [_student(st, label, spec, s, t, teacher_share=NB05_KEEP if sel else 1.0,
+                           variant=f"{NB05_SCORER} {NB05_KEEP}" if sel else "")
+                  for label, (spec, sel) in NB05_STUDENTS.items() for s in st.seeds]  # fmt: skip
+    runs += [_student(st, f"KD+LR+DS | {sc}, keep {k:g}", NB05_LR, s, t, teacher_share=k, variant=f"{sc} {k}")
+             for sc in NB05_SCORERS for k in NB05_KEEP_SWEEP if (sc, k) != (NB05_SCORER, NB05_KEEP)
+             for s in st.seeds[: NB05_SWEEP_SEEDS or None]]  # fmt: skip
+    return runs
+
+
+register_plan(NotebookPlan("00_kd_baseline", _plan_00, _profile_dataset, dict(NB00_METHODS),
+                           {"temperatures": NB00_TEMPERATURES}))  # fmt: skip
+register_plan(NotebookPlan("01_cckd", _plan_01, _profile_dataset, {**NB01_METHODS, **NB01_ABLATIONS},
+                           {"ablations": True}))  # fmt: skip
+register_plan(NotebookPlan("02_cmkd", _plan_02, _pairs_datasets,
+                           {**NB02_METHODS, **NB02_ABLATIONS, **NB02_COMBINED, "FEW": None, "SERIES": None,
+                            "PAIR_METHODS": None, "teacher_group": None},
+                           {"ablations": True, "stronger_teacher": True, "ablation_seeds": 0}))  # fmt: skip
+register_plan(NotebookPlan("03_self_regulated", _plan_03, _profile_dataset,
+                           {**{k: v for k, v in NB03_TEACHERS.items()}, **{k: v[0] for k, v in NB03_STUDENTS.items()},
+                            "KD minus": None, **{h: None for h in NB03_HOWS}},
+                           {"prune_fractions": NB03_PRUNE_FRACTIONS, "fixed_threshold_teacher": "auto"}))  # fmt: skip
+register_plan(NotebookPlan("05_label_revision", _plan_05, _pairs_datasets,
+                           {**{k: v[0] if isinstance(v[0], str) else None for k, v in NB05_STUDENTS.items()
+                               if k != "KD+LR, kl form"},
+                            "OTHER_LABEL": None, "KD+LR+DS | ": None, **{s: None for s in NB05_SCORERS}},
+                           {"lr_form": "mse", "scorer": NB05_SCORER, "keep": NB05_KEEP, "keep_sweep": NB05_KEEP_SWEEP,
+                            "sweep_seeds": NB05_SWEEP_SEEDS}))  # fmt: skip
+
+
+def _plan(notebook: str) -> NotebookPlan:
+    if notebook not in NOTEBOOK_PLANS:
+        raise UnknownNameError("notebook", notebook, NOTEBOOK_PLANS)
+    return NOTEBOOK_PLANS[notebook]
+
+
+def plan_runs(notebook: str, profile: str = "paper", datasets: Sequence[str] | None = None,
+              **overrides) -> list[PlannedRun]:  # fmt: skip
+    """The distinct runs ``notebook`` trains at ``profile`` (first asked-for label kept; a run asked
+    for twice, e.g. the primary pair's KD and the stronger-teacher curve's, counts once).
+    ``datasets``: the notebook's default at the profile when None; ``overrides``: :func:`configure`'s."""
+    plan = _plan(notebook)
+    out: dict[tuple, PlannedRun] = {}
+    for ds in list(datasets) if datasets else plan.datasets(profile):
+        for run in plan.build(configure(profile, ds, **overrides)):
+            out.setdefault(run.key(), run)
+    return list(out.values())
+
+
+# ---------------------------------------------------------------- costs
+
+
+def _split_rows(st: Settings) -> tuple[int, int]:
+    """(training rows, validation rows scored per epoch) of ``st``'s split, from :data:`DATASET_FACTS`
+    (the stratified hold-out of ``val_fraction`` per class, classes taken as balanced)."""
+    if st.dataset not in DATASET_FACTS:
+        raise UnknownNameError("dataset of the cost estimate", st.dataset, DATASET_FACTS)
+    n = DATASET_FACTS[st.dataset][0]
+    val = round(n * st.val_fraction)
+    train = n - val
+    if st.train_subset is not None:
+        train = min(train, st.train_subset)
+    return train, val if st.val_subset is None else min(val, st.val_subset)
+
+
+def _steps(rows: int, r: Recipe) -> int:
+    steps = rows // r.batch_size if r.drop_last else -(-rows // r.batch_size)
+    return steps if r.max_steps_per_epoch is None else min(steps, r.max_steps_per_epoch)
+
+
+def run_frame(
+    notebook: str, profile: str = "paper", datasets: Sequence[str] | None = None, **overrides
+) -> pd.DataFrame:
+    """One row per planned run (:func:`plan_runs`) and one per teacher whose cached logits its
+    students read: images per epoch, optimizer steps, FLOPs and the hours of both bounds."""
+    runs = plan_runs(notebook, profile, datasets, **overrides)
+    settings = {ds: configure(profile, ds, **overrides) for ds in dict.fromkeys(r.dataset for r in runs)}
+    rows, cached = [], {}
+    for r in runs:
+        st = settings[r.dataset]
+        _, _, shape, classes = DATASET_FACTS[r.dataset]
+        train, val = _split_rows(st)
+        rows_used = int(train * r.rows_share)
+        steps = _steps(rows_used, r.recipe)
+        images = min(rows_used, steps * r.recipe.batch_size)
+        f_s = forward_flops(r.model, shape, classes)
+        flops = r.recipe.epochs * images * TRAIN_FACTOR * f_s * (1 + r.attack_steps) + r.recipe.epochs * val * f_s
+        if r.teacher is not None:
+            f_t = forward_flops(r.teacher.model, shape, classes)
+            if r.recipe.teacher_per_batch:
+                flops += r.recipe.epochs * images * r.teacher_share * f_t
+            else:  # the teacher's training-set logits, once per teacher (shared by its students)
+                cached.setdefault(r.teacher.key(), (r.teacher, train * f_t))
+        rows.append(dict(dataset=r.dataset, role=r.role, label=r.label, model=r.model,
+                         teacher=r.teacher.model if r.teacher else "", seed=r.seed, epochs=r.recipe.epochs,
+                         images_per_epoch=images, steps=steps * r.recipe.epochs, flops=float(flops)))  # fmt: skip
+    for t, flops in cached.values():
+        rows.append(dict(dataset=t.dataset, role="teacher logits", label=f"{t.label}: training-set logits",
+                         model=t.model, teacher="", seed=t.seed, epochs=0, images_per_epoch=0, steps=0,
+                         flops=float(flops)))  # fmt: skip
+    df = pd.DataFrame(rows)
+    df["hours_flops"] = df["flops"] / SUSTAINED_FLOPS / 3600
+    df["hours_steps"] = df["steps"] * STEP_FLOOR_S / 3600
+    df["hours"] = df[["hours_flops", "hours_steps"]].max(axis=1)
+    return df
+
+
+def estimate(notebook: str, profile: str = "paper", datasets: Sequence[str] | None = None, **overrides) -> pd.DataFrame:
+    """The training cost of ``notebook`` at ``profile`` (default ``paper``), one row per label:
+    runs (seeds), epochs, training images per epoch, optimizer steps, PFLOPs and H100 hours
+    (:data:`SUSTAINED_FLOPS`, :data:`STEP_FLOOR_S`; see the module docstring). An estimate:
+    nothing was measured on a GPU. An unknown notebook names the known ones."""
+    df = run_frame(notebook, profile, datasets, **overrides)
+    keys = ["dataset", "role", "label", "model", "teacher"]
+    out = df.groupby(keys, sort=False).agg(
+        runs=("seed", "size"), epochs=("epochs", "max"), images_per_epoch=("images_per_epoch", "max"),
+        steps=("steps", "sum"), flops=("flops", "sum"), hours_flops=("hours_flops", "sum"),
+        hours_steps=("hours_steps", "sum"), hours=("hours", "sum"),
+    ).reset_index()  # fmt: skip
+    out.loc[out.role == "teacher logits", "runs"] = 0
+    out.insert(out.columns.get_loc("flops"), "pflops", out["flops"] / 1e15)
+    return out
+
+
+def estimate_table(notebooks: Sequence[str] | None = None, profile: str = "paper", **overrides) -> pd.DataFrame:
+    """One row per notebook (default: every registered plan): datasets, teachers, students, runs,
+    epochs, training images per epoch, PFLOPs and H100 hours at ``profile`` (default ``paper``)."""
+    rows = []
+    for nb in notebooks or sorted(NOTEBOOK_PLANS):
+        e = estimate(nb, profile, **overrides)
+        trained = e[e.role != "teacher logits"]
+        epochs = sorted(set(trained["epochs"]))
+        rows.append(dict(
+            notebook=nb, datasets=", ".join(dict.fromkeys(e["dataset"])),
+            teachers=int(trained.loc[trained.role == "teacher", "runs"].sum()),
+            students=int(trained.loc[trained.role == "student", "runs"].sum()),
+            runs=int(trained["runs"].sum()), epochs="/".join(str(v) for v in epochs),
+            images_per_epoch=int(trained["images_per_epoch"].max()), steps=int(e["steps"].sum()),
+            pflops=float(e["pflops"].sum()), hours_flops=float(e["hours_flops"].sum()),
+            hours_steps=float(e["hours_steps"].sum()), hours=float(e["hours"].sum()),
+        ))  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def markdown_table(table: pd.DataFrame | None = None) -> str:
+    """:func:`estimate_table` as the README's markdown table."""
+    t = estimate_table() if table is None else table
+    head = ("| notebook | dataset | runs (teachers + students) | epochs | training images / epoch | optimizer steps "
+            "| training PFLOPs | H100 h at 5 % TF32 | H100 h, step floor | **H100 h (estimate)** |")  # fmt: skip
+    lines = [head, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for r in t.itertuples():
+        lines.append(f"| `{r.notebook}` | {r.datasets} | {r.runs} ({r.teachers} + {r.students}) | {r.epochs} "
+                     f"| {r.images_per_epoch:,} | {r.steps:,} | {r.pflops:,.1f} | {_hours(r.hours_flops)} "
+                     f"| {_hours(r.hours_steps)} | **{_hours(r.hours)}** |")  # fmt: skip
+    total = t["hours"].sum()
+    lines.append(f"| all | | {int(t['runs'].sum())} | | | {int(t['steps'].sum()):,} | {t['pflops'].sum():,.1f} "
+                 f"| {_hours(t['hours_flops'].sum())} | {_hours(t['hours_steps'].sum())} | **{_hours(total)}** |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def _hours(h: float) -> str:
+    return f"{h:.1f}" if h >= 0.95 or h == 0 else f"{h:.2f}" if h >= 0.01 else f"{math.ceil(h * 3600)} s"
