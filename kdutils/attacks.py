@@ -60,7 +60,7 @@ from .runtime import evaluating
 
 __all__ = [
     "Objective", "CrossEntropy", "Margin", "ConfidenceGap", "Disagreement", "AttackResult",
-    "fgsm", "pgd", "pgd_result", "project", "KEEP",
+    "fgsm", "pgd", "pgd_result", "pgd_accuracy", "project", "KEEP",
 ]  # fmt: skip
 
 KEEP = ("last", "best")
@@ -294,3 +294,47 @@ def fgsm(
 ) -> Tensor:
     """FGSM: one signed-gradient step of size ``eps`` from ``x`` (no random start), clipped."""
     return pgd(target, x, eps, y, steps=1, step_size=eps, random_start=False, clip=clip)
+
+
+def _unit(x: Tensor, dev: torch.device, dtype: torch.dtype) -> Tensor:
+    x = x.to(dev)
+    return x.to(dtype).div_(255.0) if x.dtype == torch.uint8 else x.to(dtype)
+
+
+def pgd_accuracy(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    epsilons: Sequence[float],
+    *,
+    steps: int = 10,
+    rel_stepsize: float | None = None,
+    batch_size: int = 256,
+    seed: int = 0,
+) -> list[float]:
+    """Robust top-1 accuracy under this module's PGD (CE on ``y``) at each epsilon.
+
+    A sample counts as robust when the model is right on the clean input and at the PGD point
+    (so ``eps = 0`` gives the clean accuracy, as foolbox's success does). ``x`` is uint8
+    (scaled by 1/255) or float in [0, 1]; runs on the device of the model's first parameter, in
+    batches; the step is ``rel_stepsize * eps`` (default ``2.5 / steps``); the random start of
+    each epsilon is drawn from a generator seeded with ``seed`` (on that device).
+    """
+    if x.shape[0] == 0:
+        raise ValueError("x is empty (N = 0)")
+    p = next(model.parameters(), None)
+    dev, dtype = (p.device, p.dtype) if p is not None else (torch.device("cpu"), torch.float32)
+    rel = rel_stepsize if rel_stepsize is not None else 2.5 / max(1, steps)
+    out = []
+    with evaluating(model):
+        for eps in epsilons:
+            g = torch.Generator(device=dev).manual_seed(seed)
+            right = 0
+            for s in range(0, x.shape[0], batch_size):
+                xb, yb = _unit(x[s : s + batch_size], dev, dtype), y[s : s + batch_size].to(dev)
+                x_adv = pgd(model, xb, float(eps), yb, steps=steps, step_size=rel * float(eps), generator=g)
+                with torch.no_grad():
+                    ok = (model(xb).argmax(1) == yb) & (model(x_adv).argmax(1) == yb)
+                right += int(ok.sum())
+            out.append(right / x.shape[0])
+    return out

@@ -42,6 +42,15 @@ registration order; ``kd.scalar_metrics(ev)`` keeps its numbers.
 * ``robustness``: FGSM and PGD curves, ``robustness`` (attack -> list over epsilons) and
   ``robust_<attack>@<eps>``; every attack setting is in :func:`attack_protocol`, which
   notebooks print next to the results (:func:`describe_attack_protocol`).
+* ``certified`` (on request, ``default=False``): certified accuracy by interval bound
+  propagation (:func:`kdutils.ibp.certified_accuracy`) over the epsilon grid, ``certified``
+  (the curve) and ``certified@<eps>``; settings in :func:`certification_protocol`. Only for
+  models IBP can bound (an ``nn.Sequential`` of the layers of :mod:`kdutils.ibp`; else its
+  error names the supported layers).
+* ``pgd_robust`` (on request): robust accuracy under kdutils' own PGD
+  (:func:`kdutils.attacks.pgd_accuracy`, the attack the training methods use), ``pgd_robust``
+  and ``pgd_robust@<eps>``; settings in :func:`own_attack_protocol`. foolbox's
+  ``robustness`` stays the independent evaluator.
 """
 
 from __future__ import annotations
@@ -55,7 +64,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import torch
 
-from . import events
+from . import attacks, events, ibp
 from . import metrics as M
 from .registry import Registry
 from .store import config_key
@@ -66,7 +75,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "EVALUATIONS", "EvalContext", "Evaluation", "register_evaluation", "evaluation_names", "evaluation_key",
-    "run_evaluations", "which_test_images", "attack_protocol", "describe_attack_protocol",
+    "run_evaluations", "which_test_images", "attack_protocol", "describe_attack_protocol", "certification_protocol",
+    "own_attack_protocol",
 ]  # fmt: skip
 
 
@@ -363,3 +373,62 @@ def _robustness(ctx: EvalContext) -> dict[str, Any]:
         for e, acc in zip(eps, accs):
             out[f"robust_{attack}@{e:.4g}"] = acc
     return out
+
+
+def certification_protocol(settings: "Settings") -> dict:
+    """Every setting of the ``certified`` evaluation (its cache configuration), labelled."""
+    return {
+        "method": "interval bound propagation (kdutils.ibp)",
+        "bounds": "margins z_y - z_j by elision of the last linear layer (Gowal et al. 2018)",
+        "box": "l_inf ball clipped to [0, 1]",
+        "images": "first n of the test split (after test_subset)",
+        "test_subset": settings.test_subset,
+        "n": int(settings.attack_samples),
+        "epsilons": [float(e) for e in settings.epsilons],
+        "batch_size": _ATTACK_BATCH,
+    }
+
+
+def own_attack_protocol(settings: "Settings") -> dict:
+    """Every setting of the ``pgd_robust`` evaluation (kdutils' PGD), labelled."""
+    p = attack_protocol(settings)
+    return {
+        "library": "kdutils.attacks",
+        "norm": "linf",
+        "objective": "cross-entropy on the label",
+        "bounds": [0.0, 1.0],
+        "images": p["images"],
+        "test_subset": p["test_subset"],
+        "n": p["n"],
+        "epsilons": p["epsilons"],
+        "pgd": {**p["pgd"], "generator": "torch.Generator seeded with seed, one per epsilon"},
+        "seed": _ATTACK_SEED,
+        "batch_size": _ATTACK_BATCH,
+    }
+
+
+def _curve(name: str, eps: list[float], accs: list[float]) -> dict[str, Any]:
+    out: dict[str, Any] = {name: {"epsilons": eps, "accuracy": accs}}
+    for e, acc in zip(eps, accs):
+        out[f"{name}@{e:.4g}"] = acc
+    return out
+
+
+@register_evaluation("certified", config=certification_protocol, default=False)
+def _certified(ctx: EvalContext) -> dict[str, Any]:
+    p, sp = certification_protocol(ctx.settings), ctx.split
+    n = min(p["n"], len(sp.test_y))
+    x, y = sp.test_x[:n], sp.test_y[:n]
+    accs = [ibp.certified_accuracy(ctx.run.model, x, y, e, batch_size=p["batch_size"]) for e in p["epsilons"]]
+    return _curve("certified", list(ctx.settings.epsilons), accs)
+
+
+@register_evaluation("pgd_robust", config=own_attack_protocol, default=False)
+def _pgd_robust(ctx: EvalContext) -> dict[str, Any]:
+    p, sp = own_attack_protocol(ctx.settings), ctx.split
+    n = min(p["n"], len(sp.test_y))
+    accs = attacks.pgd_accuracy(
+        ctx.run.model, sp.test_x[:n], sp.test_y[:n], p["epsilons"], steps=p["pgd"]["steps"],
+        rel_stepsize=p["pgd"]["rel_stepsize"], batch_size=p["batch_size"], seed=p["seed"],
+    )  # fmt: skip
+    return _curve("pgd_robust", list(ctx.settings.epsilons), accs)
