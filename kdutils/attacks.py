@@ -3,7 +3,8 @@
 foolbox stays the independent evaluator of the robustness suite (:mod:`kdutils.metrics`); these
 attacks are the ones a method runs inside its loss (adversarial training, ARD, RSLAD, faithful
 distillation's PGD variant) and the ones that need an objective foolbox does not have (push the
-student away from the teacher's class, maximise the teacher-student confidence gap).
+student away from the teacher's class, maximise the teacher-student confidence gap, maximise a
+KL divergence to fixed soft labels as RSLAD does).
 
 **The ball.** ``B(x) = {x' : ||x' - x||_inf <= eps} ∩ [0, 1]^d`` (faithful.md [ours]); images
 are in [0, 1] (every model normalises inside), so ``eps`` is in pixel units.
@@ -33,8 +34,13 @@ attack can put them in eval mode): :class:`CrossEntropy` (the default: CE of a m
 labels; with the teacher's class as labels it pushes the student away from it),
 :class:`Margin` (``max_{j != c} z_j - z_c``, positive exactly where the model leaves class c),
 :class:`ConfidenceGap` (``sign * (p_T[c] - p_S[c])``: sign +1 is faithful.md's Delta+, the
-student under-confident; -1 is Delta-). A plain callable works as well (the caller then
-handles modes).
+student under-confident; -1 is Delta-), :class:`KLDivergence` (``KL(softmax(z_ref / tau) ||
+softmax(model(x) / tau))`` to fixed reference logits: RSLAD's inner maximisation). A plain
+callable works as well (the caller then handles modes).
+
+**Start.** ``random_start=True`` draws ``x_0`` uniformly in the ball (Madry et al.); ``start``
+gives an explicit first point instead (projected onto the ball and clipped), e.g. RSLAD's
+``x + 0.001 * N(0, 1)``.
 
 **Keeping iterates.** ``keep="last"`` returns the final iterate (standard PGD);
 ``keep="best"`` returns, per sample, the iterate with the highest objective among all
@@ -59,7 +65,7 @@ from .errors import UnknownNameError
 from .runtime import evaluating
 
 __all__ = [
-    "Objective", "CrossEntropy", "Margin", "ConfidenceGap", "Disagreement", "AttackResult",
+    "Objective", "CrossEntropy", "Margin", "ConfidenceGap", "KLDivergence", "Disagreement", "AttackResult",
     "fgsm", "pgd", "pgd_result", "pgd_accuracy", "project", "KEEP",
 ]  # fmt: skip
 
@@ -139,6 +145,27 @@ class ConfidenceGap:
 
 
 @dataclass
+class KLDivergence:
+    """``KL(softmax(z_ref / tau) || softmax(model(x) / tau))`` per sample, ``z_ref`` fixed logits
+    (no gradient): RSLAD's inner maximisation with the teacher's clean logits as ``z_ref`` at
+    tau = 1 (Zi et al. 2021, ``rslad_loss.py`` [public]: ``KLDivLoss(log_softmax(S(x_adv)),
+    softmax(T(x)))`` summed)."""
+
+    model: nn.Module
+    z_ref: Tensor  # (B, classes)
+    tau: float = 1.0
+
+    @property
+    def models(self) -> tuple[nn.Module, ...]:
+        return (self.model,)
+
+    def __call__(self, x: Tensor) -> Tensor:
+        log_p = F.log_softmax(self.z_ref.detach() / self.tau, dim=1)
+        log_q = F.log_softmax(self.model(x) / self.tau, dim=1)
+        return (log_p.exp() * (log_p - log_q)).sum(1)
+
+
+@dataclass
 class Disagreement:
     """``argmax T(x) != argmax S(x)`` per sample: a ``track`` criterion for local disagreement."""
 
@@ -201,17 +228,19 @@ def pgd_result(
     keep: str = "last",
     track: Callable[[Tensor], Tensor] | None = None,
     clip: tuple[float, float] | None = (0.0, 1.0),
+    start: Tensor | None = None,
 ) -> AttackResult:
     """PGD (see the module docstring) returning an :class:`AttackResult`.
 
     ``target`` is a model (then the objective is CE on ``y``) or an :class:`Objective`.
     ``x`` is ``(B, ...)`` in ``clip``; ``eps >= 0``. ``steps = 0`` returns the start point.
+    ``start`` (same shape as ``x``) replaces the random start.
     """
     return _pgd(target, x, eps, y, steps=steps, step_size=step_size, random_start=random_start,
-                generator=generator, keep=keep, track=track, clip=clip, final_value=True)  # fmt: skip
+                generator=generator, keep=keep, track=track, clip=clip, final_value=True, start=start)  # fmt: skip
 
 
-def _pgd(target, x, eps, y, *, steps, step_size, random_start, generator, keep, track, clip, final_value):
+def _pgd(target, x, eps, y, *, steps, step_size, random_start, generator, keep, track, clip, final_value, start=None):
     if keep not in KEEP:
         raise UnknownNameError("PGD keep", keep, KEEP)
     if steps < 0:
@@ -224,7 +253,11 @@ def _pgd(target, x, eps, y, *, steps, step_size, random_start, generator, keep, 
     with ExitStack() as stack, torch.enable_grad():
         for m in {id(m): m for m in (*_models(objective), *_models(track))}.values():
             stack.enter_context(evaluating(m))
-        if random_start:
+        if start is not None:
+            if start.shape != x.shape:
+                raise ValueError(f"start has shape {tuple(start.shape)}, x {tuple(x.shape)}")
+            x_adv = project(start.detach().to(x.dtype), x, eps, clip)
+        elif random_start:
             u = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
             x_adv = project(x + (2 * u - 1) * eps, x, eps, clip)
         else:
@@ -277,11 +310,12 @@ def pgd(
     keep: str = "last",
     track: Callable[[Tensor], Tensor] | None = None,
     clip: tuple[float, float] | None = (0.0, 1.0),
+    start: Tensor | None = None,
 ) -> Tensor:
     """PGD's points (detached): :func:`pgd_result` (same arguments) ``.x``, without the forward
     at the final point that only the objective value needs (unless ``keep`` or ``track`` need it)."""
     return _pgd(target, x, eps, y, steps=steps, step_size=step_size, random_start=random_start,
-                generator=generator, keep=keep, track=track, clip=clip, final_value=False).x  # fmt: skip
+                generator=generator, keep=keep, track=track, clip=clip, final_value=False, start=start).x  # fmt: skip
 
 
 def fgsm(
