@@ -21,11 +21,13 @@ tests share them.
   (certified absence of disagreement). Sound: ``empirical <= true <= certified`` per point.
 * :func:`faithful_share`: the share of points with ``max(Delta+, Delta-) <= delta`` (delta-faithful)
   on a grid of delta.
+* :func:`confidence_slice`: the confidence of the true class of several models over a 2-D slice
+  of B(x) around one image (the paper's Fig. 1, for :func:`kdutils.plots.confidence_slices`).
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import torch
 import torch.nn as nn
@@ -34,7 +36,8 @@ from torch import Tensor
 from . import attacks, ibp
 from .runtime import evaluating
 
-__all__ = ["predictions", "local_disagreement", "empirical_gap", "certified_gap", "faithful_share", "gap_histogram"]
+__all__ = ["predictions", "local_disagreement", "empirical_gap", "certified_gap", "faithful_share", "gap_histogram",
+           "SLICE_DIRECTIONS", "confidence_slice"]  # fmt: skip
 
 
 def _device(model: nn.Module) -> tuple[torch.device, torch.dtype]:
@@ -143,3 +146,83 @@ def gap_histogram(gap: Tensor, bins: int = 20) -> dict[str, list]:
     idx = torch.bucketize(v, edges, right=True).sub_(1).clamp_(0, bins - 1)
     counts = torch.bincount(idx, minlength=bins)
     return {"edges": [round(float(e), 10) for e in edges], "counts": [int(c) for c in counts]}
+
+
+#: how :func:`confidence_slice` picks its two directions
+SLICE_DIRECTIONS = ("gradient", "random")
+
+
+def confidence_slice(
+    models: Mapping[str, nn.Module], x: Tensor, y: int, eps: float, *, directions: str = "gradient",
+    reference: tuple[str, str] | None = None, resolution: int = 21, seed: int = 0,
+) -> dict:  # fmt: skip
+    """The confidence ``p_m[y](x')`` of each model over a 2-D slice of B(x) (faithful KD's Fig. 1).
+
+    ``x``: one image (C, H, W), uint8 or float in [0, 1]; ``y``: its true class. The slice is
+    ``x' = P(x + eps (a u + b v))`` for ``a, b`` on ``resolution`` points of [-1, 1], with
+    ``P`` the projection onto B(x) (clipped to ``[x - eps, x + eps]`` and to [0, 1]), so every
+    point lies in the ball and the centre is the clean image. The directions are sign vectors
+    (the corners of the l_inf ball):
+
+    * ``"random"``: ``u`` and ``v`` independent random signs from a generator seeded with ``seed``;
+    * ``"gradient"``: ``u`` = the sign of the gradient of ``p_T[y] - p_S[y]`` at ``x`` for
+      ``reference = (teacher, student)`` (two keys of ``models``; default: the first two), the
+      direction in which that student falls behind the teacher fastest (FGSM on the gap; a zero
+      gradient entry takes a random sign), ``v`` a seeded random sign vector.
+
+    Returns ``{"coords": [a values], "confidence": {label: (R, R) array}, "prediction": {label:
+    (R, R) int array}, "image": (H, W) or (H, W, C) float array, "eps", "label", "directions",
+    "reference"}``; row ``i`` of an array is ``b = coords[i]``, column ``j`` is ``a = coords[j]``.
+    Models run in eval mode on the device of the first one; nothing is trained.
+    """
+    import numpy as np
+
+    if directions not in SLICE_DIRECTIONS:
+        raise ValueError(f"confidence_slice: directions must be one of {SLICE_DIRECTIONS}, got {directions!r}")
+    if len(models) < 1:
+        raise ValueError("confidence_slice: no models")
+    if not (isinstance(resolution, int) and resolution >= 2):
+        raise ValueError(f"confidence_slice: resolution must be an int >= 2, got {resolution!r}")
+    if not 0.0 <= float(eps) <= 1.0:
+        raise ValueError(f"confidence_slice: eps must be in [0, 1] (pixel units), got {eps}")
+    labels = list(models)
+    first = models[labels[0]]
+    dev, dtype = _device(first)
+    xb = attacks._unit(x[None], dev, dtype)
+    c = torch.tensor([int(y)], device=dev)
+    g = torch.Generator(device="cpu").manual_seed(int(seed))
+
+    def signs() -> Tensor:
+        return (torch.randint(0, 2, xb.shape, generator=g, dtype=torch.int64) * 2 - 1).to(dev, dtype)
+
+    if directions == "gradient":
+        t_label, s_label = reference if reference is not None else (labels[0], labels[min(1, len(labels) - 1)])
+        for k in (t_label, s_label):
+            if k not in models:
+                raise ValueError(f"confidence_slice: reference {k!r} is not one of the models {labels}")
+        teacher, student = models[t_label], models[s_label]
+        with evaluating(teacher), evaluating(student):
+            xg = xb.clone().requires_grad_(True)
+            gap = _prob(teacher, xg, c) - _prob(student, xg, c)
+            (grad,) = torch.autograd.grad(gap.sum(), xg)
+        u = torch.sign(grad)
+        u = torch.where(u == 0, signs(), u)
+        reference = (t_label, s_label)
+    else:
+        u, reference = signs(), None
+    v = signs()
+    coords = torch.linspace(-1.0, 1.0, resolution, device=dev, dtype=dtype)
+    bb, aa = torch.meshgrid(coords, coords, indexing="ij")
+    pts = xb + eps * (aa.reshape(-1, 1, 1, 1) * u + bb.reshape(-1, 1, 1, 1) * v)
+    pts = torch.minimum(torch.maximum(pts, xb - eps), xb + eps).clamp(0.0, 1.0)
+    conf, pred = {}, {}
+    with torch.no_grad():
+        for label, model in models.items():
+            with evaluating(model):
+                p = model(pts).softmax(1)
+            conf[label] = p[:, int(y)].reshape(resolution, resolution).double().cpu().numpy()
+            pred[label] = p.argmax(1).reshape(resolution, resolution).cpu().numpy()
+    img = xb[0].detach().cpu().float().numpy()
+    img = img[0] if img.shape[0] == 1 else np.transpose(img, (1, 2, 0))
+    return {"coords": [float(a) for a in coords.cpu()], "confidence": conf, "prediction": pred, "image": img,
+            "eps": float(eps), "label": int(y), "directions": directions, "reference": reference}  # fmt: skip
