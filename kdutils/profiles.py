@@ -110,6 +110,9 @@ class Settings:
     epsilons: tuple[float, ...] = _MNIST_EPS
     attack_samples: int = 500
     pgd_steps: int = 10
+    #: steps of the PGD attacks inside training losses (ARD, RSLAD, faithful KD's PGD variant):
+    #: a size the notebook passes to those methods (``steps=``), 10 as their code [public]
+    train_pgd_steps: int = 10
     #: radius of the faithfulness evaluations (disagreement, confidence_gap, certified_gap):
     #: faithful.md's epsilon, 0.1 on MNIST and Fashion-MNIST [paper, Fig. 1], 2/255 on CIFAR
     faithful_eps: float = 0.1
