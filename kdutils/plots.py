@@ -784,6 +784,8 @@ def stronger_teacher_curves(
 
 def _bare(ax: Axes) -> None:
     ax.grid(False)
+    ax.xaxis.set_major_locator(MaxNLocator(3))  # readable ticks on a small panel
+    ax.yaxis.set_major_locator(MaxNLocator(5))
     for spine in ax.spines.values():
         spine.set_visible(True)
 
