@@ -10,7 +10,7 @@ Notebooks import everything from here::
     metrics = exp.evaluate(student, teacher)
 """
 
-from . import claims, correlation, costs, data_selection, losses, metrics, pairs
+from . import attacks, claims, correlation, costs, data_selection, faithfulness, ibp, losses, metrics, pairs
 from .data import DATASETS, ImageData, Split, dataset_names, load_dataset, make_split
 from .data_selection import SCORERS, DataSelection, TeacherRows, keep_mask, register_scorer, scorer_names
 from .errors import (
@@ -28,6 +28,7 @@ from .evaluations import (
     EvalContext,
     attack_protocol,
     describe_attack_protocol,
+    describe_faithfulness_protocol,
     evaluation_names,
     register_evaluation,
 )
@@ -74,10 +75,10 @@ from .train import fit
 __version__ = "0.1.0"
 
 __all__ = [
-    "losses", "correlation", "metrics", "DATASETS", "ImageData", "Split", "data_root", "dataset_names", "load_dataset",
-    "make_split", "project_root", "CorruptRecordError", "DatasetMissingError", "KDError", "NonFiniteLossError",
+    "losses", "correlation", "metrics", "attacks", "ibp", "faithfulness", "DATASETS", "ImageData", "Split", "data_root",
+    "dataset_names", "load_dataset", "make_split", "project_root", "CorruptRecordError", "DatasetMissingError", "KDError", "NonFiniteLossError",
     "UnknownNameError", "Experiment", "Run", "environment", "resolve_device", "scalar_metrics", "METHODS",
-    "EVALUATIONS", "EvalContext", "attack_protocol", "describe_attack_protocol", "evaluation_names",
+    "EVALUATIONS", "EvalContext", "attack_protocol", "describe_attack_protocol", "describe_faithfulness_protocol", "evaluation_names",
     "register_evaluation",
     "Batch", "Method", "Terms", "create_method", "method_names", "register_method", "MODELS",
     "count_parameters", "create_model", "model_names", "PROFILES", "Settings", "configure", "Results",

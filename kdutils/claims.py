@@ -28,6 +28,10 @@ Rules
   random k % at every k (claim_better per k, all must hold).
 * :func:`better_each`: each named comparison better (superiority, interval above ``by``); CMKD
   against KD and DIST, KD+CMKD against KD, CMKD's rank agreement against KD's.
+* :func:`lower_each`: each named comparison lower (a smaller gap, paired by seed); faithful KD's
+  "narrows the gap". :func:`above_each`: each named quantity's mean over seeds above a threshold
+  (one-sample t; KD's disagreement rate above 0). :func:`every`: several checked rules at once,
+  all must hold.
 * :func:`steeper`: one stronger-teacher curve steeper than another (the per-seed slopes of
   :func:`kdutils.results.curve_slopes`, paired by seed).
 * :func:`only_at`: a claim about one dataset at one profile (e.g. "state of the art on
@@ -64,7 +68,7 @@ __all__ = [
     "NON_INFERIORITY_MARGIN", "DATA_SAVING", "RETENTION_THRESHOLD", "ROBUST_CLAIMS", "Checked", "all_of",
     "non_inferior_each", "data_efficiency", "data_efficient_each", "data_efficient_and_non_inferior",
     "retention_above", "robust_setting", "robust_margin", "significance_pruning", "convergence", "better_each",
-    "steeper", "only_at", "skipped",
+    "steeper", "only_at", "skipped", "lower_each", "above_each", "every",
 ]  # fmt: skip
 
 #: non-inferiority margin, raw units (1 point of accuracy) [ours, papers/README.md]
@@ -165,6 +169,51 @@ def better_each(pairs: Mapping[str, tuple[Sequence[float], Sequence[float]]], *,
              for name, (a, b) in pairs.items()}  # fmt: skip
     rule = (f"each of {', '.join(pairs)} better: paired t, {_pct(level)} interval of the {what} difference "
             f"above {by * scale:g}{unit}; all must hold")  # fmt: skip
+    return all_of(parts, rule)
+
+
+def lower_each(pairs: Mapping[str, tuple[Sequence[float], Sequence[float]]], *, by: float = 0.0,
+               level: float = DEFAULT_LEVEL, what: str = "gap", scale: float = 1.0, unit: str = "") -> Checked:  # fmt: skip
+    """Each ``name: (a, b)`` lower than ``b`` by more than ``by`` (``b - a`` paired by seed); all must hold.
+
+    Names read like "faithful vs KD" (the faithful student's gap below KD's). Per part
+    :func:`kdutils.results.claim_better` with ``higher_is_better=False``: the paired t interval
+    of ``b - a`` at ``level`` above ``by`` holds, below it does not.
+    """
+    if not pairs:
+        raise ValueError("lower_each needs at least one comparison")
+    parts = {name: claim_better(a, b, by=by, level=level, higher_is_better=False,
+                                label=name.replace(" vs ", " - "), scale=scale, unit=unit)
+             for name, (a, b) in pairs.items()}  # fmt: skip
+    rule = (f"each of {', '.join(pairs)} lower: paired t, {_pct(level)} interval of the {what} reduction "
+            f"above {by * scale:g}{unit}; all must hold")  # fmt: skip
+    return all_of(parts, rule)
+
+
+def above_each(values: Mapping[str, Sequence[float]], threshold: float, *, level: float = DEFAULT_LEVEL,
+               what: str = "mean", scale: float = 1.0, unit: str = "") -> Checked:  # fmt: skip
+    """Each ``name: values per seed`` with its mean above ``threshold``; all must hold.
+
+    Per part :func:`kdutils.results.claim_mean_above`: the one-sample t interval (two-sided at
+    ``level``) above ``threshold`` holds, below it does not, *not testable* with one seed. A
+    rate that is 0 on every seed does not hold (its interval is the point 0).
+    """
+    if not values:
+        raise ValueError("above_each needs at least one quantity")
+    parts = {name: claim_mean_above(v, threshold, level=level, label=name, scale=scale, unit=unit)
+             for name, v in values.items()}  # fmt: skip
+    rule = (f"each of {', '.join(values)}: one-sample t over seeds, {_pct(level)} interval of the {what} above "
+            f"{threshold * scale:g}{unit}; all must hold")  # fmt: skip
+    return all_of(parts, rule)
+
+
+def every(checks: Mapping[str, Checked]) -> Checked:
+    """Several checked rules as one claim (all must hold): their parts side by side, the rules joined by AND."""
+    if not checks:
+        raise ValueError("every needs at least one rule")
+    parts = {f"{name}: {part}" if len(c.parts) > 1 else name: v
+             for name, c in checks.items() for part, v in (c.parts.items() or {name: c.verdict}.items())}  # fmt: skip
+    rule = " AND ".join(f"({name}) {c.verdict.rule}" for name, c in checks.items())
     return all_of(parts, rule)
 
 

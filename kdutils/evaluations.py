@@ -42,6 +42,34 @@ registration order; ``kd.scalar_metrics(ev)`` keeps its numbers.
 * ``robustness``: FGSM and PGD curves, ``robustness`` (attack -> list over epsilons) and
   ``robust_<attack>@<eps>``; every attack setting is in :func:`attack_protocol`, which
   notebooks print next to the results (:func:`describe_attack_protocol`).
+* ``certified`` (on request, ``default=False``): certified accuracy by interval bound
+  propagation (:func:`kdutils.ibp.certified_accuracy`) over the epsilon grid, ``certified``
+  (the curve) and ``certified@<eps>``; settings in :func:`certification_protocol`. Only for
+  models IBP can bound (an ``nn.Sequential`` of the layers of :mod:`kdutils.ibp`; else its
+  error names the supported layers).
+* ``pgd_robust`` (on request): robust accuracy under kdutils' own PGD
+  (:func:`kdutils.attacks.pgd_accuracy`, the attack the training methods use), ``pgd_robust``
+  and ``pgd_robust@<eps>``; settings in :func:`own_attack_protocol`. foolbox's
+  ``robustness`` stays the independent evaluator.
+* faithfulness (on request, teacher; :mod:`kdutils.faithfulness`, faithful.md [ours]), at
+  ``settings.faithful_eps`` on the first ``attack_samples`` test images, over the points teacher
+  and student both classify correctly (``*_teacher_correct``: the teacher-correct points);
+  settings in :func:`faithfulness_protocol` (:func:`describe_faithfulness_protocol` prints them):
+
+  - ``disagreement``: ``disagreement_rate`` (a disagreement found in B(x) by either attack),
+    ``disagreement_rate_student_attack``, ``disagreement_rate_teacher_attack``,
+    ``disagreement_rate_teacher_correct``, ``disagreement_points``, ``disagreement_eps``;
+  - ``confidence_gap`` (PGD on the gap, both signs; lower bounds): ``gap_plus_mean``,
+    ``gap_minus_mean``, ``gap_mean`` (of max(Delta+, Delta-)), ``gap_mean_teacher_correct``,
+    ``gap_hist`` (over [0, 1]), ``gap_faithful`` ({deltas, share}) and ``gap_faithful@<delta>``
+    (share of delta-faithful points as far as PGD can tell: an upper estimate), ``gap_values``
+    (per point), ``gap_points``, ``gap_eps``;
+  - ``certified_gap`` (IBP; upper bounds): ``certified_gap_plus_mean``, ``certified_gap_minus_mean``,
+    ``certified_gap_mean``, ``certified_gap_mean_teacher_correct``, ``certified_gap_hist``,
+    ``certified_faithful`` and ``certified_faithful@<delta>`` (certified delta-faithful share: a
+    lower bound), ``certified_agreement`` (share where IBP proves both keep the true class:
+    certified absence of disagreement), ``certified_gap_values``, ``certified_gap_points``,
+    ``certified_gap_eps``. Both models must be IBP-boundable.
 """
 
 from __future__ import annotations
@@ -55,7 +83,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import torch
 
-from . import events
+from . import attacks, events, faithfulness, ibp
 from . import metrics as M
 from .registry import Registry
 from .store import config_key
@@ -66,7 +94,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "EVALUATIONS", "EvalContext", "Evaluation", "register_evaluation", "evaluation_names", "evaluation_key",
-    "run_evaluations", "which_test_images", "attack_protocol", "describe_attack_protocol",
+    "run_evaluations", "which_test_images", "attack_protocol", "describe_attack_protocol", "certification_protocol",
+    "own_attack_protocol", "faithfulness_protocol", "describe_faithfulness_protocol", "FAITHFUL_DELTAS",
 ]  # fmt: skip
 
 
@@ -363,3 +392,201 @@ def _robustness(ctx: EvalContext) -> dict[str, Any]:
         for e, acc in zip(eps, accs):
             out[f"robust_{attack}@{e:.4g}"] = acc
     return out
+
+
+def certification_protocol(settings: "Settings") -> dict:
+    """Every setting of the ``certified`` evaluation (its cache configuration), labelled."""
+    return {
+        "method": "interval bound propagation (kdutils.ibp)",
+        "bounds": "margins z_y - z_j by elision of the last linear layer (Gowal et al. 2018)",
+        "box": "l_inf ball clipped to [0, 1]",
+        "images": "first n of the test split (after test_subset)",
+        "test_subset": settings.test_subset,
+        "n": int(settings.attack_samples),
+        "epsilons": [float(e) for e in settings.epsilons],
+        "batch_size": _ATTACK_BATCH,
+    }
+
+
+def own_attack_protocol(settings: "Settings") -> dict:
+    """Every setting of the ``pgd_robust`` evaluation (kdutils' PGD), labelled."""
+    p = attack_protocol(settings)
+    return {
+        "library": "kdutils.attacks",
+        "norm": "linf",
+        "objective": "cross-entropy on the label",
+        "bounds": [0.0, 1.0],
+        "images": p["images"],
+        "test_subset": p["test_subset"],
+        "n": p["n"],
+        "epsilons": p["epsilons"],
+        "pgd": {**p["pgd"], "generator": "torch.Generator seeded with seed, one per epsilon"},
+        "seed": _ATTACK_SEED,
+        "batch_size": _ATTACK_BATCH,
+    }
+
+
+def _curve(name: str, eps: list[float], accs: list[float]) -> dict[str, Any]:
+    out: dict[str, Any] = {name: {"epsilons": eps, "accuracy": accs}}
+    for e, acc in zip(eps, accs):
+        out[f"{name}@{e:.4g}"] = acc
+    return out
+
+
+@register_evaluation("certified", config=certification_protocol, default=False)
+def _certified(ctx: EvalContext) -> dict[str, Any]:
+    p, sp = certification_protocol(ctx.settings), ctx.split
+    n = min(p["n"], len(sp.test_y))
+    x, y = sp.test_x[:n], sp.test_y[:n]
+    accs = [ibp.certified_accuracy(ctx.run.model, x, y, e, batch_size=p["batch_size"]) for e in p["epsilons"]]
+    return _curve("certified", list(ctx.settings.epsilons), accs)
+
+
+@register_evaluation("pgd_robust", config=own_attack_protocol, default=False)
+def _pgd_robust(ctx: EvalContext) -> dict[str, Any]:
+    p, sp = own_attack_protocol(ctx.settings), ctx.split
+    n = min(p["n"], len(sp.test_y))
+    accs = attacks.pgd_accuracy(
+        ctx.run.model, sp.test_x[:n], sp.test_y[:n], p["epsilons"], steps=p["pgd"]["steps"],
+        rel_stepsize=p["pgd"]["rel_stepsize"], batch_size=p["batch_size"], seed=p["seed"],
+    )  # fmt: skip
+    return _curve("pgd_robust", list(ctx.settings.epsilons), accs)
+
+
+# ---------------------------------------------------------------- faithfulness (faithful.md [ours])
+
+#: the grid of delta for the share of delta-faithful points [ours]
+FAITHFUL_DELTAS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5)
+#: bins of the gap histograms over [0, 1]
+GAP_BINS = 20
+
+
+def faithfulness_protocol(settings: "Settings") -> dict:
+    """Every setting of the ``disagreement``, ``confidence_gap`` and ``certified_gap``
+    evaluations (their cache configuration), labelled."""
+    steps = int(settings.pgd_steps)
+    if steps < 1:
+        raise ValueError(f"pgd_steps must be >= 1, got {settings.pgd_steps}")
+    eps = float(settings.faithful_eps)
+    if not 0.0 <= eps <= 1.0:
+        raise ValueError(f"faithful_eps must be in [0, 1] (pixel units), got {settings.faithful_eps}")
+    return {
+        "source": "faithful.md [ours]",
+        "norm": "linf",
+        "bounds": [0.0, 1.0],
+        "eps": eps,
+        "images": "first n of the test split (after test_subset)",
+        "test_subset": settings.test_subset,
+        "n": int(settings.attack_samples),
+        "points": "teacher and student both correct on the clean image (and teacher correct)",
+        "class": "the true class",
+        "pgd": {
+            "library": "kdutils.attacks",
+            "steps": steps,
+            "rel_stepsize": _PGD_TOTAL_STEP / steps,
+            "random_start": True,
+            "restarts": 0,
+            "generator": "torch.Generator seeded with seed",
+        },  # fmt: skip
+        "disagreement": "CW-margin PGD on the student (away from the teacher's class) and on the teacher "
+        "(away from the student's class); every iterate checked",
+        "gap": "PGD on sign * (p_T[c] - p_S[c]), sign +1 and -1, best iterate, clean point included",
+        "certified": "interval bound propagation, margins by elision of the last linear layer",
+        "deltas": list(FAITHFUL_DELTAS),
+        "hist_bins": GAP_BINS,
+        "seed": _ATTACK_SEED,
+        "batch_size": _ATTACK_BATCH,
+    }
+
+
+def describe_faithfulness_protocol(settings: "Settings") -> str:
+    """One line to print next to the faithfulness results."""
+    p = faithfulness_protocol(settings)
+    subset = f" of a {p['test_subset']}-image test subset" if p["test_subset"] is not None else ""
+    return (f"faithfulness at eps {_fmt_eps(p['eps'], [p['eps']])} (L-inf, pixels in [0, 1]) on the first {p['n']} "
+            f"test images{subset} that teacher and student both classify correctly, class c = the true class: "
+            f"disagreement and gap by kdutils PGD ({p['pgd']['steps']} steps of {p['pgd']['rel_stepsize']:.3g}*eps, "
+            f"random start, seed {p['seed']}), certified gap by IBP; delta grid {p['deltas']}")  # fmt: skip
+
+
+def _faithful_points(ctx: EvalContext):
+    """(protocol, x, y, both-correct mask, teacher-correct mask) of the teacher-correct points."""
+    if ctx.teacher is None:
+        raise ValueError("this evaluation needs a teacher run")
+    p, sp = faithfulness_protocol(ctx.settings), ctx.split
+    n = min(p["n"], len(sp.test_y))
+    x, y = sp.test_x[:n], sp.test_y[:n]
+    kt, ks = faithfulness.predictions(ctx.teacher.model, ctx.run.model, x, y, p["batch_size"])
+    t_ok = kt == y
+    return p, x[t_ok], y[t_ok], (ks == y)[t_ok]
+
+
+def _mean(v: torch.Tensor) -> float:
+    return float(v.double().mean()) if v.numel() else float("nan")
+
+
+def _shares(prefix: str, gap: torch.Tensor, deltas: list[float]) -> dict[str, Any]:
+    share = faithfulness.faithful_share(gap, deltas)
+    out: dict[str, Any] = {prefix: {"deltas": deltas, "share": share}}
+    for d, v in zip(deltas, share):
+        out[f"{prefix}@{d:g}"] = v
+    return out
+
+
+@register_evaluation("disagreement", needs_teacher=True, config=faithfulness_protocol, default=False)
+def _disagreement(ctx: EvalContext) -> dict[str, Any]:
+    p, x, y, both = _faithful_points(ctx)
+    s_hit, t_hit = faithfulness.local_disagreement(
+        ctx.teacher.model, ctx.run.model, x, y, p["eps"], steps=p["pgd"]["steps"],
+        step_size=p["pgd"]["rel_stepsize"] * p["eps"], seed=p["seed"], batch_size=p["batch_size"],
+    )  # fmt: skip
+    hit = s_hit | t_hit
+    return {
+        "disagreement_rate": _mean(hit[both]),
+        "disagreement_rate_student_attack": _mean(s_hit[both]),
+        "disagreement_rate_teacher_attack": _mean(t_hit[both]),
+        "disagreement_rate_teacher_correct": _mean(hit),
+        "disagreement_points": int(both.sum()),
+        "disagreement_eps": p["eps"],
+    }
+
+
+@register_evaluation("confidence_gap", needs_teacher=True, config=faithfulness_protocol, default=False)
+def _confidence_gap(ctx: EvalContext) -> dict[str, Any]:
+    p, x, y, both = _faithful_points(ctx)
+    plus, minus = faithfulness.empirical_gap(
+        ctx.teacher.model, ctx.run.model, x, y, p["eps"], steps=p["pgd"]["steps"],
+        step_size=p["pgd"]["rel_stepsize"] * p["eps"], seed=p["seed"], batch_size=p["batch_size"],
+    )  # fmt: skip
+    gap = torch.maximum(plus, minus)
+    return {
+        "gap_plus_mean": _mean(plus[both]),
+        "gap_minus_mean": _mean(minus[both]),
+        "gap_mean": _mean(gap[both]),
+        "gap_mean_teacher_correct": _mean(gap),
+        "gap_hist": faithfulness.gap_histogram(gap[both], p["hist_bins"]),
+        **_shares("gap_faithful", gap[both], p["deltas"]),
+        "gap_values": [float(v) for v in gap[both]],
+        "gap_points": int(both.sum()),
+        "gap_eps": p["eps"],
+    }
+
+
+@register_evaluation("certified_gap", needs_teacher=True, config=faithfulness_protocol, default=False)
+def _certified_gap(ctx: EvalContext) -> dict[str, Any]:
+    p, x, y, both = _faithful_points(ctx)
+    plus, minus, agree = faithfulness.certified_gap(ctx.teacher.model, ctx.run.model, x, y, p["eps"],
+                                                    batch_size=p["batch_size"])  # fmt: skip
+    gap = torch.maximum(plus, minus).clamp(0.0, 1.0)
+    return {
+        "certified_gap_plus_mean": _mean(plus[both]),
+        "certified_gap_minus_mean": _mean(minus[both]),
+        "certified_gap_mean": _mean(gap[both]),
+        "certified_gap_mean_teacher_correct": _mean(gap),
+        "certified_gap_hist": faithfulness.gap_histogram(gap[both], p["hist_bins"]),
+        **_shares("certified_faithful", gap[both], p["deltas"]),
+        "certified_agreement": _mean(agree[both]),
+        "certified_gap_values": [float(v) for v in gap[both]],
+        "certified_gap_points": int(both.sum()),
+        "certified_gap_eps": p["eps"],
+    }

@@ -211,3 +211,98 @@ def revised_logits(z_t: torch.Tensor, y: torch.Tensor, eta: float = 0.8, tau: fl
     p_rev = revised_target(z_t, y, eta, tau)
     z_rev = tau * torch.log(p_rev.clamp_min(torch.finfo(p_rev.dtype).tiny))  # a softmax may underflow to 0
     return torch.where(teacher_wrong(z_t, y)[:, None], z_rev.to(z_t.dtype), z_t)
+
+
+# ---------------------------------------------------------------- robust and faithful distillation
+# faithful.md: robust teachers (IBP training, PGD adversarial training), the adversarial
+# distillation baselines ARD and RSLAD, and faithful distillation's gap term. The adversarial
+# points and the interval bounds are computed by the methods (kdutils.attacks, kdutils.ibp);
+# these functions only combine logits and probabilities.
+
+
+def linear_ramp(progress: float, warmup: float, ramp: float) -> float:
+    """The IBP schedule's ramp factor r(t) in [0, 1] at training progress ``t`` in [0, 1]:
+
+    ``r(t) = 0`` for ``t < warmup``, ``min(1, (t - warmup) / ramp)`` after (1 at once when
+    ``ramp = 0``). Gowal et al. 2018 [public]: a warm-up at eps = 0, then eps ramped linearly
+    to eps_train (and kappa from 1 to kappa_final) over a ramp, then held.
+    """
+    if progress < warmup:
+        return 0.0
+    if ramp <= 0:
+        return 1.0
+    return min(1.0, (progress - warmup) / ramp)
+
+
+def ibp_loss(z: torch.Tensor, z_worst: torch.Tensor, y: torch.Tensor, kappa: float) -> torch.Tensor:
+    """IBP training (Gowal et al. 2018, eq. 7) [public]:
+
+    ``l_i = kappa CE(z_i, y_i) + (1 - kappa) CE(z_worst_i, y_i)``
+
+    with ``z`` the clean logits and ``z_worst = -lower(z_y - z_j)`` the worst-case logits over
+    the eps-ball (:func:`kdutils.ibp.worst_case_logits`).
+    """
+    return kappa * cross_entropy(z, y) + (1.0 - kappa) * cross_entropy(z_worst, y)
+
+
+def ard_loss(
+    z_s_adv: torch.Tensor, z_s: torch.Tensor, z_t: torch.Tensor, y: torch.Tensor, tau: float = 30.0, alpha: float = 1.0
+) -> torch.Tensor:
+    """ARD (Goldblum et al. 2020, "Adversarially Robust Distillation") per sample:
+
+    ``l_i = alpha tau^2 KL(softmax(z_t / tau) || softmax(z_s_adv / tau)) + (1 - alpha) CE(z_s_i, y_i)``
+
+    ``z_s_adv`` the student on its PGD point, ``z_t`` the teacher on the clean input, ``z_s`` the
+    student on the clean input. [public, ARD's ``main.py``: tau 30, alpha 1.0 by default; its
+    ``nn.KLDivLoss()`` averages over batch and classes, a further factor 1/classes that we do
+    not apply: the KL is summed over classes, as in :func:`kd_kl`.]
+    """
+    return alpha * kd_kl(z_s_adv, z_t, tau) + (1.0 - alpha) * cross_entropy(z_s, y)
+
+
+def rslad_loss(
+    z_s_adv: torch.Tensor, z_s: torch.Tensor, z_t: torch.Tensor, tau: float = 1.0, adv_weight: float = 5 / 6
+) -> torch.Tensor:
+    """RSLAD (Zi et al. 2021, "Revisiting Adversarial Robustness Distillation: Robust Soft Labels
+    Make Student Better") per sample, the teacher's clean soft labels as the only target:
+
+    ``l_i = 5/6 KL(p_T(x) || p_S(x_adv)) + 1/6 KL(p_T(x) || p_S(x))``, ``p = softmax(z / tau)``
+
+    (``adv_weight`` = 5/6). faithful.md writes the pair as KL(S(x_adv) || T(x)); the public code
+    [public, RSLAD's training scripts] computes ``-sum p_T log p_S`` (the KL from p_T up to p_T's
+    entropy, which has no student gradient) at tau = 1 without a tau^2 factor, averaged over
+    batch and classes (a factor 1/classes we do not apply). So: KL(p_T || p_S), summed over
+    classes, no tau^2.
+    """
+    return adv_weight * kd_kl(z_s_adv, z_t, tau, scale=False) + (1.0 - adv_weight) * kd_kl(z_s, z_t, tau, scale=False)
+
+
+def faithful_gap(
+    pt_upper: torch.Tensor, ps_lower: torch.Tensor, ps_upper: torch.Tensor, pt_lower: torch.Tensor
+) -> torch.Tensor:
+    """Faithful distillation's gap term (faithful.md [ours]) per sample:
+
+    ``relu(UB[p_T[c]] - LB[p_S[c]]) + relu(UB[p_S[c]] - LB[p_T[c]])``
+
+    for the probabilities of class c (the true class) over the eps-ball: upper bounds of the
+    two signed confidence gaps Delta+ (student under-confident) and Delta-. With IBP bounds the
+    sum is an upper bound on ``max |p_T[c] - p_S[c]|`` over the ball; at eps = 0 it is
+    ``|p_T[c](x) - p_S[c](x)|``. The PGD variant passes the probabilities at the PGD points of
+    each sign instead (``UB[p_T] -> p_T(x+)``, ``LB[p_S] -> p_S(x+)``, ...), an estimate from below.
+    """
+    return torch.relu(pt_upper - ps_lower) + torch.relu(ps_upper - pt_lower)
+
+
+def faithful_loss(
+    z_s: torch.Tensor,
+    z_t: torch.Tensor,
+    y: torch.Tensor,
+    gap: torch.Tensor,
+    mu: float,
+    tau: float = 4.0,
+    ce_weight: float = 0.1,
+    kd_weight: float = 0.9,
+) -> torch.Tensor:
+    """Faithful distillation (faithful.md [ours]): ``l_i = KD(z_s, z_t, y) + mu * gap_i`` with
+    :func:`kd_loss` (this project's KD baseline) and ``gap`` from :func:`faithful_gap`."""
+    return kd_loss(z_s, z_t, y, tau, ce_weight, kd_weight) + mu * gap

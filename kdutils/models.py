@@ -23,6 +23,10 @@ wrn_D_k           Wide ResNet, pre-activation blocks, widths 16k-32k-64k;      C
                   D-k in 16-1, 16-2, 40-1, 40-2
 vggN              VGG with BN, N in 8/11/13/16/19, 5 conv stages 64-512,        CRD benchmark
                   global average pool, one FC (32x32 input)
+ibp_small         conv 16 (4x4, s2) - 32 (4x4, s1), valid padding, FC 100      Gowal et al. 2018 (IBP)
+ibp_medium        conv 32 (3x3) - 32 (4x4, s2) - 64 (3x3) - 64 (4x4, s2),      Gowal et al. 2018 (IBP)
+                  valid padding, FC 512-512
+ibp_large         conv 64-64-128 (s2)-128-128 (3x3, same padding), FC 512      Gowal et al. 2018 (IBP)
 ================  ==========================================================  ========
 """
 
@@ -345,3 +349,66 @@ def _register_vgg(name: str) -> None:
 
 for _name in VGG_STAGES:
     _register_vgg(_name)
+
+
+# ---------------------------------------------------------------- IBP-literature CNNs (faithful.md)
+# The small, medium and large CNNs of Gowal et al. 2018 ("On the effectiveness of interval bound
+# propagation...", Table 1) [public]: layer specifications as in DeepMind's
+# interval-bound-propagation repository (examples/train.py: "VALID" padding for small and medium,
+# "SAME" for large) and the PyTorch translation of the CROWN-IBP repository (Zhang et al. 2020,
+# model_defs.py: IBP_large with padding 1 on every 3x3 conv, so 28 -> 28 -> 28 -> 14 -> 14 -> 14).
+# A 3x3 stride-2 "SAME" conv pads (0, 1) in TensorFlow and (1, 1) here: same output size, the
+# window shifted by one pixel [ours]. Plain nn.Sequential of Conv2d / ReLU / Flatten / Linear, so
+# kdutils.ibp bounds them. Inputs smaller than a model's valid-padding minimum (the 8x8 digits of
+# the smoke profile) are zero-padded to that minimum first (PadTo) [ours].
+
+
+def _conv_out(size: int, k: int, s: int, p: int = 0) -> int:
+    return (size + 2 * p - k) // s + 1
+
+
+def _ibp_net(
+    num_classes: int, in_channels: int, input_size: int, convs: Sequence[tuple[int, int, int, int]],
+    fcs: Sequence[int], min_size: int,
+) -> nn.Module:  # fmt: skip
+    """``convs``: (out channels, kernel, stride, padding) per conv, each followed by ReLU; then
+    flatten, FC ``fcs`` (ReLU) and the classifier."""
+    layers: list[nn.Module] = []
+    size = input_size
+    if size < min_size:
+        layers.append(PadTo(min_size, size))
+        size = min_size
+    cin = in_channels
+    for cout, k, stride, pad in convs:
+        layers += [nn.Conv2d(cin, cout, k, stride, pad), nn.ReLU()]
+        cin, size = cout, _conv_out(size, k, stride, pad)
+    layers.append(nn.Flatten())
+    d = cin * size * size
+    for f in fcs:
+        layers += [nn.Linear(d, f), nn.ReLU()]
+        d = f
+    layers.append(nn.Linear(d, num_classes))
+    return nn.Sequential(*layers)
+
+
+@MODELS.register("ibp_small")
+def ibp_small(num_classes: int, in_channels: int, input_size: int) -> nn.Module:
+    """IBP "small" (Gowal et al. 2018): conv 16 (4x4, s2), conv 32 (4x4, s1), valid padding, FC 100.
+    ``(B, C, H, H) -> (B, classes)``; 28x28: 13x13 -> 10x10, 329,606 parameters (10 classes, 1 channel)."""
+    return _ibp_net(num_classes, in_channels, input_size, [(16, 4, 2, 0), (32, 4, 1, 0)], [100], min_size=10)
+
+
+@MODELS.register("ibp_medium")
+def ibp_medium(num_classes: int, in_channels: int, input_size: int) -> nn.Module:
+    """IBP "medium" (Gowal et al. 2018): conv 32 (3x3), 32 (4x4, s2), 64 (3x3), 64 (4x4, s2), valid
+    padding, FC 512-512. ``(B, C, H, H) -> (B, classes)``; 28x28: 26 -> 12 -> 10 -> 4."""
+    convs = [(32, 3, 1, 0), (32, 4, 2, 0), (64, 3, 1, 0), (64, 4, 2, 0)]
+    return _ibp_net(num_classes, in_channels, input_size, convs, [512, 512], min_size=16)
+
+
+@MODELS.register("ibp_large")
+def ibp_large(num_classes: int, in_channels: int, input_size: int) -> nn.Module:
+    """IBP "large" (Gowal et al. 2018; CROWN-IBP's IBP_large): conv 64-64-128 (s2)-128-128, 3x3 with
+    padding 1, FC 512. ``(B, C, H, H) -> (B, classes)``; 28x28: 28 -> 28 -> 14 -> 14 -> 14."""
+    convs = [(64, 3, 1, 1), (64, 3, 1, 1), (128, 3, 2, 1), (128, 3, 1, 1), (128, 3, 1, 1)]
+    return _ibp_net(num_classes, in_channels, input_size, convs, [512], min_size=1)

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Collection, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +78,19 @@ def margins(frame: pd.DataFrame, reference: str, *, keys: Iterable[str] = ("data
     return out.drop(columns="_ref")[list(frame.columns)].reset_index(drop=True)
 
 
+def _merged(sizes: Callable[[str, str], Mapping[str, Any]] | None, profile: str, dataset: str,
+            overrides: Mapping[str, Any]) -> dict[str, Any]:  # fmt: skip
+    """A notebook's own sizes for ``dataset`` (``sizes(profile, dataset)``), then ``overrides`` on top.
+
+    ``epochs`` (the students' shortcut) in ``overrides`` replaces ``student_epochs`` of the sizes,
+    which :func:`kdutils.configure` would otherwise prefer.
+    """
+    own = dict(sizes(profile, dataset)) if sizes is not None else {}
+    if "epochs" in overrides:
+        own.pop("student_epochs", None)
+    return {**own, **overrides}
+
+
 class NotebookContext:
     """One notebook's datasets, experiments, results, folders and timers (see the module docstring).
 
@@ -88,7 +101,10 @@ class NotebookContext:
     ``outputs/<profile>/<notebook>`` and :func:`kdutils.io.default_figures_dir`
     (``figures/<notebook>`` at ``quick``, the gallery's profile, else
     ``outputs/<profile>/figures/<notebook>``); ``force``: retrain even when a finished run is
-    stored. ``verbose=False`` prints nothing.
+    stored. ``sizes``: a notebook's own sizes per dataset, ``sizes(profile, dataset) -> dict`` of
+    :func:`kdutils.configure` overrides (e.g. :func:`kdutils.faithful_setup.sizes`: models,
+    subsets, epochs, attack steps), applied before ``overrides``, which win (``epochs`` there
+    replaces the sizes' ``student_epochs``). ``verbose=False`` prints nothing.
     """
 
     def __init__(
@@ -106,6 +122,7 @@ class NotebookContext:
         force: bool = False,
         store=None,
         verbose: bool = True,
+        sizes: Callable[[str, str], Mapping[str, Any]] | None = None,
     ):
         self.t_start = time.perf_counter()
         self.notebook, self.profile, self.force = notebook, profile, bool(force)
@@ -131,7 +148,7 @@ class NotebookContext:
         plots.style()
         self.experiments: dict[str, Experiment] = {}
         for ds in names:
-            st = configure(profile, ds, device=device, progress=progress, **overrides)
+            st = configure(profile, ds, device=device, progress=progress, **_merged(sizes, profile, ds, overrides))
             self.experiments[ds] = Experiment(st, store)
             self.seconds[ds] = 0.0
             if verbose:
@@ -182,11 +199,15 @@ class NotebookContext:
 
     # ---------------------------------------------------------------- runs
     def teacher(self, dataset: str, label: str = "teacher", method: Any = "ce", *, robustness: bool = True,
-                record: bool = True, **train_kw) -> Run:  # fmt: skip
-        """The dataset's teacher trained with ``method`` (seed 0), evaluated and recorded as ``label``."""
+                record: bool = True, only: Iterable[str] | None = None, **train_kw) -> Run:  # fmt: skip
+        """The dataset's teacher trained with ``method`` (seed 0), evaluated and recorded as ``label``.
+
+        ``only``: exactly these evaluations (e.g. ``["accuracy", "certified", "pgd_robust"]``; then
+        ``robustness`` is not consulted), else the default set.
+        """
         exp = self[dataset]
         run = exp.teacher(method=method, force=self.force, **train_kw)
-        ev = exp.evaluate(run, robustness=robustness)
+        ev = exp.evaluate(run, robustness=robustness, **({"only": list(only)} if only is not None else {}))
         self._keep(dataset, label, 0, run, ev, record, None)
         if label not in self._teacher_labels.setdefault(dataset, []):
             self._teacher_labels[dataset].append(label)

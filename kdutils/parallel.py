@@ -309,7 +309,7 @@ def train_group(exp: Experiment, jobs: Iterable[Job], *, executor: str | None = 
 
 
 def _run_elsewhere(exp: Experiment, jobs: list[Job], name: str, workers: int, threads: int, desc: str) -> None:
-    from tqdm.auto import tqdm
+    from .runtime import progress_bar
 
     # a teacher's logits over the training set are computed once here, not once per worker
     for j in jobs:
@@ -322,7 +322,7 @@ def _run_elsewhere(exp: Experiment, jobs: list[Job], name: str, workers: int, th
         for j in jobs
     ]  # fmt: skip
     events.emit(f"{desc}: {len(jobs)} runs on executor {name}")
-    bar = tqdm(total=len(payloads), desc=f"{desc} ({name})", disable=not exp.progress, leave=False)
+    bar = progress_bar(total=len(payloads), desc=f"{desc} ({name})", disable=not exp.progress, leave=False)
     try:
         for p, (key, secs) in EXECUTORS.get(name)(payloads, workers, threads):
             bar.update(1)

@@ -26,7 +26,9 @@ from typing import Any
 from .data import DATASETS, dataset_names
 from .data_selection import SCORERS, scorer_names
 from .errors import DeviceError, ParameterError, UnknownNameError
+from .evaluations import FAITHFUL_DELTAS
 from .experiment import DEVICE_NAMES, check_device_name
+from .faithfulness import SLICE_DIRECTIONS
 from .methods.label_revision import FORMS as LR_FORMS
 from .methods.significance import WEIGHTINGS
 from .profiles import PROFILES, check_seeds, override_names
@@ -107,6 +109,22 @@ RULES: dict[str, Rule] = {
     ),  # fmt: skip
     "fixed_threshold_teacher": ("True, False or 'auto'", lambda v: v is True or v is False or v == "auto"),
     "ablations": ("True or False", _bool),
+    "pgd_variant_seeds": (
+        "an int >= 0: the first n seeds train faithful KD's PGD variant; 0 for the profile's default",
+        lambda v: isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 0,
+    ),  # fmt: skip
+    "ard_alpha": (
+        "a number in [0, 1] (ARD's KL weight; 1 - alpha weighs the clean cross-entropy)",
+        lambda v: _number(v) and 0 <= v <= 1,
+    ),  # fmt: skip
+    "delta": (
+        lambda: f"one of the delta grid {list(FAITHFUL_DELTAS)} (kdutils.evaluations.FAITHFUL_DELTAS)",
+        lambda v: _number(v) and any(abs(v - d) < 1e-12 for d in FAITHFUL_DELTAS),
+    ),  # fmt: skip
+    "slice_directions": (
+        f"one of {', '.join(map(repr, SLICE_DIRECTIONS))}",
+        lambda v: isinstance(v, str) and v in SLICE_DIRECTIONS,
+    ),  # fmt: skip
     "stronger_teacher": ("True or False", _bool),
     "ablation_seeds": (
         "a non-negative int: the first n seeds train the ablations; 0 for the profile's default",

@@ -13,8 +13,10 @@ Data come as tidy :class:`pandas.DataFrame` objects with one row per seed
 ``robustness_curves``, ``margin_curves``, ``usage_curves``,
 ``pruning_curve``; :class:`kdutils.notebook.NotebookContext` builds them),
 one row per run (``accuracy_vs_usage``), one row per teacher and seed
-(``stronger_teacher_curves``), one row per scorer, keep
-ratio and seed (``keep_ratio_curves``), as histograms (``rank_agreement_distributions``),
+(``stronger_teacher_curves``), one row per scorer, keep ratio and seed (``keep_ratio_curves``), as
+histograms (``rank_agreement_distributions``, ``gap_distributions``), as the slice of
+:func:`kdutils.faithfulness.confidence_slice` (``confidence_slices``), one row per seed and delta
+(``faithful_share_curves``),
 as the per-epoch history records of
 the training loop (``training_curves``), as the dicts of
 :func:`kdutils.metrics.reliability` (``reliability_diagrams``), or as
@@ -47,6 +49,9 @@ __all__ = [
     "accuracy_vs_usage",
     "bar_panels",
     "bar_with_spread",
+    "confidence_slices",
+    "faithful_share_curves",
+    "gap_distributions",
     "image_grid",
     "keep_ratio_curves",
     "line_with_spread",
@@ -774,6 +779,149 @@ def stronger_teacher_curves(
     span = float(xs.max() - xs.min()) if len(xs) > 1 else 0.01
     ax.set_xlim(float(xs.min()) - 0.12 * span - 1e-3, float(xs.max()) + 0.12 * span + 1e-3)
     _widen_for(fig, _legend_beside(ax, title="method"))
+    return fig
+
+
+# ---------------------------------------------------------------------------
+# faithfulness (notebook 04)
+# ---------------------------------------------------------------------------
+
+
+def _bare(ax: Axes) -> None:
+    ax.grid(False)
+    ax.xaxis.set_major_locator(MaxNLocator(3))  # readable ticks on a small panel
+    ax.yaxis.set_major_locator(MaxNLocator(5))
+    for spine in ax.spines.values():
+        spine.set_visible(True)
+
+
+def confidence_slices(sl: Mapping[str, Any], title: str | None = None) -> Figure:
+    """Faithful KD's Fig. 1 for our models: confidence of the true class over a 2-D slice of B(x).
+
+    ``sl`` is the dict of :func:`kdutils.faithfulness.confidence_slice`; its first model is the
+    teacher. Top row, one heat map per model: ``p[c]`` on the slice (0 to 1, one colour bar),
+    the clean image at the centre (a cross), and hatched where the model's top class differs from
+    the teacher's at the same point (a local disagreement; the teacher's own panel hatches where
+    it leaves class c). Bottom row: the image, then for each student the gap ``p_T[c] - p_S[c]``
+    (blue: the student is under-confident, Fig. 1's x2; red: over-confident), one colour bar.
+    Each title gives the value at the centre and the extreme over the slice.
+    """
+    for k in ("coords", "confidence", "prediction", "image", "eps", "label"):
+        if k not in sl:
+            raise ValueError(f"confidence_slices: the slice has no {k!r} (use kdutils.faithfulness.confidence_slice)")
+    labels = list(sl["confidence"])
+    if not labels:
+        raise ValueError("confidence_slices: no models in the slice")
+    eps, c = float(sl["eps"]), int(sl["label"])
+    coords = np.asarray(sl["coords"], dtype=float) * eps
+    extent = (coords[0], coords[-1], coords[0], coords[-1])
+    mid = len(coords) // 2
+    t = labels[0]
+    n = len(labels)
+    fig, axes = plt.subplots(2, n, figsize=(3.0 * n + 1.2, 6.0), squeeze=False, layout="constrained")
+    first_dir = "gradient of the gap" if sl.get("directions") == "gradient" else "random sign"
+    for j, label in enumerate(labels):
+        ax = axes[0, j]
+        conf = np.asarray(sl["confidence"][label], dtype=float)
+        im = ax.imshow(conf, origin="lower", extent=extent, vmin=0.0, vmax=1.0, cmap="viridis", aspect="equal")
+        ref = np.asarray(sl["prediction"][t]) if j else np.full_like(np.asarray(sl["prediction"][t]), c)
+        differs = (np.asarray(sl["prediction"][label]) != ref).astype(float)
+        if differs.any():
+            ax.contourf(coords, coords, differs, levels=[0.5, 1.5], colors="none", hatches=["////"])
+            ax.contour(coords, coords, differs, levels=[0.5], colors="white", linewidths=0.8)
+        ax.plot(0, 0, marker="x", color="white", markersize=8, markeredgewidth=2)
+        ax.set_title(f"{label}\np[{c}]: {conf[mid, mid]:.3f} at x, min {conf.min():.3f}", fontsize="small")
+        ax.set_xlabel(f"a ({first_dir})")
+        if j == 0:
+            ax.set_ylabel("b (random sign)")
+        _bare(ax)
+    fig.colorbar(im, ax=list(axes[0]), shrink=0.85, label="confidence of the true class")
+    img = np.asarray(sl["image"], dtype=float)
+    axes[1, 0].imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0.0, vmax=1.0, interpolation="nearest")
+    axes[1, 0].set_title(f"x (class {c}), eps {eps:.4g}", fontsize="small")
+    axes[1, 0].set_xticks([])
+    axes[1, 0].set_yticks([])
+    gap_im = None
+    for j, label in enumerate(labels[1:], start=1):
+        ax = axes[1, j]
+        gap = np.asarray(sl["confidence"][t], dtype=float) - np.asarray(sl["confidence"][label], dtype=float)
+        gap_im = ax.imshow(gap, origin="lower", extent=extent, vmin=-1.0, vmax=1.0, cmap="RdBu", aspect="equal")
+        ax.plot(0, 0, marker="x", color="black", markersize=8, markeredgewidth=2)
+        k = np.unravel_index(np.argmax(np.abs(gap)), gap.shape)
+        ax.set_title(f"{t} - {label}\ngap {gap[mid, mid]:+.3f} at x, largest {gap[k]:+.3f}", fontsize="small")
+        ax.set_xlabel(f"a ({first_dir})")
+        _bare(ax)
+    if gap_im is not None:
+        fig.colorbar(gap_im, ax=list(axes[1]), shrink=0.85, label="p_T[c] - p_S[c]")
+    fig.suptitle(title or f"Confidence over a 2-D slice of the eps-ball around one test image (eps {eps:.4g})")
+    return fig
+
+
+def gap_distributions(hists: Mapping[str, Mapping[str, Mapping[str, Sequence[float]]]], *,
+                      delta: float | None = None, title: str | None = None) -> Figure:  # fmt: skip
+    """Per method, the distribution of the confidence gap max(Delta+, Delta-) over the evaluation points.
+
+    ``hists`` maps a method to ``{"empirical": hist, "certified": hist}`` (either may be
+    missing), each hist ``{"edges": [B + 1], "counts": [B]}`` over [0, 1]
+    (:func:`kdutils.faithfulness.gap_histogram`, counts summed over seeds). One panel per
+    method, the share of points per bin as step lines: the empirical gap (PGD, a lower bound
+    of the true gap) and the certified one (IBP, an upper bound); ``delta`` draws a dotted line
+    (points left of it are delta-faithful). Shares on a log axis, so the tails stay visible.
+    """
+    if not hists:
+        raise ValueError("gap_distributions: hists is empty")
+    kinds = {"empirical": ("empirical (PGD, lower bound)", "C0"), "certified": ("certified (IBP, upper bound)", "C3")}
+    fig, axes = plt.subplots(1, len(hists), figsize=(3.2 * len(hists), 3.6), sharey=True, squeeze=False,
+                             layout="constrained")  # fmt: skip
+    for ax, (method, pair) in zip(axes[0], hists.items()):
+        unknown = set(pair) - set(kinds)
+        if unknown or not pair:
+            raise ValueError(
+                f"gap_distributions: entry {method!r} needs 'empirical' and/or 'certified', got {sorted(pair)}"
+            )
+        for kind, h in pair.items():
+            edges, counts = np.asarray(h["edges"], dtype=float), np.asarray(h["counts"], dtype=float)
+            if len(edges) != len(counts) + 1 or counts.sum() <= 0:
+                raise ValueError(f"gap_distributions: {method!r} {kind}: {len(edges)} edges for {len(counts)} counts "
+                                 f"(total {counts.sum():g})")  # fmt: skip
+            name, color = kinds[kind]
+            ax.stairs(np.maximum(counts / counts.sum(), 1e-4), edges, color=color, linewidth=1.6, label=name,
+                      baseline=1e-4)  # fmt: skip
+        if delta is not None:
+            ax.axvline(float(delta), color="0.3", linestyle=":", linewidth=1.0, label=f"delta = {float(delta):g}")
+        ax.set_yscale("log")
+        ax.set_ylim(1e-4 * 0.8, 1.2)
+        ax.set_xlim(0.0, 1.0)
+        ax.set_title(str(method))
+        ax.set_xlabel("gap max(Delta+, Delta-)")
+    axes[0, 0].set_ylabel("share of points (log)")
+    _widen_for(fig, _legend_beside(axes[0, -1], title="gap"))
+    fig.suptitle(title or "Confidence gap per point: empirical vs certified")
+    return fig
+
+
+def faithful_share_curves(df: pd.DataFrame, title: str | None = None, hue_order: Sequence[Any] | None = None) -> Figure:
+    """Share of delta-faithful points against delta, one panel per bound, one line per method.
+
+    ``df`` is tidy with columns ``method, seed, bound, delta, value`` (``bound`` e.g.
+    ``"empirical (PGD)"`` and ``"certified (IBP)"``, one row per method, seed, bound and delta).
+    The empirical share is an upper estimate of the true share (PGD may miss the worst point),
+    the certified share a lower bound; delta on a log axis, mean +- std over seeds.
+    """
+    _require_columns(df, ["method", "bound", "delta", "value"], "faithful_share_curves")
+    bounds = _levels(df["bound"])
+    methods = list(hue_order) if hue_order is not None else _levels(df["method"])
+    fig, axes = plt.subplots(1, len(bounds), figsize=(4.6 * len(bounds), 3.8), sharey=True, squeeze=False,
+                             layout="constrained")  # fmt: skip
+    for ax, bound in zip(axes[0], bounds):
+        line_with_spread(df[df["bound"] == bound], x="delta", y="value", hue="method", hue_order=methods, logx=True,
+                         xlabel="delta", ylabel="share of delta-faithful points", title=str(bound), ax=ax,
+                         legend=False)  # fmt: skip
+        ax.set_ylim(-0.02, 1.02)
+    for ax in axes[0, 1:]:
+        ax.set_ylabel("")
+    _widen_for(fig, _legend_beside(axes[0, -1], title="method"))
+    fig.suptitle(title or "Share of delta-faithful points")
     return fig
 
 

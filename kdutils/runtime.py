@@ -124,3 +124,16 @@ def evaluating(model: nn.Module) -> Iterator[nn.Module]:
     finally:
         for m, was_training in modes:
             m.training = was_training
+
+
+def progress_bar(*args, **kw):
+    """A tqdm progress bar: the notebook widget where ipywidgets is installed (the ``lab`` extra),
+    else the text bar, so that a kernel without ipywidgets shows a bar instead of tqdm.auto's
+    "IProgress not found" warning (every batch run of ``make reproduce`` with the test extra printed it)."""
+    import importlib.util
+
+    if importlib.util.find_spec("ipywidgets") is not None:
+        from tqdm.auto import tqdm
+    else:
+        from tqdm import tqdm
+    return tqdm(*args, **kw)

@@ -33,7 +33,7 @@ from .errors import NonFiniteLossError
 from .methods.base import Batch, EpochEnd, Method, Terms, distils
 from .metrics import predict_logits
 from .recipe import OPTIMIZERS, SCHEDULES, Recipe
-from .runtime import match_memory_format, place, tune_cpu_allocator
+from .runtime import match_memory_format, place, progress_bar, tune_cpu_allocator
 
 
 @dataclass
@@ -261,11 +261,7 @@ def fit(
     sw = sample_weight.to(device) if sample_weight is not None else None
     sel_dev = teacher_rows.to(device) if teacher_rows is not None else None
 
-    with warnings.catch_warnings():  # tqdm.auto warns in Jupyter without ipywidgets; text bars are fine
-        warnings.simplefilter("ignore")
-        from tqdm.auto import tqdm
-
-    bar = tqdm(
+    bar = progress_bar(
         range(start_epoch, recipe.epochs),
         desc=desc or method.name,
         disable=not progress,

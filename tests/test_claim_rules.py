@@ -218,3 +218,39 @@ def test_only_at_and_skipped_are_not_testable_with_a_reason():
     assert claims.only_at(None, profile="paper", dataset="cifar100", where=[("paper", "cifar100")]).verdict.n == 0
     off = claims.skipped("stronger_teacher=False")
     assert off.verdict.verdict == NOT_TESTABLE and off.measured == "not measured: stronger_teacher=False"
+
+
+# --------------------------------------------------------------------------- faithful KD (notebook 04)
+
+
+def test_lower_each_holds_when_the_gap_shrinks_and_fails_when_it_grows():
+    kd_gap = [0.30, 0.32, 0.31]
+    ok = claims.lower_each({"faithful vs KD": (_plus(kd_gap, -0.1), kd_gap)}, what="mean empirical gap")
+    assert ok.verdict.verdict == HOLDS and "lower" in ok.verdict.rule and "mean empirical gap" in ok.verdict.rule
+    assert ok.verdict.estimate == pytest.approx(0.1)
+    bad = claims.lower_each({"faithful vs KD": (_plus(kd_gap, 0.1), kd_gap)})
+    assert bad.verdict.verdict == FAILS
+    assert claims.lower_each({"a vs b": ([0.1], [0.3])}).verdict.verdict == NOT_TESTABLE
+    with pytest.raises(ValueError):
+        claims.lower_each({})
+
+
+def test_above_each_zero_rate_does_not_hold():
+    ok = claims.above_each({"KD disagreement rate": [0.4, 0.5, 0.45]}, 0.0, what="disagreement rate")
+    assert ok.verdict.verdict == HOLDS and "above 0" in ok.verdict.rule
+    zero = claims.above_each({"KD disagreement rate": [0.0, 0.0, 0.0]}, 0.0)
+    assert zero.verdict.verdict != HOLDS
+    wide = claims.above_each({"x": [0.05, 0.25, 0.0]}, 0.1)
+    assert wide.verdict.verdict == INCONCLUSIVE
+
+
+def test_every_combines_rules_and_any_failure_fails():
+    kd_gap = [0.30, 0.32, 0.31]
+    a = claims.above_each({"KD disagreement rate": [0.4, 0.5, 0.45]}, 0.0)
+    b = claims.above_each({"KD mean gap": kd_gap}, 0.1)
+    both = claims.every({"disagreement": a, "gap": b})
+    assert both.verdict.verdict == HOLDS and " AND " in both.verdict.rule and len(both.parts) == 2
+    c = claims.above_each({"KD mean gap": [0.01, 0.012, 0.011]}, 0.1)
+    assert claims.every({"disagreement": a, "gap": c}).verdict.verdict == FAILS
+    with pytest.raises(ValueError):
+        claims.every({})

@@ -53,3 +53,20 @@ def test_a_gpu_index_beyond_the_machine(one_gpu):
 def test_an_experiment_on_a_missing_device_stops_before_loading(cpu_only):
     with pytest.raises(kd.DeviceError, match="device 'cuda' is not available"):
         kd.Experiment(kd.configure("smoke", device="cuda", progress=False))
+
+
+def test_progress_bar_without_ipywidgets_is_the_text_bar(monkeypatch):
+    import importlib.util
+    import warnings
+
+    import tqdm
+
+    from kdutils.runtime import progress_bar
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "ipywidgets" else real(name, *a))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # tqdm.auto's "IProgress not found" would fail here
+        bar = progress_bar(total=3, disable=True)
+    assert type(bar) is tqdm.std.tqdm
+    bar.close()

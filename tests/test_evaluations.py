@@ -256,3 +256,28 @@ def test_registration_errors():
         EVALUATIONS.unregister("no_such_evaluation")
     assert set(kd.evaluation_names()) >= DEFAULT_WITH_TEACHER
     assert isinstance(EVALUATIONS, Registry)
+
+
+def test_certified_and_own_pgd_are_on_request_cached_and_equal_their_functions(env, calls):
+    from kdutils import attacks, ibp
+    from kdutils.evaluations import certification_protocol, own_attack_protocol
+
+    store, t, s = env
+    st = _settings()
+    exp = kd.Experiment(st, store)
+    assert "certified" not in exp.evaluate(s, t, robustness=False) and not calls["certified"]
+    ev = exp.evaluate(s, only=["certified", "pgd_robust"])
+    assert calls["certified"] == 1 and calls["pgd_robust"] == 1
+    sp, eps = exp.split, list(st.epsilons)
+    x, y = sp.test_x[:16], sp.test_y[:16]
+    assert ev["certified"]["accuracy"] == [ibp.certified_accuracy(s.model, x, y, e) for e in eps]
+    assert ev["pgd_robust"]["accuracy"] == attacks.pgd_accuracy(s.model, x, y, eps, steps=st.pgd_steps)
+    clean = M.accuracy(M.predict_logits(s.model, x), y)
+    assert ev["certified@0"] == pytest.approx(clean) and ev["pgd_robust@0"] == pytest.approx(clean)
+    for e in eps:  # certified <= empirical robust <= clean; both fall with epsilon
+        assert ev[f"certified@{e:.4g}"] <= ev[f"pgd_robust@{e:.4g}"] <= clean
+    assert ev["certified"]["accuracy"] == sorted(ev["certified"]["accuracy"], reverse=True)
+    assert {"certified@0.1", "pgd_robust@0.1"} <= set(kd.scalar_metrics(ev))
+    kd.Experiment(st, store).evaluate(s, only=["certified", "pgd_robust"])
+    assert calls["certified"] == 1 and calls["pgd_robust"] == 1  # cached
+    assert certification_protocol(st)["n"] == 16 and own_attack_protocol(st)["pgd"]["steps"] == st.pgd_steps

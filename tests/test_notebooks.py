@@ -76,6 +76,23 @@ EXPECT = {
             *(f"{m} | teacher {t}" for m in ("KD", "DIST", "CMKD") for t in ("lenet5_half", "lenet5", "lenet5_x2")),
         ],  # fmt: skip
     },
+    "04_faithful": {
+        "figures": [
+            f"{f}_digits"
+            for f in ("confidence_slice", "gap_distributions", "faithful_share", "robustness", "reliability")
+        ],  # fmt: skip
+        "methods": ["teacher", "KD", "ARD", "RSLAD", "faithful (IBP)", "faithful (PGD)"],
+        "metrics": [
+            "certified@0.05",
+            "pgd_robust@0.05",
+            "disagreement_rate",
+            "gap_mean",
+            "certified_gap_mean",
+            "certified_faithful@0.1",
+            "gap_faithful@0.1",
+            "certified_agreement",
+        ],  # fmt: skip
+    },
     "03_self_regulated": {
         "figures": [
             f"{f}_digits"
@@ -164,6 +181,8 @@ def test_notebook_smoke_then_nbval(nb, tmp_path):
     assert (students.groupby("method").seed.nunique() == 2).all(), "smoke runs two seeds per method"
     assert float(acc[acc.method == teacher].value.iloc[0]) > 0.5, "smoke teacher should be far above chance (0.1)"
     assert students.value.mean() > 0.2, "smoke students should be above chance (0.1)"
+    for metric in expect.get("metrics", []):
+        assert metric in set(df.metric), f"{metric} missing from results.csv"
     for name in expect["figures"]:
         p = fig / f"{name}.png"
         assert p.exists() and p.stat().st_size > 1000, f"figure {p} missing"

@@ -581,3 +581,109 @@ def test_keep_ratio_curves_percent_ticks_one_line_per_scorer_and_reference_lines
     assert len(lines) == 4 and lines[3].get_linestyle() == ":"  # one reference line; NaN draws none
     with pytest.raises(ValueError, match="missing column"):
         plots.keep_ratio_curves(df.rename(columns={"scorer": "method"}))
+
+
+# ---------------------------------------------------------------------------
+# notebook 04: faithfulness
+# ---------------------------------------------------------------------------
+
+
+def _slice(directions="gradient"):
+    from kdutils import faithfulness
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))
+    other = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))
+    x = torch.rand(1, 4, 4)
+    return faithfulness.confidence_slice({"teacher": net, "KD": other, "faithful": net}, x, 1, 0.3,
+                                         directions=directions, resolution=9)  # fmt: skip
+
+
+def test_confidence_slice_centre_is_the_clean_image_and_points_stay_in_the_ball():
+    from kdutils import faithfulness
+
+    sl = _slice()
+    assert set(sl["confidence"]) == {"teacher", "KD", "faithful"} and sl["reference"] == ("teacher", "KD")
+    assert sl["coords"][0] == -1.0 and sl["coords"][-1] == 1.0 and len(sl["coords"]) == 9
+    conf = sl["confidence"]["teacher"]
+    assert conf.shape == (9, 9) and np.all((conf >= 0) & (conf <= 1))
+    # the teacher and the "faithful" student are the same network: no gap anywhere on the slice
+    np.testing.assert_allclose(sl["confidence"]["faithful"], conf)
+    # the centre is the clean image
+    x = torch.rand(1, 4, 4, generator=torch.Generator().manual_seed(3))
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))
+    s2 = faithfulness.confidence_slice({"t": net}, x, 2, 0.2, directions="random", resolution=5, seed=1)
+    with torch.no_grad():
+        p = net(x[None]).softmax(1)[0, 2].item()
+    assert s2["confidence"]["t"][2, 2] == pytest.approx(p, abs=1e-6) and s2["reference"] is None
+    # seeded: the same slice twice
+    np.testing.assert_array_equal(
+        faithfulness.confidence_slice({"t": net}, x, 2, 0.2, directions="random", resolution=5, seed=1)["confidence"][
+            "t"
+        ],
+        s2["confidence"]["t"],
+    )
+    with pytest.raises(ValueError, match="directions"):
+        faithfulness.confidence_slice({"t": net}, x, 2, 0.2, directions="up")
+    with pytest.raises(ValueError, match="reference"):
+        faithfulness.confidence_slice({"t": net}, x, 2, 0.2, reference=("t", "nobody"))
+
+
+def test_confidence_slice_gradient_direction_lowers_the_student():
+    """Along +u (the sign of the gradient of p_T - p_S) the gap grows, for a linear toy student."""
+    from kdutils import faithfulness
+
+    teacher = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2))
+    student = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2))
+    with torch.no_grad():
+        teacher[1].weight.zero_(), teacher[1].bias.zero_()
+        student[1].weight.copy_(torch.tensor([[1.0, 1.0, 1.0, 1.0], [0.0, 0.0, 0.0, 0.0]]))
+        student[1].bias.zero_()
+    x = torch.full((1, 2, 2), 0.5)
+    sl = faithfulness.confidence_slice({"t": teacher, "s": student}, x, 0, 0.1, resolution=3)
+    gap = sl["confidence"]["t"] - sl["confidence"]["s"]
+    assert gap[1, 2] > gap[1, 1] > gap[1, 0]  # row b = 0, a = -1, 0, 1
+
+
+def test_confidence_slices_two_rows_hatched_disagreement_and_titles():
+    sl = _slice()
+    sl["prediction"]["KD"][0, 0] = (sl["prediction"]["teacher"][0, 0] + 1) % 3  # one disagreeing point
+    fig = plots.confidence_slices(sl, title="slice")
+    panels = [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
+    assert len(panels) == 6  # 2 rows x 3 models
+    assert fig._suptitle.get_text() == "slice"
+    titles = [ax.get_title() for ax in panels]
+    assert titles[0].startswith("teacher") and "at x" in titles[1] and titles[3].startswith("x (class 1)")
+    assert titles[4].startswith("teacher - KD")
+    with pytest.raises(ValueError, match="coords"):
+        plots.confidence_slices({"confidence": {}})
+
+
+def test_gap_distributions_one_panel_per_method_log_shares():
+    from kdutils.faithfulness import gap_histogram
+
+    g = torch.Generator().manual_seed(0)
+    hists = {m: {"empirical": gap_histogram(torch.rand(50, generator=g) * 0.3),
+                 "certified": gap_histogram(torch.rand(50, generator=g))} for m in ("KD", "faithful")}  # fmt: skip
+    fig = plots.gap_distributions(hists, delta=0.1, title="g")
+    axes = [ax for ax in fig.axes]
+    assert len(axes) == 2 and axes[0].get_yscale() == "log" and axes[1].get_title() == "faithful"
+    labels = [t.get_text() for t in axes[-1].get_legend().get_texts()]
+    assert labels[:2] == ["empirical (PGD, lower bound)", "certified (IBP, upper bound)"] and "delta = 0.1" in labels
+    with pytest.raises(ValueError, match="empty"):
+        plots.gap_distributions({})
+    with pytest.raises(ValueError, match="needs"):
+        plots.gap_distributions({"KD": {"bound": hists["KD"]["empirical"]}})
+
+
+def test_faithful_share_curves_one_panel_per_bound():
+    rows = [{"method": m, "seed": s, "bound": b, "delta": d, "value": min(1.0, d * (2 + k) + 0.01 * s)}
+            for k, m in enumerate(("KD", "faithful")) for s in (0, 1) for b in ("empirical (PGD)", "certified (IBP)")
+            for d in (0.01, 0.1, 0.5)]  # fmt: skip
+    fig = plots.faithful_share_curves(pd.DataFrame(rows), title="f")
+    axes = fig.axes
+    assert [ax.get_title() for ax in axes] == ["empirical (PGD)", "certified (IBP)"]
+    assert axes[0].get_xscale() == "log" and axes[0].get_ylim() == (-0.02, 1.02)
+    assert [t.get_text() for t in axes[-1].get_legend().get_texts()] == ["KD", "faithful"]
+    with pytest.raises(ValueError, match="bound"):
+        plots.faithful_share_curves(pd.DataFrame(rows).drop(columns="bound"))

@@ -6,7 +6,21 @@ Adding a method: write ``kdutils/methods/<name>.py`` with its pure loss in
 trainer, the run store and the notebooks need no change.
 """
 
-from . import ce, cmkd, confidence_conditioned, dist, kd, label_revision, self_regulation, significance  # noqa: F401
+from . import (  # noqa: F401  (registration)
+    ard,
+    ce,
+    cmkd,
+    confidence_conditioned,
+    dist,
+    faithful,
+    ibp_training,
+    kd,
+    label_revision,
+    pgd_at,
+    rslad,
+    self_regulation,
+    significance,
+)
 from .base import METHODS, Batch, Method, Terms, create_method, method_names, register_method
 
 __all__ = ["METHODS", "Batch", "Method", "Terms", "create_method", "method_names", "register_method"]

@@ -1,0 +1,331 @@
+"""Robust teachers (PGD-AT, IBP training), adversarial distillation (ARD, RSLAD), faithful
+distillation and the faithfulness evaluations (faithful.md)."""
+
+from __future__ import annotations
+
+import copy
+import io
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import kdutils as kd
+from kdutils import attacks, faithfulness, ibp, losses
+from kdutils.errors import ParameterError, UnknownNameError
+from kdutils.methods import Batch, create_method
+
+# ---------------------------------------------------------------- golden values of the losses
+
+
+def _logits(seed: int, b: int = 6, c: int = 5) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(b, c, generator=g) * 3
+
+
+def _kl(p_logits, q_logits, tau):
+    """KL(softmax(p / tau) || softmax(q / tau)) per row, written out."""
+    p = [[math.exp(v / tau) for v in row] for row in p_logits.tolist()]
+    q = [[math.exp(v / tau) for v in row] for row in q_logits.tolist()]
+    out = []
+    for pr, qr in zip(p, q):
+        sp, sq = sum(pr), sum(qr)
+        out.append(sum(a / sp * math.log((a / sp) / (b / sq)) for a, b in zip(pr, qr)))
+    return torch.tensor(out)
+
+
+def _ce(z, y):
+    return torch.tensor([math.log(sum(math.exp(v) for v in row)) - row[t] for row, t in zip(z.tolist(), y.tolist())])
+
+
+Y = torch.tensor([0, 1, 2, 3, 4, 0])
+
+
+def test_ibp_loss_golden():
+    z, zw = _logits(0), _logits(1)
+    want = 0.7 * _ce(z, Y) + 0.3 * _ce(zw, Y)
+    torch.testing.assert_close(losses.ibp_loss(z, zw, Y, 0.7), want, rtol=1e-5, atol=1e-5)
+
+
+def test_ard_loss_golden():
+    zs_adv, zs, zt = _logits(2), _logits(3), _logits(4)
+    want = 0.8 * 30.0**2 * _kl(zt, zs_adv, 30.0) + 0.2 * _ce(zs, Y)
+    torch.testing.assert_close(losses.ard_loss(zs_adv, zs, zt, Y, tau=30.0, alpha=0.8), want, rtol=1e-4, atol=1e-5)
+    # alpha = 1 (ARD's code default): the KL alone
+    torch.testing.assert_close(losses.ard_loss(zs_adv, zs, zt, Y), 900 * _kl(zt, zs_adv, 30.0), rtol=1e-4, atol=1e-5)
+
+
+def test_rslad_loss_golden():
+    zs_adv, zs, zt = _logits(5), _logits(6), _logits(7)
+    want = 5 / 6 * _kl(zt, zs_adv, 1.0) + 1 / 6 * _kl(zt, zs, 1.0)
+    torch.testing.assert_close(losses.rslad_loss(zs_adv, zs, zt), want, rtol=1e-5, atol=1e-6)
+
+
+def test_faithful_gap_and_loss_golden():
+    a, b, c, d = (torch.tensor(v) for v in ([0.9, 0.2, 0.5], [0.4, 0.3, 0.5], [0.95, 0.1, 0.7], [0.8, 0.6, 0.2]))
+    gap = losses.faithful_gap(a, b, c, d)  # relu(a - b) + relu(c - d)
+    torch.testing.assert_close(gap, torch.tensor([0.5 + 0.15, 0.0 + 0.0, 0.0 + 0.5]))
+    zs, zt = _logits(8), _logits(9)
+    g = torch.rand(6, generator=torch.Generator().manual_seed(0))
+    want = 0.1 * _ce(zs, Y) + 0.9 * 16 * _kl(zt, zs, 4.0) + 0.5 * g
+    torch.testing.assert_close(losses.faithful_loss(zs, zt, Y, g, mu=0.5), want, rtol=1e-4, atol=1e-5)
+
+
+def test_kl_objective_is_rslads_inner_maximisation():
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
+    x, zt = torch.rand(5, 4), _logits(10, 5, 3)
+    got = attacks.KLDivergence(net, zt)(x)
+    want = F.kl_div(F.log_softmax(net(x), 1), F.softmax(zt, 1), reduction="none").sum(1)
+    torch.testing.assert_close(got, want)
+
+
+# ---------------------------------------------------------------- ramps
+
+
+def test_linear_ramp_start_middle_end():
+    assert losses.linear_ramp(0.0, 0.1, 0.4) == 0.0
+    assert losses.linear_ramp(0.0999, 0.1, 0.4) == 0.0  # warm-up
+    assert losses.linear_ramp(0.3, 0.1, 0.4) == pytest.approx(0.5)
+    assert losses.linear_ramp(0.5, 0.1, 0.4) == 1.0 == losses.linear_ramp(0.99, 0.1, 0.4)
+    assert losses.linear_ramp(0.2, 0.1, 0.0) == 1.0  # no ramp: full after the warm-up
+
+
+def test_ibp_schedule_eps_and_kappa():
+    m = create_method({"name": "ibp", "eps": 0.2, "kappa": 0.5, "warmup": 0.1, "ramp": 0.4})
+    assert m.schedule(0.0) == (0.0, 1.0)
+    eps, kappa = m.schedule(0.3)
+    assert eps == pytest.approx(0.1) and kappa == pytest.approx(0.75)
+    assert m.schedule(0.95) == (0.2, 0.5)
+
+
+def test_faithful_schedule_eps_and_mu():
+    m = create_method({"name": "faithful", "eps": 0.1, "mu": 2.0, "warmup": 0.0, "ramp": 0.5})
+    assert m.schedule(0.0) == (0.0, 0.0)
+    eps, mu = m.schedule(0.25)
+    assert eps == pytest.approx(0.05) and mu == pytest.approx(1.0)
+    assert m.schedule(0.75) == (0.1, 2.0)
+
+
+def test_the_ramp_follows_the_batchs_step():
+    b = Batch(torch.zeros(1), torch.zeros(1), torch.zeros(1), None, None, epoch=1, num_epochs=4, step=15,
+              student=torch.nn.Identity(), steps_per_epoch=10)  # fmt: skip
+    assert b.progress == 15 / 40
+
+
+# ---------------------------------------------------------------- models and the faithful term
+
+
+@pytest.fixture(scope="module")
+def split():
+    return kd.make_split(kd.load_dataset("digits"), val_fraction=0.1)
+
+
+def _net(split, seed=0, name="ibp_small"):
+    torch.manual_seed(seed)
+    sp = split
+    return kd.create_model(name, sp.num_classes, sp.in_channels, input_size=sp.input_size, mean=sp.mean, std=sp.std)
+
+
+def test_ibp_training_gives_certified_accuracy(split):
+    recipe = kd.Recipe(epochs=4, batch_size=64, lr=3e-3)
+    ce, robust = _net(split), _net(split)
+    kd.fit(ce, split, create_method("ce"), recipe, progress=False)
+    kd.fit(robust, split, create_method({"name": "ibp", "eps": 0.05, "warmup": 0.0, "ramp": 0.5}), recipe,
+           progress=False)  # fmt: skip
+    cert = ibp.certified_accuracy(robust.eval(), split.test_x, split.test_y, 0.02)
+    assert cert > 0.3 and cert > ibp.certified_accuracy(ce.eval(), split.test_x, split.test_y, 0.02)
+
+
+def _batch(split, student, teacher, n=16, step=0):
+    x = split.test_x[:n].float() / 255
+    y = split.test_y[:n]
+    with torch.no_grad():
+        zt = teacher(x)
+    b = Batch(x, y, torch.arange(n), None, zt, 0, 1, step, student, teacher, None, 1, torch.Generator().manual_seed(0))
+    b.logits = student(x)
+    return b
+
+
+@pytest.mark.parametrize("bound", ["ibp", "pgd"])
+def test_faithful_term_is_zero_for_the_teacher_itself_and_positive_otherwise(split, bound):
+    t = _net(split, 0).eval()
+    m = create_method({"name": "faithful", "bound": bound, "steps": 3})
+    same = m.gap(_batch(split, copy.deepcopy(t), t), 0.0)
+    assert torch.equal(same, torch.zeros_like(same))
+    other = m.gap(_batch(split, _net(split, 1), t), 0.0)
+    assert (other > 0).all()
+    b = _batch(split, _net(split, 1), t)
+    pt, ps = (F.softmax(z, 1).gather(1, b.y[:, None]).squeeze(1) for z in (b.teacher_logits, b.logits))
+    torch.testing.assert_close(other, (pt - ps).abs(), rtol=1e-4, atol=1e-6)  # at eps 0: |p_T[c] - p_S[c]|
+    if bound == "ibp":  # the bounds of the ball are loose even for the teacher itself
+        assert (m.gap(_batch(split, copy.deepcopy(t), t), 0.05) > 0).all()
+
+
+def test_faithful_gap_term_has_student_gradient_only(split):
+    t, s = _net(split, 0).eval(), _net(split, 1)
+    b = _batch(split, s, t)
+    for p in t.parameters():
+        p.requires_grad_(False)
+    m = create_method({"name": "faithful", "warmup": 0.0, "ramp": 0.0})
+    m(b).per_sample.mean().backward()
+    assert all(p.grad is not None for p in s.parameters())
+
+
+def test_empirical_gap_is_below_the_certified_gap_per_point(split):
+    t, s = _net(split, 0).eval(), _net(split, 1).eval()
+    x, y = split.test_x[:48], split.test_y[:48]
+    for eps in (0.01, 0.05):
+        plus, minus = faithfulness.empirical_gap(t, s, x, y, eps, steps=5)
+        ub_plus, ub_minus, both = faithfulness.certified_gap(t, s, x, y, eps)
+        assert (plus <= ub_plus + 1e-6).all() and (minus <= ub_minus + 1e-6).all()
+        s_hit, t_hit = faithfulness.local_disagreement(t, s, x, y, eps, steps=5)
+        assert not ((s_hit | t_hit) & both).any()  # certified agreement: no disagreement can be found
+
+
+def test_faithful_share_and_histogram():
+    gap = torch.tensor([0.0, 0.05, 0.1, 0.5, 1.0])
+    assert faithfulness.faithful_share(gap, [0.01, 0.1, 1.0]) == [0.2, 0.6, 1.0]
+    h = faithfulness.gap_histogram(gap, bins=4)
+    assert h["counts"] == [3, 0, 1, 1] and len(h["edges"]) == 5
+
+
+# ---------------------------------------------------------------- through Experiment, and resume
+
+
+def _settings(**kw):
+    base = dict(teacher_epochs=1, epochs=1, train_subset=320, attack_samples=24, pgd_steps=2, progress=False,
+                device="cpu")  # fmt: skip
+    return kd.configure("smoke", **{**base, **kw})
+
+
+STUDENTS = [
+    {"name": "ard", "steps": 2},
+    {"name": "ard", "steps": 2, "alpha": 0.5, "attack": "kl"},
+    {"name": "rslad", "steps": 2},
+    {"name": "faithful", "warmup": 0.0},
+    {"name": "faithful", "bound": "pgd", "steps": 2, "warmup": 0.0},
+]
+
+
+def test_every_method_trains_through_experiment_and_the_evaluations_are_cached(store):
+    exp = kd.Experiment(_settings(), store)
+    assert exp.settings.faithful_eps == 0.1
+    pgd_teacher = exp.teacher(method={"name": "pgd_at", "steps": 2}, model="ibp_small")
+    teacher = exp.teacher(method={"name": "ibp", "warmup": 0.0}, model="ibp_small")
+    for run in (pgd_teacher, teacher):
+        assert all(math.isfinite(h["loss"]) for h in run.record["history"])
+    assert teacher.record["history"][-1]["eps"] > 0
+    names = ["disagreement", "confidence_gap", "certified_gap"]
+    for spec in STUDENTS:
+        s = exp.student(spec, seed=0, teacher=teacher, model="ibp_small")
+        assert all(math.isfinite(h["loss"]) for h in s.record["history"]), spec
+    assert "disagreement_rate" not in exp.evaluate(s, teacher, robustness=False)  # on request only
+    ev = exp.evaluate(s, teacher, only=names)
+    n = ev["gap_points"]
+    assert n == ev["certified_gap_points"] == ev["disagreement_points"] and len(ev["gap_values"]) == n
+    for e, c in zip(ev["gap_values"], ev["certified_gap_values"]):  # sound: empirical <= certified
+        assert e <= c + 1e-6
+    assert ev["disagreement_rate"] <= 1 - ev["certified_agreement"] + 1e-9
+    for d in kd.evaluations.FAITHFUL_DELTAS:
+        assert ev[f"certified_faithful@{d:g}"] <= ev[f"gap_faithful@{d:g}"]
+    assert sum(ev["gap_hist"]["counts"]) == n and ev["gap_eps"] == 0.1
+    assert "faithfulness at eps 0.1" in kd.describe_faithfulness_protocol(exp.settings)
+    cached = sorted(p.name.split("-")[1] for p in store.path(s.key).glob("eval-*.json"))
+    assert set(names) <= set(cached)
+    again = kd.Experiment(_settings(), store).evaluate(s, teacher, only=names)
+    assert again["gap_values"] == ev["gap_values"]
+    with pytest.raises(ValueError, match="need a teacher"):
+        exp.evaluate(s, only=["certified_gap"])
+
+
+def test_faithful_eps_follows_the_dataset():
+    assert kd.configure("quick", "cifar10").faithful_eps == pytest.approx(2 / 255)
+    assert kd.configure("quick", "mnist").faithful_eps == 0.1
+    assert kd.configure("quick", "mnist", faithful_eps=0.05).faithful_eps == 0.05
+
+
+def _through_disk(state):
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    buf.seek(0)
+    return torch.load(buf, weights_only=False)
+
+
+@pytest.mark.parametrize("spec", [{"name": "rslad", "steps": 2}, {"name": "faithful", "bound": "pgd", "steps": 2,
+                                                                   "warmup": 0.0, "ramp": 0.5}])  # fmt: skip
+def test_a_resumed_run_is_bit_identical(split, spec):
+    sp = split.subset(torch.arange(192))
+    teacher = _net(split, 7).eval()
+    recipe = kd.Recipe(epochs=2, batch_size=64)
+    straight = _net(split, 1)
+    kd.fit(straight, sp, create_method(spec), recipe, teacher=teacher, seed=3, progress=False)
+    states = []
+    kd.fit(_net(split, 1), sp, create_method(spec), recipe, teacher=teacher, seed=3, progress=False,
+           checkpoint=lambda st: states.append(_through_disk(st)))  # fmt: skip
+    torch.manual_seed(999)  # another process: other global RNG states
+    resumed = _net(split, 5)
+    kd.fit(resumed, sp, create_method(spec), recipe, teacher=teacher, seed=3, progress=False, resume=states[0])
+    for (k, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), f"{k} differs after resume"
+
+
+# ---------------------------------------------------------------- user errors
+
+
+def test_user_errors_name_the_valid_choices():
+    with pytest.raises(UnknownNameError, match="faithful bound 'lp'.*ibp, pgd"):
+        create_method({"name": "faithful", "bound": "lp"})
+    with pytest.raises(UnknownNameError, match="ARD attack 'cw'.*ce, kl"):
+        create_method({"name": "ard", "attack": "cw"})
+    with pytest.raises(ParameterError, match="eps"):
+        create_method("pgd_at", eps=8)  # 8/255 meant: pixel units
+    with pytest.raises(ParameterError, match="kappa"):
+        create_method("ibp", kappa=1.5)
+    with pytest.raises(ParameterError, match="mu"):
+        create_method("faithful", mu=-1.0)
+    with pytest.raises(UnknownNameError, match="parameter of method 'ibp'"):
+        create_method("ibp", eps_train=0.1)
+
+
+# ---------------------------------------------------------------- notebook 04's sizes (kdutils.faithful_setup)
+
+
+def test_faithful_setup_sizes_are_configure_overrides():
+    from kdutils import faithful_setup
+
+    for profile in kd.PROFILES:
+        for ds in ("digits", "mnist", "fashion_mnist", "cifar10"):
+            st = kd.configure(profile, ds, **faithful_setup.sizes(profile, ds))  # every key is a valid override
+            assert st.teacher_model.startswith("ibp_") and st.student_model.startswith("ibp_")
+            assert st.faithful_eps in st.epsilons, "the certified / PGD curves must include the notebook's eps"
+    assert kd.configure("quick", "mnist", **faithful_setup.sizes("quick", "mnist")).train_subset == 10000
+    assert faithful_setup.sizes("paper", "cifar10")["faithful_eps"] == pytest.approx(2 / 255)
+    assert faithful_setup.sizes("smoke", "digits")["faithful_eps"] == 0.05
+    assert faithful_setup.default_datasets("quick") == ["mnist"] and faithful_setup.default_datasets("smoke") == []
+    assert faithful_setup.ramps("quick") == (0.1, 0.5)
+    with pytest.raises(UnknownNameError):
+        faithful_setup.sizes("fast", "mnist")
+
+
+def test_faithful_setup_variant_seeds():
+    from kdutils import faithful_setup
+
+    assert faithful_setup.variant_seeds("quick", (0, 1, 2)) == (0,)
+    assert faithful_setup.variant_seeds("smoke", (0, 1)) == (0, 1)
+    assert faithful_setup.variant_seeds("quick", (0, 1, 2), 2) == (0, 1)
+    assert faithful_setup.variant_seeds("paper", (3, 4), 9) == (3, 4)
+
+
+def test_notebook_context_sizes_then_overrides(tmp_path):
+    from kdutils import faithful_setup
+    from kdutils.notebook import _merged
+
+    merged = _merged(faithful_setup.sizes, "smoke", "digits", {"epochs": 1, "teacher_model": "ibp_medium"})
+    assert merged["teacher_model"] == "ibp_medium" and "student_epochs" not in merged and merged["epochs"] == 1
+    assert _merged(None, "smoke", "digits", {"lr": 0.1}) == {"lr": 0.1}
+    ctx = kd.NotebookContext("04_test", profile="smoke", output_dir=tmp_path, figures_dir=tmp_path, verbose=False,
+                             sizes=faithful_setup.sizes, overrides={"epochs": 2}, store=kd.RunStore(tmp_path / "runs"))  # fmt: skip
+    st = ctx.settings("digits")
+    assert (st.teacher_model, st.faithful_eps, st.train_pgd_steps) == ("ibp_small", 0.05, 2)
+    assert st.student_recipe.epochs == 2 and st.teacher_recipe.epochs == 8
