@@ -15,7 +15,8 @@ import kdutils as kd
         (lambda: kd.create_model("resnet21"), r"unknown model 'resnet21'; valid choices: .*lenet5.*resnet20"),
         (
             lambda: kd.create_method("hinton"),
-            r"unknown method 'hinton'; valid choices: cckd_l, cckd_t, ce, cmkd, dist, kd, significance, sr",
+            r"unknown method 'hinton'; valid choices: ard, cckd_l, cckd_t, ce, cmkd, dist, faithful, ibp, kd, lr, pgd_at, rslad, "
+            r"significance, sr",
         ),
         (lambda: kd.configure("fast"), r"unknown profile 'fast'; valid choices: full, paper, quick, smoke"),
         (lambda: kd.configure("smoke", "imagenet21k"), r"unknown dataset 'imagenet21k'"),
