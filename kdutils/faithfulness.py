@@ -51,6 +51,11 @@ def _batches(model: nn.Module, x: Tensor, y: Tensor, batch_size: int):
         yield attacks._unit(x[s : s + batch_size], dev, dtype), y[s : s + batch_size].to(dev)
 
 
+def _cat(parts: list[Tensor], dtype: torch.dtype) -> Tensor:
+    """The per-batch results joined; no points (e.g. a teacher right on none of them): an empty (0,) tensor."""
+    return torch.cat(parts) if parts else torch.zeros(0, dtype=dtype)
+
+
 def _prob(model: nn.Module, x: Tensor, c: Tensor) -> Tensor:
     return model(x).softmax(1).gather(1, c[:, None]).squeeze(1)
 
@@ -62,7 +67,7 @@ def predictions(teacher: nn.Module, student: nn.Module, x: Tensor, y: Tensor, ba
         for xb, _ in _batches(student, x, y, batch_size):
             pt.append(teacher(xb).argmax(1).cpu())
             ps.append(student(xb).argmax(1).cpu())
-    return torch.cat(pt), torch.cat(ps)
+    return _cat(pt, torch.int64), _cat(ps, torch.int64)
 
 
 def local_disagreement(
@@ -88,7 +93,7 @@ def local_disagreement(
                 found.append((r.hit | clean).cpu())
             out_s.append(found[0])
             out_t.append(found[1])
-    return torch.cat(out_s), torch.cat(out_t)
+    return _cat(out_s, torch.bool), _cat(out_t, torch.bool)
 
 
 def empirical_gap(
@@ -111,7 +116,7 @@ def empirical_gap(
                 vals.append(torch.maximum(r.value, sign * clean).cpu())
             plus.append(vals[0])
             minus.append(vals[1])
-    return torch.cat(plus), torch.cat(minus)
+    return _cat(plus, torch.float32), _cat(minus, torch.float32)
 
 
 def certified_gap(
@@ -128,7 +133,7 @@ def certified_gap(
             plus.append((t.upper - s.lower).cpu())
             minus.append((s.upper - t.lower).cpu())
             both.append((ibp.certified(teacher, xb, eps, yb) & ibp.certified(student, xb, eps, yb)).cpu())
-    return torch.cat(plus), torch.cat(minus), torch.cat(both)
+    return _cat(plus, torch.float32), _cat(minus, torch.float32), _cat(both, torch.bool)
 
 
 def faithful_share(gap: Tensor, deltas: Sequence[float]) -> list[float]:
