@@ -378,6 +378,11 @@ def make_split(
         pos = (y_perm == c).nonzero().flatten()
         val_mask[pos[: int(round(len(pos) * val_fraction))]] = True
     val_idx, train_idx = perm[val_mask], perm[~val_mask]
+    if val_fraction > 0 and len(val_idx) == 0:  # e.g. 5 images per class: round(0.5) is 0
+        raise ValueError(
+            f"val_fraction {val_fraction} holds out no validation image of {data.name!r} ({n} training images, "
+            f"{data.num_classes} classes): give it at least {int(1 / val_fraction) + 1} images per class"
+        )
     if train_subset is not None and train_subset < len(train_idx):
         train_idx = _stratified_take(train_idx, data.train_y, train_subset, data.num_classes)
     if val_subset is not None and val_subset < len(val_idx):

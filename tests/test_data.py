@@ -119,3 +119,15 @@ def test_val_subset_is_balanced_held_out_and_leaves_training_alone():
     full_rows = {tuple(r.flatten().tolist()) for r in full.val_x}
     assert all(tuple(r.flatten().tolist()) in full_rows for r in s.val_x)
     assert torch.equal(kd.make_split(d, val_fraction=0.2, val_subset=100).val_x, s.val_x)  # fixed seed
+
+
+def test_a_split_that_would_hold_out_nothing_says_so(tmp_path):
+    """5 images per class at val_fraction 0.1 hold out round(0.5) = 0 per class: a clear error
+    instead of an empty validation split that fails later (found by the paper dry run, notebook 05)."""
+    from kdutils.testing import make_fake_cifar100
+
+    data = kd.load_dataset("cifar100", make_fake_cifar100(tmp_path, per_class=5, test_per_class=1), cache=False)
+    with pytest.raises(ValueError, match="val_fraction 0.1 holds out no validation image"):
+        kd.make_split(data, val_fraction=0.1)
+    assert len(kd.make_split(data, val_fraction=0.0).val_y) == 0  # no hold-out asked for: fine
+    assert len(kd.make_split(data, val_fraction=0.2).val_y) == 100  # one per class
