@@ -43,7 +43,7 @@ from .errors import ParameterError
 from .experiment import Experiment, Run, environment, scalar_metrics
 from .io import default_figures_dir, project_root
 from .parallel import Job, train_group
-from .profiles import Settings, check_seeds, configure
+from .profiles import DRY_RUN_NOTE, Settings, check_seeds, configure, cut_to_dry_run, dry_run_from_env
 from .results import Results
 
 __all__ = ["NotebookContext", "margins", "format_epsilon"]
@@ -83,9 +83,14 @@ def _merged(sizes: Callable[[str, str], Mapping[str, Any]] | None, profile: str,
     """A notebook's own sizes for ``dataset`` (``sizes(profile, dataset)``), then ``overrides`` on top.
 
     ``epochs`` (the students' shortcut) in ``overrides`` replaces ``student_epochs`` of the sizes,
-    which :func:`kdutils.configure` would otherwise prefer.
+    which :func:`kdutils.configure` would otherwise prefer. In a dry run (``overrides["dry_run"]``,
+    else ``$KD_DRY_RUN``) the notebook's sizes are cut first (:func:`kdutils.profiles.cut_to_dry_run`).
     """
     own = dict(sizes(profile, dataset)) if sizes is not None else {}
+    dry = overrides.get("dry_run")
+    dry = dry_run_from_env() if dry is None else dry is True
+    if dry:  # the notebook's own sizes are cut too; the user's overrides are not
+        own = cut_to_dry_run(own)
     if "epochs" in overrides:
         own.pop("student_epochs", None)
     return {**own, **overrides}
@@ -195,7 +200,7 @@ class NotebookContext:
                 f"teacher {st.teacher_recipe.epochs} epochs, students {st.student_recipe.epochs} epochs, "
                 f"train {len(sp.train_y)} / {val} / test {len(sp.test_y)}"
                 + (f"  [{sp.note}]" if sp.note else "")
-                + ("  [DRY RUN: the profile's shapes, every size cut; the numbers mean nothing]" if st.dry_run else ""))  # fmt: skip
+                + (f"  [{DRY_RUN_NOTE}]" if st.dry_run else ""))  # fmt: skip
 
     # ---------------------------------------------------------------- runs
     def teacher(self, dataset: str, label: str = "teacher", method: Any = "ce", *, robustness: bool = True,

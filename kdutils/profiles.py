@@ -105,7 +105,10 @@ _SIZES: dict[str, dict[str, dict[str, Any]]] = {
 #: the dry run's sizes (a switch on any profile: ``configure(..., dry_run=True)`` or ``$KD_DRY_RUN=1``);
 #: each caps the profile's own size (a smaller one stays). Shapes are never changed.
 DRY_RUN: dict[str, int] = dict(epochs=2, max_steps_per_epoch=2, seeds=2, train_subset=256, val_subset=64,
-                               test_subset=128, attack_samples=8, pgd_steps=2)  # fmt: skip
+                               test_subset=128, attack_samples=8, pgd_steps=2, train_pgd_steps=2)  # fmt: skip
+
+#: what a notebook prints beside a dry run's settings
+DRY_RUN_NOTE = "DRY RUN: the profile's shapes, every size cut; the numbers mean nothing"
 
 #: the environment variable that turns the dry run on where a notebook's overrides do not name it
 DRY_RUN_ENV = "KD_DRY_RUN"
@@ -259,6 +262,8 @@ def configure(profile: str = "quick", dataset: str | None = None, **overrides) -
         ablation_teachers=sizes.get("ablation_teachers", True),
         dry_run=dry_run,
     )
+    if dry_run:  # the attacks inside training losses (ARD, RSLAD, faithful KD's PGD variant)
+        fields["train_pgd_steps"] = min(Settings.train_pgd_steps, DRY_RUN["train_pgd_steps"])
     fields.update(ov)
     return Settings(**fields)
 
@@ -271,6 +276,29 @@ def _dry_sizes(sizes: dict[str, Any]) -> dict[str, Any]:
     for k in ("seeds", "train_subset", "val_subset", "test_subset", "attack_samples", "pgd_steps",
               "max_steps_per_epoch"):  # fmt: skip
         out[k] = DRY_RUN[k] if out.get(k) is None else min(out[k], DRY_RUN[k])
+    return out
+
+
+_EPOCHS = ("epochs", "teacher_epochs", "student_epochs")
+_CUT_WHEN_NONE = ("train_subset", "val_subset", "test_subset", "max_steps_per_epoch")
+
+
+def cut_to_dry_run(sizes: dict[str, Any]) -> dict[str, Any]:
+    """A notebook's own sizes (``kdutils.faithful_setup.sizes``: overrides that
+    :class:`~kdutils.NotebookContext` applies before the user's) cut like the profile's in a dry
+    run: each size named in :data:`DRY_RUN` becomes the smaller of the two (a subset of None, all
+    of it, becomes the dry run's); everything else (models, epsilons, warm-up shares) is kept.
+    Without this a notebook's own ``pgd_steps = 20`` would count as an explicit override and
+    win over the dry run."""
+    out = dict(sizes)
+    for k, v in sizes.items():
+        cap = DRY_RUN["epochs"] if k in _EPOCHS else DRY_RUN.get(k)
+        if cap is None:
+            continue
+        if v is None and k in _CUT_WHEN_NONE:
+            out[k] = cap
+        elif isinstance(v, numbers.Integral) and not isinstance(v, bool):
+            out[k] = min(int(v), cap)
     return out
 
 

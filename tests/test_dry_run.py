@@ -112,3 +112,25 @@ def test_paper_dry_run_trains_resnet8x4_with_its_teacher_on_fake_cifar100(tmp_pa
     assert [h["lr"] for h in res.history] == pytest.approx([0.05, 0.005])  # the step schedule decayed
     assert all(torch.isfinite(torch.tensor(h["loss"])) for h in res.history)
     assert seconds < 120, f"{seconds:.0f} s"  # a few seconds on a quiet CPU; loose for loaded CI machines
+
+
+def test_a_notebooks_own_sizes_are_cut_too_but_the_users_overrides_win(tmp_path, monkeypatch):
+    """faithful_setup's paper sizes (PGD 20 steps, 10 inside training) are the notebook's, not the
+    user's: a dry run cuts them like the profile's (found by the paper dry run of notebook 04)."""
+    from kdutils import faithful_setup
+    from kdutils.notebook import _merged
+    from kdutils.profiles import cut_to_dry_run
+
+    own = faithful_setup.sizes("paper", "cifar10")
+    assert own["pgd_steps"] == 20 and own["train_pgd_steps"] == 10
+    cut = cut_to_dry_run({**own, "train_subset": None, "teacher_epochs": 160})
+    assert cut["pgd_steps"] == DRY_RUN["pgd_steps"] and cut["train_pgd_steps"] == DRY_RUN["train_pgd_steps"]
+    assert cut["train_subset"] == DRY_RUN["train_subset"] and cut["teacher_epochs"] == DRY_RUN["epochs"]
+    assert cut["teacher_model"] == own["teacher_model"] and cut["faithful_eps"] == own["faithful_eps"]
+    merged = _merged(faithful_setup.sizes, "paper", "cifar10", {"dry_run": True, "pgd_steps": 5})
+    st = kd.configure("paper", "cifar10", **merged)
+    assert st.dry_run and st.pgd_steps == 5 and st.train_pgd_steps == DRY_RUN["train_pgd_steps"]  # the user's 5 wins
+    assert _merged(faithful_setup.sizes, "paper", "cifar10", {})["pgd_steps"] == 20  # no dry run: untouched
+    monkeypatch.setenv(DRY_RUN_ENV, "1")
+    assert _merged(faithful_setup.sizes, "paper", "cifar10", {})["pgd_steps"] == DRY_RUN["pgd_steps"]
+    assert kd.configure("paper", "cifar10").train_pgd_steps == DRY_RUN["train_pgd_steps"]
