@@ -23,6 +23,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
+from .errors import ParameterError
 from .profiles import Settings
 
 __all__ = ["PAIRS", "TEACHER_SERIES", "REFERENCE", "DEFAULT_DATASETS", "ABLATION_SEEDS", "pairs_for", "series_for",
@@ -84,18 +85,27 @@ def default_datasets(profile: str) -> list[str]:
     return list(DEFAULT_DATASETS.get(profile, []))
 
 
-def pairs_for(settings: Settings) -> list[tuple[str, str]]:
-    """The (teacher, student) pairs of ``settings``' dataset, the profile's own pair first (the primary pair)."""
+def _first(items: list, n: int, what: str) -> list:
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise ParameterError(what, n, "an int >= 0 (the first n; 0 for all of them)")
+    return items[:n] if n else items
+
+
+def pairs_for(settings: Settings, n: int = 0) -> list[tuple[str, str]]:
+    """The (teacher, student) pairs of ``settings``' dataset, the profile's own pair first (the
+    primary pair); ``n > 0``: the first ``n`` of them (notebook 02's ``max_pairs``)."""
     primary = (settings.teacher_model, settings.student_model)
-    return [primary, *[p for p in PAIRS.get(settings.dataset, ()) if p != primary]]
+    return _first([primary, *[p for p in PAIRS.get(settings.dataset, ()) if p != primary]], n, "max_pairs")
 
 
-def series_for(settings: Settings) -> tuple[str, list[str]]:
-    """(student, teachers of growing size) of the stronger-teacher curve on ``settings``' dataset."""
+def series_for(settings: Settings, n: int = 0) -> tuple[str, list[str]]:
+    """(student, teachers of growing size) of the stronger-teacher curve on ``settings``' dataset;
+    ``n > 0``: the ``n`` smallest teachers (notebook 02's ``series_teachers``)."""
     if settings.dataset in TEACHER_SERIES:
         student, teachers = TEACHER_SERIES[settings.dataset]
-        return student, list(teachers)
-    return settings.student_model, list(dict.fromkeys([settings.student_model, settings.teacher_model]))
+        return student, _first(list(teachers), n, "series_teachers")
+    teachers = list(dict.fromkeys([settings.student_model, settings.teacher_model]))
+    return settings.student_model, _first(teachers, n, "series_teachers")
 
 
 def pair_label(label: str, pair: Sequence[str], settings: Settings) -> str:

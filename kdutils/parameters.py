@@ -126,6 +126,14 @@ RULES: dict[str, Rule] = {
         lambda v: isinstance(v, str) and v in SLICE_DIRECTIONS,
     ),  # fmt: skip
     "stronger_teacher": ("True or False", _bool),
+    "max_pairs": (
+        "an int >= 0: the first n teacher -> student pairs of the dataset (the profile's pair first); 0 for all",
+        lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+    ),  # fmt: skip
+    "series_teachers": (
+        "an int >= 0: the n smallest teachers of the stronger-teacher curve; 0 for all",
+        lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+    ),  # fmt: skip
     "ablation_seeds": (
         "a non-negative int: the first n seeds train the ablations; 0 for the profile's default",
         lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,

@@ -80,3 +80,17 @@ def test_the_stronger_teacher_parameter_is_checked():
     kd.check_parameters(stronger_teacher=False)
     with pytest.raises(kd.ParameterError, match="stronger_teacher"):
         kd.check_parameters(stronger_teacher="yes")
+
+
+def test_max_pairs_and_series_teachers_take_the_first_n():
+    st = kd.configure("paper", "cifar100")
+    every = pairs.pairs_for(st)
+    assert pairs.pairs_for(st, 0) == every and len(every) == 5
+    assert pairs.pairs_for(st, 2) == every[:2] and pairs.pairs_for(st, 9) == every
+    student, teachers = pairs.series_for(st)
+    assert pairs.series_for(st, 2) == (student, teachers[:2]) and teachers[:2] == ["resnet56", "resnet110"]
+    for bad in (-1, 1.5, True, "2"):
+        with pytest.raises(kd.ParameterError, match="max_pairs"):
+            pairs.pairs_for(st, bad)
+        with pytest.raises(kd.ParameterError, match="series_teachers"):
+            kd.check_parameters(series_teachers=bad)
