@@ -147,15 +147,59 @@ EXPECT = {
 }
 
 
-def _execute(nb: Path, tmp: Path) -> tuple[Path, Path, Path]:
+#: the dataset each notebook runs at ``paper`` when none is named (its paper's benchmark)
+PAPER_DATASET = {
+    "00_kd_baseline": "fashion_mnist",
+    "01_cckd": "fashion_mnist",
+    "02_cmkd": "cifar100",
+    "03_self_regulated": "fashion_mnist",
+    "04_faithful": "cifar10",
+    "05_label_revision": "cifar100",
+}
+
+#: notebook parameters of the dry-run test that cut the CIFAR-100 notebooks' grids, not their code
+#: paths: on 2 CPU cores every run of the real CRD networks (ResNet-32x4 teaching per batch) takes
+#: 5-10 s, and 02 trains 9 teachers and about 90 students at paper (7 min here). Every section runs;
+#: the five pairs and the other models are built and stepped in tests/test_cmkd_models.py.
+PAPER_DRY_RUN_PARAMETERS = {
+    # 2 pairs, 2 teachers of the curve, the CCKD-L pair on one seed; the ablations (the same code as at
+    # smoke, on the same models) off
+    "02_cmkd": {"max_pairs": 2, "series_teachers": 2, "ablations": False, "ablation_seeds": 1},
+    "05_label_revision": {"keep_sweep": [0.5], "sweep_seeds": 1},  # the sweep: 3 scorers x 1 keep ratio x 1 seed
+}
+#: one batch per epoch (the dry run's default is two): still two epochs, so the step schedule decays;
+#: half the dry run's validation and test images
+PAPER_DRY_RUN_OVERRIDES = {"dry_run": True, "max_steps_per_epoch": 1, "val_subset": 32, "test_subset": 64}
+
+
+def _execute(nb: Path, tmp: Path, profile: str = "smoke", **parameters) -> tuple[Path, Path, Path]:
     import papermill as pm
 
     out, res, fig = tmp / nb.name, tmp / "results", tmp / "figures"
     pm.execute_notebook(
         str(nb), str(out), cwd=str(nb.parent), kernel_name="python3", progress_bar=False,
-        parameters={"profile": "smoke", "output_dir": str(res), "figures_dir": str(fig), "progress": False},
+        parameters={"profile": profile, "output_dir": str(res), "figures_dir": str(fig), "progress": False,
+                    **parameters},
     )  # fmt: skip
     return out, res, fig
+
+
+def _paper_data_root(tmp: Path) -> Path:
+    """A data root for the paper dry run: the project's datasets (linked, with their caches) and a
+    generated CIFAR-100-shaped folder (kdutils.testing.make_fake_cifar100), since CIFAR-100
+    cannot be downloaded here. Its cache stays in this folder, never in the project's."""
+    from kdutils.testing import make_fake_cifar100
+
+    src, root = kd.data_root(), tmp / "data"
+    (root / "cache").mkdir(parents=True)
+    for entry in src.iterdir() if src.exists() else []:
+        if entry.name != "cache":
+            (root / entry.name).symlink_to(entry.resolve())
+    for name in ("mnist", "fashion_mnist", "cifar10"):
+        if (src / "cache" / f"{name}.pt").exists():
+            (root / "cache" / f"{name}.pt").symlink_to((src / "cache" / f"{name}.pt").resolve())
+    make_fake_cifar100(root, per_class=12, test_per_class=2)  # 12: one per class held out for validation
+    return root
 
 
 def test_every_notebook_has_expectations():
@@ -194,6 +238,41 @@ def test_notebook_smoke_then_nbval(nb, tmp_path):
     )  # fmt: skip
     assert r.returncode == 0, f"nbval re-execution differs or fails:\n{r.stdout[-4000:]}\n{r.stderr[-2000:]}"
     assert any((tmp_path / "runs_again").iterdir()), "the re-execution should have retrained into the fresh store"
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=[nb.stem for nb in NOTEBOOKS])
+def test_notebook_paper_dry_run(nb, tmp_path, monkeypatch):
+    """The paper profile's code paths end to end (issue 15): its dataset, models, recipes,
+    schedules, augmentation and every section, with the dry run's sizes (kdutils.profiles.DRY_RUN).
+    CIFAR-100 is a generated folder of the same shape; MNIST, Fashion-MNIST and CIFAR-10 are the
+    project's (CI links ../shared/datasets); without them the test is skipped."""
+    dataset = PAPER_DATASET[nb.stem]
+    root = _paper_data_root(tmp_path)
+    monkeypatch.setenv("KD_DATA_ROOT", str(root))  # the kernel inherits it
+    try:
+        kd.load_dataset(dataset, root)
+    except kd.DatasetMissingError as exc:
+        pytest.skip(f"{dataset} is not in the data root ({exc}); link ../shared/datasets as .ci/run does")
+    out, res, fig = _execute(nb, tmp_path, profile="paper", overrides=PAPER_DRY_RUN_OVERRIDES,
+                             **PAPER_DRY_RUN_PARAMETERS.get(nb.stem, {}))  # fmt: skip
+
+    df = kd.read_results(res / "results.csv")
+    assert set(df["profile"]) == {"paper"} and set(df["dataset"]) == {dataset}
+    acc = df[df.metric == "accuracy"]
+    assert len(acc) and acc.value.between(0, 1).all()
+    # the same methods as at smoke, but for the grids cut above (the stronger-teacher series, the DS sweep)
+    expected = {m for m in EXPECT[nb.stem]["methods"] if " | " not in m}
+    if PAPER_DRY_RUN_PARAMETERS.get(nb.stem, {}).get("ablations") is False:
+        expected = {m for m in expected if not m.startswith("CMKD, ")}  # 02's ablations
+    main = acc[acc.method.isin([m for m in expected if not m.startswith("teacher")])]
+    assert (main.groupby("method").seed.nunique() >= 1).all()
+    assert main.seed.nunique() == 2, "the dry run keeps two seeds"
+    assert expected <= set(acc.method), f"missing at paper: {sorted(expected - set(acc.method))}"
+    text = out.read_text()
+    assert "DRY RUN" in text, "the notebook should say that it ran the dry run"
+    figures = sorted(fig.glob("*.png"))
+    assert len(figures) >= 3 and all(p.stat().st_size > 1000 for p in figures), figures
 
 
 @pytest.mark.notebook
