@@ -9,22 +9,39 @@ hours on one H100 (an estimate; **nothing here was measured on a GPU**).
   left out: a few per cent for these models). **Training = 3 x forward** per image: the forward,
   plus a backward of about twice the forward (gradients of the activations and of the weights).
 * A teacher costs its **forward** per image: on every batch of every epoch when the recipe
-  augments (``Recipe.teacher_per_batch``, the CRD recipe at ``paper``), else once over the
-  training split per teacher (its logits are cached and shared by all its students:
-  :meth:`kdutils.Experiment.logits`). A data selection (notebook 05's DS) runs the teacher on the
-  selected share of each batch only. An adversarial method multiplies the student's training
-  cost by ``1 + attack_steps`` (each attack step a forward and a backward, counted like a training
-  step: an upper bound, it needs no weight gradients).
+  augments (``Recipe.teacher_per_batch``: CIFAR-10 and CIFAR-100's crop + flip at ``paper``),
+  else once over the training split per teacher (its logits are cached and shared by all its
+  students: :meth:`kdutils.Experiment.logits`). A data selection (notebook 05's DS) runs the
+  teacher on the selected share of each batch only.
+* A method's own passes (:func:`method_passes`, read from its parameters: what the method's code
+  runs per training image and step besides the trained forward and backward and the teacher's
+  clean logits):
+
+  - an **attack step** (PGD inside training) is a forward and a backward to the input, counted
+    like a training step (:data:`ATTACK_STEP`, 3 forwards: an upper bound, it needs no weight
+    gradients), so an adversarial method multiplies the student's training cost by
+    ``1 + attack_steps`` (``pgd_at``); ARD (``alpha < 1``) and RSLAD train one more forward on the
+    clean batch (their clean term): ``2 + attack_steps``;
+  - an **interval pass** (IBP, :mod:`kdutils.ibp`) costs :data:`IBP_PASS` = 2 forwards [ours]: every
+    affine layer runs twice (``W c + b`` on the centre, ``|W| r`` on the radius). IBP training
+    (notebook 04's teacher) differentiates one: 3 + 3 x 2 = 9 forwards per image, **3x plain
+    training**; faithful (IBP) adds the student's differentiated pass and the teacher's without
+    gradient (2 teacher forwards); faithful (PGD) runs two attacks through teacher **and** student;
+  - the bound terms of ``ibp`` and ``faithful`` are off during their warm-up (kappa = 1, mu = 0):
+    their passes count on the last ``1 - warmup`` of the steps.
 * The student's validation split is scored after every epoch (one forward per image).
 * Not counted: the evaluation suite (test-set forwards, FGSM/PGD on ``attack_samples`` images;
-  at ``paper`` well under one training epoch per run), DS's scorers (a pass of the teacher over
-  the training split each), data loading.
+  at ``paper`` well under one training epoch per run; notebook 04's faithfulness attacks run
+  through teacher and student, at most about ten of its KD student's epochs per student, some
+  4 PFLOPs in all, under 1 % of its total), DS's scorers (a pass of the teacher over the
+  training split each), data loading.
 
 The notebook plans below (:data:`NOTEBOOK_PLANS`) **mirror the notebooks' training cells**: the
 method lists are copied as data (``NB00_METHODS``, ...), and ``tests/test_costs.py`` checks every
 label and method spec against the notebook's JSON, and the notebook parameters they use against
-its parameters cell. A notebook not on this branch (04, the faithful-KD notebook) gets its plan
-with :func:`register_plan` where its notebook lands.
+its parameters cell. A notebook with its own sizes (04: :func:`kdutils.faithful_setup.sizes`)
+names them in its plan (``NotebookPlan.sizes``), applied under the overrides as its
+:class:`kdutils.NotebookContext` does. A new notebook joins the table with :func:`register_plan`.
 
 Hours: FLOPs over a sustained throughput of :data:`UTILISATION` of the H100 SXM's dense TF32
 tensor-core peak (:data:`H100_TF32_DENSE`; kdutils trains in FP32, and PyTorch runs FP32
@@ -40,7 +57,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -49,17 +66,19 @@ import pandas as pd
 import torch
 import torch.nn as nn
 
-from . import pairs
+from . import faithful_setup, pairs
 from .errors import UnknownNameError
 from .methods.base import create_method
 from .models import create_model
+from .notebook import _merged
 from .profiles import Settings, configure
 from .recipe import Recipe
 
 __all__ = [
     "H100_TF32_DENSE", "H100_BF16_DENSE", "UTILISATION", "SUSTAINED_FLOPS", "STEP_FLOOR_S", "TRAIN_FACTOR",
-    "DATASET_FACTS", "NOTEBOOK_PLANS", "NotebookPlan", "PlannedRun", "register_plan", "forward_flops",
-    "training_flops", "plan_runs", "run_frame", "estimate", "estimate_table", "markdown_table",
+    "ATTACK_STEP", "IBP_PASS", "DATASET_FACTS", "NOTEBOOK_PLANS", "NotebookPlan", "PlannedRun", "register_plan",
+    "forward_flops", "training_flops", "method_passes", "plan_runs", "run_frame", "estimate", "estimate_table",
+    "markdown_table",
 ]  # fmt: skip
 
 #: NVIDIA H100 SXM5 datasheet: TF32 tensor core 989 TFLOPS *with sparsity*, so 494.7 TFLOP/s dense
@@ -77,6 +96,16 @@ SUSTAINED_FLOPS = UTILISATION * H100_TF32_DENSE  # 24.7 TFLOP/s
 STEP_FLOOR_S = 3e-3
 #: training FLOPs per forward FLOP: forward + backward (about 2x the forward)
 TRAIN_FACTOR = 3
+#: forwards per image of one PGD step inside training, per model the attack runs through: a forward
+#: and a backward to the input, counted like a training step [ours: an upper bound; the backward
+#: needs the activations' gradients only, not the weights', so about 2 forwards]
+ATTACK_STEP = TRAIN_FACTOR
+#: forwards per image of one interval pass (:mod:`kdutils.ibp`) [ours, from its layer rules]: every
+#: affine layer runs twice, ``W c + b`` on the centre and ``|W| r`` on the radius (the last layer's
+#: margin elision, ``(W_c - W_j) c`` and ``|W_c - W_j| r``, is as many products as the two); the
+#: monotone layers on both ends, ``|W|`` and the interval arithmetic are elementwise, left out like
+#: the forward's normalisation and activations. ``tests/test_costs.py`` counts it with FlopCounterMode
+IBP_PASS = 2
 
 #: per dataset: (training images, test images, (channels, height, width), classes) of the full dataset
 DATASET_FACTS: dict[str, tuple[int, int, tuple[int, int, int], int]] = {
@@ -130,6 +159,56 @@ def training_flops(model_name: str, input_shape: Sequence[int], num_classes: int
     return TRAIN_FACTOR * forward_flops(model_name, input_shape, num_classes)
 
 
+def method_passes(method: Mapping[str, Any]) -> tuple[float, float]:
+    """(student, teacher) forwards per training image and step that a method's code runs besides
+    the trained forward and backward (:data:`TRAIN_FACTOR`) and the teacher's clean logits, each in
+    forwards of its own model; ``method``: the method's parameters (``Method.params()``). 0 for a
+    method without attacks or bounds; a wrapper (``sr``, ...) costs what its ``inner`` method does.
+
+    * ``pgd_at``: ``steps`` attack steps on the student (:data:`ATTACK_STEP` each), so training
+      costs ``1 + steps`` times plain training;
+    * ``ard`` (``alpha < 1``) and ``rslad``: the same attack steps plus a second trained forward on
+      the clean batch (``z_clean``, their clean term; ARD at ``alpha = 1`` skips it); the attack's
+      reference is the teacher's clean logits, no teacher pass;
+    * ``ibp`` (IBP training, Gowal et al. 2018): one differentiated interval pass of the student,
+      :data:`TRAIN_FACTOR` x :data:`IBP_PASS` = 6 forwards, so 9 in all, **3x plain training**
+      [ours: IBP's factor over plain training, from the products it runs];
+    * ``faithful``, ``bound="ibp"``: the student's differentiated interval pass (6) and the
+      teacher's without gradient (:data:`IBP_PASS`, 2);
+    * ``faithful``, ``bound="pgd"``: two attacks (Delta+ and Delta-) of ``steps`` steps through
+      teacher **and** student (:class:`kdutils.attacks.ConfidenceGap`), one forward of both at each
+      attack's last point (``keep="best"`` scores it), then the teacher at the two points without
+      gradient and the student with (trained): student ``2 steps x 3 + 2 + 2 x 3``, teacher
+      ``2 steps x 3 + 2 + 2``;
+    * ``ibp`` and ``faithful``: their bound terms are off during the warm-up (``kappa = 1``,
+      ``mu = 0``: :func:`kdutils.losses.linear_ramp` is 0 for progress < ``warmup``), so their
+      passes count on ``1 - warmup`` of the steps (none at ``mu = 0`` or ``kappa = 1``).
+
+    Against the per-epoch times notebook 04 measured at ``quick`` (a 2-core CPU, not a GPU;
+    ``ibp_small`` for teacher and students, 3 attack steps, warm-up 0.1, KD's teacher logits
+    cached): KD 3 forwards per image, so ARD and RSLAD 5.0x KD (measured 5.5x, 5.6x), faithful
+    (IBP) 3.4x (4.3x), faithful (PGD) 15.4x (16.4x), the IBP teacher 2.8x (2.4x).
+    """
+    name, steps = method["name"], method.get("steps", 0)
+    if "inner" in method:  # a wrapper
+        return method_passes(method["inner"])
+    if name == "pgd_at":
+        return ATTACK_STEP * steps, 0.0
+    if name in ("ard", "rslad"):
+        clean = TRAIN_FACTOR if name == "rslad" or method["alpha"] < 1 else 0
+        return ATTACK_STEP * steps + clean, 0.0
+    if name == "ibp":
+        on = 1.0 - method["warmup"] if method["kappa"] < 1 else 0.0
+        return on * TRAIN_FACTOR * IBP_PASS, 0.0
+    if name == "faithful":
+        on = 1.0 - method["warmup"] if method["mu"] > 0 else 0.0
+        if method["bound"] == "ibp":
+            return on * TRAIN_FACTOR * IBP_PASS, on * IBP_PASS
+        attack = 2 * steps * ATTACK_STEP + 2  # two attacks, then the objective at each last point
+        return on * (attack + 2 * TRAIN_FACTOR), on * (attack + 2)
+    return 0.0, 0.0
+
+
 # ---------------------------------------------------------------- plans
 
 
@@ -140,7 +219,8 @@ class PlannedRun:
     ``teacher``: the teacher run whose forwards this run needs (None: no teacher forward);
     ``teacher_share``: the share of each batch the teacher runs on (data selection);
     ``rows_share``: the share of the training rows trained on (pruning); ``variant``: what else
-    makes the run key differ (a selection's identity); ``attack_steps``: adversarial steps per batch.
+    makes the run key differ (a selection's identity). What the method itself runs per batch
+    (attacks, interval bounds) follows from ``method`` (:func:`method_passes`).
     """
 
     dataset: str
@@ -154,13 +234,12 @@ class PlannedRun:
     teacher_share: float = 1.0
     rows_share: float = 1.0
     variant: str = ""
-    attack_steps: int = 0
 
     def key(self) -> tuple:
         """What makes two planned runs the same stored run (the run store trains it once)."""
         t = self.teacher.key() if self.teacher is not None else None
         return (self.dataset, self.model, self.method, self.seed, self.recipe, t, self.teacher_share,
-                self.rows_share, self.variant, self.attack_steps)  # fmt: skip
+                self.rows_share, self.variant)  # fmt: skip
 
 
 def _method(spec: Any) -> tuple[str, bool]:
@@ -185,13 +264,16 @@ class NotebookPlan:
     """A notebook's training runs for one dataset's :class:`Settings` (``build``), its datasets per
     profile when none are named (``datasets``), and what ``tests/test_costs.py`` checks against the
     notebook: ``labels`` (label -> method spec, or None for a label alone) and ``parameters``
-    (the notebook parameters the plan assumes, with the notebook's defaults)."""
+    (the notebook parameters the plan assumes, with the notebook's defaults). ``sizes``: the
+    notebook's own sizes, ``sizes(profile, dataset) -> configure overrides`` (what it passes to
+    :class:`kdutils.NotebookContext` as ``sizes=``; the overrides win, as there)."""
 
     notebook: str
     build: Callable[[Settings], list[PlannedRun]]
     datasets: Callable[[str], list[str]]
     labels: dict[str, Any]
     parameters: dict[str, Any] = dataclasses.field(default_factory=dict)
+    sizes: Callable[[str, str], Mapping[str, Any]] | None = None
 
 
 NOTEBOOK_PLANS: dict[str, NotebookPlan] = {}
@@ -308,6 +390,45 @@ def _plan_03(st: Settings) -> list[PlannedRun]:
     return runs
 
 
+# ---- 04_faithful: mirrors the teacher's method, SPECS (``nb04_specs``), the PGD variant's seeds,
+# the sizes and ramps of kdutils.faithful_setup and the parameters ard_alpha, pgd_variant_seeds
+NB04_ARD_ALPHA = 0.9
+NB04_PGD_VARIANT_SEEDS = 0  # 0: faithful_setup.VARIANT_SEEDS (paper: every seed)
+NB04_VARIANT = "faithful (PGD)"  # trained on faithful_setup.variant_seeds only
+
+
+def nb04_teacher_spec(st: Settings) -> dict[str, Any]:
+    """The notebook's teacher: IBP training at the notebook's eps and ramps (seed 0, ``st.teacher_model``)."""
+    warmup, ramp = faithful_setup.ramps(st.profile)
+    return {"name": "ibp", "eps": st.faithful_eps, "warmup": warmup, "ramp": ramp}
+
+
+def nb04_specs(st: Settings) -> dict[str, Any]:
+    """The notebook's SPECS for one dataset's settings: label -> method spec."""
+    warmup, ramp = faithful_setup.ramps(st.profile)
+    eps, steps = st.faithful_eps, st.train_pgd_steps
+    return {
+        "KD": "kd",
+        "ARD": {"name": "ard", "alpha": NB04_ARD_ALPHA, "eps": eps, "steps": steps},
+        "RSLAD": {"name": "rslad", "eps": eps, "steps": steps},
+        "faithful (IBP)": {"name": "faithful", "bound": "ibp", "eps": eps, "warmup": warmup, "ramp": ramp},
+        "faithful (PGD)": {"name": "faithful", "bound": "pgd", "eps": eps, "steps": steps, "warmup": warmup,
+                           "ramp": ramp},
+    }  # fmt: skip
+
+
+def _plan_04(st: Settings) -> list[PlannedRun]:
+    t = _teacher(st, "teacher", nb04_teacher_spec(st))
+    variant = faithful_setup.variant_seeds(st.profile, st.seeds, NB04_PGD_VARIANT_SEEDS)
+    return [t] + [_student(st, label, spec, s, t) for label, spec in nb04_specs(st).items()
+                  for s in (variant if label == NB04_VARIANT else st.seeds)]  # fmt: skip
+
+
+def _faithful_datasets(profile: str) -> list[str]:
+    """``faithful_setup.default_datasets`` (CIFAR-10 at paper), else the profile's default dataset (smoke)."""
+    return faithful_setup.default_datasets(profile) or _profile_dataset(profile)
+
+
 # ---- 05_label_revision: mirrors STUDENTS, SCORERS, SWEEP and the parameters lr_form, scorer, keep,
 # keep_sweep, sweep_seeds
 NB05_LR = {"name": "lr", "form": "mse"}
@@ -351,6 +472,11 @@ register_plan(NotebookPlan("03_self_regulated", _plan_03, _profile_dataset,
                            {**{k: v for k, v in NB03_TEACHERS.items()}, **{k: v[0] for k, v in NB03_STUDENTS.items()},
                             "KD minus": None, **{h: None for h in NB03_HOWS}},
                            {"prune_fractions": NB03_PRUNE_FRACTIONS, "fixed_threshold_teacher": "auto"}))  # fmt: skip
+register_plan(NotebookPlan("04_faithful", _plan_04, _faithful_datasets,
+                           {"teacher": None, **{k: v if isinstance(v, str) else None
+                                                for k, v in nb04_specs(configure("paper", "cifar10")).items()}},
+                           {"ard_alpha": NB04_ARD_ALPHA, "pgd_variant_seeds": NB04_PGD_VARIANT_SEEDS},
+                           sizes=faithful_setup.sizes))  # fmt: skip
 register_plan(NotebookPlan("05_label_revision", _plan_05, _pairs_datasets,
                            {**{k: v[0] if isinstance(v[0], str) else None for k, v in NB05_STUDENTS.items()
                                if k != "KD+LR, kl form"},
@@ -373,9 +499,14 @@ def plan_runs(notebook: str, profile: str = "paper", datasets: Sequence[str] | N
     plan = _plan(notebook)
     out: dict[tuple, PlannedRun] = {}
     for ds in list(datasets) if datasets else plan.datasets(profile):
-        for run in plan.build(configure(profile, ds, **overrides)):
+        for run in plan.build(_settings(plan, profile, ds, overrides)):
             out.setdefault(run.key(), run)
     return list(out.values())
+
+
+def _settings(plan: NotebookPlan, profile: str, dataset: str, overrides: Mapping[str, Any]) -> Settings:
+    """The notebook's settings for ``dataset``: its own sizes (if any), then ``overrides``."""
+    return configure(profile, dataset, **_merged(plan.sizes, profile, dataset, overrides))
 
 
 # ---------------------------------------------------------------- costs
@@ -405,7 +536,8 @@ def run_frame(
     """One row per planned run (:func:`plan_runs`) and one per teacher whose cached logits its
     students read: images per epoch, optimizer steps, FLOPs and the hours of both bounds."""
     runs = plan_runs(notebook, profile, datasets, **overrides)
-    settings = {ds: configure(profile, ds, **overrides) for ds in dict.fromkeys(r.dataset for r in runs)}
+    plan = _plan(notebook)
+    settings = {ds: _settings(plan, profile, ds, overrides) for ds in dict.fromkeys(r.dataset for r in runs)}
     rows, cached = [], {}
     for r in runs:
         st = settings[r.dataset]
@@ -415,9 +547,11 @@ def run_frame(
         steps = _steps(rows_used, r.recipe)
         images = min(rows_used, steps * r.recipe.batch_size)
         f_s = forward_flops(r.model, shape, classes)
-        flops = r.recipe.epochs * images * TRAIN_FACTOR * f_s * (1 + r.attack_steps) + r.recipe.epochs * val * f_s
+        extra_s, extra_t = method_passes(json.loads(r.method))
+        flops = r.recipe.epochs * images * (TRAIN_FACTOR + extra_s) * f_s + r.recipe.epochs * val * f_s
         if r.teacher is not None:
             f_t = forward_flops(r.teacher.model, shape, classes)
+            flops += r.recipe.epochs * images * extra_t * f_t  # bounds and attacks through the teacher
             if r.recipe.teacher_per_batch:
                 flops += r.recipe.epochs * images * r.teacher_share * f_t
             else:  # the teacher's training-set logits, once per teacher (shared by its students)

@@ -1,14 +1,17 @@
 """The cost estimate (kdutils.costs): FLOPs counting, the notebooks' plans against the notebooks
 themselves, monotonicity, the per-notebook table and its error for an unknown notebook."""
 
+import ast
 import json
 from pathlib import Path
 
 import pytest
+import torch
 import torch.nn as nn
+from torch.utils.flop_counter import FlopCounterMode
 
 import kdutils as kd
-from kdutils import costs
+from kdutils import costs, faithful_setup, ibp
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 
@@ -31,7 +34,7 @@ def test_named_models_are_counted_on_the_meta_device_like_real_ones():
 
 def test_table_has_a_row_per_notebook_with_positive_costs():
     t = costs.estimate_table()
-    assert {"00_kd_baseline", "01_cckd", "02_cmkd", "03_self_regulated"} <= set(t.notebook)
+    assert {"00_kd_baseline", "01_cckd", "02_cmkd", "03_self_regulated", "04_faithful"} <= set(t.notebook)
     assert list(t.notebook) == sorted(costs.NOTEBOOK_PLANS) and t.notebook.is_unique
     assert (t.pflops > 0).all() and (t.hours > 0).all() and (t.runs == t.teachers + t.students).all()
     assert (t.hours >= t.hours_flops).all() and (t.hours >= t.hours_steps).all()
@@ -46,6 +49,68 @@ def test_runs_of_notebook_00_at_paper():
     e = costs.estimate("00_kd_baseline")
     assert e.runs.sum() == 1 + 2 * 5 + 3 * 5
     assert set(e.dataset) == {"fashion_mnist"} and set(e.epochs[e.role != "teacher logits"]) == {100}
+
+
+def test_every_notebook_has_a_plan():
+    notebooks = {p.stem for p in NOTEBOOKS.glob("*.ipynb")}
+    assert notebooks and notebooks <= set(costs.NOTEBOOK_PLANS), sorted(notebooks - set(costs.NOTEBOOK_PLANS))
+
+
+def test_runs_of_notebook_04_at_paper():
+    # the IBP teacher (ibp_large, seed 0) + (KD, ARD, RSLAD, faithful IBP and PGD) x 5 seeds on CIFAR-10
+    e = costs.estimate("04_faithful").set_index("label")
+    assert e.runs.sum() == 1 + 5 * 5 and set(e.dataset) == {"cifar10"} and set(e.epochs) == {160}
+    assert e.loc["teacher", "model"] == "ibp_large" and set(e.model.drop("teacher")) == {"ibp_medium"}
+    assert (e.images_per_epoch == 45000).all() and "teacher logits" not in set(e.role)  # crop + flip: per batch
+    # quick: MNIST, ibp_small for all, faithful (PGD) on one seed (faithful_setup.VARIANT_SEEDS)
+    q = costs.estimate("04_faithful", "quick").set_index("label")
+    assert set(q.dataset) == {"mnist"} and q.loc["faithful (PGD)", "runs"] == 1 and q.loc["KD", "runs"] == 3
+    assert set(q.model) == {"ibp_small"} and q.loc["KD", "images_per_epoch"] == 10000
+    assert costs.plan_runs("04_faithful", "smoke")[0].dataset == "digits"  # no default datasets at smoke
+
+
+def test_interval_pass_is_two_forwards():
+    net = kd.create_model("ibp_small", 10, 1, input_size=28).eval()
+    x, y = torch.rand(1, 1, 28, 28), torch.tensor([3])
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        ibp.logit_bounds(net, x, 0.1)
+    assert counter.get_total_flops() == costs.IBP_PASS * costs.forward_flops(net, (1, 28, 28))
+    last = 2 * 100 * 10  # the last layer's products: elided into elementwise margins, as many multiply-adds
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        ibp.worst_case_logits(net, x, 0.1, y)
+    assert counter.get_total_flops() == costs.IBP_PASS * (costs.forward_flops(net, (1, 28, 28)) - last)
+
+
+def test_method_passes():
+    def passes(spec):
+        return costs.method_passes(kd.create_method(spec).params())
+
+    assert passes("kd") == passes("kd+sr") == passes("cmkd") == (0.0, 0.0)
+    # an attack multiplies training by 1 + steps; ARD (alpha < 1) and RSLAD train the clean batch too
+    assert 3 + passes({"name": "pgd_at", "steps": 7})[0] == 3 * (1 + 7)
+    assert 3 + passes({"name": "ard", "alpha": 0.9, "steps": 10})[0] == 3 * (2 + 10)
+    assert 3 + passes({"name": "ard", "alpha": 1.0, "steps": 10})[0] == 3 * (1 + 10)
+    assert passes({"name": "rslad", "steps": 10}) == (3 * 11, 0.0)
+    # IBP training: 3x plain training after the warm-up; faithful (IBP): the teacher's pass without gradient
+    assert passes({"name": "ibp", "warmup": 0.0}) == (6.0, 0.0)
+    assert passes({"name": "ibp", "warmup": 0.25})[0] == pytest.approx(0.75 * 6)
+    assert passes({"name": "ibp", "kappa": 1.0}) == (0.0, 0.0)
+    assert passes({"name": "faithful", "bound": "ibp", "warmup": 0.0}) == (6.0, 2.0)
+    assert passes({"name": "faithful", "bound": "ibp", "mu": 0.0}) == (0.0, 0.0)
+    pgd = passes({"name": "faithful", "bound": "pgd", "steps": 10, "warmup": 0.0})
+    assert pgd == (2 * 10 * 3 + 2 + 2 * 3, 2 * 10 * 3 + 2 + 2)
+
+
+def test_adversarial_and_bounded_students_of_notebook_04_cost_their_passes():
+    f = costs.run_frame("04_faithful")
+    flops = {lb: f[(f.label == lb) & (f.seed == 0)].flops.item() for lb in set(f.label)}
+    images, s, t = 160 * 45000, *(costs.forward_flops(m, (3, 32, 32), 10) for m in ("ibp_medium", "ibp_large"))
+    on = 1 - faithful_setup.ramps("paper")[0]
+    assert flops["ARD"] - flops["KD"] == pytest.approx(images * 3 * 11 * s)
+    assert flops["RSLAD"] == pytest.approx(flops["ARD"])
+    assert flops["faithful (IBP)"] - flops["KD"] == pytest.approx(images * on * (6 * s + 2 * t))
+    assert flops["faithful (PGD)"] - flops["KD"] == pytest.approx(images * on * (68 * s + 64 * t))
+    assert flops["teacher"] == pytest.approx(images * (3 + on * 6) * t + 160 * 5000 * t)
 
 
 def test_teacher_forwards_per_batch_with_augmentation_once_without():
@@ -114,6 +179,54 @@ def test_plans_mirror_the_notebooks(name):
     for k, v in plan.parameters.items():
         assert k in params, f"{name}: the plan assumes a parameter {k!r} the notebook does not have"
         assert params[k] == v, f"{name}: parameter {k} is {params[k]!r} in the notebook, {v!r} in kdutils.costs"
+
+
+class _Context:
+    """What notebook 04's SPECS and teacher cells read of ``ctx``: its datasets and their settings."""
+
+    def __init__(self, settings: dict):
+        self._settings = settings
+
+    def __iter__(self):
+        return iter(self._settings)
+
+    def settings(self, dataset: str):
+        return self._settings[dataset]
+
+
+def _expression(source: str, found) -> str:
+    """The source of the first node of ``source`` that ``found(node)`` returns (not None)."""
+    for node in ast.walk(ast.parse(source)):
+        if (hit := found(node)) is not None:
+            return ast.unparse(hit)
+    raise AssertionError("not in the notebook")
+
+
+@pytest.mark.parametrize("profile", ["paper", "quick"])
+def test_plan_04_specs_are_the_notebooks(profile):
+    """The teacher's and students' method specs, evaluated from the notebook's own cells with the
+    plan's settings, are the plan's (labels, order, every parameter)."""
+    source, params = _notebook("04_faithful")
+    plan = costs.NOTEBOOK_PLANS["04_faithful"]
+    settings = {ds: costs._settings(plan, profile, ds, {}) for ds in plan.datasets(profile)}
+    warmup, ramp = faithful_setup.ramps(profile)
+    ns = {"ctx": _Context(settings), "ard_alpha": params["ard_alpha"], "WARMUP": warmup, "RAMP": ramp}
+    specs = eval(_expression(source, lambda n: n.value if isinstance(n, ast.Assign) and ast.unparse(n.targets[0])
+                             == "SPECS" else None), ns)  # fmt: skip
+    teacher = _expression(source, lambda n: n.args[2] if isinstance(n, ast.Call) and ast.unparse(n.func)
+                          == "ctx.teacher" else None)  # fmt: skip
+    for ds, st in settings.items():
+        ours = costs.nb04_specs(st)
+        assert list(specs[ds]) == list(ours)
+        for label, spec in specs[ds].items():
+            assert kd.create_method(spec).params() == kd.create_method(ours[label]).params(), label
+        theirs = kd.create_method(eval(teacher, {**ns, "st": st})).params()
+        assert theirs == kd.create_method(costs.nb04_teacher_spec(st)).params()
+    # the notebook's sizes, datasets and PGD variant's seeds are the plan's
+    for used in ("sizes=faithful_setup.sizes", "faithful_setup.default_datasets(profile)",
+                 "faithful_setup.variant_seeds(profile, ctx.seeds(ds), pgd_variant_seeds)",
+                 f'variant if label == "{costs.NB04_VARIANT}"', "model=st.teacher_model"):  # fmt: skip
+        assert used in source, used
 
 
 def test_readme_shows_the_current_table():
