@@ -93,7 +93,7 @@ def test_paper_dry_run_trains_resnet8x4_with_its_teacher_on_fake_cifar100(tmp_pa
     """The paper profile's CIFAR-100 shapes end to end on the CPU: the CRD recipe (SGD, step schedule,
     crop + flip, drop_last, batch 64), resnet8x4 taught per batch by resnet32x4 (untrained here: the
     teacher's own training is the same loop), one batch per epoch, two epochs."""
-    root = make_fake_cifar100(tmp_path, per_class=4, test_per_class=1)
+    root = make_fake_cifar100(tmp_path, per_class=12, test_per_class=1)  # 12: one per class held out
     st = kd.configure("paper", "cifar100", dry_run=True, max_steps_per_epoch=1, device="cpu")
     assert (st.teacher_model, st.student_model) == ("resnet32x4", "resnet8x4")
     split = make_split(load_dataset("cifar100", root), val_fraction=st.val_fraction, train_subset=st.train_subset,
