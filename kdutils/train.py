@@ -33,7 +33,7 @@ from .errors import NonFiniteLossError
 from .methods.base import Batch, EpochEnd, Method, Terms, distils
 from .metrics import predict_logits
 from .recipe import OPTIMIZERS, SCHEDULES, Recipe
-from .runtime import match_memory_format, place, progress_bar, tune_cpu_allocator
+from .runtime import match_memory_format, place, prepare_device, progress_bar, tune_cpu_allocator
 
 
 @dataclass
@@ -192,9 +192,12 @@ def fit(
       schedule (stepped once per epoch) and the milestones are the recipe's own.
     * ``channels_last`` (None: on for convolutional models on the CPU) stores the models'
       weights and each batch in NHWC order; see :mod:`kdutils.runtime`.
+    * On CUDA, ``KD_DETERMINISTIC=1`` sets the determinism flags first
+      (:func:`kdutils.runtime.prepare_device`); without them a seed does not fix a GPU's numbers.
     """
     device = torch.device(device)
     tune_cpu_allocator()
+    prepare_device(device)  # CUDA: the determinism flags when KD_DETERMINISTIC=1 asks for them
     place(student, device, channels_last)
     uses_teacher = distils(method, teacher)
     if teacher is not None:
