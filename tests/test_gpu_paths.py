@@ -1,6 +1,6 @@
 """The CUDA paths, checked on the CPU where they can be (issue 15): the determinism flags, where a
 run's tensors live, no CUDA-only call in a CPU run, the CUDA generators in checkpoints, the
-executor on a GPU, what ``kd.environment()`` records.
+executor on a GPU and Ray's GPU request, what ``kd.environment()`` records.
 
 The tests parametrised by ``device`` run their ``cuda`` case where a GPU is present (``python3 -m
 pytest -n 0 -q tests/test_gpu_paths.py`` on the lent GPU machine, README "On a GPU"); here that case
@@ -120,6 +120,13 @@ def test_checkpoints_of_a_cuda_run_keep_the_cuda_generators(monkeypatch):
     assert "set" not in got  # a CPU resume leaves CUDA alone
     set_rng_state(state, torch.device("cuda"))
     assert got["set"] == ["cuda state"]
+
+
+def test_ray_asks_for_a_gpu_where_the_run_would_use_one():
+    assert parallel.ray_gpus_per_task("cuda", 0) == 1 and parallel.ray_gpus_per_task("cuda:1", 0) == 1
+    assert parallel.ray_gpus_per_task("auto", 4) == 1  # else Ray hides the GPUs or piles every task on one
+    assert parallel.ray_gpus_per_task("auto", 0) == 0 and parallel.ray_gpus_per_task(" AUTO ", 0.0) == 0
+    assert parallel.ray_gpus_per_task("cpu", 4) == 0 and parallel.ray_gpus_per_task("mps", 0) == 0
 
 
 def test_groups_train_serially_on_a_gpu(monkeypatch):
