@@ -83,6 +83,15 @@ def test_defaults_are_pytorchs_tf32_for_convolutions_only():
     assert n["cudnn_benchmark"] is False
 
 
+def test_channels_last_is_off_on_cuda_unless_asked_for(digits_split):
+    """fp32 on CUDA keeps NCHW (its NHWC benefit comes with mixed precision, which kdutils does not use);
+    the CPU takes NHWC for convolutional models; ``channels_last=`` decides either way."""
+    conv, mlp = _model(digits_split), _model(digits_split, "mlp")
+    assert not runtime.wants_channels_last(conv, "cuda") and not runtime.wants_channels_last(conv, "cuda:1")
+    assert runtime.wants_channels_last(conv, "cpu") and not runtime.wants_channels_last(mlp, "cpu")
+    assert runtime.wants_channels_last(conv, "cuda", True) and not runtime.wants_channels_last(conv, "cpu", False)
+
+
 def _refuse(name):
     def f(*a, **k):
         raise AssertionError(f"a CPU run called {name}")
@@ -150,7 +159,7 @@ def test_environment_records_the_cuda_numerics_where_a_gpu_is(monkeypatch):
 def _model(split, name="lenet5_half", seed=0):
     torch.manual_seed(seed)
     return kd.create_model(name, split.num_classes, split.in_channels, input_size=split.input_size,
-                           mean=split.mean, std=split.std)  # fmt: skip
+                           mean=split.mean, std=split.std, **({"hidden": 16} if name == "mlp" else {}))  # fmt: skip
 
 
 @dataclass
