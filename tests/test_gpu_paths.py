@@ -241,3 +241,44 @@ def test_a_missing_gpu_is_named_before_any_data_is_loaded(monkeypatch):
     for name in ("cuda", "cuda:0", "CUDA:1"):
         with pytest.raises(kd.DeviceError, match=r"is not available: .*this machine has: cpu; use device='auto'"):
             kd.Experiment(kd.configure("smoke", device=name, progress=False))
+
+
+# ---------------------------------------------------------------- make on a machine without a venv
+def _make_n(*args: str) -> list[str]:
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    root = Path(__file__).resolve().parent.parent
+    r = subprocess.run(["make", "-n", "-C", str(root), "--no-print-directory", *args], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    return [" ".join(line.split()) for line in r.stdout.splitlines() if line.strip()]
+
+
+def test_make_reproduce_without_a_venv_runs_the_interpreter_as_it_is(tmp_path):
+    """``NOVENV=1`` (the lent GPU machine): no venv, no pip, ``python3 -m kdutils run``; ``ONLY`` may
+    name several notebooks, ``OUTDIR`` the output folder. Without it, the venv as before."""
+    venv = tmp_path / ".venv"
+    assert _make_n("reproduce", "NOVENV=1", "PROFILE=paper", "ONLY=00 03", "OUTDIR=/x") == [
+        "python3 -m kdutils run --profile paper --only 00 --only 03 --out /x"
+    ]
+    assert _make_n("test", "NOVENV=1", "PYTHON=/opt/py") == ["/opt/py -m pytest"]
+    default = _make_n("reproduce", f"VENV={venv}")
+    assert any("-m venv" in line for line in default) and any('pip install -q -e ".[test]"' in line for line in default)
+    assert default[-1] == f"{venv}/bin/python -m kdutils run --profile quick"
+    assert _make_n("test", f"VENV={venv}", "EXTRAS=test,ray", "NOVENV=0")[-1] == f"{venv}/bin/python -m pytest"
+
+
+def test_the_gpu_entry_script_parses():
+    """``.ci/gpu`` (README "On a GPU") is bash that parses; it runs only on the lent machine."""
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent.parent / ".ci" / "gpu"
+    if shutil.which("bash") is None:
+        pytest.skip("bash is not installed")
+    r = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
