@@ -282,3 +282,18 @@ def test_the_gpu_entry_script_parses():
         pytest.skip("bash is not installed")
     r = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+
+
+def test_a_checkpoint_from_another_kind_of_device_resumes_with_a_warning(digits_split):
+    """A CUDA run's checkpoint holds a 16-byte generator state; resumed on the CPU (or the other way) it
+    warns and goes on instead of failing inside ``Generator.set_state``."""
+    states: list[dict] = []
+    recipe = kd.Recipe(epochs=2, batch_size=64, max_steps_per_epoch=2)
+    kd.fit(_model(digits_split), digits_split, kd.create_method("ce"), recipe, progress=False,
+           checkpoint=lambda s: states.append(copy.deepcopy(s)))  # fmt: skip
+    from_cuda = {**states[0], "method_generator": torch.zeros(16, dtype=torch.uint8)}
+    from_cuda["rng"] = {**from_cuda["rng"], "cuda": ["a CUDA generator's state"]}
+    with pytest.warns(UserWarning, match=r"resuming on cpu from a checkpoint written on another kind of device"):
+        r = kd.fit(_model(digits_split), digits_split, kd.create_method("ce"), recipe, progress=False,
+                   resume=from_cuda)  # fmt: skip
+    assert [h["epoch"] for h in r.history] == [1, 2]
