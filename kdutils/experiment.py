@@ -36,7 +36,7 @@ from .methods.base import Method, create_method, distils
 from .models import count_parameters, create_model
 from .profiles import Settings
 from .recipe import Recipe
-from .runtime import place
+from .runtime import cuda_numerics, place, prepare_device
 from .selection import Selection, Weighting
 from .store import CODE_VERSION, RunStore, config_key
 from .train import fit
@@ -142,6 +142,7 @@ class Experiment:
         self.data_root = data_root
         self.store = store or RunStore()
         self.device = resolve_device(settings.device)
+        prepare_device(self.device)  # before the first kernel (CUDA + KD_DETERMINISTIC=1: the flags)
         self.progress = settings.progress
         t0 = time.perf_counter()
         self.data = load_dataset(settings.dataset, data_root)
@@ -331,6 +332,8 @@ class Experiment:
             "torch": torch.__version__,
             "code_version": CODE_VERSION,
         }
+        if self.device.type == "cuda":  # what decides a GPU's numbers (TF32, determinism flags); not in the key
+            record["cuda_numerics"] = cuda_numerics()
         artifacts = {"participation": result.participation, "train_index": split.train_index}
         if result.teacher_forwards is not None:
             artifacts["teacher_forwards"] = result.teacher_forwards
@@ -422,6 +425,8 @@ def environment() -> dict[str, Any]:
         "cpu_threads": torch.get_num_threads(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
     }
+    if torch.cuda.is_available():  # TF32, cuDNN autotuner, determinism: what decides a GPU's numbers
+        info["cuda_numerics"] = cuda_numerics()
     try:
         import foolbox
 

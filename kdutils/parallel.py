@@ -24,7 +24,8 @@ Executors (:data:`EXECUTORS`; ``Settings.executor``, or ``$KD_EXECUTOR`` when th
   default on a CPU at ``quick`` and above;
 * ``ray``: one Ray task per run (``pip install -e ".[ray]"``): ``ray.init()`` connects to
   ``$RAY_ADDRESS`` when set (a cluster), else starts a local instance; each task asks for
-  ``threads`` CPUs and, on CUDA, one GPU. The run store (``KD_RUNS_ROOT``) and the data root
+  ``threads`` CPUs and, on CUDA (``cuda``, or ``auto`` on a cluster with GPUs), one GPU
+  (:func:`ray_gpus_per_task`). The run store (``KD_RUNS_ROOT``) and the data root
   (``KD_DATA_ROOT``) must be paths every node sees.
 
 Identical results: a worker trains with the same code, seed and settings, and the CPU gives
@@ -241,8 +242,9 @@ def _ray(payloads: Sequence[_Payload], workers: int, threads: int):
     if not ray.is_initialized():
         ray.init(address=os.environ.get("RAY_ADDRESS") or None, include_dashboard=False, log_to_driver=False)
     threads = threads or 1
-    gpu = str(payloads[0].settings.device).startswith("cuda") if payloads else False
-    remote = ray.remote(num_cpus=threads, num_gpus=1 if gpu else 0, max_retries=2)(work)
+    device = str(payloads[0].settings.device) if payloads else "cpu"
+    gpus = ray_gpus_per_task(device, ray.cluster_resources().get("GPU", 0))
+    remote = ray.remote(num_cpus=threads, num_gpus=gpus, max_retries=2)(work)
     for p in payloads:
         p.threads = threads
     pending = {remote.remote(p): p for p in payloads}
@@ -250,6 +252,18 @@ def _ray(payloads: Sequence[_Payload], workers: int, threads: int):
         done, _ = ray.wait(list(pending), num_returns=1)
         for ref in done:
             yield pending.pop(ref), ray.get(ref)
+
+
+def ray_gpus_per_task(device: str, cluster_gpus: float) -> int:
+    """GPUs a Ray task asks for: 1 for ``cuda``/``cuda:N``, and for ``auto`` on a cluster with GPUs.
+
+    A task that asks for none either sees no GPU (Ray before its issue 54868 set
+    ``CUDA_VISIBLE_DEVICES`` to an empty string: ``auto`` resolved to the CPU) or every GPU of its
+    node unscheduled (later Ray leaves the variable alone: every task on ``cuda:0``). With one GPU
+    per task Ray's ``CUDA_VISIBLE_DEVICES`` names the task's own GPU, which ``auto`` and ``cuda``
+    then are (``cuda:N`` with N > 0 is not visible in a task: name ``cuda`` or ``auto`` with Ray)."""
+    name = device.strip().lower()
+    return 1 if name.startswith("cuda") or (name == "auto" and cluster_gpus > 0) else 0
 
 
 def executor_names() -> list[str]:

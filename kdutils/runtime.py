@@ -20,6 +20,16 @@ takes that decision once; :func:`place` applies it wherever a model arrives on a
 
 :func:`evaluating` runs a model in eval mode for a block and restores each submodule's mode:
 the helper methods use for forward passes that must not update BatchNorm statistics.
+
+On CUDA kdutils keeps PyTorch's numerics defaults (:func:`cuda_numerics` reads them): fp32
+convolutions run in TF32 (``torch.backends.cudnn.allow_tf32`` is True), fp32 matrix products do
+not (``torch.get_float32_matmul_precision()`` is ``"highest"``), cuDNN picks its algorithms by
+heuristics (``cudnn.benchmark`` False) and may pick nondeterministic ones, so a fixed seed does
+*not* guarantee the same numbers twice on a GPU. ``KD_DETERMINISTIC=1`` asks for the flags of
+PyTorch's reproducibility notes (https://pytorch.org/docs/stable/notes/randomness.html), set by
+:func:`set_cuda_determinism` when a run reaches a CUDA device (:func:`prepare_device`); they cost
+speed (cuDNN's choice of algorithms is narrowed, uninitialised memory is filled), by how much is
+not measured here. Nothing of this touches the CPU, whose numbers are deterministic already.
 """
 
 from __future__ import annotations
@@ -29,6 +39,7 @@ import os
 import platform
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -56,6 +67,61 @@ def tune_cpu_allocator(mmap_threshold: int = 32 << 20, trim_threshold: int = 1 <
     except (OSError, AttributeError):
         _done = False
     return _done
+
+
+#: the cuBLAS workspace setting under which its matrix products are reproducible (NVIDIA's cuBLAS
+#: guide, "Results reproducibility"; PyTorch's reproducibility notes); ":16:8" is the other valid one
+CUBLAS_DETERMINISTIC = ":4096:8"
+
+
+def deterministic_requested() -> bool:
+    """Whether ``$KD_DETERMINISTIC`` asks for deterministic CUDA kernels (``1``, ``true``, ``yes``, ``on``)."""
+    return os.environ.get("KD_DETERMINISTIC", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def cuda_numerics() -> dict[str, Any]:
+    """The settings that decide CUDA's numbers in this process, read (never changed): TF32 for
+    convolutions and for matrix products, cuDNN's autotuner and deterministic switch, PyTorch's
+    deterministic-algorithms mode and cuBLAS's workspace setting. Recorded by
+    :func:`kdutils.environment` where a GPU is present."""
+    return {
+        "cudnn_allow_tf32": bool(torch.backends.cudnn.allow_tf32),
+        "float32_matmul_precision": torch.get_float32_matmul_precision(),
+        "cudnn_benchmark": bool(torch.backends.cudnn.benchmark),
+        "cudnn_deterministic": bool(torch.backends.cudnn.deterministic),
+        "deterministic_algorithms": bool(torch.are_deterministic_algorithms_enabled()),
+        "deterministic_warn_only": bool(torch.is_deterministic_algorithms_warn_only_enabled()),
+        "cublas_workspace_config": os.environ.get("CUBLAS_WORKSPACE_CONFIG"),
+    }
+
+
+def set_cuda_determinism(enabled: bool = True, *, warn_only: bool = True) -> dict[str, Any]:
+    """Set (or clear) the flags of PyTorch's reproducibility notes; returns :func:`cuda_numerics`.
+
+    ``enabled``: ``CUBLAS_WORKSPACE_CONFIG`` = :data:`CUBLAS_DETERMINISTIC` unless already set
+    (cuBLAS reads it when its first handle is made: set it before the first CUDA product, e.g. in
+    the environment), ``torch.backends.cudnn.deterministic = True``, ``cudnn.benchmark = False``,
+    ``torch.use_deterministic_algorithms(True, warn_only=warn_only)``. ``warn_only`` (default):
+    an operation with no deterministic CUDA kernel warns instead of failing; in kdutils' models that
+    is the backward of ``nn.AdaptiveAvgPool2d`` to a size other than 1 (AlexNet's 4x4; a 1x1
+    global pool is a mean and deterministic), listed in ``torch.use_deterministic_algorithms``'s
+    documentation. ``enabled=False`` restores PyTorch's defaults (the environment variable stays).
+    TF32 is left alone: it changes precision, not run-to-run reproducibility.
+    """
+    if enabled:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_DETERMINISTIC)
+    torch.backends.cudnn.deterministic = bool(enabled)
+    torch.backends.cudnn.benchmark = False
+    torch.use_deterministic_algorithms(bool(enabled), warn_only=warn_only)
+    return cuda_numerics()
+
+
+def prepare_device(device: torch.device | str) -> None:
+    """What a device needs before a run's first kernel: on CUDA, :func:`set_cuda_determinism` when
+    :func:`deterministic_requested`; nothing otherwise (PyTorch's defaults stay, and on the CPU
+    and MPS no flag is touched). Called by :class:`kdutils.Experiment` and :func:`kdutils.fit`."""
+    if torch.device(device).type == "cuda" and deterministic_requested():
+        set_cuda_determinism(True)
 
 
 def wants_channels_last(model: nn.Module, device: torch.device | str, channels_last: bool | None = None) -> bool:

@@ -33,7 +33,7 @@ from .errors import NonFiniteLossError
 from .methods.base import Batch, EpochEnd, Method, Terms, distils
 from .metrics import predict_logits
 from .recipe import OPTIMIZERS, SCHEDULES, Recipe
-from .runtime import match_memory_format, place, progress_bar, tune_cpu_allocator
+from .runtime import match_memory_format, place, prepare_device, progress_bar, tune_cpu_allocator
 
 
 @dataclass
@@ -185,16 +185,20 @@ def fit(
     * ``checkpoint(state)`` is called after every epoch with everything needed to resume: the
       weights, optimizer, schedule, participation, history, every RNG state in use (batch order,
       the method's generator, torch CPU and CUDA, Python, NumPy) and the method's own state.
-      Pass that state back as ``resume`` to continue bit-identically.
+      Pass that state back as ``resume`` to continue bit-identically (on the same kind of device: a
+      checkpoint written on CUDA resumes on the CPU, and back, with a warning and other numbers).
     * ``method.on_epoch_end`` is called after every epoch (before the checkpoint).
     * A non-finite loss raises :class:`NonFiniteLossError` naming method, epoch, step.
     * ``recipe.max_steps_per_epoch`` (the dry run) caps the batches of every epoch; the epochs, the
       schedule (stepped once per epoch) and the milestones are the recipe's own.
     * ``channels_last`` (None: on for convolutional models on the CPU) stores the models'
       weights and each batch in NHWC order; see :mod:`kdutils.runtime`.
+    * On CUDA, ``KD_DETERMINISTIC=1`` sets the determinism flags first
+      (:func:`kdutils.runtime.prepare_device`); without them a seed does not fix a GPU's numbers.
     """
     device = torch.device(device)
     tune_cpu_allocator()
+    prepare_device(device)  # CUDA: the determinism flags when KD_DETERMINISTIC=1 asks for them
     place(student, device, channels_last)
     uses_teacher = distils(method, teacher)
     if teacher is not None:
@@ -229,7 +233,16 @@ def fit(
         sched.load_state_dict(resume["scheduler"])
         gen.set_state(resume["generator"])
         if "method_generator" in resume:
-            method_gen.set_state(resume["method_generator"])
+            state = resume["method_generator"]
+            if state.numel() == method_gen.get_state().numel():
+                method_gen.set_state(state)
+            else:  # written on another kind of device (a CUDA generator's state is 16 bytes, the CPU's 5056)
+                method_gen.manual_seed(seed + _METHOD_SEED_OFFSET + int(resume["epoch"]))
+                warnings.warn(
+                    f"{desc or method.name}: resuming on {device.type} from a checkpoint written on another kind of "
+                    f"device (after epoch {resume['epoch']}); the method's generator restarts from the seed, so the "
+                    "run does not continue the numbers it would have given there"
+                )
         set_rng_state(resume["rng"] if "rng" in resume else {"torch": resume["torch_rng"]}, device)
         method.load_state_dict(resume.get("method_state", {}))
         participation = resume["participation"].clone()
