@@ -3,13 +3,14 @@ run's tensors live, no CUDA-only call in a CPU run, the CUDA generators in check
 executor on a GPU and Ray's GPU request, what ``kd.environment()`` records.
 
 The tests parametrised by ``device`` run their ``cuda`` case where a GPU is present (``python3 -m
-pytest -n 0 -q tests/test_gpu_paths.py`` on the lent GPU machine, README "On a GPU"); here that case
+pytest -o addopts= -q tests/test_gpu_paths.py`` on the lent GPU machine, README "On a GPU"); here that case
 is skipped, so what it checks is unverified until a GPU runs it.
 """
 
 from __future__ import annotations
 
 import copy
+import os
 from dataclasses import dataclass
 
 import pytest
@@ -252,7 +253,13 @@ def _make_n(*args: str) -> list[str]:
     if shutil.which("make") is None:
         pytest.skip("make is not installed")
     root = Path(__file__).resolve().parent.parent
-    r = subprocess.run(["make", "-n", "-C", str(root), "--no-print-directory", *args], capture_output=True, text=True)
+    # not the variables of a make that runs these tests (CI: `EXTRAS=test,ray make test` passes EXTRAS
+    # down through MAKEFLAGS), nor the Makefile's variables from the environment
+    drop = {"MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES", "EXTRAS", "NOVENV", "PYTHON", "VENV", "PROFILE",
+            "ONLY", "OUTDIR"}  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k not in drop}
+    r = subprocess.run(["make", "-n", "-C", str(root), "--no-print-directory", *args], capture_output=True, text=True,
+                       env=env)  # fmt: skip
     assert r.returncode == 0, r.stderr
     return [" ".join(line.split()) for line in r.stdout.splitlines() if line.strip()]
 
