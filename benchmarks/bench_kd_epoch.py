@@ -153,7 +153,7 @@ def run_plain(args, device: torch.device, num_workers: int) -> dict:
             persistent_workers=num_workers > 0, pin_memory=pin, generator=torch.Generator().manual_seed(0),
         )  # fmt: skip
 
-        def train_steps(model, opt, max_steps=None):
+        def train_steps(model, opt, loader, max_steps=None):
             model.train()
             n = 0
             for x, y in loader:
@@ -172,7 +172,7 @@ def run_plain(args, device: torch.device, num_workers: int) -> dict:
 
         # warm-up on a throw-away copy of the student (also starts the persistent workers)
         warm = copy.deepcopy(student)
-        train_steps(warm, torch.optim.Adam(warm.parameters(), lr=LR), WARMUP_STEPS)
+        train_steps(warm, torch.optim.Adam(warm.parameters(), lr=LR), loader, WARMUP_STEPS)
         del warm
         sync(device)
 
@@ -180,7 +180,7 @@ def run_plain(args, device: torch.device, num_workers: int) -> dict:
         steps = 0
         t0, c0 = time.perf_counter(), time.process_time()
         for _ in range(args.epochs):
-            steps += train_steps(student, opt)
+            steps += train_steps(student, opt, loader)
         sync(device)
         total, cpu = time.perf_counter() - t0, time.process_time() - c0
         del loader  # shut the workers down so their peak RSS is visible as RUSAGE_CHILDREN
@@ -193,7 +193,8 @@ def run_plain(args, device: torch.device, num_workers: int) -> dict:
         "dataset_load_s": load_s,
         "num_workers": num_workers,
         "note": f"torchvision MNIST + ToTensor, DataLoader(num_workers={num_workers}"
-        + (", persistent_workers=True" if num_workers else "") + ")",
+        + (", persistent_workers=True" if num_workers else "")
+        + ")",
     }
     if num_workers:
         time.sleep(0.5)
@@ -203,8 +204,8 @@ def run_plain(args, device: torch.device, num_workers: int) -> dict:
 
 def run_kdutils(args, device: torch.device) -> dict:
     from kdutils.data import load_dataset, make_split
-    from kdutils.metrics import predict_logits
     from kdutils.methods import create_method
+    from kdutils.metrics import predict_logits
     from kdutils.train import Recipe, fit
 
     seed_everything(0)
@@ -265,7 +266,11 @@ def run_floor(args, device: torch.device) -> dict:
     y = torch.randint(0, 10, (n,), generator=g)
     t = torch.randn(n, 10, generator=g)  # stands in for precomputed teacher logits
     batches = [
-        (match_memory_format(student, x[i : i + bs].to(device).contiguous()), y[i : i + bs].to(device), t[i : i + bs].to(device))
+        (
+            match_memory_format(student, x[i : i + bs].to(device).contiguous()),
+            y[i : i + bs].to(device),
+            t[i : i + bs].to(device),
+        )
         for i in range(0, n, bs)
     ]
 
@@ -296,8 +301,9 @@ def run_floor(args, device: torch.device) -> dict:
 
 
 def run_variant(args) -> dict:
-    import kdutils.train  # noqa: F401  (same imports in every variant before the baseline RSS)
     import torchvision  # noqa: F401
+
+    import kdutils.train  # noqa: F401  (same imports in every variant before the baseline RSS)
 
     device = pick_device(args.device)
     ru0 = resource.getrusage(resource.RUSAGE_SELF)
@@ -362,7 +368,9 @@ def main(argv=None) -> int:
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
     ap.add_argument("--json", default=None, help="also write the results here")
-    ap.add_argument("--repeats", type=int, default=3, help="rounds over all variants (round-robin); the median is reported")
+    ap.add_argument(
+        "--repeats", type=int, default=3, help="rounds over all variants (round-robin); the median is reported"
+    )
     ap.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset of " + ",".join(VARIANTS))
     ap.add_argument(
         "--malloc-tuned", action="store_true",
@@ -400,11 +408,17 @@ def main(argv=None) -> int:
             line = next((ln for ln in p.stdout.splitlines() if ln.startswith("@@RESULT@@")), None)
             if p.returncode != 0 or line is None:
                 errors[v] = (p.stderr or p.stdout)[-3000:]
-                print(f"  round {rnd + 1}: {v} FAILED (exit {p.returncode}):\n{p.stdout[-2000:]}\n{p.stderr[-3000:]}", flush=True)
+                print(
+                    f"  round {rnd + 1}: {v} FAILED (exit {p.returncode}):\n{p.stdout[-2000:]}\n{p.stderr[-3000:]}",
+                    flush=True,
+                )
                 continue
-            r = json.loads(line[len("@@RESULT@@"):])
+            r = json.loads(line[len("@@RESULT@@") :])
             runs[v].append(r)
-            print(f"  round {rnd + 1}: {v:<10} {r['seconds_per_epoch']:7.2f} s/epoch  (cpu/wall {r['cpu_per_wall']:.2f})", flush=True)
+            print(
+                f"  round {rnd + 1}: {v:<10} {r['seconds_per_epoch']:7.2f} s/epoch  (cpu/wall {r['cpu_per_wall']:.2f})",
+                flush=True,
+            )
 
     ok = {v: summarise(rs) for v, rs in runs.items() if rs and v not in errors}
     plains = [k for k in ("plain-nw0", "plain-nw2") if k in ok]  # what a user writes (no tuning)
@@ -452,13 +466,19 @@ def main(argv=None) -> int:
         )
     if "kdutils" in ok and ref:
         r = ok["kdutils"]
-        print(f"kdutils speed-up over the plain loop: {ref / r['seconds_per_epoch']:.2f}x per KD epoch "
-              f"(teacher logits computed once per teacher)")
-        print(f"                                      {ref / r['seconds_per_epoch_incl_precompute']:.2f}x for one epoch "
-              f"that also computes the teacher's logits ({r['predict_logits_s']:.2f} s)")
+        print(
+            f"kdutils speed-up over the plain loop: {ref / r['seconds_per_epoch']:.2f}x per KD epoch "
+            f"(teacher logits computed once per teacher)"
+        )
+        print(
+            f"                                      {ref / r['seconds_per_epoch_incl_precompute']:.2f}x for one epoch "
+            f"that also computes the teacher's logits ({r['predict_logits_s']:.2f} s)"
+        )
     if "kdutils" in ok and "floor" in ok:
         fl = ok["floor"]["seconds_per_epoch"]
-        print(f"kdutils overhead above the compute floor: {100.0 * (ok['kdutils']['seconds_per_epoch'] - fl) / fl:.0f} %")
+        print(
+            f"kdutils overhead above the compute floor: {100.0 * (ok['kdutils']['seconds_per_epoch'] - fl) / fl:.0f} %"
+        )
     if args.json:
         meta = {
             "torch": torch.__version__, "device": str(device), "cpus": os.cpu_count(),

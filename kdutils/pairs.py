@@ -24,7 +24,7 @@ from collections.abc import Sequence
 import pandas as pd
 
 from .errors import ParameterError
-from .profiles import Settings
+from .profiles import Settings, is_count
 
 __all__ = ["PAIRS", "TEACHER_SERIES", "REFERENCE", "DEFAULT_DATASETS", "ABLATION_SEEDS", "pairs_for", "series_for",
            "pair_label", "reference_frame", "default_datasets", "ablation_seeds"]  # fmt: skip
@@ -87,7 +87,7 @@ def default_datasets(profile: str) -> list[str]:
 
 
 def _first(items: list, n: int, what: str) -> list:
-    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+    if not is_count(n):
         raise ParameterError(what, n, "an int >= 0 (the first n; 0 for all of them)")
     return items[:n] if n else items
 

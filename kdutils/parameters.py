@@ -31,7 +31,7 @@ from .experiment import DEVICE_NAMES, check_device_name
 from .faithfulness import SLICE_DIRECTIONS
 from .methods.label_revision import FORMS as LR_FORMS
 from .methods.significance import WEIGHTINGS
-from .profiles import PROFILES, check_seeds, override_names
+from .profiles import PROFILES, check_seeds, is_count, override_names
 
 __all__ = ["RULES", "check_parameters"]
 
@@ -105,13 +105,13 @@ RULES: dict[str, Rule] = {
     ),  # fmt: skip
     "sweep_seeds": (
         "an int >= 0 (the first n of the dataset's seeds; 0 for all of them)",
-        lambda v: isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 0,
+        is_count,
     ),  # fmt: skip
     "fixed_threshold_teacher": ("True, False or 'auto'", lambda v: v is True or v is False or v == "auto"),
     "ablations": ("True or False", _bool),
     "pgd_variant_seeds": (
         "an int >= 0: the first n seeds train faithful KD's PGD variant; 0 for the profile's default",
-        lambda v: isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 0,
+        is_count,
     ),  # fmt: skip
     "ard_alpha": (
         "a number in [0, 1] (ARD's KL weight; 1 - alpha weighs the clean cross-entropy)",
@@ -128,15 +128,15 @@ RULES: dict[str, Rule] = {
     "stronger_teacher": ("True or False", _bool),
     "max_pairs": (
         "an int >= 0: the first n teacher -> student pairs of the dataset (the profile's pair first); 0 for all",
-        lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+        is_count,
     ),  # fmt: skip
     "series_teachers": (
         "an int >= 0: the n smallest teachers of the stronger-teacher curve; 0 for all",
-        lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+        is_count,
     ),  # fmt: skip
     "ablation_seeds": (
         "a non-negative int: the first n seeds train the ablations; 0 for the profile's default",
-        lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+        is_count,
     ),  # fmt: skip
     "overrides": (
         "a dict of kdutils.configure overrides, e.g. {'epochs': 5}",

@@ -185,6 +185,12 @@ SEEDS_EXPECTED = (
 )
 
 
+def is_count(value: object) -> bool:
+    """Whether ``value`` is an int >= 0 (not a bool): the "first n; 0 for all" parameters
+    (``max_pairs``, ``series_teachers``, ``ablation_seeds``, ``sweep_seeds``, ...)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 0
+
+
 def check_seeds(seeds: object) -> tuple[int, ...] | None:
     """The seeds ``seeds`` names: ``None`` for 0 (the profile's default), else a tuple of ints.
 
@@ -269,14 +275,9 @@ def configure(profile: str = "quick", dataset: str | None = None, **overrides) -
 
 
 def _dry_sizes(sizes: dict[str, Any]) -> dict[str, Any]:
-    """A profile's sizes cut to :data:`DRY_RUN`: each the smaller of the two (None: no cut yet)."""
-    out = dict(sizes)
-    for k in ("teacher_epochs", "student_epochs"):
-        out[k] = min(out[k], DRY_RUN["epochs"])
-    for k in ("seeds", "train_subset", "val_subset", "test_subset", "attack_samples", "pgd_steps",
-              "max_steps_per_epoch"):  # fmt: skip
-        out[k] = DRY_RUN[k] if out.get(k) is None else min(out[k], DRY_RUN[k])
-    return out
+    """A profile's sizes cut to :data:`DRY_RUN` by :func:`cut_to_dry_run`; a size the profile
+    leaves out (``max_steps_per_epoch``) or sets to None (all of it) becomes the dry run's."""
+    return cut_to_dry_run({**{k: None for k in _CUT_WHEN_NONE}, **sizes})
 
 
 _EPOCHS = ("epochs", "teacher_epochs", "student_epochs")

@@ -111,3 +111,14 @@ def test_notebook_context_wants_a_list_of_datasets(tmp_path):
     with pytest.raises(kd.ParameterError, match=r"parameter datasets = 'digits' \(str\): expected a list of dataset "
                        r"names such as \['digits'\]"):  # fmt: skip
         kd.NotebookContext("99_test", profile="smoke", datasets="digits", output_dir=tmp_path, figures_dir=tmp_path)
+
+
+def test_is_count_is_the_one_first_n_rule():
+    from kdutils.parameters import check_parameters
+    from kdutils.profiles import is_count
+
+    assert all(is_count(v) for v in (0, 3, np.int64(2)))
+    assert not any(is_count(v) for v in (-1, 1.0, True, "2", None))
+    for name in ("max_pairs", "series_teachers", "ablation_seeds", "sweep_seeds", "pgd_variant_seeds"):
+        with pytest.raises(kd.ParameterError, match="int >= 0|non-negative int"):
+            check_parameters(**{name: -1})

@@ -1,4 +1,4 @@
-"""One formatter for the whole package: the configuration in pyproject.toml ([tool.ruff])."""
+"""One formatter for the package, its tests and the benchmarks: the configuration in pyproject.toml ([tool.ruff])."""
 
 import shutil
 import subprocess
@@ -19,9 +19,9 @@ def _ruff() -> list[str] | None:
 
 
 @pytest.mark.parametrize("args", [["format", "--check"], ["check"]], ids=["format", "lint"])
-def test_package_and_tests_follow_the_one_formatter_config(args):
+def test_package_tests_and_benchmarks_follow_the_one_formatter_config(args):
     ruff = _ruff()
     if ruff is None:
         pytest.skip("ruff is not installed (pip install -e '.[test]' brings it)")
-    r = subprocess.run([*ruff, *args, "kdutils", "tests"], cwd=ROOT, capture_output=True, text=True)
-    assert r.returncode == 0, f"ruff {' '.join(args)} kdutils tests:\n{r.stdout}{r.stderr}"
+    r = subprocess.run([*ruff, *args, "kdutils", "tests", "benchmarks"], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0, f"ruff {' '.join(args)} kdutils tests benchmarks:\n{r.stdout}{r.stderr}"
