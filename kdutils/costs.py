@@ -411,7 +411,10 @@ def nb04_specs(st: Settings) -> dict[str, Any]:
         "KD": "kd",
         "ARD": {"name": "ard", "alpha": NB04_ARD_ALPHA, "eps": eps, "steps": steps},
         "RSLAD": {"name": "rslad", "eps": eps, "steps": steps},
-        "faithful (IBP)": {"name": "faithful", "bound": "ibp", "eps": eps, "warmup": warmup, "ramp": ramp},
+        "faithful (IBP)": {"name": "faithful", "bound": "ibp", "space": "log", "eps": eps, "warmup": warmup,
+                           "ramp": ramp},
+        "faithful (IBP, prob term)": {"name": "faithful", "bound": "ibp", "space": "prob", "eps": eps,
+                                      "warmup": warmup, "ramp": ramp},
         "faithful (PGD)": {"name": "faithful", "bound": "pgd", "eps": eps, "steps": steps, "warmup": warmup,
                            "ramp": ramp},
     }  # fmt: skip

@@ -199,11 +199,21 @@ def worst_case_logits(model: nn.Module, x: Tensor, eps: float | Tensor, y: Tenso
 
 
 def probability_bounds(
-    model: nn.Module, x: Tensor, eps: float | Tensor, c: Tensor, *, margins: bool = True, clip=(0.0, 1.0)
+    model: nn.Module,
+    x: Tensor,
+    eps: float | Tensor,
+    c: Tensor,
+    *,
+    margins: bool = True,
+    clip=(0.0, 1.0),
+    log: bool = False,
 ) -> Interval:
     """``(B,)`` bounds of the softmax probability of class ``c`` over ``B(x)`` (module docstring).
 
     ``margins=True`` uses :func:`margin_bounds` (tighter); ``False`` the logit intervals alone.
+    ``log=True``: bounds of ``log p[c]`` instead (``-logsumexp(-m)``, in (-inf, 0]). Their
+    gradient does not vanish where the probability bound saturates at 0: ``-log LB p[c]`` is
+    IBP training's robust cross-entropy.
     """
     if margins:
         m = margin_bounds(model, x, eps, c, clip)
@@ -215,9 +225,11 @@ def probability_bounds(
             (z.upper.gather(1, c[:, None]) - z.lower).masked_fill(own, 0.0),
         )
     # the j = c entry of -m is 0: logsumexp over it is exactly log(1 + sum_{j != c} exp(-m_cj))
-    lower = torch.exp(-torch.logsumexp(-m.lower, dim=1)).clamp(0.0, 1.0)
-    upper = torch.exp(-torch.logsumexp(-m.upper, dim=1)).clamp(0.0, 1.0)
-    return Interval(lower, upper)
+    log_lower = (-torch.logsumexp(-m.lower, dim=1)).clamp(max=0.0)
+    log_upper = (-torch.logsumexp(-m.upper, dim=1)).clamp(max=0.0)
+    if log:
+        return Interval(log_lower, log_upper)
+    return Interval(log_lower.exp(), log_upper.exp())
 
 
 def certified(model: nn.Module, x: Tensor, eps: float | Tensor, c: Tensor, clip=(0.0, 1.0)) -> Tensor:

@@ -344,3 +344,18 @@ def test_notebook_context_sizes_then_overrides(tmp_path):
     st = ctx.settings("digits")
     assert (st.teacher_model, st.faithful_eps, st.train_pgd_steps) == ("ibp_small", 0.05, 2)
     assert st.student_recipe.epochs == 2 and st.teacher_recipe.epochs == 8
+
+
+def test_faithful_log_space_bounds_the_prob_term_and_names_its_choices(split):
+    t, s = _net(split, 0).eval(), _net(split, 1)
+    b = _batch(split, s, t)
+    for bound in ("ibp", "pgd"):
+        prob = create_method({"name": "faithful", "bound": bound, "steps": 2}).gap(b, 0.05)
+        log = create_method({"name": "faithful", "bound": bound, "steps": 2, "space": "log"}).gap(b, 0.05)
+        if bound == "ibp":  # |p - q| <= |log p - log q| on (0, 1], term by term
+            assert (log >= prob - 1e-6).all()
+        assert torch.isfinite(log).all() and (log >= 0).all()
+    same = create_method({"name": "faithful", "space": "log"}).gap(_batch(split, copy.deepcopy(t), t), 0.0)
+    assert torch.equal(same, torch.zeros_like(same))
+    with pytest.raises(kd.UnknownNameError, match="valid choices: log, prob"):
+        create_method({"name": "faithful", "space": "logit"})

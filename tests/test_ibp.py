@@ -253,3 +253,25 @@ def test_ibp_cnns_have_the_published_layers_and_are_boundable(name):
         "ibp_large": [(64, 3, 1), (64, 3, 1), (128, 3, 2), (128, 3, 1), (128, 3, 1)],
     }
     assert convs == expected[name]
+
+
+def test_log_probability_bounds_are_the_log_of_the_bounds_and_keep_their_gradient():
+    model = kd.create_model("ibp_small", 4, 1, input_size=8)
+    x = torch.rand(6, 1, 8, 8, generator=torch.Generator().manual_seed(7))
+    y = torch.arange(6) % 4
+    for eps in (0.0, 0.05, 0.5):
+        p, lp = ibp.probability_bounds(model, x, eps, y), ibp.probability_bounds(model, x, eps, y, log=True)
+        torch.testing.assert_close(lp.lower.exp(), p.lower, rtol=1e-5, atol=1e-7)
+        torch.testing.assert_close(lp.upper.exp(), p.upper, rtol=1e-5, atol=1e-7)
+        assert (lp.upper <= 0).all() and (lp.lower <= lp.upper + TOL).all()
+    # a wide ball saturates LB p[c] near 0: its gradient vanishes, the log bound's does not
+    last = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
+    with torch.no_grad():
+        last.weight.mul_(30.0)
+    grads = {}
+    for log in (False, True):
+        model.zero_grad()
+        ibp.probability_bounds(model, x, 1.0, y, log=log).lower.sum().backward()
+        grads[log] = sum(float(prm.grad.abs().sum()) for prm in model.parameters())
+    assert float(ibp.probability_bounds(model, x, 1.0, y).lower.detach().max()) < 1e-6
+    assert grads[False] < 1e-4 * grads[True]

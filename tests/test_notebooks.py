@@ -90,7 +90,7 @@ EXPECT = {
             f"{f}_digits"
             for f in ("confidence_slice", "gap_distributions", "faithful_share", "robustness", "reliability")
         ],  # fmt: skip
-        "methods": ["teacher", "KD", "ARD", "RSLAD", "faithful (IBP)", "faithful (PGD)"],
+        "methods": ["teacher", "KD", "ARD", "RSLAD", "faithful (IBP)", "faithful (IBP, prob term)", "faithful (PGD)"],
         "metrics": [
             "certified@0.05",
             "pgd_robust@0.05",
