@@ -77,7 +77,7 @@ from .recipe import Recipe
 __all__ = [
     "H100_TF32_DENSE", "H100_BF16_DENSE", "UTILISATION", "SUSTAINED_FLOPS", "STEP_FLOOR_S", "TRAIN_FACTOR",
     "ATTACK_STEP", "IBP_PASS", "DATASET_FACTS", "NOTEBOOK_PLANS", "NotebookPlan", "PlannedRun", "register_plan",
-    "forward_flops", "training_flops", "method_passes", "plan_runs", "run_frame", "estimate", "estimate_table",
+    "forward_flops", "training_flops", "method_passes", "run_flops", "plan_runs", "run_frame", "estimate", "estimate_table",
     "markdown_table",
 ]  # fmt: skip
 
@@ -207,6 +207,21 @@ def method_passes(method: Mapping[str, Any]) -> tuple[float, float]:
         attack = 2 * steps * ATTACK_STEP + 2  # two attacks, then the objective at each last point
         return on * (attack + 2 * TRAIN_FACTOR), on * (attack + 2)
     return 0.0, 0.0
+
+
+def run_flops(model: str, method: Any, epochs: int, dataset: str, teacher_model: str | None = None) -> float | None:
+    """Training FLOPs per training image of one run (``epochs`` x the trained passes, attacks and
+    bounds of :func:`method_passes`, in forwards of the student and of ``teacher_model``); None
+    for a dataset not in :data:`DATASET_FACTS`. A relative cost, for ordering a group of runs
+    (:func:`kdutils.parallel.train_group` starts the longest first), not a time."""
+    if dataset not in DATASET_FACTS:
+        return None
+    _, _, shape, classes = DATASET_FACTS[dataset]
+    extra_s, extra_t = method_passes(create_method(method).params())
+    flops = (TRAIN_FACTOR + extra_s) * forward_flops(model, shape, classes)
+    if teacher_model and extra_t:
+        flops += extra_t * forward_flops(teacher_model, shape, classes)
+    return float(epochs * flops)
 
 
 # ---------------------------------------------------------------- plans

@@ -28,6 +28,10 @@ Executors (:data:`EXECUTORS`; ``Settings.executor``, or ``$KD_EXECUTOR`` when th
   (:func:`ray_gpus_per_task`). The run store (``KD_RUNS_ROOT``) and the data root
   (``KD_DATA_ROOT``) must be paths every node sees.
 
+Order: a group's runs go to the workers longest first (:func:`longest_first`, by the FLOPs of
+:func:`kdutils.costs.run_flops`), so a large teacher or an attack-trained student does not start
+last while the other workers wait for it.
+
 Identical results: a worker trains with the same code, seed and settings, and the CPU gives
 the same numbers at the same number of intra-op threads (a test checks serial against
 ``processes`` and ``ray``, bit for bit, at one thread). A killed worker leaves a checkpoint
@@ -46,12 +50,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from . import events
+from .errors import KDError
 from .registry import Registry
 
 if TYPE_CHECKING:  # pragma: no cover
     from .experiment import Experiment, Run
 
-__all__ = ["Job", "EXECUTORS", "train_group", "resolve_executor", "executor_names"]
+__all__ = ["Job", "EXECUTORS", "train_group", "longest_first", "resolve_executor", "executor_names"]
 
 #: name -> function(jobs as payloads, settings) -> iterator of finished keys
 EXECUTORS: Registry[Callable] = Registry("executor")
@@ -322,6 +327,31 @@ def train_group(exp: Experiment, jobs: Iterable[Job], *, executor: str | None = 
     return out
 
 
+def longest_first(jobs: list[Job], dataset: str) -> list[Job]:
+    """``jobs`` ordered by their estimated cost, the largest first (stable; unchanged when a cost
+    cannot be estimated): workers take jobs in this order, so a long run (a larger teacher, an
+    attack inside training) does not start last and leave the other workers idle while it
+    finishes (longest-processing-time-first scheduling). Results do not depend on the order:
+    every run is seeded and stored by its own key. Costs: :func:`kdutils.costs.run_flops`."""
+    from . import costs
+
+    def cost(j: Job) -> float | None:
+        teacher = getattr(j.teacher, "config", {}).get("model") if j.teacher is not None else None
+        epochs = getattr(j.recipe, "epochs", None)
+        if not isinstance(j.model, str) or not isinstance(epochs, int):
+            return None
+        try:
+            return costs.run_flops(j.model, j.method, epochs, dataset, teacher)
+        except (KDError, LookupError, TypeError, ValueError):  # a model or method it cannot cost: keep the order
+            return None
+
+    est = [cost(j) for j in jobs]
+    if any(c is None for c in est):
+        return list(jobs)
+    order = sorted(range(len(jobs)), key=lambda i: -est[i])  # sorted() is stable: ties keep their order
+    return [jobs[i] for i in order]
+
+
 def _run_elsewhere(exp: Experiment, jobs: list[Job], name: str, workers: int, threads: int, desc: str) -> None:
     from .runtime import progress_bar
 
@@ -330,6 +360,7 @@ def _run_elsewhere(exp: Experiment, jobs: list[Job], name: str, workers: int, th
         if j.teacher is not None:
             exp.teacher_logits_for(j.train_kwargs())
     env = {k: v for k, v in os.environ.items() if k.startswith("KD_")}
+    jobs = longest_first(jobs, exp.settings.dataset)
     payloads = [
         _Payload(exp.settings.replace(progress=False), str(exp.store.root), exp.data_root and str(exp.data_root),
                  _strip(j.train_kwargs()), _strip(j.evaluate), j.label, env=env)

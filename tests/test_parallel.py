@@ -150,3 +150,26 @@ def test_workers_end_when_their_parent_is_killed(tmp_path):
     if alive:
         os.kill(worker, signal.SIGKILL)
     assert not alive, "a worker outlived its killed parent"
+
+
+def test_longest_runs_go_to_the_workers_first():
+    from types import SimpleNamespace
+
+    from kdutils import costs
+    from kdutils.parallel import longest_first
+
+    s = kd.configure("quick", "mnist")
+    teacher = SimpleNamespace(config={"model": "lenet5"})
+    jobs = [Job("ce", 0, "lenet5_half", s.student_recipe, label="alone"),
+            Job("kd", 0, "lenet5_half", s.student_recipe, teacher=teacher, label="kd"),
+            Job({"name": "ard", "steps": 3}, 0, "lenet5_half", s.student_recipe, teacher=teacher, label="ard"),
+            Job("ce", 0, "lenet5", s.teacher_recipe, role="teacher", label="teacher")]  # fmt: skip
+    order = [j.label for j in longest_first(jobs, "mnist")]
+    assert order == ["teacher", "ard", "alone", "kd"]  # the 4-epoch LeNet-5 teacher, then the attack; ties keep order
+    assert costs.run_flops("lenet5", "ce", 4, "mnist") > costs.run_flops(
+        "lenet5_half", {"name": "ard", "steps": 3}, 3, "mnist"
+    )
+    # a dataset or model the cost model does not know: the caller's order
+    assert [j.label for j in longest_first(jobs, "image_folder:/x")] == [j.label for j in jobs]
+    odd = [*jobs, Job("ce", 0, "no_such_model", s.student_recipe, label="odd")]
+    assert [j.label for j in longest_first(odd, "mnist")] == [j.label for j in odd]
