@@ -84,7 +84,10 @@ def run_notebook(
 
     out_dir.mkdir(parents=True, exist_ok=True)
     out = out_dir / nb.name
-    p = {"profile": profile, "output_dir": str(out_dir / nb.stem), "figures_dir": str(figures_dir), **(params or {})}
+    # progress bars off: in the executed copy they are dozens of text updates per group, and the
+    # terminal streams the same progress (kdutils.events); -p progress=True keeps them
+    p = {"profile": profile, "output_dir": str(out_dir / nb.stem), "figures_dir": str(figures_dir),
+         "progress": False, **(params or {})}  # fmt: skip
     with contextlib.ExitStack() as stack:
         transport = stack.enter_context(_kernel_transport())
         if progress:  # what the kernel trains, evaluates and warns, line by line (kdutils.events)

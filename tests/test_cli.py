@@ -72,6 +72,7 @@ def test_terminal_streams_training_and_the_set_aside_warning(tmp_path):
     nbs = tmp_path / "nbs"
     nbs.mkdir()
     setup = (
+        "assert progress is False, progress  # the batch turns the notebooks' progress bars off\n"
         "import kdutils as kd\n"
         "c = kd.NotebookContext('00_streams', profile='smoke', seeds=1, output_dir=output_dir, "
         "figures_dir=figures_dir, overrides={'teacher_epochs': 1, 'epochs': 1})"
