@@ -33,7 +33,7 @@ from .data_selection import SCORERS, ScoreInputs, TeacherRows
 from .errors import DeviceError, ParameterError
 from .evaluations import run_evaluations
 from .methods.base import Method, create_method, distils
-from .models import count_parameters, create_model
+from .models import MODEL_INIT, count_parameters, create_model
 from .profiles import Settings
 from .recipe import Recipe
 from .runtime import cuda_numerics, place, prepare_device
@@ -212,6 +212,8 @@ class Experiment:
             "teacher": teacher.key if uses_teacher else None,
             "sample_weight": weights.identity() if weights is not None else None,
         }
+        if model in MODEL_INIT:  # likewise: a model whose initialisation changed (kdutils.models.ibp_init_)
+            config["model_init"] = MODEL_INIT[model]
         if selection is not None:  # absent otherwise, so earlier runs keep their keys
             config["train_rows"] = selection.identity()
         if teacher_rows is not None:  # likewise

@@ -3,6 +3,9 @@ every supported layer and for whole models), exact at eps = 0, monotone in eps, 
 [0, 1], differentiable; unsupported layers are named; the IBP CNNs are boundable and of the
 published sizes."""
 
+import copy
+import math
+
 import pytest
 import torch
 import torch.nn as nn
@@ -275,3 +278,34 @@ def test_log_probability_bounds_are_the_log_of_the_bounds_and_keep_their_gradien
         grads[log] = sum(float(prm.grad.abs().sum()) for prm in model.parameters())
     assert float(ibp.probability_bounds(model, x, 1.0, y).lower.detach().max()) < 1e-6
     assert grads[False] < 1e-4 * grads[True]
+
+
+def test_ibp_models_start_with_the_ibp_initialisation_and_tight_bounds():
+    """Shi et al. 2021's initialisation keeps interval widths from exploding with depth (with
+    PyTorch's default, ibp_medium trained by IBP collapsed to a constant in its first epoch)."""
+    from kdutils.models import MODEL_INIT
+
+    torch.manual_seed(0)
+    net = kd.create_model("ibp_medium", 10, 1, input_size=28)
+    layers = [m for m in net.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    for m in layers[:-1]:
+        target = math.sqrt(2 * math.pi) / m.weight[0].numel()
+        assert float(m.weight.detach().std()) == pytest.approx(target, rel=0.1)
+    assert float(layers[-1].weight.detach().abs().max()) <= 1 / math.sqrt(layers[-1].in_features)  # PyTorch's default
+    default = copy.deepcopy(net)
+    for m in [m for m in default.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]:
+        m.reset_parameters()
+    x = torch.rand(4, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    width = {k: ibp.logit_bounds(n, x, 0.01) for k, n in (("ibp", net), ("default", default))}
+    width = {k: float((b.upper - b.lower).detach().mean()) for k, b in width.items()}
+    assert width["default"] > 10 * width["ibp"], width
+    assert set(MODEL_INIT) == {"ibp_small", "ibp_medium", "ibp_large"}
+
+
+def test_the_initialisation_enters_the_run_key_of_ibp_models_only():
+    exp = kd.Experiment(kd.configure("smoke", progress=False), kd.RunStore("/nonexistent-store"))
+    r = kd.Recipe(epochs=1)
+    _, cfg, *_ = exp._plan("ce", 0, "ibp_small", r, None, None, None, None)
+    assert cfg["model_init"].startswith("ibp")
+    _, cfg, *_ = exp._plan("ce", 0, "lenet5_half", r, None, None, None, None)
+    assert "model_init" not in cfg
