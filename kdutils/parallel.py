@@ -368,9 +368,9 @@ def _run_elsewhere(exp: Experiment, jobs: list[Job], name: str, workers: int, th
     ]  # fmt: skip
     events.emit(f"{desc}: {len(jobs)} runs on executor {name}")
     bar = progress_bar(total=len(payloads), desc=f"{desc} ({name})", disable=not exp.progress, leave=False)
-    try:
-        for p, (key, secs) in EXECUTORS.get(name)(payloads, workers, threads):
+    try:  # counted here: a disabled bar (progress=False, as in a batch) counts nothing
+        for done, (p, (key, secs)) in enumerate(EXECUTORS.get(name)(payloads, workers, threads), 1):
             bar.update(1)
-            events.emit(f"  finished {p.label or key} ({bar.n}/{bar.total}) in {secs:.0f} s, run {key}")
+            events.emit(f"  finished {p.label or key} ({done}/{len(payloads)}) in {secs:.0f} s, run {key}")
     finally:
         bar.close()

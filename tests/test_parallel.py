@@ -93,8 +93,9 @@ def test_executor_choice(monkeypatch):
         resolve_executor("threads")
 
 
-def test_notebook_teachers_and_students_in_parallel_match_serial(tmp_path):
+def test_notebook_teachers_and_students_in_parallel_match_serial(tmp_path, monkeypatch):
     frames = {}
+    monkeypatch.setenv("KD_EVENTS", str(tmp_path / "events"))
     for executor in ("serial", "processes"):
         ctx = kd.NotebookContext("99_parallel", profile="smoke", seeds=2, verbose=False, output_dir=tmp_path / executor,
                                  overrides={"executor": executor, "teacher_epochs": 2, "epochs": 1, "threads": 1},
@@ -112,6 +113,10 @@ def test_notebook_teachers_and_students_in_parallel_match_serial(tmp_path):
         frames[executor] = f.sort_values(["method", "seed", "metric"]).reset_index(drop=True)
     assert len(frames["serial"]) > 20
     pd.testing.assert_frame_equal(frames["serial"], frames["processes"], check_exact=True)
+    # each finished run is counted in the events (bars off, as in a batch): teachers 1/2, 2/2, students 1/4 ...
+    counts = [ln.split("(")[-1].split(")")[0] for ln in (tmp_path / "events").read_text().splitlines()
+              if ln.strip().startswith("finished ") and " run " in ln and "/" in ln]  # fmt: skip
+    assert sorted(counts) == ["1/2", "1/4", "2/2", "2/4", "3/4", "4/4"], counts
 
 
 def test_a_run_asked_for_twice_is_trained_once(tmp_path, monkeypatch):

@@ -50,7 +50,8 @@ class Faithful(Method):
       bound on the ``prob`` term (``|p - q| <= |log p - log q|`` on (0, 1]). Why: with IBP, a
       student that is not yet certifiably robust has ``LB p_S[c]`` near 0, where the ``prob``
       term's gradient vanishes (``d exp(u) = exp(u) du``); measured on MNIST at quick, the
-      ``prob`` student's certified gap rose through training and it ended equal to KD.
+      ``prob`` student's certified gap rose through training and it ended equal to KD (0 %
+      certified at 0.1), the ``log`` student 54 % certified (3 seeds; notebook 04, README).
       ``-log LB p_S[c]`` is IBP training's robust cross-entropy, whose gradient does not vanish.
 
     **Ramps** [ours, IBP-style as faithful.md asks; the fractions of Gowal et al.'s MNIST
