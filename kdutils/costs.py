@@ -70,8 +70,7 @@ from . import faithful_setup, pairs
 from .errors import UnknownNameError
 from .methods.base import create_method
 from .models import create_model
-from .notebook import _merged
-from .profiles import Settings, configure
+from .profiles import Settings, configure, merged_sizes
 from .recipe import Recipe
 
 __all__ = [
@@ -524,7 +523,7 @@ def plan_runs(notebook: str, profile: str = "paper", datasets: Sequence[str] | N
 
 def _settings(plan: NotebookPlan, profile: str, dataset: str, overrides: Mapping[str, Any]) -> Settings:
     """The notebook's settings for ``dataset``: its own sizes (if any), then ``overrides``."""
-    return configure(profile, dataset, **_merged(plan.sizes, profile, dataset, overrides))
+    return configure(profile, dataset, **merged_sizes(plan.sizes, profile, dataset, overrides))
 
 
 # ---------------------------------------------------------------- costs

@@ -43,7 +43,7 @@ from .errors import ParameterError
 from .experiment import Experiment, Run, environment, scalar_metrics
 from .io import default_figures_dir, project_root
 from .parallel import Job, train_group
-from .profiles import DRY_RUN_NOTE, Settings, check_seeds, configure, cut_to_dry_run, dry_run_from_env
+from .profiles import DRY_RUN_NOTE, Settings, check_seeds, configure, merged_sizes
 from .results import Results
 
 __all__ = ["NotebookContext", "margins", "format_epsilon"]
@@ -76,24 +76,6 @@ def margins(frame: pd.DataFrame, reference: str, *, keys: Iterable[str] = ("data
     out = rest.merge(ref, on=[*keys, "seed"], how="inner", sort=False)
     out["value"] = (out["value"] - out["_ref"]) * scale
     return out.drop(columns="_ref")[list(frame.columns)].reset_index(drop=True)
-
-
-def _merged(sizes: Callable[[str, str], Mapping[str, Any]] | None, profile: str, dataset: str,
-            overrides: Mapping[str, Any]) -> dict[str, Any]:  # fmt: skip
-    """A notebook's own sizes for ``dataset`` (``sizes(profile, dataset)``), then ``overrides`` on top.
-
-    ``epochs`` (the students' shortcut) in ``overrides`` replaces ``student_epochs`` of the sizes,
-    which :func:`kdutils.configure` would otherwise prefer. In a dry run (``overrides["dry_run"]``,
-    else ``$KD_DRY_RUN``) the notebook's sizes are cut first (:func:`kdutils.profiles.cut_to_dry_run`).
-    """
-    own = dict(sizes(profile, dataset)) if sizes is not None else {}
-    dry = overrides.get("dry_run")
-    dry = dry_run_from_env() if dry is None else dry is True
-    if dry:  # the notebook's own sizes are cut too; the user's overrides are not
-        own = cut_to_dry_run(own)
-    if "epochs" in overrides:
-        own.pop("student_epochs", None)
-    return {**own, **overrides}
 
 
 class NotebookContext:
@@ -153,7 +135,7 @@ class NotebookContext:
         plots.style()
         self.experiments: dict[str, Experiment] = {}
         for ds in names:
-            st = configure(profile, ds, device=device, progress=progress, **_merged(sizes, profile, ds, overrides))
+            st = configure(profile, ds, device=device, progress=progress, **merged_sizes(sizes, profile, ds, overrides))
             self.experiments[ds] = Experiment(st, store)
             self.seconds[ds] = 0.0
             if verbose:

@@ -866,7 +866,9 @@ def gap_distributions(hists: Mapping[str, Mapping[str, Mapping[str, Sequence[flo
     (:func:`kdutils.faithfulness.gap_histogram`, counts summed over seeds). One panel per
     method, the share of points per bin as step lines: the empirical gap (PGD, a lower bound
     of the true gap) and the certified one (IBP, an upper bound); ``delta`` draws a dotted line
-    (points left of it are delta-faithful). Shares on a log axis, so the tails stay visible.
+    (points left of it are delta-faithful). Shares on a log axis, so the tails stay visible. A
+    histogram with no points (none classified right by teacher and student) is named in its
+    panel instead of drawn.
     """
     if not hists:
         raise ValueError("gap_distributions: hists is empty")
@@ -879,14 +881,21 @@ def gap_distributions(hists: Mapping[str, Mapping[str, Mapping[str, Sequence[flo
             raise ValueError(
                 f"gap_distributions: entry {method!r} needs 'empirical' and/or 'certified', got {sorted(pair)}"
             )
+        empty = []
         for kind, h in pair.items():
             edges, counts = np.asarray(h["edges"], dtype=float), np.asarray(h["counts"], dtype=float)
-            if len(edges) != len(counts) + 1 or counts.sum() <= 0:
+            if len(edges) != len(counts) + 1 or (counts < 0).any():
                 raise ValueError(f"gap_distributions: {method!r} {kind}: {len(edges)} edges for {len(counts)} counts "
                                  f"(total {counts.sum():g})")  # fmt: skip
+            if counts.sum() <= 0:  # no evaluation point (e.g. untrained networks in a dry run): said, not drawn
+                empty.append(kind)
+                continue
             name, color = kinds[kind]
             ax.stairs(np.maximum(counts / counts.sum(), 1e-4), edges, color=color, linewidth=1.6, label=name,
                       baseline=1e-4)  # fmt: skip
+        if empty:
+            ax.text(0.5, 0.5, "no evaluation points:\n" + ", ".join(empty), transform=ax.transAxes, ha="center",
+                    va="center", color="0.4")  # fmt: skip
         if delta is not None:
             ax.axvline(float(delta), color="0.3", linestyle=":", linewidth=1.0, label=f"delta = {float(delta):g}")
         ax.set_yscale("log")

@@ -31,6 +31,7 @@ from __future__ import annotations
 import dataclasses
 import numbers
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -301,6 +302,24 @@ def cut_to_dry_run(sizes: dict[str, Any]) -> dict[str, Any]:
         elif isinstance(v, numbers.Integral) and not isinstance(v, bool):
             out[k] = min(int(v), cap)
     return out
+
+
+def merged_sizes(sizes: Callable[[str, str], Mapping[str, Any]] | None, profile: str, dataset: str,
+                 overrides: Mapping[str, Any]) -> dict[str, Any]:  # fmt: skip
+    """A notebook's own sizes for ``dataset`` (``sizes(profile, dataset)``), then ``overrides`` on top.
+
+    ``epochs`` (the students' shortcut) in ``overrides`` replaces ``student_epochs`` of the sizes,
+    which :func:`kdutils.configure` would otherwise prefer. In a dry run (``overrides["dry_run"]``,
+    else ``$KD_DRY_RUN``) the notebook's sizes are cut first (:func:`cut_to_dry_run`).
+    """
+    own = dict(sizes(profile, dataset)) if sizes is not None else {}
+    dry = overrides.get("dry_run")
+    dry = dry_run_from_env() if dry is None else dry is True
+    if dry:  # the notebook's own sizes are cut too; the user's overrides are not
+        own = cut_to_dry_run(own)
+    if "epochs" in overrides:
+        own.pop("student_epochs", None)
+    return {**own, **overrides}
 
 
 def _scaled(recipe: Recipe, epochs: int, changes: dict) -> Recipe:

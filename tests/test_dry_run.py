@@ -118,8 +118,8 @@ def test_a_notebooks_own_sizes_are_cut_too_but_the_users_overrides_win(tmp_path,
     """faithful_setup's paper sizes (PGD 20 steps, 10 inside training) are the notebook's, not the
     user's: a dry run cuts them like the profile's (found by the paper dry run of notebook 04)."""
     from kdutils import faithful_setup
-    from kdutils.notebook import _merged
     from kdutils.profiles import cut_to_dry_run
+    from kdutils.profiles import merged_sizes as _merged
 
     own = faithful_setup.sizes("paper", "cifar10")
     assert own["pgd_steps"] == 20 and own["train_pgd_steps"] == 10

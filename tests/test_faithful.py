@@ -334,7 +334,7 @@ def test_faithful_setup_variant_seeds():
 
 def test_notebook_context_sizes_then_overrides(tmp_path):
     from kdutils import faithful_setup
-    from kdutils.notebook import _merged
+    from kdutils.profiles import merged_sizes as _merged
 
     merged = _merged(faithful_setup.sizes, "smoke", "digits", {"epochs": 1, "teacher_model": "ibp_medium"})
     assert merged["teacher_model"] == "ibp_medium" and "student_epochs" not in merged and merged["epochs"] == 1

@@ -674,6 +674,12 @@ def test_gap_distributions_one_panel_per_method_log_shares():
         plots.gap_distributions({})
     with pytest.raises(ValueError, match="needs"):
         plots.gap_distributions({"KD": {"bound": hists["KD"]["empirical"]}})
+    # no evaluation points (a dry run's untrained networks): the panel says so instead of failing
+    none = {"edges": hists["KD"]["empirical"]["edges"], "counts": [0] * len(hists["KD"]["empirical"]["counts"])}
+    fig = plots.gap_distributions({"KD": {"empirical": none, "certified": none}}, delta=0.1)
+    assert "no evaluation points" in " ".join(t.get_text() for t in fig.axes[0].texts)
+    with pytest.raises(ValueError, match="edges"):
+        plots.gap_distributions({"KD": {"empirical": {"edges": [0.0, 1.0], "counts": [1, 2]}}})
 
 
 def test_faithful_share_curves_one_panel_per_bound():
