@@ -56,36 +56,7 @@ from kdutils.recipe import OPTIMIZERS  # noqa: E402
 from kdutils.runtime import match_memory_format, place  # noqa: E402
 from kdutils.train import fit  # noqa: E402
 
-KIND = ["dataset", "model", "teacher", "work", "batch_size", "teacher_per_batch", "teacher_share"]
-
-
-def work(method: str) -> str:
-    """What of a method's parameters changes a step's work: its names, switches and choices (strings,
-    booleans, None) and attack steps; temperatures and weights do not, so KD at tau 1 and tau 4 are
-    one kind."""
-
-    def keep(p):
-        if isinstance(p, dict):
-            return {k: keep(v) for k, v in p.items() if isinstance(v, (dict, str, bool, type(None))) or k == "steps"}
-        return p
-
-    return json.dumps(keep(json.loads(method)), sort_keys=True)
-
-
-def planned(notebooks: list[str]) -> pd.DataFrame:
-    """One row per planned run at ``paper``: its kind, recipe and planned steps (kdutils.costs)."""
-    rows = []
-    for nb in notebooks:
-        runs = costs.plan_runs(nb, "paper")
-        frame = costs.run_frame(nb, "paper").iloc[: len(runs)]  # the runs, in order; then teachers' logits
-        for r, f in zip(runs, frame.itertuples()):
-            assert (r.model, r.seed) == (f.model, f.seed)
-            rows.append(dict(notebook=nb, dataset=r.dataset, model=r.model, teacher=r.teacher.model if r.teacher else "",
-                             method=r.method, work=work(r.method), batch_size=r.recipe.batch_size,
-                             teacher_per_batch=bool(r.teacher and r.recipe.teacher_per_batch),
-                             teacher_share=r.teacher_share, recipe=r.recipe, steps=int(f.steps),
-                             est_hours=float(f.hours)))  # fmt: skip
-    return pd.DataFrame(rows)
+KIND = costs.STEP_KIND
 
 
 def _data(dataset: str, rows: int) -> ImageData:
@@ -113,12 +84,13 @@ def time_kind(kind: dict, recipe: kd.Recipe, steps: int, warmup: int, device: to
     if teacher is not None and kind["teacher_share"] < 1:
         g = torch.Generator().manual_seed(1)
         rows = torch.rand(len(split.train_y), generator=g) < kind["teacher_share"]
+    # per-sample weights for every kind: only ``significance`` (alone or inside SR) reads them
     weights = torch.rand(len(split.train_y), generator=torch.Generator().manual_seed(2))
     out = {}
     for name, n in (("warmup", warmup), ("timed", steps)):
         r = recipe.replace(epochs=2, max_steps_per_epoch=n, milestones=(), schedule="constant")
         res = fit(student, split, method, r, teacher=teacher, device=device, progress=False, teacher_rows=rows,
-                  sample_weight=weights if method.name == "significance" else None)  # fmt: skip
+                  sample_weight=weights)  # fmt: skip
         out[name] = res.history[1]["seconds"] / n
     # the floor: forward, backward and step of the student alone on one batch already on the device
     net = place(_model(kind["model"], data, device), device)
@@ -156,7 +128,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     device = kd.resolve_device(args.device)
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
     print(f"device {device} ({gpu}), torch {torch.__version__}, {args.steps} timed steps after {args.warmup}")
-    runs = planned(notebooks)
+    runs = pd.concat([costs.step_kinds(nb, "paper") for nb in notebooks], ignore_index=True)
     kinds = runs.groupby(KIND, sort=False).agg(
         notebooks=("notebook", lambda s: ",".join(sorted(set(n[:2] for n in s)))), runs=("steps", "size"),
         steps=("steps", "sum"), est_hours=("est_hours", "sum"), recipe=("recipe", "first"), method=("method", "first"),
@@ -181,18 +153,9 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     kinds = pd.concat([kinds.drop(columns="recipe"), pd.DataFrame(measured)], axis=1)
     kinds["est_s_per_step"] = kinds["est_hours"] * 3600 / kinds["steps"]
     kinds["hours"] = kinds["steps"] * kinds["s_per_step"] / 3600
-    lookup = dict(zip(kinds[KIND].astype(str).agg("|".join, axis=1), kinds["s_per_step"]))
-    kinds["method"] = [json.loads(m)["name"] for m in kinds["method"]]
     if args.csv:
         kinds.to_csv(args.csv, index=False)
-    table = []
-    for nb in notebooks:
-        sub = runs[runs.notebook == nb]
-        per_step = sub[KIND].astype(str).agg("|".join, axis=1).map(lookup)
-        table.append(dict(notebook=nb, runs=len(sub), steps=int(sub["steps"].sum()),
-                          estimate_h=float(sub["est_hours"].sum()), measured_h=float((sub["steps"] * per_step).sum() / 3600)))  # fmt: skip
-    t = pd.DataFrame(table)
-    t["measured / estimate"] = t["measured_h"] / t["estimate_h"]
+    t = costs.measured_hours(kinds, notebooks)
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print()
         print(t.round(3).to_string(index=False))

@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/paper_cost.py [--profile paper] [--detail NOTEBOOK] [--dry-run]
+    python benchmarks/paper_cost.py [--profile paper] [--detail NOTEBOOK] [--dry-run] [--measured [CSV]]
 
 Prints :func:`kdutils.costs.markdown_table` (runs, epochs, training images per epoch, optimizer
 steps, training PFLOPs, H100 hours) for every notebook plan in :mod:`kdutils.costs`, each notebook
@@ -10,12 +10,15 @@ at its default datasets for the profile (what ``make reproduce PROFILE=paper`` r
 only: FLOPs come from ``torch.utils.flop_counter`` on the ``meta`` device, hours from the stated
 assumptions in :mod:`kdutils.costs` (a share of the H100's TF32 peak and a per-step floor);
 nothing is trained and nothing was measured on a GPU. ``--detail`` prints one notebook's rows per
-label; ``--dry-run`` the same table for the dry run (``configure(..., dry_run=True)``).
+label; ``--dry-run`` the same table for the dry run (``configure(..., dry_run=True)``); ``--measured``
+also the hours at the seconds per step measured on a GPU (``bench_paper_steps.py --csv``, default
+the H100's table in ``benchmarks/results/``).
 """
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import pandas as pd
 
@@ -27,6 +30,9 @@ def main() -> None:
     ap.add_argument("--profile", default="paper")
     ap.add_argument("--detail", default="", help="a notebook: its rows per label instead of the table")
     ap.add_argument("--dry-run", action="store_true", help="the dry run's sizes")
+    ap.add_argument("--measured", nargs="?", const=costs.MEASURED_STEP_TIMES, default="",
+                    help="also the hours at the step times measured on a GPU (bench_paper_steps.py --csv; default "
+                         f"{costs.MEASURED_STEP_TIMES})")  # fmt: skip
     args = ap.parse_args()
     overrides = {"dry_run": True} if args.dry_run else {}
     if args.detail:
@@ -40,6 +46,11 @@ def main() -> None:
         f"dense TF32 peak, {costs.H100_TF32_DENSE / 1e12:.1f} TFLOP/s); step floor {costs.STEP_FLOOR_S * 1e3:g} ms; "
         "training = 3 x forward FLOPs. Estimated, not measured."
     )
+    if args.measured:
+        print()
+        print(
+            costs.measured_markdown_table(costs.read_step_times(Path(__file__).resolve().parent.parent / args.measured))
+        )
 
 
 if __name__ == "__main__":

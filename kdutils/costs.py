@@ -77,7 +77,8 @@ __all__ = [
     "H100_TF32_DENSE", "H100_BF16_DENSE", "UTILISATION", "SUSTAINED_FLOPS", "STEP_FLOOR_S", "TRAIN_FACTOR",
     "ATTACK_STEP", "IBP_PASS", "DATASET_FACTS", "NOTEBOOK_PLANS", "NotebookPlan", "PlannedRun", "register_plan",
     "forward_flops", "training_flops", "method_passes", "run_flops", "plan_runs", "run_frame", "estimate", "estimate_table",
-    "markdown_table",
+    "markdown_table", "STEP_KIND", "step_work", "step_kinds", "read_step_times", "measured_hours",
+    "MEASURED_STEP_TIMES", "measured_markdown_table",
 ]  # fmt: skip
 
 #: NVIDIA H100 SXM5 datasheet: TF32 tensor core 989 TFLOPS *with sparsity*, so 494.7 TFLOP/s dense
@@ -587,6 +588,75 @@ def run_frame(
     return df
 
 
+#: what makes two planned runs one *kind* for the wall time of a step (``benchmarks/bench_paper_steps.py``)
+STEP_KIND = ["dataset", "model", "teacher", "work", "batch_size", "teacher_per_batch", "teacher_share"]
+
+
+def step_work(method: str) -> str:
+    """What of a method's parameters (its JSON) changes a step's work: names, switches and choices
+    (strings, booleans, None) and attack ``steps``; temperatures and weights do not, so KD at tau 1
+    and at tau 4 are one kind."""
+
+    def keep(p):
+        if isinstance(p, dict):
+            return {k: keep(v) for k, v in p.items() if isinstance(v, (dict, str, bool, type(None))) or k == "steps"}
+        return p
+
+    return json.dumps(keep(json.loads(method)), sort_keys=True)
+
+
+def step_kinds(
+    notebook: str, profile: str = "paper", datasets: Sequence[str] | None = None, **overrides
+) -> pd.DataFrame:
+    """One row per planned run of ``notebook`` (:func:`plan_runs`): its kind (:data:`STEP_KIND`), the
+    method's JSON, the recipe, the planned optimizer steps and the estimated hours (:func:`run_frame`)."""
+    runs = plan_runs(notebook, profile, datasets, **overrides)
+    frame = run_frame(notebook, profile, datasets, **overrides).iloc[: len(runs)]  # the runs, then teachers' logits
+    rows = []
+    for r, f in zip(runs, frame.itertuples()):
+        rows.append(dict(notebook=notebook, dataset=r.dataset, model=r.model,
+                         teacher=r.teacher.model if r.teacher else "", work=step_work(r.method),
+                         batch_size=r.recipe.batch_size, teacher_per_batch=bool(r.teacher and r.recipe.teacher_per_batch),
+                         teacher_share=float(r.teacher_share), method=r.method, recipe=r.recipe, seed=r.seed,
+                         steps=int(f.steps), est_hours=float(f.hours)))  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def _kind_keys(df: pd.DataFrame) -> pd.Series:
+    return df[STEP_KIND].astype(str).agg("|".join, axis=1)
+
+
+def read_step_times(path) -> pd.DataFrame:
+    """A table of ``benchmarks/bench_paper_steps.py --csv``: one row per kind with ``s_per_step``."""
+    df = pd.read_csv(path, keep_default_na=False)
+    df["teacher_per_batch"] = df["teacher_per_batch"].astype(str) == "True"
+    for c in ("batch_size",):
+        df[c] = df[c].astype(int)
+    for c in ("teacher_share", "s_per_step", "floor_s_per_step"):
+        df[c] = pd.to_numeric(df[c], errors="coerce")
+    return df
+
+
+def measured_hours(step_times: pd.DataFrame, notebooks: Sequence[str] | None = None, profile: str = "paper",
+                   **overrides) -> pd.DataFrame:  # fmt: skip
+    """Per notebook: the planned optimizer steps at the seconds per step measured for each kind
+    (``step_times``: :func:`read_step_times`), against :func:`estimate`'s hours. Training steps only
+    (validation, teachers' cached logits and the evaluation suite are not in it). A kind without a
+    measurement keeps the estimate's time per step; ``steps_unmeasured`` counts its steps."""
+    lookup = dict(zip(_kind_keys(step_times), step_times["s_per_step"]))
+    rows = []
+    for nb in notebooks or sorted(NOTEBOOK_PLANS):
+        k = step_kinds(nb, profile, **overrides)
+        s = _kind_keys(k).map(lookup)
+        missing = s.isna()
+        secs = (k["steps"] * s).where(~missing, k["est_hours"] * 3600)
+        rows.append(dict(notebook=nb, runs=len(k), steps=int(k["steps"].sum()), estimate_h=float(k["est_hours"].sum()),
+                         measured_h=float(secs.sum() / 3600), steps_unmeasured=int(k.loc[missing, "steps"].sum())))  # fmt: skip
+    out = pd.DataFrame(rows)
+    out["measured / estimate"] = out["measured_h"] / out["estimate_h"]
+    return out
+
+
 def estimate(notebook: str, profile: str = "paper", datasets: Sequence[str] | None = None, **overrides) -> pd.DataFrame:
     """The training cost of ``notebook`` at ``profile`` (default ``paper``), one row per label:
     runs (seeds), epochs, training images per epoch, optimizer steps, PFLOPs and H100 hours
@@ -637,6 +707,26 @@ def markdown_table(table: pd.DataFrame | None = None) -> str:
     total = t["hours"].sum()
     lines.append(f"| all | | {int(t['runs'].sum())} | | | {int(t['steps'].sum()):,} | {t['pflops'].sum():,.1f} "
                  f"| {_hours(t['hours_flops'].sum())} | {_hours(t['hours_steps'].sum())} | **{_hours(total)}** |")  # fmt: skip
+    return "\n".join(lines)
+
+
+#: the step times measured on the lent H100 (``.ci/gpu-check``'s paper-steps stage, 2026-11-26)
+MEASURED_STEP_TIMES = "benchmarks/results/paper_steps_h100.csv"
+
+
+def measured_markdown_table(step_times: pd.DataFrame) -> str:
+    """:func:`measured_hours` as the README's markdown table (every registered notebook at ``paper``)."""
+    t = measured_hours(step_times)
+    lines = ["| notebook | runs | optimizer steps | steps of a measured kind | H100 h (estimate, above) "
+             "| **H100 h at the measured step times** | measured / estimate |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]  # fmt: skip
+    for r in t.itertuples():
+        lines.append(f"| `{r.notebook}` | {r.runs} | {r.steps:,} | {1 - r.steps_unmeasured / r.steps:.1%} "
+                     f"| {_hours(r.estimate_h)} | **{_hours(r.measured_h)}** | {r.measured_h / r.estimate_h:.2f} |")  # fmt: skip
+    est, meas = t["estimate_h"].sum(), t["measured_h"].sum()
+    lines.append(f"| all | {int(t['runs'].sum())} | {int(t['steps'].sum()):,} "
+                 f"| {1 - t['steps_unmeasured'].sum() / t['steps'].sum():.1%} | {_hours(est)} | **{_hours(meas)}** "
+                 f"| {meas / est:.2f} |")  # fmt: skip
     return "\n".join(lines)
 
 

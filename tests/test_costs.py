@@ -5,6 +5,7 @@ import ast
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 import torch.nn as nn
@@ -13,7 +14,8 @@ from torch.utils.flop_counter import FlopCounterMode
 import kdutils as kd
 from kdutils import costs, faithful_setup, ibp
 
-NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = ROOT / "notebooks"
 
 
 def test_linear_only_model_costs_two_flops_per_multiply_add():
@@ -233,3 +235,37 @@ def test_readme_shows_the_current_table():
     """The README's cost table is benchmarks/paper_cost.py's output: regenerate it when a plan changes."""
     readme = (NOTEBOOKS.parent / "README.md").read_text()
     assert costs.markdown_table() in readme, "README.md's paper cost table is stale: run benchmarks/paper_cost.py"
+
+
+def _step_times(notebook: str, s_per_step: float) -> pd.DataFrame:
+    k = costs.step_kinds(notebook)
+    return k.drop_duplicates(costs.STEP_KIND)[costs.STEP_KIND].assign(s_per_step=s_per_step)
+
+
+def test_measured_hours_use_each_kinds_time_and_fall_back_to_the_estimate():
+    k = costs.step_kinds("00_kd_baseline")
+    assert k["steps"].sum() == costs.estimate("00_kd_baseline")["steps"].sum()
+    times = _step_times("00_kd_baseline", 0.01)
+    t = costs.measured_hours(times, ["00_kd_baseline"]).iloc[0]
+    assert t.measured_h == pytest.approx(k["steps"].sum() * 0.01 / 3600) and t.steps_unmeasured == 0
+    dropped = times.iloc[1:]  # one kind without a measurement keeps the estimate's hours
+    first = (costs._kind_keys(k) == costs._kind_keys(times.iloc[:1]).iloc[0]).to_numpy()
+    t = costs.measured_hours(dropped, ["00_kd_baseline"]).iloc[0]
+    assert t.steps_unmeasured == k.loc[first, "steps"].sum() > 0
+    assert t.measured_h == pytest.approx(k.loc[~first, "steps"].sum() * 0.01 / 3600 + k.loc[first, "est_hours"].sum())
+
+
+def test_kd_at_two_temperatures_is_one_kind_of_step_and_ard_is_another():
+    kd4, kd1 = (json.dumps(kd.create_method("kd", tau=t).params()) for t in (4.0, 1.0))
+    assert costs.step_work(kd4) == costs.step_work(kd1)
+    assert costs.step_work(json.dumps(kd.create_method("ard").params())) != costs.step_work(kd4)
+
+
+def test_readme_shows_the_measured_step_times_table():
+    """The README's measured-hours table is paper_cost.py --measured's output on the committed CSV."""
+    times = costs.read_step_times(ROOT / costs.MEASURED_STEP_TIMES)
+    assert times["s_per_step"].notna().mean() > 0.9, "the committed step times should cover the kinds"
+    readme = (ROOT / "README.md").read_text()
+    assert costs.measured_markdown_table(times) in readme, (
+        "README.md's measured table is stale: paper_cost.py --measured"
+    )

@@ -278,13 +278,14 @@ def test_make_reproduce_without_a_venv_runs_the_interpreter_as_it_is(tmp_path):
     assert _make_n("test", f"VENV={venv}", "EXTRAS=test,ray", "NOVENV=0")[-1] == f"{venv}/bin/python -m pytest"
 
 
-def test_the_gpu_entry_script_parses():
-    """``.ci/gpu`` (README "On a GPU") is bash that parses; it runs only on the lent machine."""
+@pytest.mark.parametrize("name", ["gpu", "gpu-check"])
+def test_the_gpu_entry_scripts_parse(name):
+    """``.ci/gpu`` and ``.ci/gpu-check`` (README "On a GPU") are bash that parses; they run on the lent machine."""
     import shutil
     import subprocess
     from pathlib import Path
 
-    script = Path(__file__).resolve().parent.parent / ".ci" / "gpu"
+    script = Path(__file__).resolve().parent.parent / ".ci" / name
     if shutil.which("bash") is None:
         pytest.skip("bash is not installed")
     r = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
