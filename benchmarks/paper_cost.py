@@ -9,7 +9,7 @@ steps, training PFLOPs, H100 hours) for every notebook plan in :mod:`kdutils.cos
 at its default datasets for the profile (what ``make reproduce PROFILE=paper`` runs). Counting
 only: FLOPs come from ``torch.utils.flop_counter`` on the ``meta`` device, hours from the stated
 assumptions in :mod:`kdutils.costs` (a share of the H100's TF32 peak and a per-step floor);
-nothing is trained and nothing was measured on a GPU. ``--detail`` prints one notebook's rows per
+nothing is trained (the estimate; ``--measured`` adds the H100-measured step times). ``--detail`` prints one notebook's rows per
 label; ``--dry-run`` the same table for the dry run (``configure(..., dry_run=True)``); ``--measured``
 also the hours at the seconds per step measured on a GPU (``bench_paper_steps.py --csv``, default
 the H100's table in ``benchmarks/results/``).

@@ -1,5 +1,8 @@
 """What a profile costs before it runs: runs, epochs, images and training FLOPs per notebook, and
-hours on one H100 (an estimate; **nothing here was measured on a GPU**).
+hours on one H100: an estimate from FLOPs (below), and the same planned steps at the seconds per
+step measured on an H100 (:func:`measured_hours`, :data:`MEASURED_STEP_TIMES`:
+``benchmarks/bench_paper_steps.py`` on the lent H100, 2026-11-26; about 1.9x the estimate in all,
+2.5x for notebook 02's deep CIFAR-100 networks, whose steps are bound by kernel launches).
 
 * :func:`forward_flops` / :func:`training_flops`: FLOPs of one image through a registered model,
   counted by :class:`torch.utils.flop_counter.FlopCounterMode` on a batch of 1 (on PyTorch's
@@ -49,7 +52,7 @@ convolutions on CUDA in TF32 by default: ``torch.backends.cudnn.allow_tf32``). S
 networks at batch 64-128 keep an H100 far below its peak (kernel launches and the trainer's
 per-step host synchronisation dominate), so the figure is low on purpose. A second bound,
 :data:`STEP_FLOOR_S` per optimizer step, keeps the tiny LeNets from coming out at seconds; a run's
-hours are the larger of the two. Both constants are assumptions, not measurements.
+hours are the larger of the two. Both constants are assumptions; :func:`measured_hours` tests them.
 """
 
 from __future__ import annotations
@@ -661,7 +664,7 @@ def estimate(notebook: str, profile: str = "paper", datasets: Sequence[str] | No
     """The training cost of ``notebook`` at ``profile`` (default ``paper``), one row per label:
     runs (seeds), epochs, training images per epoch, optimizer steps, PFLOPs and H100 hours
     (:data:`SUSTAINED_FLOPS`, :data:`STEP_FLOOR_S`; see the module docstring). An estimate:
-    nothing was measured on a GPU. An unknown notebook names the known ones."""
+    :func:`measured_hours` puts measured step times on the same steps. An unknown notebook names the known ones."""
     df = run_frame(notebook, profile, datasets, **overrides)
     keys = ["dataset", "role", "label", "model", "teacher"]
     out = df.groupby(keys, sort=False).agg(
