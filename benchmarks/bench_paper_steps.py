@@ -11,11 +11,11 @@ datasets). Runs that differ only by seed (or by anything that does not change a 
 a *kind*: dataset, student, teacher, method parameters, batch size, whether the teacher runs per
 batch, the teacher's share of a batch (data selection). For each kind this script trains, through
 :func:`kdutils.train.fit` (the trainer every notebook uses), the kind's student with the kind's
-method and teacher on random images of the dataset's shape and classes: one warm-up epoch of
-``--warmup`` steps (cuDNN's first calls, the allocator, a method's ramp: with two epochs the second
-is past every warm-up and ramp of ``ibp`` and ``faithful``, so their bound passes are timed), then
-one epoch of ``--steps`` steps, timed with the epoch's own clock (``history[1]["seconds"]``: the
-steps, the scheduler, the 64-image validation pass and a device synchronisation). Teachers' cached
+method and teacher on random images of the dataset's shape and classes: a warm-up ``fit`` of two
+epochs of ``--warmup`` steps (cuDNN's first calls, the allocator), then a ``fit`` of two epochs of
+``--steps`` steps whose second epoch is timed by its own clock (``history[1]["seconds"]``: the steps,
+the scheduler, the 64-image validation pass and a device synchronisation; with two epochs the second
+is past every warm-up and ramp of ``ibp`` and ``faithful``, so their bound passes are timed). Teachers' cached
 training-set logits (no augmentation) are computed before the first epoch and not timed.
 
 Beside it, the **floor**: the student's own forward, backward and optimizer step on one batch already
