@@ -86,12 +86,11 @@ def time_kind(kind: dict, recipe: kd.Recipe, steps: int, warmup: int, device: to
         rows = torch.rand(len(split.train_y), generator=g) < kind["teacher_share"]
     # per-sample weights for every kind: only ``significance`` (alone or inside SR) reads them
     weights = torch.rand(len(split.train_y), generator=torch.Generator().manual_seed(2))
-    out = {}
-    for name, n in (("warmup", warmup), ("timed", steps)):
+    for n in (warmup, steps):  # the warm-up fit, then the timed one (its second epoch)
         r = recipe.replace(epochs=2, max_steps_per_epoch=n, milestones=(), schedule="constant")
         res = fit(student, split, method, r, teacher=teacher, device=device, progress=False, teacher_rows=rows,
                   sample_weight=weights)  # fmt: skip
-        out[name] = res.history[1]["seconds"] / n
+    timed = res.history[1]["seconds"] / steps
     # the floor: forward, backward and step of the student alone on one batch already on the device
     net = place(_model(kind["model"], data, device), device)
     opt = OPTIMIZERS.get(recipe.optimizer)(net.parameters(), recipe)
@@ -109,7 +108,7 @@ def time_kind(kind: dict, recipe: kd.Recipe, steps: int, warmup: int, device: to
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     floor = (time.perf_counter() - t0) / max(steps, 1)
-    return dict(s_per_step=out["timed"], floor_s_per_step=floor)
+    return dict(s_per_step=timed, floor_s_per_step=floor)
 
 
 def main(argv: list[str] | None = None) -> pd.DataFrame:
