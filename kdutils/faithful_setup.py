@@ -56,10 +56,13 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
     },
     # quick's 10k subset trained long enough to plateau (like the full CIFAR-10 subset of
     # kdutils.profiles): teacher 30 epochs, students 20, PGD-5 inside training, PGD-20 and 1,000
-    # points in the evaluations; the quick teacher, for the reason above. Not run yet. Estimated
-    # from quick's measured per-run times (04_mnist: KD 7 s, ARD 32 s, RSLAD 33 s, faithful IBP
-    # 26 s, faithful PGD 99 s for 3 epochs of 10k with PGD-3) scaled by epochs and attack steps:
-    # about 55 min per dataset on 2 cores with the worker pool. The paper's full 60k and PGD-10
+    # points in the evaluations; the quick teacher, for the reason above. Estimated from quick's
+    # measured per-run times (04_mnist: KD 7 s, ARD 32 s, RSLAD 33 s, faithful IBP 26 s, faithful
+    # PGD 99 s for 3 epochs of 10k with PGD-3) scaled by epochs and attack steps: about 55 min per
+    # dataset on 2 cores with the worker pool; measured there beside other work, 7 of MNIST's 19
+    # runs took about an hour (faithful PGD 43-52 s per epoch); quiet, unmeasured. Run on
+    # one H100 (2026-11-26, 8 workers per dataset, both at once): 5.5 min per dataset, plateau
+    # +0.1 points over the last 4 of 20 epochs (README, notebook 04's full section). The paper's full 60k and PGD-10
     # inside training cost about 100x quick, days on a CPU: that is the paper profile's job.
     "full": {
         "*": dict(teacher_model="ibp_small", student_model="ibp_small", faithful_eps=0.1, train_subset=10000,

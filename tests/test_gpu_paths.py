@@ -278,9 +278,10 @@ def test_make_reproduce_without_a_venv_runs_the_interpreter_as_it_is(tmp_path):
     assert _make_n("test", f"VENV={venv}", "EXTRAS=test,ray", "NOVENV=0")[-1] == f"{venv}/bin/python -m pytest"
 
 
-@pytest.mark.parametrize("name", ["gpu", "gpu-check"])
+@pytest.mark.parametrize("name", ["gpu", "gpu-check", "gpu-notebooks"])
 def test_the_gpu_entry_scripts_parse(name):
-    """``.ci/gpu`` and ``.ci/gpu-check`` (README "On a GPU") are bash that parses; they run on the lent machine."""
+    """``.ci/gpu``, ``.ci/gpu-check`` and ``.ci/gpu-notebooks`` (README "On a GPU") are bash that parses;
+    they run on the lent machine."""
     import shutil
     import subprocess
     from pathlib import Path
@@ -290,6 +291,21 @@ def test_the_gpu_entry_scripts_parse(name):
         pytest.skip("bash is not installed")
     r = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+
+
+def test_gpu_notebooks_without_a_notebook_says_how_to_call_it(tmp_path):
+    """``.ci/gpu-notebooks`` with no NB:DATASET stops at once with its usage (exit 2), writing nothing."""
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    if shutil.which("bash") is None:
+        pytest.skip("bash is not installed")
+    script = Path(__file__).resolve().parent.parent / ".ci" / "gpu-notebooks"
+    out = tmp_path / "out"
+    r = subprocess.run(["bash", str(script)], capture_output=True, text=True, env={**os.environ, "OUT": str(out)})
+    assert r.returncode == 2 and "usage: PROFILE=full .ci/gpu-notebooks NB:DATASET" in r.stderr
+    assert not out.exists()
 
 
 def test_a_checkpoint_from_another_kind_of_device_resumes_with_a_warning(digits_split):
