@@ -54,17 +54,15 @@ from kdutils.methods.base import create_method  # noqa: E402
 from kdutils.models import create_model  # noqa: E402
 from kdutils.recipe import OPTIMIZERS  # noqa: E402
 from kdutils.runtime import match_memory_format, place  # noqa: E402
+from kdutils.testing import random_image_data  # noqa: E402
 from kdutils.train import fit  # noqa: E402
 
 KIND = costs.STEP_KIND
 
 
 def _data(dataset: str, rows: int) -> ImageData:
-    _, _, (c, h, w), classes = costs.DATASET_FACTS[dataset]
-    g = torch.Generator().manual_seed(0)
-    x = torch.randint(0, 256, (rows + 64, c, h, w), generator=g, dtype=torch.uint8)
-    y = torch.arange(rows + 64) % classes
-    return ImageData(dataset, x[:rows], y[:rows], x[rows:], y[rows:], [str(i) for i in range(classes)])
+    _, _, shape, classes = costs.DATASET_FACTS[dataset]
+    return random_image_data(shape, classes, rows, name=dataset)
 
 
 def _model(name: str, data: ImageData, device: torch.device) -> torch.nn.Module:

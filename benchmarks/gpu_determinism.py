@@ -34,7 +34,8 @@ sys.path.insert(0, str(ROOT))
 
 import kdutils as kd  # noqa: E402
 from kdutils import runtime  # noqa: E402
-from kdutils.data import ImageData, make_split  # noqa: E402
+from kdutils.data import make_split  # noqa: E402
+from kdutils.testing import random_image_data  # noqa: E402
 
 PAIRS = [
     ("resnet8x4", "resnet32x4", (3, 32, 32), 100,
@@ -45,11 +46,7 @@ PAIRS = [
 
 
 def _split(shape, classes, rows):
-    g = torch.Generator().manual_seed(0)
-    x = torch.randint(0, 256, (rows + 64, *shape), generator=g, dtype=torch.uint8)
-    y = torch.arange(rows + 64) % classes
-    return make_split(ImageData("random", x[:rows], y[:rows], x[rows:], y[rows:], [str(i) for i in range(classes)]),
-                      val_subset=64)  # fmt: skip
+    return make_split(random_image_data(shape, classes, rows), val_subset=64)
 
 
 def _net(name, split, seed, device):

@@ -5,6 +5,9 @@ images) in torchvision's python layout, ``<root>/cifar-100-python/{train,test,me
 files ``kdutils.data`` reads for ``cifar100``; with ``KD_DATA_ROOT=<root>`` (or
 ``load_dataset("cifar100", root)``) the ``paper`` profile's dataset, its CRD pairs and recipes run
 offline without the 160 MB download.
+
+:func:`random_image_data` builds an :class:`~kdutils.data.ImageData` of random uint8 images of any
+shape in memory: the benchmarks time steps on it where only the shapes matter.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["make_fake_cifar100", "CIFAR100_CLASSES"]
+__all__ = ["make_fake_cifar100", "random_image_data", "CIFAR100_CLASSES"]
 
 #: 100 fine class names of the generated set (``class_00`` ... ``class_99``; the real names do not matter)
 CIFAR100_CLASSES = [f"class_{i:02d}" for i in range(100)]
@@ -58,3 +61,19 @@ def make_fake_cifar100(root: str | Path, *, per_class: int = 5, test_per_class: 
             {"fine_label_names": CIFAR100_CLASSES, "coarse_label_names": [f"super_{i:02d}" for i in range(20)]}, f
         )
     return root
+
+
+def random_image_data(shape: tuple[int, int, int], classes: int, rows: int, *, test_rows: int = 64, seed: int = 0,
+                      name: str = "random"):  # fmt: skip
+    """An :class:`~kdutils.data.ImageData` of ``rows`` training and ``test_rows`` test images of
+    ``shape`` (C, H, W): uint8 pixels uniform in [0, 255] from a generator seeded with ``seed``,
+    labels ``i % classes`` (every class present once ``rows >= classes``). Same arguments, same
+    tensors."""
+    import torch
+
+    from .data import ImageData
+
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randint(0, 256, (rows + test_rows, *shape), generator=g, dtype=torch.uint8)
+    y = torch.arange(rows + test_rows) % classes
+    return ImageData(name, x[:rows], y[:rows], x[rows:], y[rows:], [str(i) for i in range(classes)])

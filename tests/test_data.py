@@ -131,3 +131,17 @@ def test_a_split_that_would_hold_out_nothing_says_so(tmp_path):
         kd.make_split(data, val_fraction=0.1)
     assert len(kd.make_split(data, val_fraction=0.0).val_y) == 0  # no hold-out asked for: fine
     assert len(kd.make_split(data, val_fraction=0.2).val_y) == 100  # one per class
+
+
+def test_random_image_data_is_seeded_and_shaped():
+    """kdutils.testing.random_image_data (the benchmarks' stand-in data): the shape asked for, uint8
+    pixels, every class, the same tensors for the same seed and others for another."""
+    from kdutils.testing import random_image_data
+
+    a = random_image_data((3, 5, 4), 7, 20, test_rows=6)
+    assert a.train_x.shape == (20, 3, 5, 4) and a.test_x.shape == (6, 3, 5, 4) and a.train_x.dtype == torch.uint8
+    assert a.num_classes == 7 and set(a.train_y.tolist()) == set(range(7))
+    b = random_image_data((3, 5, 4), 7, 20, test_rows=6)
+    assert torch.equal(a.train_x, b.train_x) and torch.equal(a.test_y, b.test_y)
+    assert not torch.equal(a.train_x, random_image_data((3, 5, 4), 7, 20, test_rows=6, seed=1).train_x)
+    assert kd.make_split(a, val_fraction=0.0).input_size == 4
