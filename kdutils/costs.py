@@ -556,7 +556,11 @@ def run_frame(
 ) -> pd.DataFrame:
     """One row per planned run (:func:`plan_runs`) and one per teacher whose cached logits its
     students read: images per epoch, optimizer steps, FLOPs and the hours of both bounds."""
-    runs = plan_runs(notebook, profile, datasets, **overrides)
+    return _frame(plan_runs(notebook, profile, datasets, **overrides), notebook, profile, overrides)
+
+
+def _frame(runs: list, notebook: str, profile: str, overrides: dict) -> pd.DataFrame:
+    """:func:`run_frame` of runs already planned (``runs``, in :func:`plan_runs`' order)."""
     plan = _plan(notebook)
     settings = {ds: _settings(plan, profile, ds, overrides) for ds in dict.fromkeys(r.dataset for r in runs)}
     rows, cached = [], {}
@@ -614,7 +618,7 @@ def step_kinds(
     """One row per planned run of ``notebook`` (:func:`plan_runs`): its kind (:data:`STEP_KIND`), the
     method's JSON, the recipe, the planned optimizer steps and the estimated hours (:func:`run_frame`)."""
     runs = plan_runs(notebook, profile, datasets, **overrides)
-    frame = run_frame(notebook, profile, datasets, **overrides).iloc[: len(runs)]  # the runs, then teachers' logits
+    frame = _frame(runs, notebook, profile, overrides).iloc[: len(runs)]  # the runs, then teachers' logits
     rows = []
     for r, f in zip(runs, frame.itertuples()):
         rows.append(dict(notebook=notebook, dataset=r.dataset, model=r.model,
