@@ -60,7 +60,7 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
     # measured per-run times (04_mnist: KD 7 s, ARD 32 s, RSLAD 33 s, faithful IBP 26 s, faithful
     # PGD 99 s for 3 epochs of 10k with PGD-3) scaled by epochs and attack steps: about 55 min per
     # dataset on 2 cores with the worker pool; measured there beside other work, 7 of MNIST's 19
-    # runs took about an hour (faithful PGD 43-52 s per epoch); quiet, unmeasured. Run on
+    # runs took about 80 min (faithful PGD about 40-55 s per epoch); quiet, unmeasured. Run on
     # one H100 (2026-11-26, 8 workers per dataset, both at once): 5.5 min per dataset, plateau
     # +0.1 points over the last 4 of 20 epochs (README, notebook 04's full section). The paper's full 60k and PGD-10
     # inside training cost about 100x quick, days on a CPU: that is the paper profile's job.

@@ -293,8 +293,10 @@ def test_the_gpu_entry_scripts_parse(name):
     assert r.returncode == 0, r.stderr
 
 
-def test_gpu_notebooks_without_a_notebook_says_how_to_call_it(tmp_path):
-    """``.ci/gpu-notebooks`` with no NB:DATASET stops at once with its usage (exit 2), writing nothing."""
+@pytest.mark.parametrize("args", [[], ["04"], ["00:mnist", "01:mnist", "02:mnist", "03:mnist"]])
+def test_gpu_notebooks_says_how_to_call_it(tmp_path, args):
+    """``.ci/gpu-notebooks`` with no NB:DATASET, a spec without its dataset or more than 3 (its $OUT
+    would exceed 8 files) stops at once with its usage (exit 2), writing nothing."""
     import shutil
     import subprocess
     from pathlib import Path
@@ -303,7 +305,9 @@ def test_gpu_notebooks_without_a_notebook_says_how_to_call_it(tmp_path):
         pytest.skip("bash is not installed")
     script = Path(__file__).resolve().parent.parent / ".ci" / "gpu-notebooks"
     out = tmp_path / "out"
-    r = subprocess.run(["bash", str(script)], capture_output=True, text=True, env={**os.environ, "OUT": str(out)})
+    r = subprocess.run(
+        ["bash", str(script), *args], capture_output=True, text=True, env={**os.environ, "OUT": str(out)}
+    )
     assert r.returncode == 2 and "usage: PROFILE=full .ci/gpu-notebooks NB:DATASET" in r.stderr
     assert not out.exists()
 
