@@ -19,6 +19,7 @@ from __future__ import annotations
 import numbers
 import platform
 import re
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -281,15 +282,39 @@ class Experiment:
             raise ParameterError("seed", seed, "a non-negative int")
         method, config, key, sample_weight, train_rows = self._plan(method, seed, model, recipe, teacher, selection,
                                                                     weights, teacher_rows)  # fmt: skip
+        if not force and (done := self._finished(key, config, model, seed)) is not None:
+            return done
+
+        def waiting() -> None:
+            msg = f"waiting for run {key}: another process is training it (its lock: {self.store.root}/_locks/)"
+            events.emit(msg)
+            if self.progress:
+                print(msg, file=sys.stderr, flush=True)
+
+        # one trainer per run: another process training this key (a second notebook on the same
+        # store) finishes it first, and this one then reuses it (kdutils.store, "claim")
+        with self.store.claim(key, on_wait=waiting):
+            if force:
+                self.store.discard(key)
+            elif (done := self._finished(key, config, model, seed)) is not None:
+                return done
+            return self._train_claimed(key, config, method, seed, model, recipe, teacher, sample_weight, train_rows,
+                                       teacher_rows, role)  # fmt: skip
+
+    def _finished(self, key: str, config: dict, model: str, seed: int) -> Run | None:
+        """The finished run ``key`` from the store, loaded onto this experiment's device; None if none."""
+        done = self.store.load_finished(key)
+        if done is None:
+            return None
+        net = self.new_model(model, seed)
+        net.load_state_dict(done["state_dict"])
+        return Run(key, config, net.to(self.device).eval(), done["record"], done["artifacts"], reused=True)
+
+    def _train_claimed(
+        self, key, config, method, seed, model, recipe, teacher, sample_weight, train_rows, teacher_rows, role
+    ) -> Run:
+        """Train run ``key`` (resuming from its checkpoint if there is one); the caller holds its claim."""
         uses_teacher = config["teacher"] is not None
-        if force:
-            self.store.discard(key)
-        else:
-            done = self.store.load_finished(key)
-            if done is not None:
-                net = self.new_model(model, seed)
-                net.load_state_dict(done["state_dict"])
-                return Run(key, config, net.to(self.device).eval(), done["record"], done["artifacts"], reused=True)
         resume = self.store.load_checkpoint(key)
         net = self.new_model(model, seed)
         self.store.begin(key, config)

@@ -10,27 +10,45 @@ Layout under the store root (``runs/`` in the project, or ``$KD_RUNS_ROOT``)::
     <root>/<key>/eval-<name>-<hash>.json  one cached evaluation of the finished model
                                   (kdutils.evaluations: name, version and its settings hashed)
     <root>/_corrupt/<key>-<time>/ records that could not be read, set aside
+    <root>/_locks/<key>.lock      held (``flock``) by the process training that run
 
 Every file is written to a temporary name in the same folder and renamed into place,
 so a crash leaves either the old file or the new one, never half of one. A write that fails
 (no space left, a read-only store, permission denied) stops with one
 :class:`~kdutils.errors.StorageError` line naming the cause, the path and ``KD_RUNS_ROOT``;
 the finished runs already there are left as they were.
+
+Two processes that want the same run (two notebooks sharing a store, two Jupyter tabs, two
+notebooks of a GPU batch that both train the same teacher) do not both train it: training
+holds the run's lock (:meth:`RunStore.claim`), and the second process waits for it, then
+reuses the finished run. Without it both would train, the last one's files would win, and
+what the first process had already evaluated or distilled from would belong to the other copy
+(on a GPU the two copies differ). The lock is an advisory ``fcntl.flock``: the operating system
+drops it when its process dies (``kill -9`` included), so an interrupted run still resumes.
+Where ``fcntl`` is missing (Windows) training is not locked.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import shutil
 import time
 import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from .errors import CorruptRecordError
+
+try:  # POSIX; on Windows the store does not lock (see the module's docstring)
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None
+
 from .io import atomic_torch_save, atomic_write_json, canonical_json, default_runs_root, storage_error
 
 #: part of every run's identity: bump when training code changes what a run produces
@@ -110,6 +128,37 @@ class RunStore:
         except CorruptRecordError as exc:
             self.set_aside(key, f"corrupt checkpoint ({exc})")
             return None
+
+    # ---- one trainer per run
+    @contextlib.contextmanager
+    def claim(self, key: str, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
+        """Hold run ``key``'s lock for the block: one process trains a run at a time.
+
+        Blocks while another process holds it, calling ``on_wait()`` once first (to say so).
+        The caller re-checks :meth:`load_finished` inside the block: the other process has
+        usually finished the run by then. The lock file lives in ``_locks/``, outside the run's
+        folder, so :meth:`discard` cannot delete it from under its holder.
+        """
+        if fcntl is None:  # pragma: no cover
+            yield
+            return
+        path = self.root / "_locks" / f"{key}.lock"
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            f = open(path, "a+")
+        except OSError as exc:
+            raise storage_error(exc, path) from exc
+        with f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if on_wait is not None:
+                    on_wait()
+                fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
 
     # ---- writing
     def begin(self, key: str, config: dict) -> None:

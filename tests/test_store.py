@@ -138,3 +138,59 @@ def test_corrupt_cached_evaluation_and_logits_are_recomputed(store):
         z = exp3.logits(t, "train", persist=True)
     assert z.shape == (len(exp3.split.train_y), 10)
     assert torch.equal(torch.load(logits_file), z)  # rewritten, sound
+
+
+def _in_thread(fn):
+    import threading
+
+    out = {}
+    t = threading.Thread(target=lambda: out.setdefault("run", fn()), daemon=True)
+    t.start()
+    return t, out
+
+
+def test_a_second_trainer_of_the_same_run_waits_then_reuses_it(store):
+    """Two notebooks on one store wanting the same run: one trains it, the other waits and reuses it
+    (without the claim both trained, and the last one's files replaced the first's)."""
+    st = _settings()
+    key = kd.Experiment(st, store).key_of("ce", seed=0, model=st.student_model, recipe=st.student_recipe)
+    with store.claim(key):  # a "third process" holds the run: both trainers must wait
+        threads = [_in_thread(lambda: kd.Experiment(_settings(), store).student("ce", seed=0)) for _ in range(2)]
+        threads[0][0].join(1.0)
+        assert all(t.is_alive() for t, _ in threads), "a trainer did not wait for the run's claim"
+        assert store.load_finished(key) is None
+    for t, _ in threads:
+        t.join(120)
+        assert not t.is_alive()
+    a, b = (out["run"] for _, out in threads)
+    assert a.key == b.key == key
+    assert sorted([a.reused, b.reused]) == [False, True], "both trained the run, or neither did"
+    for x, y in zip(a.model.state_dict().values(), b.model.state_dict().values()):
+        assert torch.equal(x.cpu(), y.cpu())
+
+
+def test_a_claim_dies_with_its_process(tmp_path):
+    """kill -9 of the process training a run frees the run: the next trainer does not wait."""
+    import signal
+    import subprocess
+    import sys
+
+    store = kd.RunStore(tmp_path)
+    code = ("import sys, time, kdutils as kd\n"
+            "with kd.RunStore(sys.argv[1]).claim('k'):\n"
+            "    print('held', flush=True); time.sleep(120)\n")  # fmt: skip
+    p = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline().strip() == "held"
+        waited = []
+        t, _ = _in_thread(lambda: store.claim("k", on_wait=lambda: waited.append(1)).__enter__())
+        t.join(0.5)
+        assert t.is_alive() and waited == [1], "the claim of a live process was not respected"
+        p.send_signal(signal.SIGKILL)
+        t.join(30)
+        assert not t.is_alive(), "the claim outlived its killed process"
+    finally:
+        p.kill()
+        p.wait()
+    with store.claim("k", on_wait=lambda: pytest.fail("waited for a free run")):
+        pass
