@@ -366,6 +366,51 @@ def make_split(
     Normalisation statistics (per channel mean and std in [0, 1]) come from the
     training part only.
     """
+    train_idx, val_idx, keep = split_rows(
+        data,
+        val_fraction=val_fraction,
+        train_subset=train_subset,
+        test_subset=test_subset,
+        val_subset=val_subset,
+        split_seed=split_seed,
+    )
+    test_x, test_y = data.test_x, data.test_y
+    if keep is not None:
+        test_x, test_y = test_x[keep], test_y[keep]
+    tx = data.train_x[train_idx]
+    xf = tx.float().div_(255.0)
+    mean = tuple(float(v) for v in xf.mean(dim=(0, 2, 3)))
+    std = tuple(float(v) for v in xf.std(dim=(0, 2, 3)).clamp_min(1e-3))
+    return Split(
+        name=data.name,
+        train_x=tx,
+        train_y=data.train_y[train_idx],
+        val_x=data.train_x[val_idx],
+        val_y=data.train_y[val_idx],
+        test_x=test_x,
+        test_y=test_y,
+        train_index=train_idx,
+        classes=list(data.classes),
+        mean=mean,
+        std=std,
+        note=data.note,
+    )
+
+
+def split_rows(
+    data: ImageData,
+    *,
+    val_fraction: float = 0.1,
+    train_subset: int | None = None,
+    test_subset: int | None = None,
+    val_subset: int | None = None,
+    split_seed: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """The rows :func:`make_split` takes: (training rows, validation rows, test rows or None for all).
+
+    Training and validation rows index ``data.train_x`` (sorted); the test rows index
+    ``data.test_x``. Only the labels and the sizes are read, never the images.
+    """
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
     g = torch.Generator().manual_seed(split_seed)
@@ -387,34 +432,29 @@ def make_split(
         train_idx = _stratified_take(train_idx, data.train_y, train_subset, data.num_classes)
     if val_subset is not None and val_subset < len(val_idx):
         val_idx = _stratified_take(val_idx, data.train_y, val_subset, data.num_classes)
-    train_idx = train_idx.sort().values
-    val_idx = val_idx.sort().values
-    test_x, test_y = data.test_x, data.test_y
-    if test_subset is not None and test_subset < len(test_y):
-        keep = (
-            _stratified_take(torch.randperm(len(test_y), generator=g), test_y, test_subset, data.num_classes)
-            .sort()
-            .values
-        )
-        test_x, test_y = test_x[keep], test_y[keep]
-    tx = data.train_x[train_idx]
-    xf = tx.float().div_(255.0)
-    mean = tuple(float(v) for v in xf.mean(dim=(0, 2, 3)))
-    std = tuple(float(v) for v in xf.std(dim=(0, 2, 3)).clamp_min(1e-3))
-    return Split(
-        name=data.name,
-        train_x=tx,
-        train_y=data.train_y[train_idx],
-        val_x=data.train_x[val_idx],
-        val_y=data.train_y[val_idx],
-        test_x=test_x,
-        test_y=test_y,
-        train_index=train_idx,
-        classes=list(data.classes),
-        mean=mean,
-        std=std,
-        note=data.note,
-    )
+    keep = None
+    if test_subset is not None and test_subset < len(data.test_y):
+        order = torch.randperm(len(data.test_y), generator=g)
+        keep = _stratified_take(order, data.test_y, test_subset, data.num_classes).sort().values
+    return train_idx.sort().values, val_idx.sort().values, keep
+
+
+def only_split_rows(data: ImageData, **split_kwargs) -> ImageData:
+    """A copy of ``data`` whose images are zero except the rows :func:`make_split` takes with
+    these arguments: same shapes and labels, so the split draws the same rows and gets the same
+    images (and normalisation statistics), while the zero rows compress to almost nothing.
+
+    For carrying a subset profile's data where the whole dataset does not fit (the full
+    profile's 10k-image CIFAR-10 subset to a GPU machine: ``.ci/gpu-data``); a model trained
+    on it is the one trained on ``data``. Any other split of it is meaningless.
+    """
+    train, val, test = split_rows(data, **split_kwargs)
+    rows = torch.cat([train, val])
+    tx, sx = torch.zeros_like(data.train_x), torch.zeros_like(data.test_x)
+    tx[rows] = data.train_x[rows]
+    test = torch.arange(len(data.test_y)) if test is None else test
+    sx[test] = data.test_x[test]
+    return dataclasses.replace(data, train_x=tx, test_x=sx)
 
 
 def _stratified_take(order: torch.Tensor, y: torch.Tensor, k: int, num_classes: int) -> torch.Tensor:

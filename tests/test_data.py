@@ -121,6 +121,26 @@ def test_val_subset_is_balanced_held_out_and_leaves_training_alone():
     assert torch.equal(kd.make_split(d, val_fraction=0.2, val_subset=100).val_x, s.val_x)  # fixed seed
 
 
+def test_a_copy_with_only_the_split_rows_gives_the_same_split():
+    """``only_split_rows`` (how .ci/gpu-data carries the full profile's CIFAR-10 subset): every image
+    the split does not take is zero, and the split drawn from the copy is the original's, pixel for pixel."""
+    from kdutils.data import only_split_rows, split_rows
+
+    d = kd.load_dataset("digits")
+    kw = dict(val_fraction=0.2, train_subset=300, val_subset=100, test_subset=150)
+    ref, got = kd.make_split(d, **kw), kd.make_split(only_split_rows(d, **kw), **kw)
+    for f in ("train_x", "train_y", "val_x", "val_y", "test_x", "test_y", "train_index"):
+        assert torch.equal(getattr(got, f), getattr(ref, f)), f
+    assert got.mean == ref.mean and got.std == ref.std
+    train, val, test = split_rows(d, **kw)
+    assert torch.equal(train, ref.train_index) and len(val) == 100 and len(test) == 150
+    copy = only_split_rows(d, **kw)
+    others = torch.ones(len(d.train_y), dtype=torch.bool)
+    others[torch.cat([train, val])] = False
+    assert others.sum() == len(d.train_y) - 400 and copy.train_x[others].eq(0).all()  # the rest is zero
+    assert copy.test_x.flatten(1).ne(0).any(1).sum() <= 150 and torch.equal(copy.train_y, d.train_y)
+
+
 def test_a_split_that_would_hold_out_nothing_says_so(tmp_path):
     """5 images per class at val_fraction 0.1 hold out round(0.5) = 0 per class: a clear error
     instead of an empty validation split that fails later (found by the paper dry run, notebook 05)."""

@@ -312,6 +312,29 @@ def test_gpu_notebooks_says_how_to_call_it(tmp_path, args):
     assert not out.exists()
 
 
+def test_gpu_data_writes_a_cache_the_data_loader_reads(tmp_path):
+    """``.ci/gpu-data`` (what a GPU call carries): a dataset it writes as ``cache/<name>.pt.xz``,
+    decompressed as .ci/gpu-notebooks does, loads as the same dataset; a wrong profile gets the usage."""
+    import lzma
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent.parent / ".ci" / "gpu-data"
+    env = {**os.environ, "OUT": str(tmp_path / "g")}
+    bad = subprocess.run([sys.executable, str(script), "fast", "digits"], capture_output=True, text=True, env=env)
+    assert bad.returncode == 2 and "PROFILE one of smoke, quick, full, paper" in bad.stderr
+    r = subprocess.run([sys.executable, str(script), "smoke", "digits"], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    xz = tmp_path / "g" / "cache" / "digits.pt.xz"
+    assert xz.exists() and "digits:" in r.stdout
+    with lzma.open(xz) as f, open(xz.with_suffix(""), "wb") as g:
+        shutil.copyfileobj(f, g)
+    got, ref = kd.load_dataset("digits", tmp_path / "g"), kd.load_dataset("digits", cache=False)
+    assert torch.equal(got.train_x, ref.train_x) and torch.equal(got.test_y, ref.test_y)
+
+
 def test_a_checkpoint_from_another_kind_of_device_resumes_with_a_warning(digits_split):
     """A CUDA run's checkpoint holds a 16-byte generator state; resumed on the CPU (or the other way) it
     warns and goes on instead of failing inside ``Generator.set_state``."""
