@@ -58,6 +58,8 @@ class ImageData:
     test_y: torch.Tensor
     classes: list[str]
     note: str = ""  # e.g. "JPEG re-encoding of CIFAR-10"
+    #: set by :func:`only_split_rows`: the split arguments whose rows this copy keeps (the rest is zero)
+    only_rows: dict | None = None
 
     @property
     def num_classes(self) -> int:
@@ -374,6 +376,8 @@ def make_split(
         val_subset=val_subset,
         split_seed=split_seed,
     )
+    if data.only_rows is not None:
+        _check_kept(data, train_idx, val_idx, keep)
     test_x, test_y = data.test_x, data.test_y
     if keep is not None:
         test_x, test_y = test_x[keep], test_y[keep]
@@ -448,13 +452,31 @@ def only_split_rows(data: ImageData, **split_kwargs) -> ImageData:
     profile's 10k-image CIFAR-10 subset to a GPU machine: ``.ci/gpu-data``); a model trained
     on it is the one trained on ``data``. Any other split of it is meaningless.
     """
+    if data.only_rows is not None:
+        raise ValueError(f"{data.name} is already a copy with only the rows of the split {data.only_rows}")
     train, val, test = split_rows(data, **split_kwargs)
     rows = torch.cat([train, val])
     tx, sx = torch.zeros_like(data.train_x), torch.zeros_like(data.test_x)
     tx[rows] = data.train_x[rows]
     test = torch.arange(len(data.test_y)) if test is None else test
     sx[test] = data.test_x[test]
-    return dataclasses.replace(data, train_x=tx, test_x=sx)
+    return dataclasses.replace(data, train_x=tx, test_x=sx, only_rows=dict(split_kwargs))
+
+
+def _check_kept(data: ImageData, train: torch.Tensor, val: torch.Tensor, test: torch.Tensor | None) -> None:
+    """A split of an :func:`only_split_rows` copy must take only rows the copy kept: any other
+    row is a zero image with a real label, which would train and score silently wrong."""
+    k_train, k_val, k_test = split_rows(data, **data.only_rows)
+    kept = torch.cat([k_train, k_val])
+    ok = bool(torch.isin(torch.cat([train, val]), kept).all())
+    if k_test is not None:
+        ok = ok and test is not None and bool(torch.isin(test, k_test).all())
+    if not ok:
+        raise DatasetMissingError(
+            f"this {data.name} is a copy holding only the rows of the split {data.only_rows} (every other image is "
+            f"zero; .ci/gpu-data writes such copies for one profile), and this split needs others: use the "
+            f"profile it was made for, or the whole dataset (delete the cache file and point KD_DATA_ROOT at it)"
+        )
 
 
 def _stratified_take(order: torch.Tensor, y: torch.Tensor, k: int, num_classes: int) -> torch.Tensor:

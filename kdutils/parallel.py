@@ -159,8 +159,11 @@ class _Payload:
 _EXPERIMENTS: dict[tuple, Experiment] = {}  # per worker process: one dataset load per settings
 
 
-def work(payload: _Payload) -> tuple[str, float]:
-    """Train (and evaluate) one job in this process; returns (run key, seconds).
+def work(payload: _Payload) -> tuple[str, float, bool]:
+    """Train (and evaluate) one job in this process; returns (run key, seconds, trained here).
+
+    "Trained here" is False when the run was finished in the store by the time this worker
+    reached it (another notebook on the same store trained it while this one waited).
 
     The entry point of every executor's worker: it rebuilds the notebook's Experiment (cached
     per process), so the run's key and numbers are those the notebook would get itself.
@@ -183,7 +186,7 @@ def work(payload: _Payload) -> tuple[str, float]:
     run = exp.train(**_resolve(payload.train, exp))
     if payload.evaluate is not None:
         exp.evaluate(run, **_resolve(payload.evaluate, exp))
-    return run.key, time.perf_counter() - t0
+    return run.key, time.perf_counter() - t0, not run.reused
 
 
 # ---------------------------------------------------------------- executors
@@ -310,10 +313,11 @@ def train_group(exp: Experiment, jobs: Iterable[Job], *, executor: str | None = 
         if key not in keys and not exp.is_finished(j.train_kwargs(), j.evaluate):
             todo.append(j)
         keys.add(key)
+    here: set[str] = set()
     if todo and name != "serial":
-        _run_elsewhere(exp, todo, name, s.workers if workers is None else workers,
-                       s.threads if threads is None else threads, desc)  # fmt: skip
-    trained = [exp.key_of(**j.train_kwargs()) for j in todo] if name != "serial" else []
+        here = _run_elsewhere(exp, todo, name, s.workers if workers is None else workers,
+                              s.threads if threads is None else threads, desc) or set()  # fmt: skip
+    trained = [k for k in (exp.key_of(**j.train_kwargs()) for j in todo) if k in here]
     if not read_back:
         return trained
     out = []
@@ -352,7 +356,9 @@ def longest_first(jobs: list[Job], dataset: str) -> list[Job]:
     return [jobs[i] for i in order]
 
 
-def _run_elsewhere(exp: Experiment, jobs: list[Job], name: str, workers: int, threads: int, desc: str) -> None:
+def _run_elsewhere(exp: Experiment, jobs: list[Job], name: str, workers: int, threads: int, desc: str) -> set[str]:
+    """Train ``jobs`` on executor ``name``; returns the keys its workers trained (not those they
+    found finished, by another process, when they got to them)."""
     from .runtime import progress_bar
 
     # a teacher's logits over the training set are computed once here, not once per worker
@@ -368,9 +374,14 @@ def _run_elsewhere(exp: Experiment, jobs: list[Job], name: str, workers: int, th
     ]  # fmt: skip
     events.emit(f"{desc}: {len(jobs)} runs on executor {name}")
     bar = progress_bar(total=len(payloads), desc=f"{desc} ({name})", disable=not exp.progress, leave=False)
+    trained = set()
     try:  # counted here: a disabled bar (progress=False, as in a batch) counts nothing
-        for done, (p, (key, secs)) in enumerate(EXECUTORS.get(name)(payloads, workers, threads), 1):
+        for done, (p, (key, secs, here)) in enumerate(EXECUTORS.get(name)(payloads, workers, threads), 1):
             bar.update(1)
-            events.emit(f"  finished {p.label or key} ({done}/{len(payloads)}) in {secs:.0f} s, run {key}")
+            how = "" if here else " (trained by another process on this store)"
+            events.emit(f"  finished {p.label or key} ({done}/{len(payloads)}) in {secs:.0f} s, run {key}{how}")
+            if here:
+                trained.add(key)
     finally:
         bar.close()
+    return trained

@@ -10,7 +10,7 @@ Layout under the store root (``runs/`` in the project, or ``$KD_RUNS_ROOT``)::
     <root>/<key>/eval-<name>-<hash>.json  one cached evaluation of the finished model
                                   (kdutils.evaluations: name, version and its settings hashed)
     <root>/_corrupt/<key>-<time>/ records that could not be read, set aside
-    <root>/_locks/<key>.lock      held (``flock``) by the process training that run
+    <root>/_locks/<key>.lock      held (``flock``) by the process training that run; never removed
 
 Every file is written to a temporary name in the same folder and renamed into place,
 so a crash leaves either the old file or the new one, never half of one. A write that fails
@@ -25,14 +25,20 @@ reuses the finished run. Without it both would train, the last one's files would
 what the first process had already evaluated or distilled from would belong to the other copy
 (on a GPU the two copies differ). The lock is an advisory ``fcntl.flock``: the operating system
 drops it when its process dies (``kill -9`` included), so an interrupted run still resumes.
-Where ``fcntl`` is missing (Windows) training is not locked.
+Where ``fcntl`` is missing (Windows) or the file system has no ``flock``, training is not locked.
+``force=True`` in two processes at once is not protected: the second discards and retrains the
+run the first has just trained. Derived files (a teacher's persisted logits, data-selection
+scores, cached evaluations) are written outside the lock, each atomically, from the same
+finished weights.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
+import os
 import shutil
 import time
 import warnings
@@ -50,6 +56,36 @@ except ImportError:  # pragma: no cover
     fcntl = None
 
 from .io import atomic_torch_save, atomic_write_json, canonical_json, default_runs_root, storage_error
+
+#: flock's errors on a file system that does not support it: the store then trains unlocked
+_NO_FLOCK = {errno.ENOSYS, errno.ENOLCK, errno.EOPNOTSUPP, errno.EINVAL}
+_warned_no_flock: set[str] = set()
+
+
+def _lock(fd: int, path: Path, root: Path, on_wait: Callable[[], None] | None) -> bool:
+    """flock ``fd`` exclusively, waiting (after ``on_wait()``) if another process holds it; False
+    where the file system cannot lock (warned once per store)."""
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if on_wait is not None:
+                on_wait()
+            fcntl.flock(fd, fcntl.LOCK_EX)
+    except OSError as exc:
+        if exc.errno not in _NO_FLOCK:
+            raise storage_error(exc, path) from exc
+        _warn_no_flock(root, exc)
+        return False
+    return True
+
+
+def _warn_no_flock(root: Path, exc: OSError) -> None:
+    if str(root) not in _warned_no_flock:
+        _warned_no_flock.add(str(root))
+        warnings.warn(f"the run store {root} cannot lock runs ({exc.strerror}): two processes that want the same "
+                      f"run may both train it; keep notebooks that share runs in one process there", stacklevel=4)  # fmt: skip
+
 
 #: part of every run's identity: bump when training code changes what a run produces
 CODE_VERSION = "1"
@@ -137,7 +173,11 @@ class RunStore:
         Blocks while another process holds it, calling ``on_wait()`` once first (to say so).
         The caller re-checks :meth:`load_finished` inside the block: the other process has
         usually finished the run by then. The lock file lives in ``_locks/``, outside the run's
-        folder, so :meth:`discard` cannot delete it from under its holder.
+        folder, so :meth:`discard` cannot delete it from under its holder; lock files are never
+        removed (empty files; removing one safely would race with its next user). Not
+        re-entrant: a second ``claim`` of the same key in the same process waits forever. On a
+        file system without ``flock`` (some network and FUSE mounts) it warns once and does not
+        lock; on NFS, Linux emulates ``flock`` with POSIX locks (across nodes only with lockd).
         """
         if fcntl is None:  # pragma: no cover
             yield
@@ -145,20 +185,18 @@ class RunStore:
         path = self.root / "_locks" / f"{key}.lock"
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            f = open(path, "a+")
+            fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o644)  # flock needs no write access
         except OSError as exc:
             raise storage_error(exc, path) from exc
-        with f:
-            try:
-                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                if on_wait is not None:
-                    on_wait()
-                fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            locked = _lock(fd, path, self.root, on_wait)
             try:
                 yield
             finally:
-                fcntl.flock(f, fcntl.LOCK_UN)
+                if locked:
+                    fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
 
     # ---- writing
     def begin(self, key: str, config: dict) -> None:

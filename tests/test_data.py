@@ -139,6 +139,14 @@ def test_a_copy_with_only_the_split_rows_gives_the_same_split():
     others[torch.cat([train, val])] = False
     assert others.sum() == len(d.train_y) - 400 and copy.train_x[others].eq(0).all()  # the rest is zero
     assert copy.test_x.flatten(1).ne(0).any(1).sum() <= 150 and torch.equal(copy.train_y, d.train_y)
+    # a smaller split of the same kind takes kept rows only (stratified takes nest): allowed
+    small = dict(val_fraction=0.2, train_subset=100, val_subset=50, test_subset=60)
+    assert torch.equal(kd.make_split(copy, **small).train_x, kd.make_split(d, **small).train_x)
+    # any split needing other rows would train on zero images: refused, naming the copy
+    for other in (dict(val_fraction=0.2), dict(val_fraction=0.1, train_subset=300, val_subset=100, test_subset=150),
+                  dict(kw, test_subset=None)):  # fmt: skip
+        with pytest.raises(kd.DatasetMissingError, match="a copy holding only the rows"):
+            kd.make_split(copy, **other)
 
 
 def test_a_split_that_would_hold_out_nothing_says_so(tmp_path):

@@ -149,6 +149,10 @@ def _in_thread(fn):
     return t, out
 
 
+_no_fcntl = pytest.mark.skipif(os.name != "posix", reason="runs are locked with fcntl.flock (POSIX)")
+
+
+@_no_fcntl
 def test_a_second_trainer_of_the_same_run_waits_then_reuses_it(store):
     """Two notebooks on one store wanting the same run: one trains it, the other waits and reuses it
     (without the claim both trained, and the last one's files replaced the first's)."""
@@ -169,6 +173,7 @@ def test_a_second_trainer_of_the_same_run_waits_then_reuses_it(store):
         assert torch.equal(x.cpu(), y.cpu())
 
 
+@_no_fcntl
 def test_a_claim_dies_with_its_process(tmp_path):
     """kill -9 of the process training a run frees the run: the next trainer does not wait."""
     import signal
@@ -194,3 +199,20 @@ def test_a_claim_dies_with_its_process(tmp_path):
         p.wait()
     with store.claim("k", on_wait=lambda: pytest.fail("waited for a free run")):
         pass
+
+
+@_no_fcntl
+def test_a_store_that_cannot_lock_warns_and_trains(store, monkeypatch):
+    """A file system without flock (some network or FUSE mounts: ENOLCK, ENOSYS) must not stop
+    training: one warning naming the store, then the run trains unlocked."""
+    import errno
+    import fcntl
+
+    def no_flock(fd, op):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_flock)
+    monkeypatch.setattr("kdutils.store._warned_no_flock", set())
+    with pytest.warns(UserWarning, match="cannot lock runs"):
+        run = kd.Experiment(_settings(), store).student("ce", seed=0)
+    assert not run.reused and store.load_finished(run.key) is not None
