@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import torch
@@ -348,3 +349,11 @@ def test_a_checkpoint_from_another_kind_of_device_resumes_with_a_warning(digits_
         r = kd.fit(_model(digits_split), digits_split, kd.create_method("ce"), recipe, progress=False,
                    resume=from_cuda)  # fmt: skip
     assert [h["epoch"] for h in r.history] == [1, 2]
+
+
+def test_environment_records_the_cpu_and_its_instruction_set():
+    env = kd.environment()
+    assert env["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert isinstance(env["cpu_capability"], str) and env["cpu_capability"]
+    if Path("/proc/cpuinfo").exists():
+        assert env["cpu"] and env["cpu"] in Path("/proc/cpuinfo").read_text(errors="replace")
