@@ -233,13 +233,10 @@ class Experiment:
 
     def load_run(self, key: str) -> Run:
         """A finished run of the store, by key (its model rebuilt on this experiment's device)."""
-        done = self.store.load_finished(key)
-        if done is None:
+        run = self._stored(key)
+        if run is None:
             raise KeyError(f"run {key} is not finished in the run store {self.store.root}")
-        cfg = done["record"]["config"]
-        net = self.new_model(cfg["model"], cfg["seed"])
-        net.load_state_dict(done["state_dict"])
-        return Run(key, cfg, net.to(self.device).eval(), done["record"], done["artifacts"], reused=True)
+        return run
 
     def teacher_logits_for(self, train_kwargs: dict) -> None:
         """Compute (and keep on disk) the teacher's training-set logits a run of these arguments
@@ -282,7 +279,7 @@ class Experiment:
             raise ParameterError("seed", seed, "a non-negative int")
         method, config, key, sample_weight, train_rows = self._plan(method, seed, model, recipe, teacher, selection,
                                                                     weights, teacher_rows)  # fmt: skip
-        if not force and (done := self._finished(key, config, model, seed)) is not None:
+        if not force and (done := self._stored(key, config)) is not None:
             return done
 
         def waiting() -> None:
@@ -296,19 +293,23 @@ class Experiment:
         with self.store.claim(key, on_wait=waiting):
             if force:
                 self.store.discard(key)
-            elif (done := self._finished(key, config, model, seed)) is not None:
+            elif (done := self._stored(key, config)) is not None:
                 return done
             return self._train_claimed(key, config, method, seed, model, recipe, teacher, sample_weight, train_rows,
                                        teacher_rows, role)  # fmt: skip
 
-    def _finished(self, key: str, config: dict, model: str, seed: int) -> Run | None:
-        """The finished run ``key`` from the store, loaded onto this experiment's device; None if none."""
+    def _stored(self, key: str, config: dict | None = None) -> Run | None:
+        """The finished run ``key`` from the store, its model rebuilt (from the record's model and seed)
+        on this experiment's device; None if it is not finished. ``config``: the caller's own
+        configuration of the run (the one its key was computed from), else the record's."""
         done = self.store.load_finished(key)
         if done is None:
             return None
-        net = self.new_model(model, seed)
+        cfg = done["record"]["config"]
+        net = self.new_model(cfg["model"], cfg["seed"])
         net.load_state_dict(done["state_dict"])
-        return Run(key, config, net.to(self.device).eval(), done["record"], done["artifacts"], reused=True)
+        return Run(key, config if config is not None else cfg, net.to(self.device).eval(), done["record"],
+                   done["artifacts"], reused=True)  # fmt: skip
 
     def _train_claimed(
         self, key, config, method, seed, model, recipe, teacher, sample_weight, train_rows, teacher_rows, role

@@ -316,7 +316,7 @@ def train_group(exp: Experiment, jobs: Iterable[Job], *, executor: str | None = 
     here: set[str] = set()
     if todo and name != "serial":
         here = _run_elsewhere(exp, todo, name, s.workers if workers is None else workers,
-                              s.threads if threads is None else threads, desc) or set()  # fmt: skip
+                              s.threads if threads is None else threads, desc)  # fmt: skip
     trained = [k for k in (exp.key_of(**j.train_kwargs()) for j in todo) if k in here]
     if not read_back:
         return trained

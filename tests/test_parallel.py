@@ -125,7 +125,7 @@ def test_a_run_asked_for_twice_is_trained_once(tmp_path, monkeypatch):
     exp = kd.Experiment(kd.configure("smoke", executor="processes", **SMOKE), kd.RunStore(tmp_path))
     s, teacher = exp.settings, exp.teacher()
     sent = []
-    monkeypatch.setattr(parallel, "_run_elsewhere", lambda exp, jobs, *a: sent.append([j.label for j in jobs]))
+    monkeypatch.setattr(parallel, "_run_elsewhere", lambda exp, jobs, *a: sent.append([j.label for j in jobs]) or set())
     jobs = [Job("kd", 0, s.student_model, s.student_recipe, teacher=teacher, label=label)
             for label in ("KD", "KD | teacher lenet5")]  # fmt: skip
     train_group(exp, [*jobs, Job("ce", 0, s.student_model, s.student_recipe, label="alone")], read_back=False)
