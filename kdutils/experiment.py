@@ -463,7 +463,7 @@ def environment() -> dict[str, Any]:
         "torch": torch.__version__,
         "platform": platform.platform(),
         # the CPU's model and the vector instruction set torch's kernels use (AVX2, AVX512, ...): on the
-        # CPU a fixed seed repeats its numbers on the same kind of CPU only (another ISA sums in another order)
+        # CPU a fixed seed repeats its numbers on the same kind of CPU only (another may sum in another order)
         "cpu": cpu_model(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "cpu_threads": torch.get_num_threads(),

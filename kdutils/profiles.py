@@ -4,9 +4,11 @@
   a couple of epochs. Used by the tests.
 * ``quick``: minutes per notebook on 2 CPU cores, on the real small datasets (MNIST,
   Fashion-MNIST, a CIFAR-10 subset). The default when a person opens a notebook.
-* ``full``: the small datasets trained to convergence on a CPU (20 epochs, cosine schedule:
+* ``full``: the small datasets trained to convergence (20 epochs, cosine schedule:
   the students' validation accuracy has plateaued, which every notebook checks and reports),
-  3 seeds; about an hour per notebook and dataset on 2 cores with the worker pool.
+  3 seeds; on 2 cores with the worker pool about an hour per notebook on MNIST or Fashion-MNIST
+  (02, with its stronger-teacher series, about two), and hours on the CIFAR-10 subset (a GPU's job
+  there: README "On a GPU").
 * ``paper``: the paper's protocol as far as it is known; meant for a GPU.
 
 The **dry run** is a switch, not a profile: ``configure(profile, dataset, dry_run=True)`` (or
