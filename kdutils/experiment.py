@@ -37,7 +37,7 @@ from .methods.base import Method, create_method, distils
 from .models import MODEL_INIT, count_parameters, create_model
 from .profiles import Settings
 from .recipe import Recipe
-from .runtime import cuda_numerics, place, prepare_device
+from .runtime import cpu_numerics, cuda_numerics, place, prepare_device
 from .selection import Selection, Weighting
 from .store import CODE_VERSION, RunStore, config_key
 from .train import fit
@@ -360,8 +360,12 @@ class Experiment:
             "torch": torch.__version__,
             "code_version": CODE_VERSION,
         }
-        if self.device.type == "cuda":  # what decides a GPU's numbers (TF32, determinism flags); not in the key
+        # what decides the numbers (not in the key): a GPU's TF32 and determinism flags; a CPU's model,
+        # instruction set and thread count (the same seed on another CPU or thread count: other digits)
+        if self.device.type == "cuda":
             record["cuda_numerics"] = cuda_numerics()
+        else:
+            record["cpu_numerics"] = cpu_numerics()
         artifacts = {"participation": result.participation, "train_index": split.train_index}
         if result.teacher_forwards is not None:
             artifacts["teacher_forwards"] = result.teacher_forwards
@@ -440,18 +444,6 @@ def scalar_metrics(evaluation: dict) -> dict[str, float]:
     return {k: float(v) for k, v in evaluation.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
-def cpu_model() -> str | None:
-    """The CPU's model name (Linux: ``/proc/cpuinfo``; elsewhere :func:`platform.processor`), or None."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            for line in f:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip() or None
-    except OSError:
-        pass
-    return platform.processor() or None
-
-
 def environment() -> dict[str, Any]:
     """What this notebook ran on: recorded with every executed notebook."""
     import subprocess
@@ -462,11 +454,7 @@ def environment() -> dict[str, Any]:
         "python": platform.python_version(),
         "torch": torch.__version__,
         "platform": platform.platform(),
-        # the CPU's model and the vector instruction set torch's kernels use (AVX2, AVX512, ...): on the
-        # CPU a fixed seed repeats its numbers on the same kind of CPU only (another may sum in another order)
-        "cpu": cpu_model(),
-        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "cpu_threads": torch.get_num_threads(),
+        **cpu_numerics(),  # the CPU's model, instruction set and thread count: what decides its numbers
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
     }
     if torch.cuda.is_available():  # TF32, cuDNN autotuner, determinism: what decides a GPU's numbers

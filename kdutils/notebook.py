@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,7 @@ from .io import default_figures_dir, project_root
 from .parallel import Job, train_group
 from .profiles import DRY_RUN_NOTE, Settings, check_seeds, configure, merged_sizes
 from .results import Results
+from .runtime import cpu_numerics
 
 __all__ = ["NotebookContext", "margins", "format_epsilon"]
 
@@ -337,6 +339,15 @@ class NotebookContext:
             "runs trained now": sum(self.trained_now(r) for r in unique),
             "runs reused": sum(not self.trained_now(r) for r in unique),
         }
+        # a CPU's digits depend on its kind and the thread count each run trained at (runtime.cpu_numerics)
+        cpu = [r.record.get("cpu_numerics") or {} for r in unique if r.record.get("device", "cpu") == "cpu"]
+        if cpu:
+            threads = Counter(c.get("cpu_threads", "not recorded") for c in cpu)
+            timing["CPU runs by intra-op threads"] = ", ".join(f"{t}: {n}" for t, n in sorted(threads.items(), key=str))
+            here = cpu_numerics()
+            timing["CPU runs trained on another kind of CPU"] = sum(
+                bool(c) and (c["cpu"], c["cpu_capability"]) != (here["cpu"], here["cpu_capability"]) for c in cpu
+            )
         for ds in self.datasets:
             timing[f"{ds}: training + evaluation (s)"] = round(self.seconds.get(ds, 0.0), 1)
             for label in self._teacher_labels.get(ds, []):

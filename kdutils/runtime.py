@@ -79,6 +79,31 @@ def deterministic_requested() -> bool:
     return os.environ.get("KD_DETERMINISTIC", "").strip().lower() in ("1", "true", "yes", "on")
 
 
+def cpu_model() -> str | None:
+    """The CPU's model name (Linux: ``/proc/cpuinfo``; elsewhere :func:`platform.processor`), or None."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip() or None
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
+def cpu_numerics() -> dict[str, Any]:
+    """What decides a CPU's numbers in this process, read (never changed): the CPU's model, the
+    vector instruction set torch's kernels use (AVX2, AVX512, ...) and the intra-op thread count. A
+    fixed seed repeats its numbers on the same kind of CPU at the same thread count only: another
+    CPU or another thread count sums in another order (README, "Another machine, other digits").
+    Recorded by :func:`kdutils.environment` and with every run trained on the CPU (not in its key)."""
+    return {
+        "cpu": cpu_model(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cpu_threads": torch.get_num_threads(),
+    }
+
+
 def cuda_numerics() -> dict[str, Any]:
     """The settings that decide CUDA's numbers in this process, read (never changed): TF32 for
     convolutions and for matrix products, cuDNN's autotuner and deterministic switch, PyTorch's

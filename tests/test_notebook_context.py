@@ -152,6 +152,9 @@ def test_save_figure_results_and_environment(ctx, capsys):
     assert "digits: training + evaluation (s)" in env.index and "digits: teacher s/epoch" in env.index
     assert "digits: student s/epoch (mean)" in env.index
     assert v["runs trained now"] + v["runs reused"] == len({r.key for r in ctx.runs.values()})
+    n_runs = len({r.key for r in ctx.runs.values()})  # every run of the fixture trained here, on this CPU
+    counts = [int(part.split(": ")[1]) for part in v["CPU runs by intra-op threads"].split(", ")]
+    assert sum(counts) == n_runs and v["CPU runs trained on another kind of CPU"] == 0
 
 
 def test_format_epsilon():

@@ -46,6 +46,21 @@ def test_finished_run_is_reused(store):
     assert exp.student("ce", seed=1).key != r1.key
 
 
+def test_a_cpu_run_records_what_decides_its_numbers(store):
+    """The same seed on another CPU or at another intra-op thread count gives other digits: each CPU
+    run records its CPU, instruction set and thread count (not in the key, so any of them reuses it)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        run = kd.Experiment(_settings(), store).student("ce", seed=0)
+    finally:
+        torch.set_num_threads(before)
+    assert run.record["cpu_numerics"] == {**kd.runtime.cpu_numerics(), "cpu_threads": 1}
+    assert "cuda_numerics" not in run.record
+    again = kd.Experiment(_settings(), store).student("ce", seed=0)  # another thread count: reused as stored
+    assert again.reused and again.record["cpu_numerics"]["cpu_threads"] == 1
+
+
 class _Interrupt(kd.RunStore):
     """A store whose process 'dies' right after the checkpoint of epoch ``stop_after``."""
 
