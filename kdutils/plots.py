@@ -389,6 +389,44 @@ def bar_with_spread(
     return fig
 
 
+def _coinciding_curves(curves: Sequence[tuple[Any, np.ndarray, np.ndarray]]) -> list[list[Any]]:
+    """Groups (two or more, in drawing order) of ``(level, xs, mean)`` curves with the same x values
+    and the same means (to 1e-12): drawn on one another, only the last of a group would be seen."""
+    groups: list[list[tuple[Any, np.ndarray, np.ndarray]]] = []
+    for curve in curves:
+        for g in groups:
+            _, gx, gm = g[0]
+            if (
+                len(gx) == len(curve[1])
+                and np.array_equal(gx, curve[1])
+                and np.allclose(gm, curve[2], rtol=0, atol=1e-12, equal_nan=True)
+            ):
+                g.append(curve)
+                break
+        else:
+            groups.append([curve])
+    return [[level for level, _, _ in g] for g in groups if len(g) > 1]
+
+
+def _name_coinciding_curves(ax: Axes, curves: Sequence[tuple[Any, np.ndarray, np.ndarray]], xname: str) -> None:
+    """Name the curves that lie on one another (e.g. five methods at 0 for every delta), at the right end
+    of their line, so a reader does not take the one colour that shows for the only method there."""
+    import textwrap
+
+    by_level = {level: (xs, mean) for level, xs, mean in curves}
+    low, high = ax.get_ylim()
+    for group in _coinciding_curves(curves):
+        xs, mean = by_level[group[0]]
+        names = ", ".join(str(lv) for lv in group[:-1]) + f" and {group[-1]}"
+        const = np.nanmax(mean) - np.nanmin(mean) <= 1e-12
+        text = f"{names}: {mean[0]:.3g} at every {xname}" if const else f"{names}: the same curve"
+        y_end = float(mean[np.isfinite(mean)][-1]) if np.isfinite(mean).any() else (low + high) / 2
+        above = y_end <= (low + high) / 2
+        ax.annotate(textwrap.fill(text, 44), xy=(1.0, y_end), xycoords=("axes fraction", "data"),
+                    xytext=(-4, 5 if above else -5), textcoords="offset points", ha="right",
+                    va="bottom" if above else "top", fontsize=7.5, color="0.25")  # fmt: skip
+
+
 def line_with_spread(
     df: pd.DataFrame,
     x: str,
@@ -415,6 +453,9 @@ def line_with_spread(
     ``"beside"``, ``"inside"`` (matplotlib's best spot) or ``False``.  On a
     figure of its own the figure is widened by the legend's width, so the
     axes keep their size and the title and labels are not cut off.
+
+    Curves with exactly the same means (e.g. several methods at 0 for every
+    x) would hide all but the last drawn: a note at their right end names them.
     """
     _require_columns(df, [x, y, hue], "line_with_spread")
     own = ax is None
@@ -427,6 +468,7 @@ def line_with_spread(
         n_colors = len(levels)
         groups = [(lv, df[df[hue] == lv]) for lv in levels]
     colors = sns.color_palette(n_colors=max(n_colors, 1))
+    drawn: list[tuple[Any, np.ndarray, np.ndarray]] = []
     for (level, sub), color in zip(groups, colors):
         if sub.empty:
             continue
@@ -440,6 +482,7 @@ def line_with_spread(
         mean = stats["mean"].to_numpy(dtype=float)
         sd = stats["std"].to_numpy(dtype=float)
         ax.plot(xs, mean, marker="o", markersize=4, color=color, label=None if level is None else str(level))
+        drawn.append((level, xs, mean))
         if np.isfinite(sd).any():
             band = np.where(np.isfinite(sd), sd, 0.0)
             ax.fill_between(xs, mean - band, mean + band, color=color, alpha=0.2, linewidth=0)
@@ -462,6 +505,7 @@ def line_with_spread(
     ax.set_xlabel(xlabel or x)
     ax.set_ylabel(ylabel or y)
     ax.set_title(title or f"{ylabel or y} vs {xlabel or x} (mean ± std over seeds)")
+    _name_coinciding_curves(ax, drawn, xlabel or x)
     if hue is not None and legend:
         if legend == "auto":
             spec = ax.get_subplotspec()

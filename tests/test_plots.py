@@ -682,6 +682,22 @@ def test_gap_distributions_one_panel_per_method_log_shares():
         plots.gap_distributions({"KD": {"empirical": {"edges": [0.0, 1.0], "counts": [1, 2]}}})
 
 
+def test_coinciding_curves_are_named_not_hidden():
+    """Five methods at a certified share of 0 for every delta draw one line: a note names them all."""
+    rows = [{"method": m, "seed": s, "bound": "certified (IBP)", "delta": d, "value": v(d)}
+            for m, v in (("KD", lambda d: 0.0), ("faithful", lambda d: d), ("ARD", lambda d: 0.0), ("RSLAD", lambda d: 0.0))
+            for s in (0, 1) for d in (0.01, 0.1, 0.5)]  # fmt: skip
+    fig = plots.faithful_share_curves(pd.DataFrame(rows))
+    notes = [t.get_text().replace("\n", " ") for t in fig.axes[0].texts]
+    assert notes == ["KD, ARD and RSLAD: 0 at every delta"]
+    rows = [r for r in rows if r["method"] in ("KD", "faithful")]  # nothing hidden: no note
+    assert len(plots.faithful_share_curves(pd.DataFrame(rows)).axes[0].texts) == 0
+    same = [{"method": m, "seed": 0, "epoch": e, "value": e / 10} for m in ("a", "b") for e in (1, 2)]
+    ax = plots.line_with_spread(pd.DataFrame(same), x="epoch").axes[0]
+    assert [t.get_text() for t in ax.texts] == ["a and b: the same curve"]
+    plt.close("all")
+
+
 def test_faithful_share_curves_one_panel_per_bound():
     rows = [{"method": m, "seed": s, "bound": b, "delta": d, "value": min(1.0, d * (2 + k) + 0.01 * s)}
             for k, m in enumerate(("KD", "faithful")) for s in (0, 1) for b in ("empirical (PGD)", "certified (IBP)")
