@@ -212,14 +212,20 @@ def method_passes(method: Mapping[str, Any]) -> tuple[float, float]:
     return 0.0, 0.0
 
 
-def run_flops(model: str, method: Any, epochs: int, dataset: str, teacher_model: str | None = None) -> float | None:
+def run_flops(model: str, method: Any, epochs: int, dataset: str, teacher_model: str | None = None, *,
+              image: tuple[Sequence[int], int] | None = None) -> float | None:  # fmt: skip
     """Training FLOPs per training image of one run (``epochs`` x the trained passes, attacks and
-    bounds of :func:`method_passes`, in forwards of the student and of ``teacher_model``); None
-    for a dataset not in :data:`DATASET_FACTS`. A relative cost, for ordering a group of runs
-    (:func:`kdutils.parallel.train_group` starts the longest first), not a time."""
-    if dataset not in DATASET_FACTS:
+    bounds of :func:`method_passes`, in forwards of the student and of ``teacher_model``). The
+    image shape and class count: ``image`` = ``((C, H, W), classes)`` when given (an image
+    folder's, from its loaded split), else :data:`DATASET_FACTS`'; None for a dataset in neither.
+    A relative cost, for ordering a group of runs (:func:`kdutils.parallel.train_group` starts the
+    longest first), not a time."""
+    if image is not None:
+        shape, classes = tuple(image[0]), int(image[1])
+    elif dataset in DATASET_FACTS:
+        _, _, shape, classes = DATASET_FACTS[dataset]
+    else:
         return None
-    _, _, shape, classes = DATASET_FACTS[dataset]
     extra_s, extra_t = method_passes(create_method(method).params())
     flops = (TRAIN_FACTOR + extra_s) * forward_flops(model, shape, classes)
     if teacher_model and extra_t:

@@ -331,12 +331,13 @@ def train_group(exp: Experiment, jobs: Iterable[Job], *, executor: str | None = 
     return out
 
 
-def longest_first(jobs: list[Job], dataset: str) -> list[Job]:
+def longest_first(jobs: list[Job], dataset: str, image: tuple[Sequence[int], int] | None = None) -> list[Job]:
     """``jobs`` ordered by their estimated cost, the largest first (stable; unchanged when a cost
     cannot be estimated): workers take jobs in this order, so a long run (a larger teacher, an
     attack inside training) does not start last and leave the other workers idle while it
     finishes (longest-processing-time-first scheduling). Results do not depend on the order:
-    every run is seeded and stored by its own key. Costs: :func:`kdutils.costs.run_flops`."""
+    every run is seeded and stored by its own key. Costs: :func:`kdutils.costs.run_flops`, with
+    ``image`` = ``((C, H, W), classes)`` for a dataset its table does not list (an image folder)."""
     from . import costs
 
     def cost(j: Job) -> float | None:
@@ -345,7 +346,7 @@ def longest_first(jobs: list[Job], dataset: str) -> list[Job]:
         if not isinstance(j.model, str) or not isinstance(epochs, int):
             return None
         try:
-            return costs.run_flops(j.model, j.method, epochs, dataset, teacher)
+            return costs.run_flops(j.model, j.method, epochs, dataset, teacher, image=image)
         except (KDError, LookupError, TypeError, ValueError):  # a model or method it cannot cost: keep the order
             return None
 
@@ -366,7 +367,7 @@ def _run_elsewhere(exp: Experiment, jobs: list[Job], name: str, workers: int, th
         if j.teacher is not None:
             exp.teacher_logits_for(j.train_kwargs())
     env = {k: v for k, v in os.environ.items() if k.startswith("KD_")}
-    jobs = longest_first(jobs, exp.settings.dataset)
+    jobs = longest_first(jobs, exp.settings.dataset, (tuple(exp.split.train_x.shape[1:]), exp.split.num_classes))
     payloads = [
         _Payload(exp.settings.replace(progress=False), str(exp.store.root), exp.data_root and str(exp.data_root),
                  _strip(j.train_kwargs()), _strip(j.evaluate), j.label, env=env)

@@ -174,7 +174,8 @@ def test_longest_runs_go_to_the_workers_first():
     assert costs.run_flops("lenet5", "ce", 4, "mnist") > costs.run_flops(
         "lenet5_half", {"name": "ard", "steps": 3}, 3, "mnist"
     )
-    # a dataset or model the cost model does not know: the caller's order
+    # an image folder: costed from its images' shape and classes (the loaded split's), else the caller's order
+    assert [j.label for j in longest_first(jobs, "image_folder:/x", ((1, 28, 28), 10))] == order
     assert [j.label for j in longest_first(jobs, "image_folder:/x")] == [j.label for j in jobs]
     odd = [*jobs, Job("ce", 0, "no_such_model", s.student_recipe, label="odd")]
     assert [j.label for j in longest_first(odd, "mnist")] == [j.label for j in odd]
