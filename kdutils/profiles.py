@@ -7,7 +7,7 @@
 * ``full``: the small datasets trained to convergence (20 epochs, cosine schedule:
   the students' validation accuracy has plateaued, which every notebook checks and reports),
   3 seeds; on 2 cores with the worker pool about an hour per notebook on MNIST or Fashion-MNIST
-  (02, with its stronger-teacher series, about two), and hours on the CIFAR-10 subset (a GPU's job
+  (02, with its stronger-teacher series, 1.5 to 2), and hours on the CIFAR-10 subset (a GPU's job
   there: README "On a GPU").
 * ``paper``: the paper's protocol as far as it is known; meant for a GPU.
 
