@@ -396,11 +396,7 @@ def _coinciding_curves(curves: Sequence[tuple[Any, np.ndarray, np.ndarray]]) -> 
     for curve in curves:
         for g in groups:
             _, gx, gm = g[0]
-            if (
-                len(gx) == len(curve[1])
-                and np.array_equal(gx, curve[1])
-                and np.allclose(gm, curve[2], rtol=0, atol=1e-12, equal_nan=True)
-            ):
+            if np.array_equal(gx, curve[1]) and np.allclose(gm, curve[2], rtol=0, atol=1e-12, equal_nan=True):
                 g.append(curve)
                 break
         else:
@@ -413,10 +409,10 @@ def _name_coinciding_curves(ax: Axes, curves: Sequence[tuple[Any, np.ndarray, np
     of their line, so a reader does not take the one colour that shows for the only method there."""
     import textwrap
 
-    by_level = {level: (xs, mean) for level, xs, mean in curves}
+    means = {level: mean for level, _, mean in curves}
     low, high = ax.get_ylim()
     for group in _coinciding_curves(curves):
-        xs, mean = by_level[group[0]]
+        mean = means[group[0]]
         names = ", ".join(str(lv) for lv in group[:-1]) + f" and {group[-1]}"
         const = np.nanmax(mean) - np.nanmin(mean) <= 1e-12
         text = f"{names}: {mean[0]:.3g} at every {xname}" if const else f"{names}: the same curve"
