@@ -279,7 +279,7 @@ def test_make_reproduce_without_a_venv_runs_the_interpreter_as_it_is(tmp_path):
     assert _make_n("test", f"VENV={venv}", "EXTRAS=test,ray", "NOVENV=0")[-1] == f"{venv}/bin/python -m pytest"
 
 
-@pytest.mark.parametrize("name", ["gpu", "gpu-check", "gpu-notebooks"])
+@pytest.mark.parametrize("name", ["gpu", "gpu-check", "gpu-notebooks", "gpu-env"])
 def test_the_gpu_entry_scripts_parse(name):
     """``.ci/gpu``, ``.ci/gpu-check`` and ``.ci/gpu-notebooks`` (README "On a GPU") are bash that parses;
     they run on the lent machine."""
@@ -292,6 +292,30 @@ def test_the_gpu_entry_scripts_parse(name):
         pytest.skip("bash is not installed")
     r = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+
+
+def test_gpu_env_sets_the_path_and_stops_on_a_broken_wheel(tmp_path):
+    """``.ci/gpu-env`` (sourced by the three GPU scripts): without wheels (or with WHEELS=0) the working
+    tree goes first on PYTHONPATH and the offline switches are set; a wheel pip cannot install stops it
+    with a message in the log and a non-zero status, before anything runs."""
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    if shutil.which("bash") is None:
+        pytest.skip("bash is not installed")
+    env_file = Path(__file__).resolve().parent.parent / ".ci" / "gpu-env"
+    show = f'. "{env_file}" && gpu_env "$PWD/pip.log"; echo "rc=$? $PYTHONPATH $KD_OFFLINE $MPLBACKEND"'
+    env = {"PATH": os.environ["PATH"], "PYTHONPATH": "/elsewhere"}
+    r = subprocess.run(["bash", "-c", show], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert r.stdout.split() == ["rc=0", f"{tmp_path}:/elsewhere", "1", "Agg"], r.stdout + r.stderr
+    (tmp_path / ".whl").mkdir()
+    (tmp_path / ".whl" / "broken-0.0-py3-none-any.whl").write_bytes(b"not a zip")
+    r = subprocess.run(["bash", "-c", show], cwd=tmp_path, env={**env, "WHEELS": "0"}, capture_output=True, text=True)
+    assert r.stdout.split()[0] == "rc=0", r.stdout + r.stderr  # WHEELS=0: the wheels are not touched
+    r = subprocess.run(["bash", "-c", show], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert r.stdout.split()[0] == "rc=1", r.stdout + r.stderr
+    assert "pip install of .whl failed" in (tmp_path / "pip.log").read_text()
 
 
 @pytest.mark.parametrize("args", [[], ["04"], ["00:mnist", "01:mnist", "02:mnist", "03:mnist"]])
