@@ -226,11 +226,20 @@ def run_flops(model: str, method: Any, epochs: int, dataset: str, teacher_model:
         _, _, shape, classes = DATASET_FACTS[dataset]
     else:
         return None
-    extra_s, extra_t = method_passes(create_method(method).params())
+    return float(epochs * _image_train_flops(model, create_method(method).params(), shape, classes, teacher_model))
+
+
+def _image_train_flops(model: str, params: dict, shape: Sequence[int], classes: int,
+                       teacher_model: str | None) -> float:  # fmt: skip
+    """FLOPs of one training image in one epoch: the student's trained pass (TRAIN_FACTOR forwards)
+    and the method's extra passes through the student and through ``teacher_model`` (attacks, bounds:
+    :func:`method_passes`). The teacher's forward for its targets is not in it (cached or per batch:
+    the plan decides)."""
+    extra_s, extra_t = method_passes(params)
     flops = (TRAIN_FACTOR + extra_s) * forward_flops(model, shape, classes)
     if teacher_model and extra_t:
         flops += extra_t * forward_flops(teacher_model, shape, classes)
-    return float(epochs * flops)
+    return flops
 
 
 # ---------------------------------------------------------------- plans
@@ -577,12 +586,11 @@ def _frame(runs: list, notebook: str, profile: str, overrides: dict) -> pd.DataF
         rows_used = int(train * r.rows_share)
         steps = _steps(rows_used, r.recipe)
         images = min(rows_used, steps * r.recipe.batch_size)
-        f_s = forward_flops(r.model, shape, classes)
-        extra_s, extra_t = method_passes(json.loads(r.method))
-        flops = r.recipe.epochs * images * (TRAIN_FACTOR + extra_s) * f_s + r.recipe.epochs * val * f_s
+        teacher_model = r.teacher.model if r.teacher is not None else None
+        per_image = _image_train_flops(r.model, json.loads(r.method), shape, classes, teacher_model)
+        flops = r.recipe.epochs * (images * per_image + val * forward_flops(r.model, shape, classes))
         if r.teacher is not None:
-            f_t = forward_flops(r.teacher.model, shape, classes)
-            flops += r.recipe.epochs * images * extra_t * f_t  # bounds and attacks through the teacher
+            f_t = forward_flops(teacher_model, shape, classes)
             if r.recipe.teacher_per_batch:
                 flops += r.recipe.epochs * images * r.teacher_share * f_t
             else:  # the teacher's training-set logits, once per teacher (shared by its students)
