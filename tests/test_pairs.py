@@ -40,7 +40,7 @@ def test_teacher_series_grow_and_share_the_profiles_student():
     for ds in ("digits", "fashion_mnist", "mnist", "cifar10", "cifar100"):
         st = kd.configure("quick" if ds != "digits" else "smoke", ds)
         student, teachers = pairs.series_for(st)
-        assert student == st.student_model and len(teachers) >= 2
+        assert student == st.student_model and len(teachers) >= 3  # a curve, not a line through two points
         sizes = [kd.count_parameters(kd.create_model(t, 10, 3, input_size=32)) for t in teachers]
         assert sizes == sorted(sizes) and len(set(sizes)) == len(sizes), (ds, teachers, sizes)
     generic = kd.configure("quick", "digits")
