@@ -40,7 +40,8 @@ PAIRS: dict[str, tuple[tuple[str, str], ...]] = {
     ),
 }
 
-#: (student, teachers of growing size) per dataset [ours]; at least three each (the issue's curve).
+#: (student, teachers of growing size) per dataset [ours]; at least three each, so that the curve's
+#: slope is fitted through more than two points.
 #: The small datasets: LeNet-5-Half taught by a teacher of its own size, by LeNet-5 (4x the
 #: parameters) and by LeNet-5 with doubled widths (16x). The CIFAR-10 subset: AlexNet-Half by
 #: itself (0.53M parameters), by AlexNet (2.1M) and by the CRD benchmark's VGG8 (3.9M, batch norm):
