@@ -309,6 +309,21 @@ def test_reliability_nan_bins_skipped_and_ece_in_title():
     assert first.get_height() == pytest.approx(r["accuracy"][k])
 
 
+@pytest.mark.parametrize("n_labels, ncols", [(4, 4), (7, 3), (6, 6)])
+def test_reliability_suptitle_clears_the_panel_titles(n_labels, ncols):
+    """The notebooks retitle the figure (``fig.suptitle(f"{ds}: reliability (seed 0)")``); with square
+    panels under the plain constrained layout that title sat on the first row's panel titles."""
+    rel = {f"method {i} (ECE = 0.100)": _rel(i) for i in range(n_labels)}
+    fig = plots.reliability_diagrams(rel, ncols=ncols)
+    fig.suptitle("cifar10: reliability (seed 0)")
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    sup = fig._suptitle.get_window_extent(renderer)
+    for ax in fig.axes:
+        assert ax.title.get_window_extent(renderer).y1 <= sup.y0, ax.get_title()
+    plt.close(fig)
+
+
 def test_reliability_all_empty_and_bad_entry():
     nan = float("nan")
     r = {
