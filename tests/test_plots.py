@@ -315,10 +315,10 @@ def test_reliability_suptitle_clears_the_panel_titles(n_labels, ncols):
     panels under the plain constrained layout that title sat on the first row's panel titles."""
     rel = {f"method {i} (ECE = 0.100)": _rel(i) for i in range(n_labels)}
     fig = plots.reliability_diagrams(rel, ncols=ncols)
-    fig.suptitle("cifar10: reliability (seed 0)")
+    title = fig.suptitle("cifar10: reliability (seed 0)")
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
-    sup = fig._suptitle.get_window_extent(renderer)
+    sup = title.get_window_extent(renderer)
     for ax in fig.axes:
         assert ax.title.get_window_extent(renderer).y1 <= sup.y0, ax.get_title()
     plt.close(fig)
