@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import DatasetMissingError, KDError
-from .io import atomic_torch_save, data_root, offline, project_root  # noqa: F401  (project_root: re-exported)
+from .io import atomic_torch_save, data_root, offline, project_root, read_tensors  # noqa: F401  (project_root: re-exported)
 from .registry import Registry
 
 DATASETS: Registry[Callable[[Path], "ImageData"]] = Registry("dataset")
@@ -156,7 +156,7 @@ def load_dataset(name: str, root: str | Path | None = None, *, cache: bool = Tru
     cache_file = root / "cache" / f"{name}.pt"
     if cache and cache_file.exists():
         try:
-            blob = torch.load(cache_file, weights_only=False)
+            blob = read_tensors(cache_file)  # tensors and plain values only: a cache file never runs code
             if blob.get("version") == CACHE_VERSION:
                 return ImageData(**blob["data"])
         except Exception as exc:  # a broken cache is rebuilt, not trusted

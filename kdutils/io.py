@@ -1,5 +1,8 @@
 """The ground floor: project paths and atomic file I/O (imports only kdutils.errors).
 
+Reading: :func:`read_tensors`, ``torch.load(weights_only=True)``: a ``.pt`` file kdutils reads is
+tensors and plain values, never a pickle that runs code.
+
 Every file kdutils writes (run records, checkpoints, dataset caches, evaluations, results,
 figures) goes through :func:`atomic_torch_save` / :func:`atomic_write_json` /
 :func:`atomic_write_bytes`: written to a temporary name in the same folder, flushed to disk,
@@ -17,13 +20,14 @@ import errno
 import io
 import json
 import os
+import pickle
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .errors import StorageError
+from .errors import CorruptRecordError, StorageError
 
 
 def project_root() -> Path:
@@ -165,6 +169,19 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
     buf = io.BytesIO()
     torch.save(obj, buf)
     _atomic_write(path, buf.getbuffer())
+
+
+def read_tensors(path: Path) -> Any:
+    """``torch.load(path, weights_only=True)`` on the CPU; any failure (a truncated file, a pickle
+    that names a global outside torch's allow-list) is a :class:`CorruptRecordError`. The one way
+    kdutils reads the ``.pt`` files it wrote (run store, dataset cache)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated zip, a pickle that is not plain data, ...
+        msg = " ".join(str(exc).split())
+        if isinstance(exc, pickle.UnpicklingError) or "weights_only" in msg.lower() or "Weights only" in msg:
+            msg = f"not plain tensors and values, so not loaded (a pickle that could run code is never executed): {msg[:300]}"
+        raise CorruptRecordError(f"{path}: {type(exc).__name__}: {msg}") from exc
 
 
 def atomic_write_json(obj: Any, path: Path) -> None:

@@ -55,7 +55,7 @@ try:  # POSIX; on Windows the store does not lock (see the module's docstring)
 except ImportError:  # pragma: no cover
     fcntl = None
 
-from .io import atomic_torch_save, atomic_write_json, canonical_json, default_runs_root, storage_error
+from .io import atomic_torch_save, atomic_write_json, canonical_json, default_runs_root, read_tensors, storage_error
 
 #: flock's errors on a file system that does not support it: the store then trains unlocked
 _NO_FLOCK = {errno.ENOSYS, errno.ENOLCK, errno.EOPNOTSUPP, errno.EINVAL}
@@ -130,10 +130,11 @@ class RunStore:
             raise CorruptRecordError(f"{path}: {exc}") from exc
 
     def _read_torch(self, path: Path) -> Any:
-        try:
-            return torch.load(path, map_location="cpu", weights_only=False)
-        except Exception as exc:  # truncated zip, pickle errors, ...
-            raise CorruptRecordError(f"{path}: {type(exc).__name__}: {exc}") from exc
+        """A stored tensor file, read with ``weights_only=True``: tensors, state dicts and plain
+        Python values only. A file that holds anything else (a pickle that would import or call
+        code, e.g. one planted in a store shared between machines) is never executed: it fails
+        here like a truncated file and its record is set aside as corrupt."""
+        return read_tensors(path)
 
     def load_finished(self, key: str) -> dict | None:
         """The finished run (record, state_dict, artifacts), None if there is none.

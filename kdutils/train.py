@@ -61,11 +61,22 @@ _METHOD_SEED_OFFSET = 0x5EED
 
 def rng_state(device: torch.device) -> dict[str, Any]:
     """Every global RNG state a training step may touch: torch's CPU generator, the CUDA
-    generators of ``device``'s kind, Python's ``random`` and NumPy's global generator."""
+    generators of ``device``'s kind, Python's ``random`` and NumPy's global generator.
+
+    Only tensors and plain Python values, so a checkpoint loads with ``torch.load(weights_only=True)``
+    (the run store never unpickles arbitrary objects): NumPy's state is kept as a dict with its keys
+    as an int64 tensor instead of NumPy's own tuple with an array."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),
         "python": random.getstate(),
-        "numpy": np.random.get_state(),
+        "numpy": {
+            "kind": str(kind),
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached),
+        },  # fmt: skip
     }
     if device.type == "cuda":
         state["cuda"] = torch.cuda.get_rng_state_all()
@@ -77,7 +88,11 @@ def set_rng_state(state: dict[str, Any], device: torch.device) -> None:
     if "python" in state:
         random.setstate(state["python"])
     if "numpy" in state:
-        np.random.set_state(state["numpy"])
+        n = state["numpy"]
+        if isinstance(n, dict):
+            keys = n["keys"].numpy().astype(np.uint32)
+            n = (n["kind"], keys, n["pos"], n["has_gauss"], n["cached_gaussian"])
+        np.random.set_state(n)
     if "cuda" in state and device.type == "cuda":
         torch.cuda.set_rng_state_all(state["cuda"])
 
