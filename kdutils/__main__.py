@@ -9,6 +9,11 @@ from the run store, so a second batch only re-evaluates notebooks (seconds, not 
 
 A notebook that fails does not stop the batch: the others run, and the batch ends with one
 line per failed notebook (the cell, the error, the executed copy to open) and exit status 1.
+A notebook that ran every cell but wrote no ``results.csv`` counts as failed too.
+
+Relative paths (``--out``, ``--figures``, ``--notebooks``, ``-p output_dir=...``, other ``*_dir``
+parameters, ``image_folder:PATH``) mean the caller's working folder: they are made absolute
+before a kernel starts in ``notebooks/``.
 """
 
 from __future__ import annotations
@@ -155,6 +160,37 @@ def summary(out_dir: Path, names: list[str]) -> str:
     return "\n\n".join(lines)
 
 
+#: notebook parameters that name a path (besides any ``*_dir``): made absolute before a kernel starts
+_PATH_PARAMS = {"output_dir", "figures_dir", "data_root", "runs_root"}
+_IMAGE_FOLDER = "image_folder:"
+
+
+def _absolute(path: str | Path) -> Path:
+    """``path`` against the caller's working folder (a kernel runs in ``notebooks/``, where a
+    relative path would mean something else)."""
+    return Path(os.path.abspath(Path(path).expanduser()))
+
+
+def absolute_paths(params: dict) -> dict:
+    """``params`` with every relative path made absolute against the caller's working folder:
+    ``output_dir``, ``figures_dir`` and other ``*_dir`` parameters, and the path of an
+    ``image_folder:PATH`` dataset (alone or in a list of datasets)."""
+
+    def fix_dataset(v):
+        if isinstance(v, str) and v.startswith(_IMAGE_FOLDER) and v[len(_IMAGE_FOLDER) :]:
+            return _IMAGE_FOLDER + str(_absolute(v[len(_IMAGE_FOLDER) :]))
+        return v
+
+    out = {}
+    for k, v in params.items():
+        if (k in _PATH_PARAMS or k.endswith("_dir")) and isinstance(v, str) and v:
+            v = str(_absolute(v))
+        elif k in ("dataset", "datasets"):
+            v = [fix_dataset(d) for d in v] if isinstance(v, (list, tuple)) else fix_dataset(v)
+        out[k] = v
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     from .errors import UnknownNameError
     from .io import project_root
@@ -187,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     root = project_root()
-    nbs = notebooks(Path(getattr(args, "notebooks", None) or root / "notebooks"))
+    nbs = notebooks(_absolute(getattr(args, "notebooks", None) or root / "notebooks"))
     if args.cmd == "list":
         print("\n".join(p.stem for p in nbs))
         return 0
@@ -211,9 +247,10 @@ def main(argv: list[str] | None = None) -> int:
             params[k] = ast.literal_eval(v)
         except (ValueError, SyntaxError):
             params[k] = v
-    out_root = Path(args.out) if args.out else root / "outputs"
+    params = absolute_paths(params)
+    out_root = _absolute(args.out) if args.out else root / "outputs"
     out_dir = out_root / args.profile
-    figures = Path(args.figures) if args.figures else None
+    figures = _absolute(args.figures) if args.figures else None
     timings, failures = [], []
     for nb in nbs:
         t0 = time.perf_counter()
@@ -224,6 +261,11 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as exc:  # papermill's execution error, a dead kernel, ...: the next notebook runs
             failures.append(failure(nb, out_dir / nb.name, exc))
             print(failures[-1].line(), flush=True)
+        else:  # every cell ran, but a batch is for its results: none written is a failure too
+            results = out_dir / nb.stem / "results.csv"
+            if not results.exists():
+                failures.append(Failure(nb.stem, "after its last cell", f"it wrote no {results}", out_dir / nb.name))
+                print(failures[-1].line(), flush=True)
         timings.append((nb.stem, time.perf_counter() - t0))
     failed = {f.notebook for f in failures}
     done = [n for n, _ in timings if n not in failed]

@@ -38,11 +38,78 @@ def _run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     )  # fmt: skip
 
 
+#: a notebook cell that writes a one-row results.csv where the batch asks (``output_dir``)
+_WRITES_RESULTS = (
+    "from pathlib import Path\n"
+    "import os\n"
+    "Path(output_dir).mkdir(parents=True, exist_ok=True)\n"
+    "Path(output_dir, 'results.csv').write_text('notebook,profile,dataset,method,seed,metric,value\\n'\n"
+    "    'x,smoke,digits,ce,0,accuracy,0.5\\n')\n"
+    "Path(figures_dir).mkdir(parents=True, exist_ok=True)\n"
+    "Path(figures_dir, 'f.png').write_bytes(b'png')\n"
+    "print('kernel cwd', os.getcwd())"
+)
+
+
+def test_relative_out_and_figures_mean_the_callers_folder(tmp_path):
+    """``--out x`` from a folder puts results under that folder's ``x``, not under ``notebooks/x``
+    where the kernel runs; likewise ``--figures`` and ``-p output_dir=...``."""
+    nbs = tmp_path / "nbs"
+    nbs.mkdir()
+    _notebook(nbs / "00_writes.ipynb", [_WRITES_RESULTS])
+    env = {**os.environ, "KD_RUNS_ROOT": str(tmp_path / "runs"), "MPLBACKEND": "Agg"}
+    caller = tmp_path / "here"
+    caller.mkdir()
+    r = subprocess.run(
+        [sys.executable, "-m", "kdutils", "run", "--profile", "smoke", "--notebooks", "../nbs", "--out", "x",
+         "--figures", "figs"],
+        cwd=caller, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert (caller / "x" / "smoke" / "00_writes" / "results.csv").exists(), r.stdout
+    assert (caller / "figs" / "00_writes" / "f.png").exists(), r.stdout
+    assert "no results.csv" not in r.stdout and "50.0" in r.stdout  # the summary read it (in %)
+    assert not (nbs / "x").exists() and not (nbs / "figs").exists()
+    r = subprocess.run(
+        [sys.executable, "-m", "kdutils", "run", "--profile", "smoke", "--notebooks", "../nbs", "--out", "x",
+         "-p", "output_dir=mine"],
+        cwd=caller, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert (caller / "mine" / "results.csv").exists(), r.stdout + r.stderr
+    assert not (nbs / "mine").exists()
+
+
+def test_absolute_paths_of_parameters(tmp_path, monkeypatch):
+    from kdutils.__main__ import absolute_paths
+
+    monkeypatch.chdir(tmp_path)
+    got = absolute_paths({"output_dir": "o", "figures_dir": "/abs", "cache_dir": "c", "datasets": ["digits",
+                          "image_folder:imgs"], "dataset": "image_folder:~/p", "seeds": [0, 1], "output_dir2": "k"})  # fmt: skip
+    assert got["output_dir"] == str(tmp_path / "o") and got["figures_dir"] == "/abs"
+    assert got["cache_dir"] == str(tmp_path / "c")
+    assert got["datasets"] == ["digits", f"image_folder:{tmp_path / 'imgs'}"]
+    assert got["dataset"] == "image_folder:" + str(Path("~/p").expanduser())
+    assert got["seeds"] == [0, 1] and got["output_dir2"] == "k"
+
+
+def test_a_notebook_that_writes_no_results_fails_the_batch(tmp_path):
+    nbs = tmp_path / "nbs"
+    nbs.mkdir()
+    _notebook(nbs / "00_silent.ipynb", ["print('ran, wrote nothing')"])
+    r = _run(tmp_path, "--notebooks", str(nbs))
+    out = tmp_path / "out" / "smoke"
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert r.stdout.strip().splitlines()[-1] == (
+        f"FAILED 00_silent, after its last cell: it wrote no {out / '00_silent' / 'results.csv'} "
+        f"(executed copy: {out / '00_silent.ipynb'})"
+    ), r.stdout
+
+
 def test_failing_notebook_ends_with_one_line_and_the_batch_goes_on(tmp_path):
     nbs = tmp_path / "nbs"
     nbs.mkdir()
     _notebook(nbs / "00_fails.ipynb", ["x = 1", "float('abc'[0])"])
-    _notebook(nbs / "01_works.ipynb", ["print('fine')"])
+    _notebook(nbs / "01_works.ipynb", [_WRITES_RESULTS])
     r = _run(tmp_path, "--notebooks", str(nbs))
     out = tmp_path / "out" / "smoke"
     lines = r.stdout.strip().splitlines()
