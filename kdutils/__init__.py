@@ -74,6 +74,12 @@ from .train import fit
 
 __version__ = "0.1.0"
 
+# Under a batch (``python -m kdutils run`` sets KD_EVENTS) every warning this kernel shows also
+# reaches the batch's terminal, whichever API the notebook uses; elsewhere this does nothing.
+from . import events as _events  # noqa: E402
+
+_events.install_warning_hook()
+
 __all__ = [
     "losses", "correlation", "metrics", "attacks", "ibp", "faithfulness", "DATASETS", "ImageData", "Split", "data_root",
     "dataset_names", "load_dataset", "make_split", "project_root", "CorruptRecordError", "DatasetMissingError", "KDError", "NonFiniteLossError",

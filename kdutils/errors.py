@@ -26,6 +26,10 @@ class NonFiniteLossError(KDError, FloatingPointError):
     """The training loss became NaN or infinite."""
 
 
+class WorkerLostError(KDError, RuntimeError):
+    """A pool of worker processes broke twice (a worker was killed, or ran out of memory)."""
+
+
 class CorruptRecordError(KDError):
     """A stored run record or checkpoint could not be read."""
 

@@ -39,7 +39,6 @@ from typing import Any
 
 import pandas as pd
 
-from . import events
 from .errors import ParameterError
 from .experiment import Experiment, Run, environment, scalar_metrics
 from .io import default_figures_dir, project_root
@@ -115,7 +114,6 @@ class NotebookContext:
     ):
         self.t_start = time.perf_counter()
         self.notebook, self.profile, self.force = notebook, profile, bool(force)
-        events.install_warning_hook()  # a batch's terminal also shows this notebook's warnings
         root = project_root()
         self.out = Path(output_dir) if output_dir else root / "outputs" / profile / notebook
         self.figures = Path(figures_dir) if figures_dir else default_figures_dir(notebook, profile)

@@ -45,6 +45,7 @@ import dataclasses
 import os
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -224,21 +225,52 @@ def _die_with_parent() -> None:
             pass
 
 
+#: how many times the ``processes`` executor starts a new pool after one broke (a worker died)
+POOL_RETRIES = 1
+
+
 @EXECUTORS.register("processes")
-def _processes(payloads: Sequence[_Payload], workers: int, threads: int):
+def _processes(payloads: Sequence[_Payload], workers: int, threads: int, *, target: Callable = work):
+    """A pool of ``spawn`` worker processes, each calling ``target`` (:func:`work`) on a payload.
+
+    A worker that dies (killed, out of memory) breaks the whole pool: every run not finished by
+    then is retried once in a new pool (:data:`POOL_RETRIES`), resuming from its checkpoint, as
+    Ray retries a lost task. If the new pool breaks too, :class:`~kdutils.errors.WorkerLostError`
+    says so, and that rerunning resumes from the store."""
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
+
+    from .errors import WorkerLostError
 
     workers, threads = _sizes(len(payloads), workers, threads)
     for p in payloads:
         p.threads = threads
-    # spawn: a fresh interpreter per worker (forking a process whose OpenMP pool is running can hang)
-    with ProcessPoolExecutor(
-        max_workers=workers, mp_context=mp.get_context("spawn"), initializer=_die_with_parent
-    ) as pool:
-        futures = {pool.submit(work, p): p for p in payloads}
-        for f in as_completed(futures):
-            yield futures[f], f.result()
+    left = list(payloads)
+    for attempt in range(POOL_RETRIES + 1):
+        try:
+            # spawn: a fresh interpreter per worker (forking a process whose OpenMP pool is running can hang)
+            with ProcessPoolExecutor(
+                max_workers=min(workers, len(left)), mp_context=mp.get_context("spawn"), initializer=_die_with_parent
+            ) as pool:
+                futures = {pool.submit(target, p): p for p in left}
+                for f in as_completed(futures):
+                    result = f.result()
+                    left.remove(futures[f])
+                    yield futures[f], result
+            return
+        except BrokenProcessPool as exc:
+            what = f"a worker process died ({exc})"
+            if attempt == POOL_RETRIES:
+                raise WorkerLostError(
+                    f"{what} again, with {len(left)} runs unfinished: rerun the notebook (or the batch) to go on; "
+                    "finished runs are reused from the run store and interrupted ones resume from their last "
+                    "checkpoint. A worker that keeps dying may be out of memory: fewer workers "
+                    '(overrides={"workers": 1}) or executor="serial" need less'
+                ) from None
+            # shown in the notebook and, through the warning hook (kdutils.events), in a batch's terminal
+            warnings.warn(f"{what}; training its {len(left)} unfinished runs again in a new pool (each resumes "
+                          "from its last checkpoint)", stacklevel=2)  # fmt: skip
 
 
 @EXECUTORS.register("ray")

@@ -161,3 +161,21 @@ def test_terminal_streams_training_and_the_set_aside_warning(tmp_path):
     assert lines[-1].startswith("FAILED 00_streams, cell 6 (In [7]): RuntimeError: stop here (executed copy: "), out
     runs = tmp_path / "runs"
     assert len(list((runs / "_corrupt").iterdir())) == 1  # the broken record kept aside, not lost
+
+
+def test_a_notebook_without_the_context_streams_its_warnings_too(tmp_path):
+    """Warnings reach the batch's terminal whichever API a notebook uses (a bare Experiment here,
+    as a user's own notebook would): importing kdutils under a batch installs the hook."""
+    nbs = tmp_path / "nbs"
+    nbs.mkdir()
+    setup = (
+        "import kdutils as kd\n"
+        "exp = kd.Experiment(kd.configure('smoke', teacher_epochs=1, epochs=1, progress=False, device='cpu'))"
+    )
+    train = "run = exp.student('ce', seed=0)"
+    corrupt = "(exp.store.path(run.key) / 'record.json').write_text('{not json')"
+    _notebook(nbs / "00_bare.ipynb", [setup, train, corrupt, train, _WRITES_RESULTS])
+    r = _run(tmp_path, "--notebooks", str(nbs))
+    assert r.returncode == 0, r.stdout + r.stderr
+    warned = [ln for ln in r.stdout.splitlines() if ln.strip().startswith("WARNING UserWarning: run ")]
+    assert len(warned) == 1 and "corrupt record" in warned[0] and "set aside to" in warned[0], r.stdout

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import os
 import signal
@@ -179,3 +180,42 @@ def test_longest_runs_go_to_the_workers_first():
     assert [j.label for j in longest_first(jobs, "image_folder:/x")] == [j.label for j in jobs]
     odd = [*jobs, Job("ce", 0, "no_such_model", s.student_recipe, label="odd")]
     assert [j.label for j in longest_first(odd, "mnist")] == [j.label for j in odd]
+
+
+# ---------------------------------------------------------------- a worker that dies
+@dataclasses.dataclass
+class _Toy:
+    """A stand-in payload: the pool sets ``threads``; ``marker``: the folder the toy worker writes to."""
+
+    i: int
+    marker: str
+    die: str  # "once": the first worker to take run 0 is killed; "always": every one is
+    threads: int = 0
+
+
+def _toy_work(p: _Toy):
+    """Run 0 kills its worker (SIGKILL, as the OOM killer or a user would); the others finish."""
+    if p.i == 0 and (p.die == "always" or not os.path.exists(os.path.join(p.marker, "died"))):
+        open(os.path.join(p.marker, "died"), "w").close()
+        os.kill(os.getpid(), signal.SIGKILL)
+    open(os.path.join(p.marker, f"done-{p.i}"), "a").write("x")
+    return f"key{p.i}", 0.0, True
+
+
+def test_a_dead_worker_is_retried_once_in_a_new_pool(tmp_path):
+    from kdutils.parallel import _processes
+
+    payloads = [_Toy(i, str(tmp_path), "once") for i in range(4)]
+    with pytest.warns(UserWarning, match="worker process died.*again in a new pool"):
+        got = list(_processes(payloads, 2, 1, target=_toy_work))
+    assert sorted(key for _, (key, _, _) in got) == ["key0", "key1", "key2", "key3"]  # each reported once
+    assert (tmp_path / "done-0").read_text() == "x"  # run 0 finished in the new pool
+
+
+def test_a_pool_that_breaks_twice_says_rerunning_resumes(tmp_path):
+    from kdutils.parallel import _processes
+
+    payloads = [_Toy(i, str(tmp_path), "always") for i in range(2)]
+    with pytest.warns(UserWarning, match="worker process died"):
+        with pytest.raises(kd.errors.WorkerLostError, match="rerun the notebook.*resume from their last checkpoint"):
+            list(_processes(payloads, 1, 1, target=_toy_work))
