@@ -137,6 +137,18 @@ class Split:
 # ---------------------------------------------------------------- loading + cache
 
 
+def dataset_stem(name: str) -> str:
+    """A stable file stem for a dataset (figure names, ``[a-z0-9_-]+``): a registered name as it is;
+    ``image_folder:PATH`` as ``folder_<last part of PATH, lower-cased, other characters as '-'>``
+    (``image_folder:/data/My Pets`` -> ``folder_my-pets``)."""
+    import re
+
+    if isinstance(name, str) and name.startswith("image_folder:"):
+        base = Path(name.split(":", 1)[1].rstrip("/\\")).expanduser().name.lower()
+        return "folder_" + (re.sub(r"[^a-z0-9_-]+", "-", base).strip("-") or "root")
+    return name
+
+
 def dataset_names() -> list[str]:
     return DATASETS.names()
 

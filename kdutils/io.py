@@ -135,6 +135,10 @@ def storage_error(exc: OSError, path: Path) -> StorageError:
         msg = f"no space left on the device; free some space there, or {_elsewhere(path, 'with room')}"
     elif code in _CAUSES:
         msg = f"{_CAUSES[code]}; {_elsewhere(path, 'you can write to')}"
+    elif code in (errno.ENOTDIR, errno.EEXIST):  # a folder of the path is a regular file
+        file = next((p for p in [path, *path.parents] if p.is_file()), None)
+        what = f"{file} is a file, not a folder" if file is not None else "a part of the path is a file, not a folder"
+        msg = f"{what}; {_elsewhere(path, 'you can write to')}"
     else:
         msg = f"{exc.strerror or exc} (errno {code})"
     return StorageError(f"cannot write {path}: {msg}", errno=code, path=str(path))

@@ -301,9 +301,16 @@ class NotebookContext:
 
     # ---------------------------------------------------------------- output
     def save_figure(self, fig, name: str, *, show: bool = True) -> Path:
-        """Save ``fig`` as ``<figures>/<name>.png``; in a notebook, show it here (once) and close it."""
-        from . import plots
+        """Save ``fig`` as ``<figures>/<name>.png``; in a notebook, show it here (once) and close it.
 
+        A dataset name inside ``name`` (``f"accuracy_{ds}"``) becomes its file stem
+        (:func:`kdutils.data.dataset_stem`): ``image_folder:/data/pets`` -> ``accuracy_folder_pets``."""
+        from . import plots
+        from .data import dataset_stem
+
+        for ds in sorted(self.datasets, key=len, reverse=True):
+            if ds != dataset_stem(ds):
+                name = name.replace(ds, dataset_stem(ds))
         path = plots.save_figure(fig, self.figures, name)
         if show:
             try:

@@ -199,6 +199,10 @@ def _cores() -> int:
 
 
 def _sizes(n_jobs: int, workers: int, threads: int) -> tuple[int, int]:
+    from .profiles import check_count
+
+    check_count("workers", workers, "0 for one worker per CPU core")
+    check_count("threads", threads, "0 for cores // workers")
     cores = _cores()
     workers = workers or cores
     workers = max(1, min(workers, n_jobs))

@@ -167,6 +167,10 @@ class Settings:
     dry_run: bool = False
     extra: dict = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        for name in ("workers", "threads"):  # -1 is no "all cores" here: 0 is
+            check_count(name, getattr(self, name), "0 for the default (one worker per core; cores // workers threads)")
+
     def replace(self, **changes) -> "Settings":
         return dataclasses.replace(self, **changes)
 
@@ -192,6 +196,14 @@ def is_count(value: object) -> bool:
     """Whether ``value`` is an int >= 0 (not a bool): the "first n; 0 for all" parameters
     (``max_pairs``, ``series_teachers``, ``ablation_seeds``, ``sweep_seeds``, ...)."""
     return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 0
+
+
+def check_count(name: str, value: object, zero: str) -> int:
+    """``value`` if it is an int >= 0 (not a bool), else a :class:`ParameterError` for ``name``;
+    ``zero`` says what 0 means."""
+    if not is_count(value):
+        raise ParameterError(name, value, f"an int >= 0 ({zero})")
+    return int(value)
 
 
 def check_seeds(seeds: object) -> tuple[int, ...] | None:

@@ -199,3 +199,28 @@ def test_ablation_teachers_is_a_profile_size():
         kd.configure("smoke").ablation_teachers is True and kd.configure("paper", "cifar10").ablation_teachers is True
     )
     assert kd.configure("quick", "cifar10", ablation_teachers=True).ablation_teachers is True
+
+
+def test_an_image_folder_names_its_figures_by_a_safe_stem(tmp_path):
+    """``image_folder:PATH`` is a valid dataset; its figures are named from the folder's last part,
+    not the path (which would stop a notebook at its first figure, after training)."""
+    import numpy as np
+    from PIL import Image
+
+    from kdutils.data import dataset_stem
+
+    folder = tmp_path / "My Pets.v2"
+    for part in ("train", "test"):
+        for c in ("ant", "cat"):
+            (folder / part / c).mkdir(parents=True)
+            for i in range(12):
+                Image.fromarray(np.full((8, 8, 3), i * 20, np.uint8)).save(folder / part / c / f"{i}.png")
+    assert dataset_stem(f"image_folder:{folder}/") == "folder_my-pets-v2"
+    assert dataset_stem("image_folder:/") == "folder_root" and dataset_stem("mnist") == "mnist"
+    c = kd.NotebookContext("99_test", profile="smoke", datasets=["digits", f"image_folder:{folder}"],
+                           progress=False, output_dir=tmp_path / "out", figures_dir=tmp_path / "fig")  # fmt: skip
+    for ds in c.datasets:
+        fig, ax = plt.subplots()
+        path = c.save_figure(fig, f"accuracy_{ds}", show=False)
+        plt.close(fig)
+        assert path.name == f"accuracy_{dataset_stem(ds)}.png" and path.exists()

@@ -219,3 +219,13 @@ def test_a_pool_that_breaks_twice_says_rerunning_resumes(tmp_path):
     with pytest.warns(UserWarning, match="worker process died"):
         with pytest.raises(kd.errors.WorkerLostError, match="rerun the notebook.*resume from their last checkpoint"):
             list(_processes(payloads, 1, 1, target=_toy_work))
+
+
+@pytest.mark.parametrize("name, value", [("workers", -1), ("threads", -2), ("workers", 1.5), ("workers", True)])
+def test_a_negative_or_fractional_worker_count_is_refused_up_front(name, value):
+    with pytest.raises(kd.ParameterError, match=rf"parameter {name} = .*expected an int >= 0 \(0 for"):
+        kd.configure("smoke", **{name: value})
+    from kdutils.parallel import _sizes
+
+    with pytest.raises(kd.ParameterError, match=name):
+        _sizes(3, **{"workers": 0, "threads": 0, name: value})

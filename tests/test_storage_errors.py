@@ -159,3 +159,16 @@ def test_written_files_get_the_usual_mode(tmp_path):
     umask = os.umask(0o022)
     os.umask(umask)
     assert (tmp_path / "x.json").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+@pytest.mark.parametrize("under", [True, False])
+def test_a_store_path_through_a_regular_file_names_the_file_and_kd_runs_root(tmp_path, monkeypatch, under):
+    blocker = tmp_path / "afile"
+    blocker.write_text("not a folder")
+    root = blocker / "runs" if under else blocker
+    monkeypatch.setenv("KD_RUNS_ROOT", str(root))
+    exp = kd.Experiment(kd.configure("smoke", epochs=1, teacher_epochs=1, progress=False, device="cpu"))
+    with pytest.raises(
+        kd.StorageError, match=rf"cannot write .*: {blocker} is a file, not a folder; point KD_RUNS_ROOT"
+    ):
+        exp.student("ce", seed=0)

@@ -10,12 +10,11 @@ import os
 
 import pytest
 import torch
+from test_store import _Interrupt, _settings
 
 import kdutils as kd
 from kdutils.errors import CorruptRecordError
 from kdutils.io import read_tensors
-
-from test_store import _Interrupt, _settings
 
 
 def _touch(path):  # what the planted pickle would do on load: leave a trace
