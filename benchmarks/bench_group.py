@@ -24,7 +24,8 @@ The teacher (trained once, 1 epoch: its quality does not matter here) and its tr
 logits are shared by all variants and not timed. Printed: wall seconds per variant, students
 per minute, the pool's speed-up over serial, and each variant's ratio to the floor.
 
-This is a measurement, not a test: it never gates on a threshold and exits 0.
+This is a measurement, not a test: it never gates on a threshold and exits 0. The test suite runs
+it at a tiny size (``--students 2 --epochs 1 --dataset digits``: tests/test_benchmarks.py).
 """
 
 from __future__ import annotations
@@ -133,7 +134,9 @@ def main(argv=None) -> int:
                 t0 = time.perf_counter()
                 runs = kd.train_group(e, _jobs(e.settings, t))
                 secs = time.perf_counter() - t0
-                assert not any(r.reused for r in runs) if v == "serial" else all(r.reused for r in runs)
+                # every student is trained by this call (in this process or by the pool's workers):
+                # none may come from the store, or the variant timed nothing
+                assert not any(r.reused for r in runs), [r.key for r in runs if r.reused]
             out["variants"][v] = {"seconds": secs, "students_per_minute": 60 * args.students / secs}
             print(f"  {v:7s} {secs:7.1f} s  ({60 * args.students / secs:.2f} students/min)", flush=True)
     vs = out["variants"]

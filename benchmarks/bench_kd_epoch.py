@@ -36,7 +36,9 @@ building the dataset (reported separately). Two speed-ups are printed: per KD ep
 teacher's logits already computed (every epoch of every student after the first pass of a
 teacher), and for a single epoch that also pays for that pass.
 
-This is a measurement, not a test: it never gates on a threshold and exits 0.
+This is a measurement, not a test: it never gates on a threshold. It exits 1 only when a variant
+failed to run. ``--train-images N --repeats 1`` on a small MNIST copy (``--data-root``) is how the
+test suite runs it (tests/test_benchmarks.py), so it cannot rot unnoticed.
 """
 
 from __future__ import annotations
@@ -60,7 +62,7 @@ import torch
 import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parent.parent
-MNIST_RAW = ROOT / "data" / "MNIST" / "raw"
+sys.path.insert(0, str(ROOT))
 
 TAU, CE_W, KD_W, LR = 4.0, 0.1, 0.9, 1e-3
 # one normalisation for every model in every variant (inside the model: inputs are [0, 1])
@@ -118,12 +120,24 @@ def children_peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0
 
 
-def mnist_uncompressed_copy() -> str:
+def data_root(args) -> Path:
+    """``--data-root``, else kdutils' data root (``$KD_DATA_ROOT`` or ``data/``)."""
+    from kdutils.io import data_root as default
+
+    return Path(args.data_root) if args.data_root else default()
+
+
+def train_images(args) -> int:
+    """How many training images an epoch covers: ``--train-images`` (the first N), else all 60000."""
+    return args.train_images or 60000
+
+
+def mnist_uncompressed_copy(args) -> str:
     """torchvision's MNIST wants uncompressed IDX files in <root>/MNIST/raw/: gunzip into a temp dir."""
     tmp = tempfile.mkdtemp(prefix="bench_mnist_")
     raw = Path(tmp) / "MNIST" / "raw"
     raw.mkdir(parents=True)
-    for gz in sorted(MNIST_RAW.glob("*.gz")):
+    for gz in sorted((data_root(args) / "MNIST" / "raw").glob("*.gz")):
         with gzip.open(gz, "rb") as src, open(raw / gz.name[:-3], "wb") as dst:
             shutil.copyfileobj(src, dst)
     return tmp
@@ -138,10 +152,12 @@ def run_plain(args, device: torch.device, num_workers: int) -> dict:
     from torchvision.transforms import ToTensor
 
     seed_everything(0)
-    tmp = mnist_uncompressed_copy()
+    tmp = mnist_uncompressed_copy(args)
     try:
         t0 = time.perf_counter()
         ds = torchvision.datasets.MNIST(tmp, train=True, download=False, transform=ToTensor())
+        if args.train_images:
+            ds = torch.utils.data.Subset(ds, range(args.train_images))
         load_s = time.perf_counter() - t0
         teacher, student = make_models(device)
         teacher.eval()
@@ -210,18 +226,18 @@ def run_kdutils(args, device: torch.device) -> dict:
 
     seed_everything(0)
     t0 = time.perf_counter()
-    data = load_dataset("mnist")
+    data = load_dataset("mnist", data_root(args))
     load_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    split = make_split(data, val_fraction=0.0)
+    split = make_split(data, val_fraction=0.0, train_subset=args.train_images or None)
     split_s = time.perf_counter() - t0
-    assert len(split.train_y) == 60000 and len(split.val_y) == 0, split.describe()
+    assert len(split.train_y) == train_images(args) and len(split.val_y) == 0, split.describe()
     teacher, student = make_models(device)
     recipe = Recipe(epochs=args.epochs, batch_size=args.batch_size, schedule="constant")
     method = create_method("kd")
 
     # warm-up: a short fit on a small stratified subset, with a throw-away student copy
-    small = make_split(data, val_fraction=0.0, train_subset=WARMUP_STEPS * args.batch_size)
+    small = make_split(data, val_fraction=0.0, train_subset=min(WARMUP_STEPS * args.batch_size, train_images(args)))
     fit(copy.deepcopy(student), small, method, recipe.replace(epochs=1), teacher=teacher, device=device, progress=False)
     sync(device)
 
@@ -260,7 +276,7 @@ def run_floor(args, device: torch.device) -> dict:
     teacher, student = make_models(device)
     del teacher
     set_memory_format(student, device)  # the same weight layout fit() picks
-    n, bs = 60000, args.batch_size
+    n, bs = train_images(args), args.batch_size
     g = torch.Generator().manual_seed(0)
     x = torch.rand(n, 1, 28, 28, generator=g)
     y = torch.randint(0, 10, (n,), generator=g)
@@ -377,6 +393,8 @@ def main(argv=None) -> int:
         help="run every variant with GLIBC_TUNABLES raising glibc's mmap/trim thresholds (a diagnostic: "
         "takes the per-step page-fault cost out of all variants alike)",
     )  # fmt: skip
+    ap.add_argument("--data-root", default="", help="folder holding MNIST/raw/*.gz (default: $KD_DATA_ROOT or data/)")
+    ap.add_argument("--train-images", type=int, default=0, help="the first N training images only (0: all 60000)")
     ap.add_argument("--variant", default=None, help=argparse.SUPPRESS)  # internal: run one variant, print JSON
     args = ap.parse_args(argv)
 
@@ -387,7 +405,7 @@ def main(argv=None) -> int:
     device = pick_device(args.device)
     variants = [s.strip() for s in args.variants.split(",") if s.strip()]
     print(
-        f"KD epoch on MNIST (60000 train images), lenet5 -> lenet5_half, batch {args.batch_size}, "
+        f"KD epoch on MNIST ({train_images(args)} train images), lenet5 -> lenet5_half, batch {args.batch_size}, "
         f"epochs {args.epochs}, device {device}, torch {torch.__version__}, "
         f"{torch.get_num_threads()} intra-op threads, {os.cpu_count()} CPUs, {args.repeats} round(s)",
         flush=True,
@@ -403,7 +421,8 @@ def main(argv=None) -> int:
             if v in errors:
                 continue
             cmd = [sys.executable, str(Path(__file__).resolve()), "--variant", v, "--epochs", str(args.epochs),
-                   "--batch-size", str(args.batch_size), "--device", args.device]  # fmt: skip
+                   "--batch-size", str(args.batch_size), "--device", args.device, "--data-root", str(data_root(args)),
+                   "--train-images", str(args.train_images)]  # fmt: skip
             p = subprocess.run(cmd, capture_output=True, text=True, cwd=str(ROOT), env=child_env)
             line = next((ln for ln in p.stdout.splitlines() if ln.startswith("@@RESULT@@")), None)
             if p.returncode != 0 or line is None:
@@ -488,6 +507,9 @@ def main(argv=None) -> int:
         }  # fmt: skip
         Path(args.json).write_text(json.dumps({"meta": meta, "summary": ok, "runs": runs, "errors": errors}, indent=2))
         print(f"wrote {args.json}")
+    if errors:  # a variant that did not run is no measurement: say so in the exit status too
+        print(f"FAILED variants: {', '.join(errors)}")
+        return 1
     return 0
 
 

@@ -6,6 +6,9 @@ files ``kdutils.data`` reads for ``cifar100``; with ``KD_DATA_ROOT=<root>`` (or
 ``load_dataset("cifar100", root)``) the ``paper`` profile's dataset, its CRD pairs and recipes run
 offline without the 160 MB download.
 
+:func:`make_fake_mnist` writes MNIST's four gzipped IDX files (random 28x28 images) under
+``<root>/<folder>/raw/``, the layout both ``kdutils.data`` and torchvision's ``MNIST`` read.
+
 :func:`random_image_data` builds an :class:`~kdutils.data.ImageData` of random uint8 images of any
 shape in memory: the benchmarks time steps on it where only the shapes matter.
 """
@@ -17,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["make_fake_cifar100", "random_image_data", "CIFAR100_CLASSES"]
+__all__ = ["make_fake_cifar100", "make_fake_mnist", "random_image_data", "CIFAR100_CLASSES"]
 
 #: 100 fine class names of the generated set (``class_00`` ... ``class_99``; the real names do not matter)
 CIFAR100_CLASSES = [f"class_{i:02d}" for i in range(100)]
@@ -60,6 +63,29 @@ def make_fake_cifar100(root: str | Path, *, per_class: int = 5, test_per_class: 
         pickle.dump(
             {"fine_label_names": CIFAR100_CLASSES, "coarse_label_names": [f"super_{i:02d}" for i in range(20)]}, f
         )
+    return root
+
+
+def make_fake_mnist(root: str | Path, *, train: int = 40, test: int = 20, folder: str = "MNIST", seed: int = 0) -> Path:
+    """Write ``train`` / ``test`` random 28x28 uint8 images (labels ``i % 10``) as MNIST's gzipped IDX
+    files into ``<root>/<folder>/raw/`` (``folder="FashionMNIST"`` for Fashion-MNIST); returns ``root``."""
+    import gzip
+    import struct
+
+    root = Path(root)
+    raw = root / folder / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+
+    def write(name: str, arr: np.ndarray) -> None:
+        arr = np.asarray(arr, dtype=np.uint8)
+        header = struct.pack(">HBB", 0, 0x08, arr.ndim) + struct.pack(">" + "I" * arr.ndim, *arr.shape)
+        with gzip.open(raw / name, "wb") as f:
+            f.write(header + arr.tobytes())
+
+    for split, m in (("train", train), ("t10k", test)):
+        write(f"{split}-images-idx3-ubyte.gz", rng.integers(0, 256, (m, 28, 28)))
+        write(f"{split}-labels-idx1-ubyte.gz", np.arange(m) % 10)
     return root
 
 

@@ -1,29 +1,15 @@
 """Datasets: registry, IDX reading, image folders, the validation split, missing data errors."""
 
-import gzip
-import struct
-
 import numpy as np
 import pytest
 import torch
 
 import kdutils as kd
-
-
-def _write_idx(path, arr):
-    arr = np.asarray(arr, dtype=np.uint8)
-    header = struct.pack(">HBB", 0, 0x08, arr.ndim) + struct.pack(">" + "I" * arr.ndim, *arr.shape)
-    with gzip.open(path, "wb") as f:
-        f.write(header + arr.tobytes())
+from kdutils.testing import make_fake_mnist
 
 
 def _fake_mnist(root, folder="MNIST", n=40):
-    raw = root / folder / "raw"
-    raw.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for split, m in (("train", n), ("t10k", n // 2)):
-        _write_idx(raw / f"{split}-images-idx3-ubyte.gz", rng.integers(0, 256, (m, 28, 28)))
-        _write_idx(raw / f"{split}-labels-idx1-ubyte.gz", np.arange(m) % 10)
+    make_fake_mnist(root, train=n, test=n // 2, folder=folder)
 
 
 def test_registry_lists_the_design_datasets():
