@@ -14,6 +14,7 @@ from typing import Any, Callable
 import torch
 
 from .errors import UnknownNameError
+from .keys import added, key_fields
 from .registry import Registry
 
 OPTIMIZERS: Registry[Callable[..., torch.optim.Optimizer]] = Registry("optimizer")
@@ -39,7 +40,7 @@ class Recipe:
     drop_last: bool = False
     #: at most this many batches per epoch (None: every batch); the dry run's cut
     #: (:func:`kdutils.configure` ``dry_run=True``). Epochs, schedule and milestones are unchanged by it.
-    max_steps_per_epoch: int | None = None
+    max_steps_per_epoch: int | None = added(None)
 
     def __post_init__(self) -> None:
         OPTIMIZERS.get(self.optimizer)
@@ -65,10 +66,10 @@ class Recipe:
         return Recipe(**{**asdict(self), **changes})
 
     def to_dict(self) -> dict:
-        d = asdict(self)
+        """The recipe as it enters a run key (:func:`kdutils.keys.key_fields`: a field added later
+        is absent at its default)."""
+        d = key_fields(self)
         d["milestones"] = list(self.milestones)
-        if d["max_steps_per_epoch"] is None:  # absent otherwise, so earlier runs keep their keys
-            del d["max_steps_per_epoch"]
         return d
 
 

@@ -56,6 +56,7 @@ import torch
 import torch.nn as nn
 
 from ..errors import UnknownNameError
+from ..keys import key_fields
 from ..registry import Registry
 
 REDUCTIONS = ("mean", "weighted_mean")
@@ -154,12 +155,10 @@ class Method:
             raise ValueError(f"method {self.name!r} owns no state, got {sorted(state)}")
 
     def params(self) -> dict[str, Any]:
-        """The method's hyper-parameters (part of the run's identity)."""
-        out = {"name": self.name}
-        for f in dataclasses.fields(self):  # type: ignore[arg-type]
-            v = getattr(self, f.name)
-            out[f.name] = v.params() if isinstance(v, Method) else v
-        return out
+        """The method's hyper-parameters (part of the run's identity): every field, except one
+        declared with :func:`kdutils.keys.added` while at its default (a parameter added later
+        keeps stored runs' keys)."""
+        return {"name": self.name, **key_fields(self)}
 
 
 class Wrapper(Method):
