@@ -168,8 +168,35 @@ class Settings:
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        """Every size and choice checked when the settings are made (by :func:`configure`, so in a
+        notebook's set-up cell), before anything is loaded or trained: one
+        :class:`~kdutils.errors.ParameterError` line naming the override and what it accepts."""
         for name in ("workers", "threads"):  # -1 is no "all cores" here: 0 is
             check_count(name, getattr(self, name), "0 for the default (one worker per core; cores // workers threads)")
+        for name in ("attack_samples", "pgd_steps", "train_pgd_steps"):
+            if not (is_count(getattr(self, name)) and getattr(self, name) >= 1):
+                raise ParameterError(name, getattr(self, name), "an int >= 1")
+        for name in ("train_subset", "test_subset", "val_subset"):
+            v = getattr(self, name)
+            if v is not None and not (is_count(v) and v >= 1):
+                raise ParameterError(name, v, "an int >= 1, or None for all of it")
+        eps = self.epsilons
+        if not (isinstance(eps, (list, tuple)) and eps and all(_real(e) and 0 <= e <= 1 for e in eps)):
+            raise ParameterError("epsilons", eps, "a non-empty list of attack budgets in [0, 1] (pixel space), "
+                                 "e.g. [0.0, 0.1, 0.2]")  # fmt: skip
+        object.__setattr__(self, "epsilons", tuple(eps))  # a list from a notebook: hashable, the same key
+        if not (_real(self.faithful_eps) and 0 < self.faithful_eps <= 1):
+            raise ParameterError("faithful_eps", self.faithful_eps, "a number in (0, 1] (pixel space), e.g. 0.1")
+        if not (_real(self.val_fraction) and 0 <= self.val_fraction < 1):
+            raise ParameterError("val_fraction", self.val_fraction, "a number in [0, 1)")
+        for name in ("progress", "dry_run"):
+            if not isinstance(getattr(self, name), bool):
+                raise ParameterError(name, getattr(self, name), "True or False")
+        from .parallel import executor_names  # the executors' registry (a user may add one)
+
+        if self.executor != "auto" and self.executor not in executor_names():
+            choices = ", ".join(repr(n) for n in ["auto", *executor_names()])
+            raise ParameterError("executor", self.executor, f"one of {choices}")
 
     def replace(self, **changes) -> "Settings":
         return dataclasses.replace(self, **changes)
@@ -196,6 +223,10 @@ def is_count(value: object) -> bool:
     """Whether ``value`` is an int >= 0 (not a bool): the "first n; 0 for all" parameters
     (``max_pairs``, ``series_teachers``, ``ablation_seeds``, ``sweep_seeds``, ...)."""
     return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 0
+
+
+def _real(x: object) -> bool:
+    return isinstance(x, numbers.Real) and not isinstance(x, bool)
 
 
 def check_count(name: str, value: object, zero: str) -> int:

@@ -122,3 +122,40 @@ def test_is_count_is_the_one_first_n_rule():
     for name in ("max_pairs", "series_teachers", "ablation_seeds", "sweep_seeds", "pgd_variant_seeds"):
         with pytest.raises(kd.ParameterError, match="int >= 0|non-negative int"):
             check_parameters(**{name: -1})
+
+
+@pytest.mark.parametrize(
+    "override, expected",
+    [
+        (
+            {"epsilons": [-0.1, 0.1]},
+            "epsilons = \\[-0.1, 0.1\\] \\(list\\): expected a non-empty list of attack budgets",
+        ),
+        ({"epsilons": []}, "epsilons = \\[\\]"),
+        (
+            {"executor": "threads"},
+            "executor = 'threads' \\(str\\): expected one of 'auto', 'processes', 'ray', 'serial'",
+        ),
+        ({"pgd_steps": -3}, "pgd_steps = -3 \\(int\\): expected an int >= 1"),
+        ({"attack_samples": 0}, "attack_samples = 0 \\(int\\): expected an int >= 1"),
+        ({"train_pgd_steps": 0}, "train_pgd_steps = 0"),
+        ({"faithful_eps": 2}, "faithful_eps = 2"),
+        ({"test_subset": 0}, "test_subset = 0"),
+        ({"val_fraction": 1.0}, "val_fraction = 1.0"),
+    ],
+)
+def test_every_override_is_checked_before_anything_loads(tmp_path, monkeypatch, override, expected):
+    """A bad size or choice in ``overrides`` stops the set-up cell, not an evaluation after training."""
+    import kdutils.experiment
+
+    monkeypatch.setenv("KD_RUNS_ROOT", str(tmp_path / "runs"))
+    loaded = []
+    monkeypatch.setattr(kdutils.experiment, "load_dataset", lambda *a, **k: loaded.append(a))
+    with pytest.raises(kd.ParameterError, match=f"parameter {expected}"):
+        kd.NotebookContext("99_test", profile="smoke", progress=False, overrides=override,
+                           output_dir=tmp_path / "out", figures_dir=tmp_path / "fig")  # fmt: skip
+    assert not loaded and not (tmp_path / "runs").exists()
+    with pytest.raises(Exception):  # the same context with a sound override does reach the data (patched out)
+        kd.NotebookContext("99_test", profile="smoke", progress=False, overrides={"pgd_steps": 2},
+                           output_dir=tmp_path / "out", figures_dir=tmp_path / "fig")  # fmt: skip
+    assert loaded
