@@ -14,6 +14,10 @@ A notebook that ran every cell but wrote no ``results.csv`` counts as failed too
 Relative paths (``--out``, ``--figures``, ``--notebooks``, ``-p output_dir=...``, other ``*_dir``
 parameters, ``image_folder:PATH``) mean the caller's working folder: they are made absolute
 before a kernel starts in ``notebooks/``.
+
+``-p NAME=VALUE`` goes to each chosen notebook whose parameters cell has ``NAME`` (a batch of
+every notebook can pass ``-p temperatures=...`` to 00 alone); a name that no chosen notebook has
+stops the batch before anything runs, naming their parameters (papermill itself would only warn).
 """
 
 from __future__ import annotations
@@ -191,6 +195,36 @@ def absolute_paths(params: dict) -> dict:
     return out
 
 
+def notebook_parameters(nb: Path) -> list[str]:
+    """The names of ``nb``'s parameters cell (the cell tagged ``parameters``), in order."""
+    import papermill as pm
+
+    return list(pm.inspect_notebook(str(nb)))
+
+
+def route_parameters(params: dict, nbs: list[Path]) -> dict[str, dict]:
+    """Which ``-p`` parameters go to which notebook: each notebook gets those of its parameters
+    cell. A name that no chosen notebook has is a mistake (papermill would only warn and run the
+    default): :class:`~kdutils.errors.UnknownNameError` naming the chosen notebooks' parameters,
+    with the nearest name when there is one (``dataset`` for ``datasets``)."""
+    import difflib
+
+    from .errors import UnknownNameError
+
+    have = {nb.stem: notebook_parameters(nb) for nb in nbs}
+    known = sorted({n for names in have.values() for n in names})
+    for name in params:
+        if name not in known:
+            err = UnknownNameError("parameter", name, known)
+            err.args = (f"unknown parameter {name!r} for {', '.join(have)}; valid choices: {', '.join(known)}",)
+            near = difflib.get_close_matches(name, known, n=1)
+            if near:
+                owners = [nb for nb, names in have.items() if near[0] in names]
+                err.args = (f"{err.args[0]} (did you mean {near[0]!r}? {', '.join(owners)} takes it)",)
+            raise err
+    return {nb: {k: v for k, v in params.items() if k in names} for nb, names in have.items()}
+
+
 def main(argv: list[str] | None = None) -> int:
     from .errors import UnknownNameError
     from .io import project_root
@@ -248,6 +282,11 @@ def main(argv: list[str] | None = None) -> int:
         except (ValueError, SyntaxError):
             params[k] = v
     params = absolute_paths(params)
+    try:
+        routed = route_parameters(params, nbs)
+    except UnknownNameError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     out_root = _absolute(args.out) if args.out else root / "outputs"
     out_dir = out_root / args.profile
     figures = _absolute(args.figures) if args.figures else None
@@ -256,8 +295,11 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         print(f"== {nb.stem} ({args.profile})", flush=True)
         fig = figures_folder(nb.stem, args.profile, out_root, figures)
+        skipped = sorted(set(params) - set(routed[nb.stem]))
+        if skipped:
+            print(f"  (not a parameter of {nb.stem}, not passed to it: {', '.join(skipped)})", flush=True)
         try:
-            run_notebook(nb, out_dir, args.profile, fig, params)
+            run_notebook(nb, out_dir, args.profile, fig, routed[nb.stem])
         except Exception as exc:  # papermill's execution error, a dead kernel, ...: the next notebook runs
             failures.append(failure(nb, out_dir / nb.name, exc))
             print(failures[-1].line(), flush=True)

@@ -179,3 +179,26 @@ def test_a_notebook_without_the_context_streams_its_warnings_too(tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     warned = [ln for ln in r.stdout.splitlines() if ln.strip().startswith("WARNING UserWarning: run ")]
     assert len(warned) == 1 and "corrupt record" in warned[0] and "set aside to" in warned[0], r.stdout
+
+
+def test_a_parameter_no_chosen_notebook_has_stops_the_batch_before_it_runs(tmp_path):
+    r = _run(tmp_path, "--only", "01", "-p", "dataset='mnist'")
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert r.stderr.strip() == (
+        "error: unknown parameter 'dataset' for 01_cckd; valid choices: ablations, datasets, device, figures_dir, "
+        "force, output_dir, overrides, profile, progress, seeds (did you mean 'datasets'? 01_cckd takes it)"
+    ), r.stderr
+    assert "==" not in r.stdout and not (tmp_path / "out").exists()  # no notebook started
+
+
+def test_parameters_go_to_the_notebooks_that_have_them(tmp_path):
+    from kdutils.__main__ import route_parameters
+    from kdutils.errors import UnknownNameError
+
+    nbs = ROOT / "notebooks"
+    chosen = [nbs / "00_kd_baseline.ipynb", nbs / "02_cmkd.ipynb"]
+    routed = route_parameters({"temperatures": [1.0], "max_pairs": 1, "seeds": 2}, chosen)
+    assert routed == {"00_kd_baseline": {"temperatures": [1.0], "seeds": 2}, "02_cmkd": {"max_pairs": 1, "seeds": 2}}
+    with pytest.raises(UnknownNameError, match="unknown parameter 'temperature' for 00_kd_baseline, 02_cmkd; .*did you "
+                       "mean 'temperatures'\\? 00_kd_baseline takes it"):  # fmt: skip
+        route_parameters({"temperature": [1.0]}, chosen)
