@@ -57,8 +57,17 @@ def _cores() -> int:
 
 
 def _settings(args, executor: str) -> kd.Settings:
-    return kd.configure("quick", args.dataset, epochs=args.epochs, teacher_epochs=1, val_fraction=0.0, progress=False,
-                        device="cpu", executor=executor, seeds=list(range(args.students)))  # fmt: skip
+    return kd.configure(
+        "quick",
+        args.dataset,
+        epochs=args.epochs,
+        teacher_epochs=1,
+        val_fraction=0.0,
+        progress=False,
+        device="cpu",
+        executor=executor,
+        seeds=list(range(args.students)),
+    )
 
 
 def _jobs(s: kd.Settings, teacher: kd.Run) -> list[kd.Job]:
@@ -102,23 +111,36 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     variants = args.variants.split(",")
     cores = _cores()
-    out: dict = {"students": args.students, "epochs": args.epochs, "dataset": args.dataset, "cores": cores,
-                 "torch": torch.__version__, "python": platform.python_version(), "variants": {}}  # fmt: skip
+    out: dict = {
+        "students": args.students,
+        "epochs": args.epochs,
+        "dataset": args.dataset,
+        "cores": cores,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "variants": {},
+    }
     with tempfile.TemporaryDirectory(prefix="bench-group-") as tmp:
         base = kd.RunStore(Path(tmp) / "teacher")
         exp = kd.Experiment(_settings(args, "serial"), base)
         teacher = exp.teacher()
         logits = exp.logits(teacher, "train", persist=True)
         n_train = len(exp.split.train_y)
-        print(f"{args.students} KD students x {args.epochs} epochs on {args.dataset} ({n_train} training images), "
-              f"{cores} cores, torch {torch.__version__}", flush=True)  # fmt: skip
+        print(
+            f"{args.students} KD students x {args.epochs} epochs on {args.dataset} ({n_train} training images), "
+            f"{cores} cores, torch {torch.__version__}",
+            flush=True,
+        )
         for v in variants:
             if v == "floor":
                 share = [args.students // cores + (1 if i < args.students % cores else 0) for i in range(cores)]
                 sp = exp.split
                 shape = (sp.num_classes, sp.in_channels, sp.input_size)
-                work = [(sp.train_x, sp.train_y, logits, n, args.epochs, 128, sum(share[:i]), shape)
-                        for i, n in enumerate(share) if n]  # fmt: skip
+                work = [
+                    (sp.train_x, sp.train_y, logits, n, args.epochs, 128, sum(share[:i]), shape)
+                    for i, n in enumerate(share)
+                    if n
+                ]
                 with mp.get_context("spawn").Pool(len(work)) as pool:
                     secs = max(pool.map(_floor_worker, work))  # compute only: process start not counted
             else:

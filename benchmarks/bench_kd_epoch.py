@@ -165,9 +165,14 @@ def run_plain(args, device: torch.device, num_workers: int) -> dict:
             p.requires_grad_(False)
         pin = device.type == "cuda"
         loader = DataLoader(
-            ds, batch_size=args.batch_size, shuffle=True, num_workers=num_workers,
-            persistent_workers=num_workers > 0, pin_memory=pin, generator=torch.Generator().manual_seed(0),
-        )  # fmt: skip
+            ds,
+            batch_size=args.batch_size,
+            shuffle=True,
+            num_workers=num_workers,
+            persistent_workers=num_workers > 0,
+            pin_memory=pin,
+            generator=torch.Generator().manual_seed(0),
+        )
 
         def train_steps(model, opt, loader, max_steps=None):
             model.train()
@@ -389,10 +394,11 @@ def main(argv=None) -> int:
     )
     ap.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset of " + ",".join(VARIANTS))
     ap.add_argument(
-        "--malloc-tuned", action="store_true",
+        "--malloc-tuned",
+        action="store_true",
         help="run every variant with GLIBC_TUNABLES raising glibc's mmap/trim thresholds (a diagnostic: "
         "takes the per-step page-fault cost out of all variants alike)",
-    )  # fmt: skip
+    )
     ap.add_argument("--data-root", default="", help="folder holding MNIST/raw/*.gz (default: $KD_DATA_ROOT or data/)")
     ap.add_argument("--train-images", type=int, default=0, help="the first N training images only (0: all 60000)")
     ap.add_argument("--variant", default=None, help=argparse.SUPPRESS)  # internal: run one variant, print JSON
@@ -420,9 +426,22 @@ def main(argv=None) -> int:
         for v in variants:  # round-robin, so a slow patch of the machine hits every variant alike
             if v in errors:
                 continue
-            cmd = [sys.executable, str(Path(__file__).resolve()), "--variant", v, "--epochs", str(args.epochs),
-                   "--batch-size", str(args.batch_size), "--device", args.device, "--data-root", str(data_root(args)),
-                   "--train-images", str(args.train_images)]  # fmt: skip
+            cmd = [
+                sys.executable,
+                str(Path(__file__).resolve()),
+                "--variant",
+                v,
+                "--epochs",
+                str(args.epochs),
+                "--batch-size",
+                str(args.batch_size),
+                "--device",
+                args.device,
+                "--data-root",
+                str(data_root(args)),
+                "--train-images",
+                str(args.train_images),
+            ]
             p = subprocess.run(cmd, capture_output=True, text=True, cwd=str(ROOT), env=child_env)
             line = next((ln for ln in p.stdout.splitlines() if ln.startswith("@@RESULT@@")), None)
             if p.returncode != 0 or line is None:
@@ -500,11 +519,16 @@ def main(argv=None) -> int:
         )
     if args.json:
         meta = {
-            "torch": torch.__version__, "device": str(device), "cpus": os.cpu_count(),
-            "threads": torch.get_num_threads(), "epochs": args.epochs, "batch_size": args.batch_size,
-            "repeats": args.repeats, "plain_reference": best_plain,
+            "torch": torch.__version__,
+            "device": str(device),
+            "cpus": os.cpu_count(),
+            "threads": torch.get_num_threads(),
+            "epochs": args.epochs,
+            "batch_size": args.batch_size,
+            "repeats": args.repeats,
+            "plain_reference": best_plain,
             "glibc_tunables": MALLOC_TUNED if args.malloc_tuned else os.environ.get("GLIBC_TUNABLES"),
-        }  # fmt: skip
+        }
         Path(args.json).write_text(json.dumps({"meta": meta, "summary": ok, "runs": runs, "errors": errors}, indent=2))
         print(f"wrote {args.json}")
     if errors:  # a variant that did not run is no measurement: say so in the exit status too

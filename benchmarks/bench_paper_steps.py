@@ -86,8 +86,17 @@ def time_kind(kind: dict, recipe: kd.Recipe, steps: int, warmup: int, device: to
     weights = torch.rand(len(split.train_y), generator=torch.Generator().manual_seed(2))
     for n in (warmup, steps):  # the warm-up fit, then the timed one (its second epoch)
         r = recipe.replace(epochs=2, max_steps_per_epoch=n, milestones=(), schedule="constant")
-        res = fit(student, split, method, r, teacher=teacher, device=device, progress=False, teacher_rows=rows,
-                  sample_weight=weights)  # fmt: skip
+        res = fit(
+            student,
+            split,
+            method,
+            r,
+            teacher=teacher,
+            device=device,
+            progress=False,
+            teacher_rows=rows,
+            sample_weight=weights,
+        )
     timed = res.history[1]["seconds"] / steps
     # the floor: forward, backward and step of the student alone on one batch already on the device
     net = place(_model(kind["model"], data, device), device)
@@ -126,10 +135,18 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
     print(f"device {device} ({gpu}), torch {torch.__version__}, {args.steps} timed steps after {args.warmup}")
     runs = pd.concat([costs.step_kinds(nb, "paper") for nb in notebooks], ignore_index=True)
-    kinds = runs.groupby(KIND, sort=False).agg(
-        notebooks=("notebook", lambda s: ",".join(sorted(set(n[:2] for n in s)))), runs=("steps", "size"),
-        steps=("steps", "sum"), est_hours=("est_hours", "sum"), recipe=("recipe", "first"), method=("method", "first"),
-    ).reset_index()  # fmt: skip
+    kinds = (
+        runs.groupby(KIND, sort=False)
+        .agg(
+            notebooks=("notebook", lambda s: ",".join(sorted(set(n[:2] for n in s)))),
+            runs=("steps", "size"),
+            steps=("steps", "sum"),
+            est_hours=("est_hours", "sum"),
+            recipe=("recipe", "first"),
+            method=("method", "first"),
+        )
+        .reset_index()
+    )
     kinds = kinds.sort_values("est_hours", ascending=False, ignore_index=True)  # the costliest first
     measured = []
     for k in kinds.to_dict("records"):
@@ -139,9 +156,12 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         except Exception as exc:  # a kind that fails is reported, the others still run
             m = dict(s_per_step=float("nan"), floor_s_per_step=float("nan"), error=f"{type(exc).__name__}: {exc}"[:200])
         name = json.loads(k["method"])["name"]
-        print(f"  {k['dataset']:13s} {k['model']:11s} <- {k['teacher'] or '-':11s} {name:12s} share {k['teacher_share']:.1f}: "
-              f"{m['s_per_step'] * 1e3:7.2f} ms/step, floor {m['floor_s_per_step'] * 1e3:6.2f} ms "
-              f"({time.perf_counter() - t0:.1f} s){'  ' + m['error'] if 'error' in m else ''}", flush=True)  # fmt: skip
+        print(
+            f"  {k['dataset']:13s} {k['model']:11s} <- {k['teacher'] or '-':11s} {name:12s} share {k['teacher_share']:.1f}: "
+            f"{m['s_per_step'] * 1e3:7.2f} ms/step, floor {m['floor_s_per_step'] * 1e3:6.2f} ms "
+            f"({time.perf_counter() - t0:.1f} s){'  ' + m['error'] if 'error' in m else ''}",
+            flush=True,
+        )
         measured.append(m)
         if args.csv:  # after every kind: a stopped benchmark leaves what it measured
             pd.concat([kinds.iloc[: len(measured)].drop(columns="recipe"), pd.DataFrame(measured)], axis=1).to_csv(
@@ -156,8 +176,10 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print()
         print(t.round(3).to_string(index=False))
-        print(f"all: estimate {t['estimate_h'].sum():.1f} h, at the measured step times {t['measured_h'].sum():.1f} h "
-              f"(training steps only, {device} {gpu})")  # fmt: skip
+        print(
+            f"all: estimate {t['estimate_h'].sum():.1f} h, at the measured step times {t['measured_h'].sum():.1f} h "
+            f"(training steps only, {device} {gpu})"
+        )
     return kinds
 
 

@@ -38,11 +38,26 @@ from kdutils.data import make_split  # noqa: E402
 from kdutils.testing import random_image_data  # noqa: E402
 
 PAIRS = [
-    ("resnet8x4", "resnet32x4", (3, 32, 32), 100,
-     kd.Recipe(epochs=2, batch_size=64, optimizer="sgd", lr=0.05, momentum=0.9, weight_decay=5e-4, augment=True,
-               crop_padding=4, flip=True, drop_last=True)),
+    (
+        "resnet8x4",
+        "resnet32x4",
+        (3, 32, 32),
+        100,
+        kd.Recipe(
+            epochs=2,
+            batch_size=64,
+            optimizer="sgd",
+            lr=0.05,
+            momentum=0.9,
+            weight_decay=5e-4,
+            augment=True,
+            crop_padding=4,
+            flip=True,
+            drop_last=True,
+        ),
+    ),
     ("lenet5_half", "lenet5", (1, 28, 28), 10, kd.Recipe(epochs=2, batch_size=128, optimizer="adam", lr=1e-3)),
-]  # fmt: skip
+]
 
 
 def _split(shape, classes, rows):
@@ -60,8 +75,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--steps", type=int, default=20)
     args = ap.parse_args(argv)
     device = kd.resolve_device(args.device)
-    print(f"device {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}), "
-          f"torch {torch.__version__}, {args.steps} steps per epoch, 2 epochs")  # fmt: skip
+    print(
+        f"device {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}), "
+        f"torch {torch.__version__}, {args.steps} steps per epoch, 2 epochs"
+    )
     for student, teacher, shape, classes, recipe in PAIRS:
         split = _split(shape, classes, max(recipe.batch_size * args.steps + 64, 12 * classes))
         r = recipe.replace(max_steps_per_epoch=args.steps)
@@ -81,8 +98,10 @@ def main(argv: list[str] | None = None) -> None:
                 weights.append({k: v.detach().float().cpu() for k, v in net.state_dict().items()})
                 seconds.append(res.history[1]["seconds"] / args.steps)
             diff = max(float((weights[0][k] - weights[1][k]).abs().max()) for k in weights[0])
-            print(f"  {student} <- {teacher}, {mode:18s}: max |w1 - w2| = {diff:.3g}"
-                  f"{' (bit-identical)' if diff == 0 else ''}; {min(seconds) * 1e3:.2f} ms/step")  # fmt: skip
+            print(
+                f"  {student} <- {teacher}, {mode:18s}: max |w1 - w2| = {diff:.3g}"
+                f"{' (bit-identical)' if diff == 0 else ''}; {min(seconds) * 1e3:.2f} ms/step"
+            )
         os.environ.pop("KD_DETERMINISTIC", None)
         runtime.set_cuda_determinism(False)
 

@@ -30,9 +30,14 @@ def main() -> None:
     ap.add_argument("--profile", default="paper")
     ap.add_argument("--detail", default="", help="a notebook: its rows per label instead of the table")
     ap.add_argument("--dry-run", action="store_true", help="the dry run's sizes")
-    ap.add_argument("--measured", nargs="?", const=costs.MEASURED_STEP_TIMES, default="",
-                    help="also the hours at the step times measured on a GPU (bench_paper_steps.py --csv; default "
-                         f"{costs.MEASURED_STEP_TIMES})")  # fmt: skip
+    ap.add_argument(
+        "--measured",
+        nargs="?",
+        const=costs.MEASURED_STEP_TIMES,
+        default="",
+        help="also the hours at the step times measured on a GPU (bench_paper_steps.py --csv; default "
+        f"{costs.MEASURED_STEP_TIMES})",
+    )
     args = ap.parse_args()
     overrides = {"dry_run": True} if args.dry_run else {}
     if args.detail:

@@ -95,8 +95,13 @@ def run_notebook(
     out = out_dir / nb.name
     # progress bars off: in the executed copy they are dozens of text updates per group, and the
     # terminal streams the same progress (kdutils.events); -p progress=True keeps them
-    p = {"profile": profile, "output_dir": str(out_dir / nb.stem), "figures_dir": str(figures_dir),
-         "progress": False, **(params or {})}  # fmt: skip
+    p = {
+        "profile": profile,
+        "output_dir": str(out_dir / nb.stem),
+        "figures_dir": str(figures_dir),
+        "progress": False,
+        **(params or {}),
+    }
     with contextlib.ExitStack() as stack:
         transport = stack.enter_context(_kernel_transport())
         if progress:  # what the kernel trains, evaluates and warns, line by line (kdutils.events)
@@ -105,9 +110,14 @@ def run_notebook(
             stack.enter_context(_environ(events.ENV, str(path)))
             stack.enter_context(events.follow(path, lambda line: print("  " + line, flush=True)))
         pm.execute_notebook(
-            str(nb), str(out), parameters=p, cwd=str(nb.parent), progress_bar=False, kernel_name="python3",
+            str(nb),
+            str(out),
+            parameters=p,
+            cwd=str(nb.parent),
+            progress_bar=False,
+            kernel_name="python3",
             **transport,
-        )  # fmt: skip
+        )
     return out
 
 

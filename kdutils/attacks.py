@@ -65,9 +65,20 @@ from .errors import UnknownNameError
 from .runtime import evaluating
 
 __all__ = [
-    "Objective", "CrossEntropy", "Margin", "ConfidenceGap", "KLDivergence", "Disagreement", "AttackResult",
-    "fgsm", "pgd", "pgd_result", "pgd_accuracy", "project", "KEEP",
-]  # fmt: skip
+    "Objective",
+    "CrossEntropy",
+    "Margin",
+    "ConfidenceGap",
+    "KLDivergence",
+    "Disagreement",
+    "AttackResult",
+    "fgsm",
+    "pgd",
+    "pgd_result",
+    "pgd_accuracy",
+    "project",
+    "KEEP",
+]
 
 KEEP = ("last", "best")
 
@@ -236,8 +247,21 @@ def pgd_result(
     ``x`` is ``(B, ...)`` in ``clip``; ``eps >= 0``. ``steps = 0`` returns the start point.
     ``start`` (same shape as ``x``) replaces the random start.
     """
-    return _pgd(target, x, eps, y, steps=steps, step_size=step_size, random_start=random_start,
-                generator=generator, keep=keep, track=track, clip=clip, final_value=True, start=start)  # fmt: skip
+    return _pgd(
+        target,
+        x,
+        eps,
+        y,
+        steps=steps,
+        step_size=step_size,
+        random_start=random_start,
+        generator=generator,
+        keep=keep,
+        track=track,
+        clip=clip,
+        final_value=True,
+        start=start,
+    )
 
 
 def _pgd(target, x, eps, y, *, steps, step_size, random_start, generator, keep, track, clip, final_value, start=None):
@@ -272,8 +296,9 @@ def _pgd(target, x, eps, y, *, steps, step_size, random_start, generator, keep, 
             with torch.no_grad() if last else nullcontext():
                 value = objective(x_adv)
             if value.shape != x.shape[:1]:
-                raise ValueError(f"the objective must return one value per sample {tuple(x.shape[:1])}, "
-                                 f"got {tuple(value.shape)}")  # fmt: skip
+                raise ValueError(
+                    f"the objective must return one value per sample {tuple(x.shape[:1])}, got {tuple(value.shape)}"
+                )
             grad = None if last else torch.autograd.grad(value.sum(), x_adv)[0]
             x_adv, value = x_adv.detach(), value.detach()
             if track is not None:
@@ -314,8 +339,21 @@ def pgd(
 ) -> Tensor:
     """PGD's points (detached): :func:`pgd_result` (same arguments) ``.x``, without the forward
     at the final point that only the objective value needs (unless ``keep`` or ``track`` need it)."""
-    return _pgd(target, x, eps, y, steps=steps, step_size=step_size, random_start=random_start,
-                generator=generator, keep=keep, track=track, clip=clip, final_value=False, start=start).x  # fmt: skip
+    return _pgd(
+        target,
+        x,
+        eps,
+        y,
+        steps=steps,
+        step_size=step_size,
+        random_start=random_start,
+        generator=generator,
+        keep=keep,
+        track=track,
+        clip=clip,
+        final_value=False,
+        start=start,
+    ).x
 
 
 def fgsm(

@@ -62,14 +62,32 @@ from .results import (
     claim_non_inferior,
     claim_row,
     curve_slopes,
-)  # fmt: skip
+)
 
 __all__ = [
-    "NON_INFERIORITY_MARGIN", "DATA_SAVING", "RETENTION_THRESHOLD", "ROBUST_CLAIMS", "Checked", "all_of",
-    "non_inferior_each", "data_efficiency", "data_efficient_each", "data_efficient_and_non_inferior",
-    "retention_above", "robust_setting", "robust_margin", "significance_pruning", "convergence", "better_each",
-    "steeper", "only_at", "skipped", "lower_each", "above_each", "every",
-]  # fmt: skip
+    "NON_INFERIORITY_MARGIN",
+    "DATA_SAVING",
+    "RETENTION_THRESHOLD",
+    "ROBUST_CLAIMS",
+    "Checked",
+    "all_of",
+    "non_inferior_each",
+    "data_efficiency",
+    "data_efficient_each",
+    "data_efficient_and_non_inferior",
+    "retention_above",
+    "robust_setting",
+    "robust_margin",
+    "significance_pruning",
+    "convergence",
+    "better_each",
+    "steeper",
+    "only_at",
+    "skipped",
+    "lower_each",
+    "above_each",
+    "every",
+]
 
 #: non-inferiority margin, raw units (1 point of accuracy) [ours, papers/README.md]
 NON_INFERIORITY_MARGIN = 0.01
@@ -105,11 +123,28 @@ class Checked:
             return self.verdict.describe()
         return "; ".join(f"{name}: {v.describe()} ({v.verdict})" for name, v in self.parts.items())
 
-    def row(self, claim: str, source: str, paper: str, *, dataset: str, profile: str,
-            converged: str | None = None, measured: str | None = None) -> dict:  # fmt: skip
+    def row(
+        self,
+        claim: str,
+        source: str,
+        paper: str,
+        *,
+        dataset: str,
+        profile: str,
+        converged: str | None = None,
+        measured: str | None = None,
+    ) -> dict:
         """One row of :func:`kdutils.results.claims_frame`."""
-        return claim_row(claim, source, paper, self.verdict, dataset=dataset, profile=profile,
-                         measured=self.measured if measured is None else measured, converged=converged)  # fmt: skip
+        return claim_row(
+            claim,
+            source,
+            paper,
+            self.verdict,
+            dataset=dataset,
+            profile=profile,
+            measured=self.measured if measured is None else measured,
+            converged=converged,
+        )
 
     def __str__(self) -> str:
         return f"{self.verdict.verdict}: {self.measured}"
@@ -137,8 +172,12 @@ def _points(x: float) -> str:
 # --------------------------------------------------------------------------- accuracy
 
 
-def non_inferior_each(pairs: Mapping[str, tuple[Sequence[float], Sequence[float]]], *,
-                      margin: float = NON_INFERIORITY_MARGIN, level: float = DEFAULT_LEVEL) -> Checked:  # fmt: skip
+def non_inferior_each(
+    pairs: Mapping[str, tuple[Sequence[float], Sequence[float]]],
+    *,
+    margin: float = NON_INFERIORITY_MARGIN,
+    level: float = DEFAULT_LEVEL,
+) -> Checked:
     """Each ``name: (a, b)`` non-inferior (``a`` at least ``b`` minus ``margin``, paired by seed); all must hold.
 
     Names read like "CCKD-L vs KD". Per part: the paired t interval of ``a - b`` at ``level``
@@ -146,16 +185,26 @@ def non_inferior_each(pairs: Mapping[str, tuple[Sequence[float], Sequence[float]
     """
     if not pairs:
         raise ValueError("non_inferior_each needs at least one comparison")
-    parts = {name: claim_non_inferior(a, b, margin=margin, level=level, label=name.replace(" vs ", " - "))
-             for name, (a, b) in pairs.items()}  # fmt: skip
-    rule = (f"each of {', '.join(pairs)} non-inferior: paired t, {_pct(level)} interval of the accuracy "
-            f"difference above -{_points(margin)} (margin [ours]); all must hold")  # fmt: skip
+    parts = {
+        name: claim_non_inferior(a, b, margin=margin, level=level, label=name.replace(" vs ", " - "))
+        for name, (a, b) in pairs.items()
+    }
+    rule = (
+        f"each of {', '.join(pairs)} non-inferior: paired t, {_pct(level)} interval of the accuracy "
+        f"difference above -{_points(margin)} (margin [ours]); all must hold"
+    )
     return all_of(parts, rule)
 
 
-def better_each(pairs: Mapping[str, tuple[Sequence[float], Sequence[float]]], *, by: float = 0.0,
-                level: float = DEFAULT_LEVEL, what: str = "accuracy", scale: float = 100.0,
-                unit: str = " points") -> Checked:  # fmt: skip
+def better_each(
+    pairs: Mapping[str, tuple[Sequence[float], Sequence[float]]],
+    *,
+    by: float = 0.0,
+    level: float = DEFAULT_LEVEL,
+    what: str = "accuracy",
+    scale: float = 100.0,
+    unit: str = " points",
+) -> Checked:
     """Each ``name: (a, b)`` better than ``by`` (``a - b`` paired by seed); all must hold.
 
     Names read like "CMKD vs KD". Per part :func:`kdutils.results.claim_better`: the paired t
@@ -165,15 +214,26 @@ def better_each(pairs: Mapping[str, tuple[Sequence[float], Sequence[float]]], *,
     """
     if not pairs:
         raise ValueError("better_each needs at least one comparison")
-    parts = {name: claim_better(a, b, by=by, level=level, label=name.replace(" vs ", " - "), scale=scale, unit=unit)
-             for name, (a, b) in pairs.items()}  # fmt: skip
-    rule = (f"each of {', '.join(pairs)} better: paired t, {_pct(level)} interval of the {what} difference "
-            f"above {by * scale:g}{unit}; all must hold")  # fmt: skip
+    parts = {
+        name: claim_better(a, b, by=by, level=level, label=name.replace(" vs ", " - "), scale=scale, unit=unit)
+        for name, (a, b) in pairs.items()
+    }
+    rule = (
+        f"each of {', '.join(pairs)} better: paired t, {_pct(level)} interval of the {what} difference "
+        f"above {by * scale:g}{unit}; all must hold"
+    )
     return all_of(parts, rule)
 
 
-def lower_each(pairs: Mapping[str, tuple[Sequence[float], Sequence[float]]], *, by: float = 0.0,
-               level: float = DEFAULT_LEVEL, what: str = "gap", scale: float = 1.0, unit: str = "") -> Checked:  # fmt: skip
+def lower_each(
+    pairs: Mapping[str, tuple[Sequence[float], Sequence[float]]],
+    *,
+    by: float = 0.0,
+    level: float = DEFAULT_LEVEL,
+    what: str = "gap",
+    scale: float = 1.0,
+    unit: str = "",
+) -> Checked:
     """Each ``name: (a, b)`` lower than ``b`` by more than ``by`` (``b - a`` paired by seed); all must hold.
 
     Names read like "faithful vs KD" (the faithful student's gap below KD's). Per part
@@ -182,16 +242,28 @@ def lower_each(pairs: Mapping[str, tuple[Sequence[float], Sequence[float]]], *, 
     """
     if not pairs:
         raise ValueError("lower_each needs at least one comparison")
-    parts = {name: claim_better(a, b, by=by, level=level, higher_is_better=False,
-                                label=name.replace(" vs ", " - "), scale=scale, unit=unit)
-             for name, (a, b) in pairs.items()}  # fmt: skip
-    rule = (f"each of {', '.join(pairs)} lower: paired t, {_pct(level)} interval of the {what} reduction "
-            f"above {by * scale:g}{unit}; all must hold")  # fmt: skip
+    parts = {
+        name: claim_better(
+            a, b, by=by, level=level, higher_is_better=False, label=name.replace(" vs ", " - "), scale=scale, unit=unit
+        )
+        for name, (a, b) in pairs.items()
+    }
+    rule = (
+        f"each of {', '.join(pairs)} lower: paired t, {_pct(level)} interval of the {what} reduction "
+        f"above {by * scale:g}{unit}; all must hold"
+    )
     return all_of(parts, rule)
 
 
-def above_each(values: Mapping[str, Sequence[float]], threshold: float, *, level: float = DEFAULT_LEVEL,
-               what: str = "mean", scale: float = 1.0, unit: str = "") -> Checked:  # fmt: skip
+def above_each(
+    values: Mapping[str, Sequence[float]],
+    threshold: float,
+    *,
+    level: float = DEFAULT_LEVEL,
+    what: str = "mean",
+    scale: float = 1.0,
+    unit: str = "",
+) -> Checked:
     """Each ``name: values per seed`` with its mean above ``threshold``; all must hold.
 
     Per part :func:`kdutils.results.claim_mean_above`: the one-sample t interval (two-sided at
@@ -200,10 +272,14 @@ def above_each(values: Mapping[str, Sequence[float]], threshold: float, *, level
     """
     if not values:
         raise ValueError("above_each needs at least one quantity")
-    parts = {name: claim_mean_above(v, threshold, level=level, label=name, scale=scale, unit=unit)
-             for name, v in values.items()}  # fmt: skip
-    rule = (f"each of {', '.join(values)}: one-sample t over seeds, {_pct(level)} interval of the {what} above "
-            f"{threshold * scale:g}{unit}; all must hold")  # fmt: skip
+    parts = {
+        name: claim_mean_above(v, threshold, level=level, label=name, scale=scale, unit=unit)
+        for name, v in values.items()
+    }
+    rule = (
+        f"each of {', '.join(values)}: one-sample t over seeds, {_pct(level)} interval of the {what} above "
+        f"{threshold * scale:g}{unit}; all must hold"
+    )
     return all_of(parts, rule)
 
 
@@ -211,14 +287,24 @@ def every(checks: Mapping[str, Checked]) -> Checked:
     """Several checked rules as one claim (all must hold): their parts side by side, the rules joined by AND."""
     if not checks:
         raise ValueError("every needs at least one rule")
-    parts = {f"{name}: {part}" if len(c.parts) > 1 else name: v
-             for name, c in checks.items() for part, v in (c.parts.items() or {name: c.verdict}.items())}  # fmt: skip
+    parts = {
+        f"{name}: {part}" if len(c.parts) > 1 else name: v
+        for name, c in checks.items()
+        for part, v in (c.parts.items() or {name: c.verdict}.items())
+    }
     rule = " AND ".join(f"({name}) {c.verdict.rule}" for name, c in checks.items())
     return all_of(parts, rule)
 
 
-def steeper(x: Sequence[float], a: Sequence[Sequence[float]], b: Sequence[Sequence[float]], *, name_a: str = "a",
-            name_b: str = "b", level: float = DEFAULT_LEVEL) -> Checked:  # fmt: skip
+def steeper(
+    x: Sequence[float],
+    a: Sequence[Sequence[float]],
+    b: Sequence[Sequence[float]],
+    *,
+    name_a: str = "a",
+    name_b: str = "b",
+    level: float = DEFAULT_LEVEL,
+) -> Checked:
     """Is curve ``a`` steeper than curve ``b``? Their per-seed slopes, paired by seed.
 
     ``x``: one value per point (each teacher's accuracy); ``a[k]`` and ``b[k]``: the two
@@ -239,8 +325,9 @@ def skipped(reason: str, *, claim: str = "the claim") -> Checked:
     return Checked(v, {}, note=f"not measured: {reason}")
 
 
-def only_at(checked: Checked | None, *, profile: str, dataset: str, where: Iterable[tuple[str, str]],
-            claim: str = "the claim") -> Checked:  # fmt: skip
+def only_at(
+    checked: Checked | None, *, profile: str, dataset: str, where: Iterable[tuple[str, str]], claim: str = "the claim"
+) -> Checked:
     """``checked`` where ``(profile, dataset)`` is one of ``where``; elsewhere *not testable*.
 
     For a claim about one dataset and protocol (CMKD's "state of the art on CIFAR-100"): a
@@ -259,8 +346,14 @@ def only_at(checked: Checked | None, *, profile: str, dataset: str, where: Itera
 # --------------------------------------------------------------------------- data usage
 
 
-def data_efficiency(usage_method: Sequence[float], usage_ref: float | Sequence[float] = 1.0,
-                    saving: float = DATA_SAVING, *, level: float = DEFAULT_LEVEL, label: str = "the method") -> Verdict:  # fmt: skip
+def data_efficiency(
+    usage_method: Sequence[float],
+    usage_ref: float | Sequence[float] = 1.0,
+    saving: float = DATA_SAVING,
+    *,
+    level: float = DEFAULT_LEVEL,
+    label: str = "the method",
+) -> Verdict:
     """The one data-efficiency rule: the method uses at least ``saving`` fewer sample-epochs than KD.
 
     ``usage_method``: per seed, the sample-epochs that took part in a backward pass relative
@@ -277,12 +370,18 @@ def data_efficiency(usage_method: Sequence[float], usage_ref: float | Sequence[f
         raise ValueError(f"usage_ref has {len(ref)} values for {len(u)} seeds of the method")
     if (ref <= 0).any():
         raise ValueError("usage_ref must be positive")
-    return claim_mean_below(u / ref, 1.0 - saving, level=level,
-                            label=f"{label}'s sample-epochs relative to KD", scale=100.0, unit=" %")  # fmt: skip
+    return claim_mean_below(
+        u / ref, 1.0 - saving, level=level, label=f"{label}'s sample-epochs relative to KD", scale=100.0, unit=" %"
+    )
 
 
-def data_efficient_each(usages: Mapping[str, Sequence[float]], usage_ref: float | Sequence[float] = 1.0,
-                        saving: float = DATA_SAVING, *, level: float = DEFAULT_LEVEL) -> Checked:  # fmt: skip
+def data_efficient_each(
+    usages: Mapping[str, Sequence[float]],
+    usage_ref: float | Sequence[float] = 1.0,
+    saving: float = DATA_SAVING,
+    *,
+    level: float = DEFAULT_LEVEL,
+) -> Checked:
     """:func:`data_efficiency` for each ``name: usage per seed``; all must hold."""
     if not usages:
         raise ValueError("data_efficient_each needs at least one method")
@@ -290,16 +389,25 @@ def data_efficient_each(usages: Mapping[str, Sequence[float]], usage_ref: float 
     for name, u in usages.items():
         v = data_efficiency(u, usage_ref, saving, level=level, label=name)
         parts[f"{name} (saves {_saving(v)})"] = v
-    rule = (f"each of {', '.join(usages)} uses at most {1 - saving:.0%} of KD's sample-epochs (a saving of "
-            f"at least {saving:.0%} [ours]): one-sample t, upper end of the {_pct(level)} interval below "
-            f"{1 - saving:.0%}; all must hold")  # fmt: skip
+    rule = (
+        f"each of {', '.join(usages)} uses at most {1 - saving:.0%} of KD's sample-epochs (a saving of "
+        f"at least {saving:.0%} [ours]): one-sample t, upper end of the {_pct(level)} interval below "
+        f"{1 - saving:.0%}; all must hold"
+    )
     return all_of(parts, rule)
 
 
-def data_efficient_and_non_inferior(usage: Sequence[float], acc: Sequence[float], acc_ref: Sequence[float], *,
-                                    name: str = "the method", ref_name: str = "the reference",
-                                    saving: float = DATA_SAVING, margin: float = NON_INFERIORITY_MARGIN,
-                                    level: float = DEFAULT_LEVEL) -> Checked:  # fmt: skip
+def data_efficient_and_non_inferior(
+    usage: Sequence[float],
+    acc: Sequence[float],
+    acc_ref: Sequence[float],
+    *,
+    name: str = "the method",
+    ref_name: str = "the reference",
+    saving: float = DATA_SAVING,
+    margin: float = NON_INFERIORITY_MARGIN,
+    level: float = DEFAULT_LEVEL,
+) -> Checked:
     """Data efficient (:func:`data_efficiency`) AND non-inferior in accuracy to ``ref_name`` (paired by seed)."""
     eff = data_efficiency(usage, 1.0, saving, level=level, label=name)
     parts = {
@@ -308,16 +416,23 @@ def data_efficient_and_non_inferior(usage: Sequence[float], acc: Sequence[float]
             acc, acc_ref, margin=margin, level=level, label=f"{name} - {ref_name}"
         ),
     }
-    rule = (f"{name} uses at most {1 - saving:.0%} of KD's sample-epochs (upper end of the {_pct(level)} interval) "
-            f"AND is non-inferior to {ref_name} (paired t, {_pct(level)} interval above -{_points(margin)})")  # fmt: skip
+    rule = (
+        f"{name} uses at most {1 - saving:.0%} of KD's sample-epochs (upper end of the {_pct(level)} interval) "
+        f"AND is non-inferior to {ref_name} (paired t, {_pct(level)} interval above -{_points(margin)})"
+    )
     return all_of(parts, rule)
 
 
 # --------------------------------------------------------------------------- retention
 
 
-def retention_above(mu_s: Sequence[float], threshold: float = RETENTION_THRESHOLD, *, level: float = DEFAULT_LEVEL,
-                    label: str = "mu_S (training set)") -> Checked:  # fmt: skip
+def retention_above(
+    mu_s: Sequence[float],
+    threshold: float = RETENTION_THRESHOLD,
+    *,
+    level: float = DEFAULT_LEVEL,
+    label: str = "mu_S (training set)",
+) -> Checked:
     """mu_S (share of the teacher's mistakes the student gets right) above ``threshold``, over seeds."""
     v = claim_mean_above(mu_s, threshold, level=level, label=label, scale=1.0, unit="")
     return Checked(v, {label: v})
@@ -340,8 +455,9 @@ def robust_setting(dataset: str, epsilons: Sequence[float]) -> tuple[float, floa
     return min(grid, key=lambda e: (abs(e - eps), e)), points
 
 
-def robust_margin(a: Sequence[float], b: Sequence[float], *, points: float, level: float = DEFAULT_LEVEL,
-                  label: str = "a - b") -> Checked:  # fmt: skip
+def robust_margin(
+    a: Sequence[float], b: Sequence[float], *, points: float, level: float = DEFAULT_LEVEL, label: str = "a - b"
+) -> Checked:
     """Is ``a``'s robust accuracy above ``b``'s by at least ``points`` (the paper's number), paired by seed?
 
     Holds when the lower end of the paired t interval (two-sided at ``level``) of ``a - b``
@@ -354,8 +470,9 @@ def robust_margin(a: Sequence[float], b: Sequence[float], *, points: float, leve
 # --------------------------------------------------------------------------- significance
 
 
-def significance_pruning(least: Mapping[float, Sequence[float]], random: Mapping[float, Sequence[float]], *,
-                         level: float = DEFAULT_LEVEL) -> Checked:  # fmt: skip
+def significance_pruning(
+    least: Mapping[float, Sequence[float]], random: Mapping[float, Sequence[float]], *, level: float = DEFAULT_LEVEL
+) -> Checked:
     """[ours] At every k, the student without the least significant k % beats the one without a random k %.
 
     ``least[k]`` and ``random[k]``: accuracy per seed, paired by seed (seed s drops random draw
@@ -366,18 +483,23 @@ def significance_pruning(least: Mapping[float, Sequence[float]], random: Mapping
         raise ValueError(
             f"significance_pruning: the same fractions on both sides, got {sorted(least)} and {sorted(random)}"
         )
-    parts = {f"k = {k:.0%}": claim_better(least[k], random[k], level=level, label=f"least significant - random, k = {k:.0%}")
-             for k in sorted(least)}  # fmt: skip
-    rule = (f"at every k, accuracy without the least significant k % minus accuracy without a random k %: "
-            f"paired t (seed s = random draw s), {_pct(level)} interval above 0; all must hold")  # fmt: skip
+    parts = {
+        f"k = {k:.0%}": claim_better(least[k], random[k], level=level, label=f"least significant - random, k = {k:.0%}")
+        for k in sorted(least)
+    }
+    rule = (
+        f"at every k, accuracy without the least significant k % minus accuracy without a random k %: "
+        f"paired t (seed s = random draw s), {_pct(level)} interval above 0; all must hold"
+    )
     return all_of(parts, rule)
 
 
 # --------------------------------------------------------------------------- convergence
 
 
-def convergence(histories: Iterable[Sequence[Mapping]], *, key: str = "val_acc", tail: float = 0.2,
-                tol: float = 0.003) -> str:  # fmt: skip
+def convergence(
+    histories: Iterable[Sequence[Mapping]], *, key: str = "val_acc", tail: float = 0.2, tol: float = 0.003
+) -> str:
     """Did the runs converge? The mean gain of ``key`` over the last ``tail`` share of the epochs.
 
     The rule (issue 11): a plateau when the validation accuracy gained less than ``tol``

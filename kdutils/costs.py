@@ -77,12 +77,36 @@ from .profiles import Settings, configure, merged_sizes
 from .recipe import Recipe
 
 __all__ = [
-    "H100_TF32_DENSE", "H100_BF16_DENSE", "UTILISATION", "SUSTAINED_FLOPS", "STEP_FLOOR_S", "TRAIN_FACTOR",
-    "ATTACK_STEP", "IBP_PASS", "DATASET_FACTS", "NOTEBOOK_PLANS", "NotebookPlan", "PlannedRun", "register_plan",
-    "forward_flops", "training_flops", "method_passes", "run_flops", "plan_runs", "run_frame", "estimate", "estimate_table",
-    "markdown_table", "STEP_KIND", "step_work", "step_kinds", "read_step_times", "measured_hours",
-    "MEASURED_STEP_TIMES", "measured_markdown_table",
-]  # fmt: skip
+    "H100_TF32_DENSE",
+    "H100_BF16_DENSE",
+    "UTILISATION",
+    "SUSTAINED_FLOPS",
+    "STEP_FLOOR_S",
+    "TRAIN_FACTOR",
+    "ATTACK_STEP",
+    "IBP_PASS",
+    "DATASET_FACTS",
+    "NOTEBOOK_PLANS",
+    "NotebookPlan",
+    "PlannedRun",
+    "register_plan",
+    "forward_flops",
+    "training_flops",
+    "method_passes",
+    "run_flops",
+    "plan_runs",
+    "run_frame",
+    "estimate",
+    "estimate_table",
+    "markdown_table",
+    "STEP_KIND",
+    "step_work",
+    "step_kinds",
+    "read_step_times",
+    "measured_hours",
+    "MEASURED_STEP_TIMES",
+    "measured_markdown_table",
+]
 
 #: NVIDIA H100 SXM5 datasheet: TF32 tensor core 989 TFLOPS *with sparsity*, so 494.7 TFLOP/s dense
 H100_TF32_DENSE = 494.7e12
@@ -212,8 +236,15 @@ def method_passes(method: Mapping[str, Any]) -> tuple[float, float]:
     return 0.0, 0.0
 
 
-def run_flops(model: str, method: Any, epochs: int, dataset: str, teacher_model: str | None = None, *,
-              image: tuple[Sequence[int], int] | None = None) -> float | None:  # fmt: skip
+def run_flops(
+    model: str,
+    method: Any,
+    epochs: int,
+    dataset: str,
+    teacher_model: str | None = None,
+    *,
+    image: tuple[Sequence[int], int] | None = None,
+) -> float | None:
     """Training FLOPs per training image of one run (``epochs`` x the trained passes, attacks and
     bounds of :func:`method_passes`, in forwards of the student and of ``teacher_model``). The
     image shape and class count: ``image`` = ``((C, H, W), classes)`` when given (an image
@@ -229,8 +260,9 @@ def run_flops(model: str, method: Any, epochs: int, dataset: str, teacher_model:
     return float(epochs * _image_train_flops(model, create_method(method).params(), shape, classes, teacher_model))
 
 
-def _image_train_flops(model: str, params: dict, shape: Sequence[int], classes: int,
-                       teacher_model: str | None) -> float:  # fmt: skip
+def _image_train_flops(
+    model: str, params: dict, shape: Sequence[int], classes: int, teacher_model: str | None
+) -> float:
     """FLOPs of one training image in one epoch: the student's trained pass (TRAIN_FACTOR forwards)
     and the method's extra passes through the student and through ``teacher_model`` (attacks, bounds:
     :func:`method_passes`). The teacher's forward for its targets is not in it (cached or per batch:
@@ -271,8 +303,17 @@ class PlannedRun:
     def key(self) -> tuple:
         """What makes two planned runs the same stored run (the run store trains it once)."""
         t = self.teacher.key() if self.teacher is not None else None
-        return (self.dataset, self.model, self.method, self.seed, self.recipe, t, self.teacher_share,
-                self.rows_share, self.variant)  # fmt: skip
+        return (
+            self.dataset,
+            self.model,
+            self.method,
+            self.seed,
+            self.recipe,
+            t,
+            self.teacher_share,
+            self.rows_share,
+            self.variant,
+        )
 
 
 def _method(spec: Any) -> tuple[str, bool]:
@@ -285,11 +326,32 @@ def _teacher(st: Settings, label: str, spec: Any = "ce", *, model: str | None = 
     return PlannedRun(st.dataset, "teacher", label, model or st.teacher_model, method, 0, st.teacher_recipe)
 
 
-def _student(st: Settings, label: str, spec: Any, seed: int, teacher: PlannedRun | None, *, model: str | None = None,
-             teacher_share: float = 1.0, rows_share: float = 1.0, variant: str = "") -> PlannedRun:  # fmt: skip
+def _student(
+    st: Settings,
+    label: str,
+    spec: Any,
+    seed: int,
+    teacher: PlannedRun | None,
+    *,
+    model: str | None = None,
+    teacher_share: float = 1.0,
+    rows_share: float = 1.0,
+    variant: str = "",
+) -> PlannedRun:
     method, needs = _method(spec)
-    return PlannedRun(st.dataset, "student", label, model or st.student_model, method, seed, st.student_recipe,
-                      teacher if needs else None, teacher_share if needs else 1.0, rows_share, variant)  # fmt: skip
+    return PlannedRun(
+        st.dataset,
+        "student",
+        label,
+        model or st.student_model,
+        method,
+        seed,
+        st.student_recipe,
+        teacher if needs else None,
+        teacher_share if needs else 1.0,
+        rows_share,
+        variant,
+    )
 
 
 @dataclass(frozen=True)
@@ -336,14 +398,24 @@ NB00_TEMPERATURES = [1.0, 2.0, 4.0, 8.0]
 def _plan_00(st: Settings) -> list[PlannedRun]:
     t = _teacher(st, "teacher")
     runs = [t] + [_student(st, label, spec, s, t) for label, spec in NB00_METHODS.items() for s in st.seeds]
-    runs += [_student(st, f"KD tau={tau:g}", {"name": "kd", "tau": float(tau)}, s, t)
-             for tau in NB00_TEMPERATURES for s in st.seeds]  # fmt: skip
+    runs += [
+        _student(st, f"KD tau={tau:g}", {"name": "kd", "tau": float(tau)}, s, t)
+        for tau in NB00_TEMPERATURES
+        for s in st.seeds
+    ]
     return runs
 
 
 # ---- 01_cckd: mirrors METHODS and ABLATIONS (``ablations = True``)
-NB01_METHODS = {"student alone": "ce", "KD": "kd", "CCKD-L": "cckd_l", "CCKD-T": "cckd_t", "CCKD-T+SR": "cckd_t+sr",
-                "CCKD-L+SR": "cckd_l+sr", "KD+SR": "kd+sr"}  # fmt: skip
+NB01_METHODS = {
+    "student alone": "ce",
+    "KD": "kd",
+    "CCKD-L": "cckd_l",
+    "CCKD-T": "cckd_t",
+    "CCKD-T+SR": "cckd_t+sr",
+    "CCKD-L+SR": "cckd_l+sr",
+    "KD+SR": "kd+sr",
+}
 NB01_ABLATIONS = {
     "CCKD-T+SR, delta = p_S[y]": {"name": "sr", "inner": "cckd_t", "delta": "true_prob"},
     "CCKD-T+SR, delta at tau = 1": {"name": "sr", "inner": "cckd_t", "delta_tau": 1.0},
@@ -355,8 +427,9 @@ NB01_ABLATIONS = {
 
 def _plan_01(st: Settings) -> list[PlannedRun]:
     t = _teacher(st, "teacher")
-    return [t] + [_student(st, label, spec, s, t) for label, spec in {**NB01_METHODS, **NB01_ABLATIONS}.items()
-                  for s in st.seeds]  # fmt: skip
+    return [t] + [
+        _student(st, label, spec, s, t) for label, spec in {**NB01_METHODS, **NB01_ABLATIONS}.items() for s in st.seeds
+    ]
 
 
 # ---- 02_cmkd: mirrors METHODS, ABLATIONS, COMBINED, FEW, SERIES, PAIR_METHODS (``ablations``,
@@ -389,10 +462,15 @@ def _plan_02(st: Settings) -> list[PlannedRun]:
     for i, pair in enumerate(all_pairs):
         for label in list(every) if i == 0 else NB02_PAIR_METHODS:
             for s in few if label in NB02_FEW else st.seeds:
-                runs.append(_student(st, pairs.pair_label(label, pair, st), every[label], s, teachers[pair[0]],
-                                     model=pair[1]))  # fmt: skip
-    runs += [_student(st, f"{m} | teacher {t}", NB02_METHODS[m], s, teachers[t], model=student)
-             for t in series for m in NB02_SERIES for s in st.seeds]  # fmt: skip
+                runs.append(
+                    _student(st, pairs.pair_label(label, pair, st), every[label], s, teachers[pair[0]], model=pair[1])
+                )
+    runs += [
+        _student(st, f"{m} | teacher {t}", NB02_METHODS[m], s, teachers[t], model=student)
+        for t in series
+        for m in NB02_SERIES
+        for s in st.seeds
+    ]
     return runs
 
 
@@ -413,13 +491,23 @@ NB03_PRUNE_FRACTIONS = [0.1, 0.3, 0.5]
 
 
 def _plan_03(st: Settings) -> list[PlannedRun]:
-    teachers = {label: _teacher(st, f"teacher {label}", spec) for label, spec in NB03_TEACHERS.items()
-                if label not in NB03_ABLATION_TEACHERS or st.ablation_teachers}  # fmt: skip
+    teachers = {
+        label: _teacher(st, f"teacher {label}", spec)
+        for label, spec in NB03_TEACHERS.items()
+        if label not in NB03_ABLATION_TEACHERS or st.ablation_teachers
+    }
     runs = list(teachers.values())
-    runs += [_student(st, label, spec, s, teachers[t] if t else None)
-             for label, (spec, t) in NB03_STUDENTS.items() for s in st.seeds]  # fmt: skip
-    runs += [_student(st, f"KD minus {how} {k:g}", "kd", s, teachers["normal"], rows_share=1 - k, variant=f"{how} {k}")
-             for k in NB03_PRUNE_FRACTIONS for s in st.seeds for how in NB03_HOWS]  # fmt: skip
+    runs += [
+        _student(st, label, spec, s, teachers[t] if t else None)
+        for label, (spec, t) in NB03_STUDENTS.items()
+        for s in st.seeds
+    ]
+    runs += [
+        _student(st, f"KD minus {how} {k:g}", "kd", s, teachers["normal"], rows_share=1 - k, variant=f"{how} {k}")
+        for k in NB03_PRUNE_FRACTIONS
+        for s in st.seeds
+        for how in NB03_HOWS
+    ]
     return runs
 
 
@@ -444,20 +532,41 @@ def nb04_specs(st: Settings) -> dict[str, Any]:
         "KD": "kd",
         "ARD": {"name": "ard", "alpha": NB04_ARD_ALPHA, "eps": eps, "steps": steps},
         "RSLAD": {"name": "rslad", "eps": eps, "steps": steps},
-        "faithful (IBP)": {"name": "faithful", "bound": "ibp", "space": "log", "eps": eps, "warmup": warmup,
-                           "ramp": ramp},
-        "faithful (IBP, prob term)": {"name": "faithful", "bound": "ibp", "space": "prob", "eps": eps,
-                                      "warmup": warmup, "ramp": ramp},
-        "faithful (PGD)": {"name": "faithful", "bound": "pgd", "eps": eps, "steps": steps, "warmup": warmup,
-                           "ramp": ramp},
-    }  # fmt: skip
+        "faithful (IBP)": {
+            "name": "faithful",
+            "bound": "ibp",
+            "space": "log",
+            "eps": eps,
+            "warmup": warmup,
+            "ramp": ramp,
+        },
+        "faithful (IBP, prob term)": {
+            "name": "faithful",
+            "bound": "ibp",
+            "space": "prob",
+            "eps": eps,
+            "warmup": warmup,
+            "ramp": ramp,
+        },
+        "faithful (PGD)": {
+            "name": "faithful",
+            "bound": "pgd",
+            "eps": eps,
+            "steps": steps,
+            "warmup": warmup,
+            "ramp": ramp,
+        },
+    }
 
 
 def _plan_04(st: Settings) -> list[PlannedRun]:
     t = _teacher(st, "teacher", nb04_teacher_spec(st))
     variant = faithful_setup.variant_seeds(st.profile, st.seeds, NB04_PGD_VARIANT_SEEDS)
-    return [t] + [_student(st, label, spec, s, t) for label, spec in nb04_specs(st).items()
-                  for s in (variant if label == NB04_VARIANT else st.seeds)]  # fmt: skip
+    return [t] + [
+        _student(st, label, spec, s, t)
+        for label, spec in nb04_specs(st).items()
+        for s in (variant if label == NB04_VARIANT else st.seeds)
+    ]
 
 
 def _faithful_datasets(profile: str) -> list[str]:
@@ -487,38 +596,99 @@ NB05_SWEEP_SEEDS = 2
 
 def _plan_05(st: Settings) -> list[PlannedRun]:
     t = _teacher(st, "teacher")
-    runs = [t] + [_student(st, label, spec, s, t, teacher_share=NB05_KEEP if sel else 1.0,
-                           variant=f"{NB05_SCORER} {NB05_KEEP}" if sel else "")
-                  for label, (spec, sel) in NB05_STUDENTS.items() for s in st.seeds]  # fmt: skip
-    runs += [_student(st, f"KD+LR+DS | {sc}, keep {k:g}", NB05_LR, s, t, teacher_share=k, variant=f"{sc} {k}")
-             for sc in NB05_SCORERS for k in NB05_KEEP_SWEEP if (sc, k) != (NB05_SCORER, NB05_KEEP)
-             for s in st.seeds[: NB05_SWEEP_SEEDS or None]]  # fmt: skip
+    runs = [t] + [
+        _student(
+            st,
+            label,
+            spec,
+            s,
+            t,
+            teacher_share=NB05_KEEP if sel else 1.0,
+            variant=f"{NB05_SCORER} {NB05_KEEP}" if sel else "",
+        )
+        for label, (spec, sel) in NB05_STUDENTS.items()
+        for s in st.seeds
+    ]
+    runs += [
+        _student(st, f"KD+LR+DS | {sc}, keep {k:g}", NB05_LR, s, t, teacher_share=k, variant=f"{sc} {k}")
+        for sc in NB05_SCORERS
+        for k in NB05_KEEP_SWEEP
+        if (sc, k) != (NB05_SCORER, NB05_KEEP)
+        for s in st.seeds[: NB05_SWEEP_SEEDS or None]
+    ]
     return runs
 
 
-register_plan(NotebookPlan("00_kd_baseline", _plan_00, _profile_dataset, dict(NB00_METHODS),
-                           {"temperatures": NB00_TEMPERATURES}))  # fmt: skip
-register_plan(NotebookPlan("01_cckd", _plan_01, _profile_dataset, {**NB01_METHODS, **NB01_ABLATIONS},
-                           {"ablations": True}))  # fmt: skip
-register_plan(NotebookPlan("02_cmkd", _plan_02, _pairs_datasets,
-                           {**NB02_METHODS, **NB02_ABLATIONS, **NB02_COMBINED, "FEW": None, "SERIES": None,
-                            "PAIR_METHODS": None, "teacher_group": None},
-                           {"ablations": True, "stronger_teacher": True, "ablation_seeds": 0}))  # fmt: skip
-register_plan(NotebookPlan("03_self_regulated", _plan_03, _profile_dataset,
-                           {**{k: v for k, v in NB03_TEACHERS.items()}, **{k: v[0] for k, v in NB03_STUDENTS.items()},
-                            "KD minus": None, **{h: None for h in NB03_HOWS}},
-                           {"prune_fractions": NB03_PRUNE_FRACTIONS, "fixed_threshold_teacher": "auto"}))  # fmt: skip
-register_plan(NotebookPlan("04_faithful", _plan_04, _faithful_datasets,
-                           {"teacher": None, **{k: v if isinstance(v, str) else None
-                                                for k, v in nb04_specs(configure("paper", "cifar10")).items()}},
-                           {"ard_alpha": NB04_ARD_ALPHA, "pgd_variant_seeds": NB04_PGD_VARIANT_SEEDS},
-                           sizes=faithful_setup.sizes))  # fmt: skip
-register_plan(NotebookPlan("05_label_revision", _plan_05, _pairs_datasets,
-                           {**{k: v[0] if isinstance(v[0], str) else None for k, v in NB05_STUDENTS.items()
-                               if k != "KD+LR, kl form"},
-                            "OTHER_LABEL": None, "KD+LR+DS | ": None, **{s: None for s in NB05_SCORERS}},
-                           {"lr_form": "mse", "scorer": NB05_SCORER, "keep": NB05_KEEP, "keep_sweep": NB05_KEEP_SWEEP,
-                            "sweep_seeds": NB05_SWEEP_SEEDS}))  # fmt: skip
+register_plan(
+    NotebookPlan("00_kd_baseline", _plan_00, _profile_dataset, dict(NB00_METHODS), {"temperatures": NB00_TEMPERATURES})
+)
+register_plan(
+    NotebookPlan("01_cckd", _plan_01, _profile_dataset, {**NB01_METHODS, **NB01_ABLATIONS}, {"ablations": True})
+)
+register_plan(
+    NotebookPlan(
+        "02_cmkd",
+        _plan_02,
+        _pairs_datasets,
+        {
+            **NB02_METHODS,
+            **NB02_ABLATIONS,
+            **NB02_COMBINED,
+            "FEW": None,
+            "SERIES": None,
+            "PAIR_METHODS": None,
+            "teacher_group": None,
+        },
+        {"ablations": True, "stronger_teacher": True, "ablation_seeds": 0},
+    )
+)
+register_plan(
+    NotebookPlan(
+        "03_self_regulated",
+        _plan_03,
+        _profile_dataset,
+        {
+            **{k: v for k, v in NB03_TEACHERS.items()},
+            **{k: v[0] for k, v in NB03_STUDENTS.items()},
+            "KD minus": None,
+            **{h: None for h in NB03_HOWS},
+        },
+        {"prune_fractions": NB03_PRUNE_FRACTIONS, "fixed_threshold_teacher": "auto"},
+    )
+)
+register_plan(
+    NotebookPlan(
+        "04_faithful",
+        _plan_04,
+        _faithful_datasets,
+        {
+            "teacher": None,
+            **{k: v if isinstance(v, str) else None for k, v in nb04_specs(configure("paper", "cifar10")).items()},
+        },
+        {"ard_alpha": NB04_ARD_ALPHA, "pgd_variant_seeds": NB04_PGD_VARIANT_SEEDS},
+        sizes=faithful_setup.sizes,
+    )
+)
+register_plan(
+    NotebookPlan(
+        "05_label_revision",
+        _plan_05,
+        _pairs_datasets,
+        {
+            **{k: v[0] if isinstance(v[0], str) else None for k, v in NB05_STUDENTS.items() if k != "KD+LR, kl form"},
+            "OTHER_LABEL": None,
+            "KD+LR+DS | ": None,
+            **{s: None for s in NB05_SCORERS},
+        },
+        {
+            "lr_form": "mse",
+            "scorer": NB05_SCORER,
+            "keep": NB05_KEEP,
+            "keep_sweep": NB05_KEEP_SWEEP,
+            "sweep_seeds": NB05_SWEEP_SEEDS,
+        },
+    )
+)
 
 
 def _plan(notebook: str) -> NotebookPlan:
@@ -527,8 +697,9 @@ def _plan(notebook: str) -> NotebookPlan:
     return NOTEBOOK_PLANS[notebook]
 
 
-def plan_runs(notebook: str, profile: str = "paper", datasets: Sequence[str] | None = None,
-              **overrides) -> list[PlannedRun]:  # fmt: skip
+def plan_runs(
+    notebook: str, profile: str = "paper", datasets: Sequence[str] | None = None, **overrides
+) -> list[PlannedRun]:
     """The distinct runs ``notebook`` trains at ``profile`` (first asked-for label kept; a run asked
     for twice, e.g. the primary pair's KD and the stronger-teacher curve's, counts once).
     ``datasets``: the notebook's default at the profile when None; ``overrides``: :func:`configure`'s."""
@@ -595,13 +766,35 @@ def _frame(runs: list, notebook: str, profile: str, overrides: dict) -> pd.DataF
                 flops += r.recipe.epochs * images * r.teacher_share * f_t
             else:  # the teacher's training-set logits, once per teacher (shared by its students)
                 cached.setdefault(r.teacher.key(), (r.teacher, train * f_t))
-        rows.append(dict(dataset=r.dataset, role=r.role, label=r.label, model=r.model,
-                         teacher=r.teacher.model if r.teacher else "", seed=r.seed, epochs=r.recipe.epochs,
-                         images_per_epoch=images, steps=steps * r.recipe.epochs, flops=float(flops)))  # fmt: skip
+        rows.append(
+            dict(
+                dataset=r.dataset,
+                role=r.role,
+                label=r.label,
+                model=r.model,
+                teacher=r.teacher.model if r.teacher else "",
+                seed=r.seed,
+                epochs=r.recipe.epochs,
+                images_per_epoch=images,
+                steps=steps * r.recipe.epochs,
+                flops=float(flops),
+            )
+        )
     for t, flops in cached.values():
-        rows.append(dict(dataset=t.dataset, role="teacher logits", label=f"{t.label}: training-set logits",
-                         model=t.model, teacher="", seed=t.seed, epochs=0, images_per_epoch=0, steps=0,
-                         flops=float(flops)))  # fmt: skip
+        rows.append(
+            dict(
+                dataset=t.dataset,
+                role="teacher logits",
+                label=f"{t.label}: training-set logits",
+                model=t.model,
+                teacher="",
+                seed=t.seed,
+                epochs=0,
+                images_per_epoch=0,
+                steps=0,
+                flops=float(flops),
+            )
+        )
     df = pd.DataFrame(rows)
     df["hours_flops"] = df["flops"] / SUSTAINED_FLOPS / 3600
     df["hours_steps"] = df["steps"] * STEP_FLOOR_S / 3600
@@ -635,11 +828,23 @@ def step_kinds(
     frame = _frame(runs, notebook, profile, overrides).iloc[: len(runs)]  # the runs, then teachers' logits
     rows = []
     for r, f in zip(runs, frame.itertuples()):
-        rows.append(dict(notebook=notebook, dataset=r.dataset, model=r.model,
-                         teacher=r.teacher.model if r.teacher else "", work=step_work(r.method),
-                         batch_size=r.recipe.batch_size, teacher_per_batch=bool(r.teacher and r.recipe.teacher_per_batch),
-                         teacher_share=float(r.teacher_share), method=r.method, recipe=r.recipe, seed=r.seed,
-                         steps=int(f.steps), est_hours=float(f.hours)))  # fmt: skip
+        rows.append(
+            dict(
+                notebook=notebook,
+                dataset=r.dataset,
+                model=r.model,
+                teacher=r.teacher.model if r.teacher else "",
+                work=step_work(r.method),
+                batch_size=r.recipe.batch_size,
+                teacher_per_batch=bool(r.teacher and r.recipe.teacher_per_batch),
+                teacher_share=float(r.teacher_share),
+                method=r.method,
+                recipe=r.recipe,
+                seed=r.seed,
+                steps=int(f.steps),
+                est_hours=float(f.hours),
+            )
+        )
     return pd.DataFrame(rows)
 
 
@@ -658,8 +863,9 @@ def read_step_times(path) -> pd.DataFrame:
     return df
 
 
-def measured_hours(step_times: pd.DataFrame, notebooks: Sequence[str] | None = None, profile: str = "paper",
-                   **overrides) -> pd.DataFrame:  # fmt: skip
+def measured_hours(
+    step_times: pd.DataFrame, notebooks: Sequence[str] | None = None, profile: str = "paper", **overrides
+) -> pd.DataFrame:
     """Per notebook: the planned optimizer steps at the seconds per step measured for each kind
     (``step_times``: :func:`read_step_times`), against :func:`estimate`'s hours. Training steps only
     (validation, teachers' cached logits and the evaluation suite are not in it). A kind without a
@@ -671,8 +877,16 @@ def measured_hours(step_times: pd.DataFrame, notebooks: Sequence[str] | None = N
         s = _kind_keys(k).map(lookup)
         missing = s.isna()
         secs = (k["steps"] * s).where(~missing, k["est_hours"] * 3600)
-        rows.append(dict(notebook=nb, runs=len(k), steps=int(k["steps"].sum()), estimate_h=float(k["est_hours"].sum()),
-                         measured_h=float(secs.sum() / 3600), steps_unmeasured=int(k.loc[missing, "steps"].sum())))  # fmt: skip
+        rows.append(
+            dict(
+                notebook=nb,
+                runs=len(k),
+                steps=int(k["steps"].sum()),
+                estimate_h=float(k["est_hours"].sum()),
+                measured_h=float(secs.sum() / 3600),
+                steps_unmeasured=int(k.loc[missing, "steps"].sum()),
+            )
+        )
     out = pd.DataFrame(rows)
     out["measured / estimate"] = out["measured_h"] / out["estimate_h"]
     return out
@@ -685,11 +899,20 @@ def estimate(notebook: str, profile: str = "paper", datasets: Sequence[str] | No
     :func:`measured_hours` puts measured step times on the same steps. An unknown notebook names the known ones."""
     df = run_frame(notebook, profile, datasets, **overrides)
     keys = ["dataset", "role", "label", "model", "teacher"]
-    out = df.groupby(keys, sort=False).agg(
-        runs=("seed", "size"), epochs=("epochs", "max"), images_per_epoch=("images_per_epoch", "max"),
-        steps=("steps", "sum"), flops=("flops", "sum"), hours_flops=("hours_flops", "sum"),
-        hours_steps=("hours_steps", "sum"), hours=("hours", "sum"),
-    ).reset_index()  # fmt: skip
+    out = (
+        df.groupby(keys, sort=False)
+        .agg(
+            runs=("seed", "size"),
+            epochs=("epochs", "max"),
+            images_per_epoch=("images_per_epoch", "max"),
+            steps=("steps", "sum"),
+            flops=("flops", "sum"),
+            hours_flops=("hours_flops", "sum"),
+            hours_steps=("hours_steps", "sum"),
+            hours=("hours", "sum"),
+        )
+        .reset_index()
+    )
     out.loc[out.role == "teacher logits", "runs"] = 0
     out.insert(out.columns.get_loc("flops"), "pflops", out["flops"] / 1e15)
     return out
@@ -703,31 +926,44 @@ def estimate_table(notebooks: Sequence[str] | None = None, profile: str = "paper
         e = estimate(nb, profile, **overrides)
         trained = e[e.role != "teacher logits"]
         epochs = sorted(set(trained["epochs"]))
-        rows.append(dict(
-            notebook=nb, datasets=", ".join(dict.fromkeys(e["dataset"])),
-            teachers=int(trained.loc[trained.role == "teacher", "runs"].sum()),
-            students=int(trained.loc[trained.role == "student", "runs"].sum()),
-            runs=int(trained["runs"].sum()), epochs="/".join(str(v) for v in epochs),
-            images_per_epoch=int(trained["images_per_epoch"].max()), steps=int(e["steps"].sum()),
-            pflops=float(e["pflops"].sum()), hours_flops=float(e["hours_flops"].sum()),
-            hours_steps=float(e["hours_steps"].sum()), hours=float(e["hours"].sum()),
-        ))  # fmt: skip
+        rows.append(
+            dict(
+                notebook=nb,
+                datasets=", ".join(dict.fromkeys(e["dataset"])),
+                teachers=int(trained.loc[trained.role == "teacher", "runs"].sum()),
+                students=int(trained.loc[trained.role == "student", "runs"].sum()),
+                runs=int(trained["runs"].sum()),
+                epochs="/".join(str(v) for v in epochs),
+                images_per_epoch=int(trained["images_per_epoch"].max()),
+                steps=int(e["steps"].sum()),
+                pflops=float(e["pflops"].sum()),
+                hours_flops=float(e["hours_flops"].sum()),
+                hours_steps=float(e["hours_steps"].sum()),
+                hours=float(e["hours"].sum()),
+            )
+        )
     return pd.DataFrame(rows)
 
 
 def markdown_table(table: pd.DataFrame | None = None) -> str:
     """:func:`estimate_table` as the README's markdown table."""
     t = estimate_table() if table is None else table
-    head = ("| notebook | dataset | runs (teachers + students) | epochs | training images / epoch | optimizer steps "
-            "| training PFLOPs | H100 h at 5 % TF32 | H100 h, step floor | **H100 h (estimate)** |")  # fmt: skip
+    head = (
+        "| notebook | dataset | runs (teachers + students) | epochs | training images / epoch | optimizer steps "
+        "| training PFLOPs | H100 h at 5 % TF32 | H100 h, step floor | **H100 h (estimate)** |"
+    )
     lines = [head, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in t.itertuples():
-        lines.append(f"| `{r.notebook}` | {r.datasets} | {r.runs} ({r.teachers} + {r.students}) | {r.epochs} "
-                     f"| {r.images_per_epoch:,} | {r.steps:,} | {r.pflops:,.1f} | {_hours(r.hours_flops)} "
-                     f"| {_hours(r.hours_steps)} | **{_hours(r.hours)}** |")  # fmt: skip
+        lines.append(
+            f"| `{r.notebook}` | {r.datasets} | {r.runs} ({r.teachers} + {r.students}) | {r.epochs} "
+            f"| {r.images_per_epoch:,} | {r.steps:,} | {r.pflops:,.1f} | {_hours(r.hours_flops)} "
+            f"| {_hours(r.hours_steps)} | **{_hours(r.hours)}** |"
+        )
     total = t["hours"].sum()
-    lines.append(f"| all | | {int(t['runs'].sum())} | | | {int(t['steps'].sum()):,} | {t['pflops'].sum():,.1f} "
-                 f"| {_hours(t['hours_flops'].sum())} | {_hours(t['hours_steps'].sum())} | **{_hours(total)}** |")  # fmt: skip
+    lines.append(
+        f"| all | | {int(t['runs'].sum())} | | | {int(t['steps'].sum()):,} | {t['pflops'].sum():,.1f} "
+        f"| {_hours(t['hours_flops'].sum())} | {_hours(t['hours_steps'].sum())} | **{_hours(total)}** |"
+    )
     return "\n".join(lines)
 
 
@@ -738,16 +974,22 @@ MEASURED_STEP_TIMES = "benchmarks/results/paper_steps_h100.csv"
 def measured_markdown_table(step_times: pd.DataFrame) -> str:
     """:func:`measured_hours` as the README's markdown table (every registered notebook at ``paper``)."""
     t = measured_hours(step_times)
-    lines = ["| notebook | runs | optimizer steps | steps of a measured kind | H100 h (estimate, above) "
-             "| **H100 h at the measured step times** | measured / estimate |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]  # fmt: skip
+    lines = [
+        "| notebook | runs | optimizer steps | steps of a measured kind | H100 h (estimate, above) "
+        "| **H100 h at the measured step times** | measured / estimate |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
     for r in t.itertuples():
-        lines.append(f"| `{r.notebook}` | {r.runs} | {r.steps:,} | {1 - r.steps_unmeasured / r.steps:.1%} "
-                     f"| {_hours(r.estimate_h)} | **{_hours(r.measured_h)}** | {r.measured_h / r.estimate_h:.2f} |")  # fmt: skip
+        lines.append(
+            f"| `{r.notebook}` | {r.runs} | {r.steps:,} | {1 - r.steps_unmeasured / r.steps:.1%} "
+            f"| {_hours(r.estimate_h)} | **{_hours(r.measured_h)}** | {r.measured_h / r.estimate_h:.2f} |"
+        )
     est, meas = t["estimate_h"].sum(), t["measured_h"].sum()
-    lines.append(f"| all | {int(t['runs'].sum())} | {int(t['steps'].sum()):,} "
-                 f"| {1 - t['steps_unmeasured'].sum() / t['steps'].sum():.1%} | {_hours(est)} | **{_hours(meas)}** "
-                 f"| {meas / est:.2f} |")  # fmt: skip
+    lines.append(
+        f"| all | {int(t['runs'].sum())} | {int(t['steps'].sum()):,} "
+        f"| {1 - t['steps_unmeasured'].sum() / t['steps'].sum():.1%} | {_hours(est)} | **{_hours(meas)}** "
+        f"| {meas / est:.2f} |"
+    )
     return "\n".join(lines)
 
 

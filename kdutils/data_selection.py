@@ -103,9 +103,13 @@ def last_layer_inputs(model: nn.Module, x: torch.Tensor, device: torch.device | 
 
 
 def influence_scores(
-    h_train: torch.Tensor, z_train: torch.Tensor, y_train: torch.Tensor,
-    h_val: torch.Tensor, z_val: torch.Tensor, y_val: torch.Tensor,
-) -> torch.Tensor:  # fmt: skip
+    h_train: torch.Tensor,
+    z_train: torch.Tensor,
+    y_train: torch.Tensor,
+    h_val: torch.Tensor,
+    z_val: torch.Tensor,
+    y_val: torch.Tensor,
+) -> torch.Tensor:
     """TracIn-style influence proxy [ours, spec]: ``s_i = <g_i, mean_j g_j^val>``, where ``g`` is
     the gradient of ``CE(W h + b, y)`` with respect to the last layer's ``(W, b)``.
 
@@ -220,6 +224,16 @@ def teacher_rows_names() -> list[str]:
 
 
 __all__ = [
-    "SCORERS", "TEACHER_ROWS", "ScoreInputs", "register_scorer", "scorer_names", "last_layer_inputs",
-    "influence_scores", "check_keep", "keep_mask", "TeacherRows", "DataSelection", "teacher_rows_names",
-]  # fmt: skip
+    "SCORERS",
+    "TEACHER_ROWS",
+    "ScoreInputs",
+    "register_scorer",
+    "scorer_names",
+    "last_layer_inputs",
+    "influence_scores",
+    "check_keep",
+    "keep_mask",
+    "TeacherRows",
+    "DataSelection",
+    "teacher_rows_names",
+]

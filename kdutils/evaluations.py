@@ -93,10 +93,22 @@ if TYPE_CHECKING:  # pragma: no cover
     from .profiles import Settings
 
 __all__ = [
-    "EVALUATIONS", "EvalContext", "Evaluation", "register_evaluation", "evaluation_names", "evaluation_key",
-    "run_evaluations", "which_test_images", "attack_protocol", "describe_attack_protocol", "certification_protocol",
-    "own_attack_protocol", "faithfulness_protocol", "describe_faithfulness_protocol", "FAITHFUL_DELTAS",
-]  # fmt: skip
+    "EVALUATIONS",
+    "EvalContext",
+    "Evaluation",
+    "register_evaluation",
+    "evaluation_names",
+    "evaluation_key",
+    "run_evaluations",
+    "which_test_images",
+    "attack_protocol",
+    "describe_attack_protocol",
+    "certification_protocol",
+    "own_attack_protocol",
+    "faithfulness_protocol",
+    "describe_faithfulness_protocol",
+    "FAITHFUL_DELTAS",
+]
 
 
 @dataclass
@@ -199,9 +211,11 @@ def evaluation_key(spec: Evaluation, settings: "Settings", teacher: "Run | None"
 
 def _select(only: Iterable[str] | None, teacher: "Run | None", robustness: bool) -> list[Evaluation]:
     if only is None:
-        return [e for e in EVALUATIONS.ordered()
-                if e.default and (teacher is not None or not e.needs_teacher)
-                and (robustness or e.name != "robustness")]  # fmt: skip
+        return [
+            e
+            for e in EVALUATIONS.ordered()
+            if e.default and (teacher is not None or not e.needs_teacher) and (robustness or e.name != "robustness")
+        ]
     if isinstance(only, str):
         only = [only]
     names = list(dict.fromkeys(only))
@@ -244,8 +258,9 @@ def run_evaluations(
             events.emit(f"  evaluated {spec.name} of run {run.key} in {time.perf_counter() - t0:.1f} s")
             if not isinstance(result, dict):
                 raise TypeError(f"evaluation {spec.name!r} returned {type(result).__name__}, not a dict")
-            exp.store.save_eval(run.key, file_key, {"evaluation": spec.name, "version": spec.version,
-                                                    "config": cfg, "result": result})  # fmt: skip
+            exp.store.save_eval(
+                run.key, file_key, {"evaluation": spec.name, "version": spec.version, "config": cfg, "result": result}
+            )
         for k, v in result.items():
             if k in owner:
                 raise ValueError(f"evaluations {owner[k]!r} and {spec.name!r} both return {k!r}")
@@ -311,9 +326,11 @@ def describe_attack_protocol(settings: "Settings") -> str:
     subset = f" of a {p['test_subset']}-image test subset" if p["test_subset"] is not None else ""
     eps = ", ".join(_fmt_eps(e, p["epsilons"]) for e in p["epsilons"])
     restarts = f"{pgd['restarts']} random restarts" if pgd["restarts"] else "no restarts"
-    return (f"L-inf attacks (foolbox) on the first {p['n']} test images{subset}, pixels in [0, 1], "
-            f"eps in {{{eps}}}: FGSM (one step of eps); PGD ({pgd['steps']} steps of "
-            f"{pgd['rel_stepsize']:.3g}*eps, random start, {restarts}); seed {p['seed']}")  # fmt: skip
+    return (
+        f"L-inf attacks (foolbox) on the first {p['n']} test images{subset}, pixels in [0, 1], "
+        f"eps in {{{eps}}}: FGSM (one step of eps); PGD ({pgd['steps']} steps of "
+        f"{pgd['rel_stepsize']:.3g}*eps, random start, {restarts}); seed {p['seed']}"
+    )
 
 
 # ---------------------------------------------------------------- the suite
@@ -382,10 +399,17 @@ def _robustness(ctx: EvalContext) -> dict[str, Any]:
     p, sp = attack_protocol(ctx.settings), ctx.split
     n = min(p["n"], len(sp.test_y))
     curves = M.robustness_curves(
-        ctx.run.model, sp.test_x[:n], sp.test_y[:n], p["epsilons"], attacks=tuple(p["attacks"]),
-        steps=p["pgd"]["steps"], rel_stepsize=p["pgd"]["rel_stepsize"], batch_size=p["batch_size"], seed=p["seed"],
+        ctx.run.model,
+        sp.test_x[:n],
+        sp.test_y[:n],
+        p["epsilons"],
+        attacks=tuple(p["attacks"]),
+        steps=p["pgd"]["steps"],
+        rel_stepsize=p["pgd"]["rel_stepsize"],
+        batch_size=p["batch_size"],
+        seed=p["seed"],
         device=ctx.exp.device,
-    )  # fmt: skip
+    )
     eps = list(ctx.settings.epsilons)
     out: dict[str, Any] = {"robustness": {"epsilons": eps, **curves}}
     for attack, accs in curves.items():
@@ -447,9 +471,15 @@ def _pgd_robust(ctx: EvalContext) -> dict[str, Any]:
     p, sp = own_attack_protocol(ctx.settings), ctx.split
     n = min(p["n"], len(sp.test_y))
     accs = attacks.pgd_accuracy(
-        ctx.run.model, sp.test_x[:n], sp.test_y[:n], p["epsilons"], steps=p["pgd"]["steps"],
-        rel_stepsize=p["pgd"]["rel_stepsize"], batch_size=p["batch_size"], seed=p["seed"],
-    )  # fmt: skip
+        ctx.run.model,
+        sp.test_x[:n],
+        sp.test_y[:n],
+        p["epsilons"],
+        steps=p["pgd"]["steps"],
+        rel_stepsize=p["pgd"]["rel_stepsize"],
+        batch_size=p["batch_size"],
+        seed=p["seed"],
+    )
     return _curve("pgd_robust", list(ctx.settings.epsilons), accs)
 
 
@@ -487,7 +517,7 @@ def faithfulness_protocol(settings: "Settings") -> dict:
             "random_start": True,
             "restarts": 0,
             "generator": "torch.Generator seeded with seed",
-        },  # fmt: skip
+        },
         "disagreement": "CW-margin PGD on the student (away from the teacher's class) and on the teacher "
         "(away from the student's class); every iterate checked",
         "gap": "PGD on sign * (p_T[c] - p_S[c]), sign +1 and -1, best iterate, clean point included",
@@ -503,10 +533,12 @@ def describe_faithfulness_protocol(settings: "Settings") -> str:
     """One line to print next to the faithfulness results."""
     p = faithfulness_protocol(settings)
     subset = f" of a {p['test_subset']}-image test subset" if p["test_subset"] is not None else ""
-    return (f"faithfulness at eps {_fmt_eps(p['eps'], [p['eps']])} (L-inf, pixels in [0, 1]) on the first {p['n']} "
-            f"test images{subset} that teacher and student both classify correctly, class c = the true class: "
-            f"disagreement and gap by kdutils PGD ({p['pgd']['steps']} steps of {p['pgd']['rel_stepsize']:.3g}*eps, "
-            f"random start, seed {p['seed']}), certified gap by IBP; delta grid {p['deltas']}")  # fmt: skip
+    return (
+        f"faithfulness at eps {_fmt_eps(p['eps'], [p['eps']])} (L-inf, pixels in [0, 1]) on the first {p['n']} "
+        f"test images{subset} that teacher and student both classify correctly, class c = the true class: "
+        f"disagreement and gap by kdutils PGD ({p['pgd']['steps']} steps of {p['pgd']['rel_stepsize']:.3g}*eps, "
+        f"random start, seed {p['seed']}), certified gap by IBP; delta grid {p['deltas']}"
+    )
 
 
 def _faithful_points(ctx: EvalContext):
@@ -537,9 +569,16 @@ def _shares(prefix: str, gap: torch.Tensor, deltas: list[float]) -> dict[str, An
 def _disagreement(ctx: EvalContext) -> dict[str, Any]:
     p, x, y, both = _faithful_points(ctx)
     s_hit, t_hit = faithfulness.local_disagreement(
-        ctx.teacher.model, ctx.run.model, x, y, p["eps"], steps=p["pgd"]["steps"],
-        step_size=p["pgd"]["rel_stepsize"] * p["eps"], seed=p["seed"], batch_size=p["batch_size"],
-    )  # fmt: skip
+        ctx.teacher.model,
+        ctx.run.model,
+        x,
+        y,
+        p["eps"],
+        steps=p["pgd"]["steps"],
+        step_size=p["pgd"]["rel_stepsize"] * p["eps"],
+        seed=p["seed"],
+        batch_size=p["batch_size"],
+    )
     hit = s_hit | t_hit
     return {
         "disagreement_rate": _mean(hit[both]),
@@ -555,9 +594,16 @@ def _disagreement(ctx: EvalContext) -> dict[str, Any]:
 def _confidence_gap(ctx: EvalContext) -> dict[str, Any]:
     p, x, y, both = _faithful_points(ctx)
     plus, minus = faithfulness.empirical_gap(
-        ctx.teacher.model, ctx.run.model, x, y, p["eps"], steps=p["pgd"]["steps"],
-        step_size=p["pgd"]["rel_stepsize"] * p["eps"], seed=p["seed"], batch_size=p["batch_size"],
-    )  # fmt: skip
+        ctx.teacher.model,
+        ctx.run.model,
+        x,
+        y,
+        p["eps"],
+        steps=p["pgd"]["steps"],
+        step_size=p["pgd"]["rel_stepsize"] * p["eps"],
+        seed=p["seed"],
+        batch_size=p["batch_size"],
+    )
     gap = torch.maximum(plus, minus)
     return {
         "gap_plus_mean": _mean(plus[both]),
@@ -575,8 +621,9 @@ def _confidence_gap(ctx: EvalContext) -> dict[str, Any]:
 @register_evaluation("certified_gap", needs_teacher=True, config=faithfulness_protocol, default=False)
 def _certified_gap(ctx: EvalContext) -> dict[str, Any]:
     p, x, y, both = _faithful_points(ctx)
-    plus, minus, agree = faithfulness.certified_gap(ctx.teacher.model, ctx.run.model, x, y, p["eps"],
-                                                    batch_size=p["batch_size"])  # fmt: skip
+    plus, minus, agree = faithfulness.certified_gap(
+        ctx.teacher.model, ctx.run.model, x, y, p["eps"], batch_size=p["batch_size"]
+    )
     gap = torch.maximum(plus, minus).clamp(0.0, 1.0)
     return {
         "certified_gap_plus_mean": _mean(plus[both]),

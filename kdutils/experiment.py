@@ -90,8 +90,10 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     elif name == "mps" and not _mps():
         why = "torch sees no Apple MPS device"
     if why:
-        raise DeviceError(f"device '{name}' is not available: {why}; this machine has: "
-                          f"{', '.join(visible_devices())}; use device='auto' or one of those")  # fmt: skip
+        raise DeviceError(
+            f"device '{name}' is not available: {why}; this machine has: "
+            f"{', '.join(visible_devices())}; use device='auto' or one of those"
+        )
     return torch.device(name)
 
 
@@ -148,9 +150,12 @@ class Experiment:
         t0 = time.perf_counter()
         self.data = load_dataset(settings.dataset, data_root)
         self.split: Split = make_split(
-            self.data, val_fraction=settings.val_fraction, train_subset=settings.train_subset,
-            test_subset=settings.test_subset, val_subset=settings.val_subset,
-        )  # fmt: skip
+            self.data,
+            val_fraction=settings.val_fraction,
+            train_subset=settings.train_subset,
+            test_subset=settings.test_subset,
+            val_subset=settings.val_subset,
+        )
         self.load_seconds = time.perf_counter() - t0
         self._logits: dict[tuple[str, str], torch.Tensor] = {}
         self._scores: dict[tuple[str, str], torch.Tensor] = {}
@@ -170,16 +175,46 @@ class Experiment:
         place(net, self.device, self.settings.channels_last)
         return net
 
-    def teacher(self, seed: int = 0, *, method: str | dict | Method = "ce", model: str | None = None,
-                recipe: Recipe | None = None, force: bool = False) -> Run:  # fmt: skip
+    def teacher(
+        self,
+        seed: int = 0,
+        *,
+        method: str | dict | Method = "ce",
+        model: str | None = None,
+        recipe: Recipe | None = None,
+        force: bool = False,
+    ) -> Run:
         """The dataset's teacher (trained alone with ``method``, shared by every notebook)."""
-        return self.train(method, seed=seed, model=model or self.settings.teacher_model,
-                          recipe=recipe or self.settings.teacher_recipe, role="teacher", force=force)  # fmt: skip
+        return self.train(
+            method,
+            seed=seed,
+            model=model or self.settings.teacher_model,
+            recipe=recipe or self.settings.teacher_recipe,
+            role="teacher",
+            force=force,
+        )
 
-    def student(self, method: str | dict | Method, seed: int, teacher: Run | None = None, *, model: str | None = None,
-                recipe: Recipe | None = None, force: bool = False, **kw) -> Run:  # fmt: skip
-        return self.train(method, seed=seed, teacher=teacher, model=model or self.settings.student_model,
-                          recipe=recipe or self.settings.student_recipe, role="student", force=force, **kw)  # fmt: skip
+    def student(
+        self,
+        method: str | dict | Method,
+        seed: int,
+        teacher: Run | None = None,
+        *,
+        model: str | None = None,
+        recipe: Recipe | None = None,
+        force: bool = False,
+        **kw,
+    ) -> Run:
+        return self.train(
+            method,
+            seed=seed,
+            teacher=teacher,
+            model=model or self.settings.student_model,
+            recipe=recipe or self.settings.student_recipe,
+            role="student",
+            force=force,
+            **kw,
+        )
 
     def _plan(self, method, seed, model, recipe, teacher, selection, weights, teacher_rows=None):
         """The run ``train`` would make: (method, config, key, sample weights, training rows)."""
@@ -187,18 +222,24 @@ class Experiment:
         uses_teacher = distils(method, teacher)
         if teacher_rows is not None:
             if not isinstance(teacher_rows, TeacherRows):
-                raise TypeError(f"teacher_rows must be a kdutils.data_selection.TeacherRows (e.g. "
-                                f"DataSelection(teacher_run, 'influence', keep=0.7)), got {type(teacher_rows).__name__}")  # fmt: skip
+                raise TypeError(
+                    f"teacher_rows must be a kdutils.data_selection.TeacherRows (e.g. "
+                    f"DataSelection(teacher_run, 'influence', keep=0.7)), got {type(teacher_rows).__name__}"
+                )
             if not uses_teacher:
                 raise ValueError(
                     f"teacher_rows: method {method.name!r} trains without a teacher, there is nothing to select"
                 )
         if selection is not None and not isinstance(selection, Selection):
-            raise TypeError(f"selection must be a kdutils.selection.Selection (e.g. DropRandom(0.1, seed=0)), "
-                            f"got {type(selection).__name__}")  # fmt: skip
+            raise TypeError(
+                f"selection must be a kdutils.selection.Selection (e.g. DropRandom(0.1, seed=0)), "
+                f"got {type(selection).__name__}"
+            )
         if weights is not None and not isinstance(weights, Weighting):
-            raise TypeError(f"weights must be a kdutils.selection.Weighting (e.g. SignificanceWeights(teacher_run)), "
-                            f"got {type(weights).__name__}")  # fmt: skip
+            raise TypeError(
+                f"weights must be a kdutils.selection.Weighting (e.g. SignificanceWeights(teacher_run)), "
+                f"got {type(weights).__name__}"
+            )
         n_train = len(self.split.train_y)
         sample_weight = weights.weights() if weights is not None else None
         if sample_weight is not None and len(sample_weight) != n_train:
@@ -221,9 +262,19 @@ class Experiment:
             config["teacher_rows"] = teacher_rows.identity()
         return method, config, config_key(config), sample_weight, train_rows
 
-    def key_of(self, method: str | dict | Method, *, seed: int, model: str, recipe: Recipe, teacher: Run | None = None,
-               selection: Selection | None = None, weights: Weighting | None = None, role: str = "student",
-               teacher_rows: TeacherRows | None = None) -> str:  # fmt: skip
+    def key_of(
+        self,
+        method: str | dict | Method,
+        *,
+        seed: int,
+        model: str,
+        recipe: Recipe,
+        teacher: Run | None = None,
+        selection: Selection | None = None,
+        weights: Weighting | None = None,
+        role: str = "student",
+        teacher_rows: TeacherRows | None = None,
+    ) -> str:
         """The key :meth:`train` gives these arguments (nothing is trained)."""
         return self._plan(method, seed, model, recipe, teacher, selection, weights, teacher_rows)[2]
 
@@ -277,8 +328,9 @@ class Experiment:
         """
         if not isinstance(seed, numbers.Integral) or isinstance(seed, bool) or seed < 0:
             raise ParameterError("seed", seed, "a non-negative int")
-        method, config, key, sample_weight, train_rows = self._plan(method, seed, model, recipe, teacher, selection,
-                                                                    weights, teacher_rows)  # fmt: skip
+        method, config, key, sample_weight, train_rows = self._plan(
+            method, seed, model, recipe, teacher, selection, weights, teacher_rows
+        )
         if not force and (done := self._stored(key, config)) is not None:
             return done
 
@@ -295,8 +347,9 @@ class Experiment:
                 self.store.discard(key)
             elif (done := self._stored(key, config)) is not None:
                 return done
-            return self._train_claimed(key, config, method, seed, model, recipe, teacher, sample_weight, train_rows,
-                                       teacher_rows, role)  # fmt: skip
+            return self._train_claimed(
+                key, config, method, seed, model, recipe, teacher, sample_weight, train_rows, teacher_rows, role
+            )
 
     def _stored(self, key: str, config: dict | None = None) -> Run | None:
         """The finished run ``key`` from the store, its model rebuilt (from the record's model and seed)
@@ -308,8 +361,14 @@ class Experiment:
         cfg = done["record"]["config"]
         net = self.new_model(cfg["model"], cfg["seed"])
         net.load_state_dict(done["state_dict"])
-        return Run(key, config if config is not None else cfg, net.to(self.device).eval(), done["record"],
-                   done["artifacts"], reused=True)  # fmt: skip
+        return Run(
+            key,
+            config if config is not None else cfg,
+            net.to(self.device).eval(),
+            done["record"],
+            done["artifacts"],
+            reused=True,
+        )
 
     def _train_claimed(
         self, key, config, method, seed, model, recipe, teacher, sample_weight, train_rows, teacher_rows, role
@@ -340,14 +399,22 @@ class Experiment:
             sample_weight = sample_weight[train_rows] if sample_weight is not None else None
             rows_mask = rows_mask[train_rows] if rows_mask is not None else None
         result = fit(
-            net, split, method, recipe,
+            net,
+            split,
+            method,
+            recipe,
             teacher=teacher.model if uses_teacher else None,
-            seed=seed, device=self.device, sample_weight=sample_weight, resume=resume, teacher_logits=t_logits,
+            seed=seed,
+            device=self.device,
+            sample_weight=sample_weight,
+            resume=resume,
+            teacher_logits=t_logits,
             teacher_rows=rows_mask,
             channels_last=self.settings.channels_last,
             checkpoint=lambda state: self.store.save_checkpoint(key, state),
-            progress=self.progress, desc=label,
-        )  # fmt: skip
+            progress=self.progress,
+            desc=label,
+        )
         record = {
             "config": config,
             "history": result.history,
@@ -422,8 +489,15 @@ class Experiment:
         self._scores[k] = s
         return s
 
-    def evaluate(self, run: Run, teacher: Run | None = None, *, only: list[str] | None = None,
-                 robustness: bool = True, force: bool = False) -> dict:  # fmt: skip
+    def evaluate(
+        self,
+        run: Run,
+        teacher: Run | None = None,
+        *,
+        only: list[str] | None = None,
+        robustness: bool = True,
+        force: bool = False,
+    ) -> dict:
         """The evaluation suite (:mod:`kdutils.evaluations`), each evaluation cached with the run on its own.
 
         Runs the default set (every registered evaluation whose teacher need is met;

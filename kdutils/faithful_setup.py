@@ -29,8 +29,7 @@ from typing import Any
 
 from .profiles import PROFILES
 
-__all__ = ["SIZES", "RAMPS", "VARIANT_SEEDS", "DEFAULT_DATASETS", "sizes", "ramps", "variant_seeds",
-           "default_datasets"]  # fmt: skip
+__all__ = ["SIZES", "RAMPS", "VARIANT_SEEDS", "DEFAULT_DATASETS", "sizes", "ramps", "variant_seeds", "default_datasets"]
 
 #: per profile, per dataset ("*": any other) the configure overrides of this notebook
 SIZES: dict[str, dict[str, dict[str, Any]]] = {
@@ -38,8 +37,16 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
     # eps 0.1 on 1.2k images in a few epochs (about 12 % certified), so smoke uses eps 0.05
     # (ibp_small, 8 epochs: 92 % clean, 66 % certified); ibp_medium costs 10x on padded digits
     "smoke": {
-        "*": dict(teacher_model="ibp_small", student_model="ibp_small", faithful_eps=0.05, teacher_epochs=8,
-                  student_epochs=4, train_pgd_steps=2, pgd_steps=3, attack_samples=64),
+        "*": dict(
+            teacher_model="ibp_small",
+            student_model="ibp_small",
+            faithful_eps=0.05,
+            teacher_epochs=8,
+            student_epochs=4,
+            train_pgd_steps=2,
+            pgd_steps=3,
+            attack_samples=64,
+        ),
     },
     # 2 CPU cores, under 15 min per dataset: a 10k-image training subset (stratified), 1k
     # validation images scored per epoch, the full 10k test set for accuracy and the first 500
@@ -50,9 +57,18 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
     # 65.4 % certified at 0.1 in 4 epochs (about 30 s per epoch here), ibp_small 93.8 % and 60.2 %
     # (6 s per epoch; MNIST, seed 0, one trial each)
     "quick": {
-        "*": dict(teacher_model="ibp_small", student_model="ibp_small", faithful_eps=0.1, train_subset=10000,
-                  val_subset=1000, teacher_epochs=4, student_epochs=3, train_pgd_steps=3, pgd_steps=5,
-                  attack_samples=500),
+        "*": dict(
+            teacher_model="ibp_small",
+            student_model="ibp_small",
+            faithful_eps=0.1,
+            train_subset=10000,
+            val_subset=1000,
+            teacher_epochs=4,
+            student_epochs=3,
+            train_pgd_steps=3,
+            pgd_steps=5,
+            attack_samples=500,
+        ),
     },
     # quick's 10k subset trained long enough to plateau (like the full CIFAR-10 subset of
     # kdutils.profiles): teacher 30 epochs, students 20, PGD-5 inside training, PGD-20 and 1,000
@@ -65,19 +81,34 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
     # +0.1 points over the last 4 of 20 epochs (README, notebook 04's full section). The paper's full 60k and PGD-10
     # inside training cost about 100x quick, days on a CPU: that is the paper profile's job.
     "full": {
-        "*": dict(teacher_model="ibp_small", student_model="ibp_small", faithful_eps=0.1, train_subset=10000,
-                  val_subset=1000, teacher_epochs=30, student_epochs=20, train_pgd_steps=5, pgd_steps=20,
-                  attack_samples=1000),
+        "*": dict(
+            teacher_model="ibp_small",
+            student_model="ibp_small",
+            faithful_eps=0.1,
+            train_subset=10000,
+            val_subset=1000,
+            teacher_epochs=30,
+            student_epochs=20,
+            train_pgd_steps=5,
+            pgd_steps=20,
+            attack_samples=1000,
+        ),
     },
     # the spec's models (not run: no GPU here; whether ibp_large trains under IBP with these ramps
     # is unverified); IBP training's length as the profile's (100 epochs; CIFAR-10 160)
     "paper": {
-        "*": dict(teacher_model="ibp_large", student_model="ibp_small", faithful_eps=0.1, train_pgd_steps=10,
-                  pgd_steps=20),
-        "cifar10": dict(teacher_model="ibp_large", student_model="ibp_medium", faithful_eps=2 / 255,
-                        train_pgd_steps=10, pgd_steps=20),
+        "*": dict(
+            teacher_model="ibp_large", student_model="ibp_small", faithful_eps=0.1, train_pgd_steps=10, pgd_steps=20
+        ),
+        "cifar10": dict(
+            teacher_model="ibp_large",
+            student_model="ibp_medium",
+            faithful_eps=2 / 255,
+            train_pgd_steps=10,
+            pgd_steps=20,
+        ),
     },
-}  # fmt: skip
+}
 # CIFAR-10 at the short profiles: their sizes at faithful.md's CIFAR-10 epsilon, 2/255
 for _profile in ("smoke", "quick", "full"):
     SIZES[_profile]["cifar10"] = {**SIZES[_profile]["*"], "faithful_eps": 2 / 255}

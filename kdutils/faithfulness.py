@@ -36,8 +36,16 @@ from torch import Tensor
 from . import attacks, ibp
 from .runtime import evaluating
 
-__all__ = ["predictions", "local_disagreement", "empirical_gap", "certified_gap", "faithful_share", "gap_histogram",
-           "SLICE_DIRECTIONS", "confidence_slice"]  # fmt: skip
+__all__ = [
+    "predictions",
+    "local_disagreement",
+    "empirical_gap",
+    "certified_gap",
+    "faithful_share",
+    "gap_histogram",
+    "SLICE_DIRECTIONS",
+    "confidence_slice",
+]
 
 
 def _device(model: nn.Module) -> tuple[torch.device, torch.dtype]:
@@ -71,9 +79,17 @@ def predictions(teacher: nn.Module, student: nn.Module, x: Tensor, y: Tensor, ba
 
 
 def local_disagreement(
-    teacher: nn.Module, student: nn.Module, x: Tensor, y: Tensor, eps: float, *, steps: int = 10,
-    step_size: float | None = None, seed: int = 0, batch_size: int = 256,
-) -> tuple[Tensor, Tensor]:  # fmt: skip
+    teacher: nn.Module,
+    student: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    eps: float,
+    *,
+    steps: int = 10,
+    step_size: float | None = None,
+    seed: int = 0,
+    batch_size: int = 256,
+) -> tuple[Tensor, Tensor]:
     """``(student_attack, teacher_attack)``: (N,) bool, a disagreement found in B(x) by the attack
     that moves the student (resp. the teacher); either one: a local disagreement. The clean
     point counts (a student already wrong where the teacher is right disagrees there)."""
@@ -88,8 +104,9 @@ def local_disagreement(
                 clean = kt != ks
             found = []
             for model, k in ((student, kt), (teacher, ks)):
-                r = attacks.pgd_result(attacks.Margin(model, k), xb, eps, steps=steps, step_size=step_size,
-                                       generator=g, track=track)  # fmt: skip
+                r = attacks.pgd_result(
+                    attacks.Margin(model, k), xb, eps, steps=steps, step_size=step_size, generator=g, track=track
+                )
                 found.append((r.hit | clean).cpu())
             out_s.append(found[0])
             out_t.append(found[1])
@@ -97,9 +114,17 @@ def local_disagreement(
 
 
 def empirical_gap(
-    teacher: nn.Module, student: nn.Module, x: Tensor, y: Tensor, eps: float, *, steps: int = 10,
-    step_size: float | None = None, seed: int = 0, batch_size: int = 256,
-) -> tuple[Tensor, Tensor]:  # fmt: skip
+    teacher: nn.Module,
+    student: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    eps: float,
+    *,
+    steps: int = 10,
+    step_size: float | None = None,
+    seed: int = 0,
+    batch_size: int = 256,
+) -> tuple[Tensor, Tensor]:
     """``(delta_plus, delta_minus)``: (N,) float, the largest ``p_T[y] - p_S[y]`` (resp.
     ``p_S[y] - p_T[y]``) PGD finds in B(x), the clean point included (lower bounds)."""
     dev, _ = _device(student)
@@ -111,8 +136,15 @@ def empirical_gap(
                 clean = _prob(teacher, xb, yb) - _prob(student, xb, yb)
             vals = []
             for sign in (1, -1):
-                r = attacks.pgd_result(attacks.ConfidenceGap(teacher, student, yb, sign), xb, eps, steps=steps,
-                                       step_size=step_size, generator=g, keep="best")  # fmt: skip
+                r = attacks.pgd_result(
+                    attacks.ConfidenceGap(teacher, student, yb, sign),
+                    xb,
+                    eps,
+                    steps=steps,
+                    step_size=step_size,
+                    generator=g,
+                    keep="best",
+                )
                 vals.append(torch.maximum(r.value, sign * clean).cpu())
             plus.append(vals[0])
             minus.append(vals[1])
@@ -158,9 +190,16 @@ SLICE_DIRECTIONS = ("gradient", "random")
 
 
 def confidence_slice(
-    models: Mapping[str, nn.Module], x: Tensor, y: int, eps: float, *, directions: str = "gradient",
-    reference: tuple[str, str] | None = None, resolution: int = 21, seed: int = 0,
-) -> dict:  # fmt: skip
+    models: Mapping[str, nn.Module],
+    x: Tensor,
+    y: int,
+    eps: float,
+    *,
+    directions: str = "gradient",
+    reference: tuple[str, str] | None = None,
+    resolution: int = 21,
+    seed: int = 0,
+) -> dict:
     """The confidence ``p_m[y](x')`` of each model over a 2-D slice of B(x) (faithful KD's Fig. 1).
 
     ``x``: one image (C, H, W), uint8 or float in [0, 1]; ``y``: its true class. The slice is
@@ -229,5 +268,13 @@ def confidence_slice(
             pred[label] = p.argmax(1).reshape(resolution, resolution).cpu().numpy()
     img = xb[0].detach().cpu().float().numpy()
     img = img[0] if img.shape[0] == 1 else np.transpose(img, (1, 2, 0))
-    return {"coords": [float(a) for a in coords.cpu()], "confidence": conf, "prediction": pred, "image": img,
-            "eps": float(eps), "label": int(y), "directions": directions, "reference": reference}  # fmt: skip
+    return {
+        "coords": [float(a) for a in coords.cpu()],
+        "confidence": conf,
+        "prediction": pred,
+        "image": img,
+        "eps": float(eps),
+        "label": int(y),
+        "directions": directions,
+        "reference": reference,
+    }

@@ -62,9 +62,19 @@ from .models import Normalize, PadTo
 from .runtime import evaluating
 
 __all__ = [
-    "Interval", "UnsupportedLayerError", "SUPPORTED_LAYERS", "input_box", "interval_bounds", "logit_bounds",
-    "margin_bounds", "worst_case_logits", "probability_bounds", "certified", "certified_accuracy", "check_supported",
-]  # fmt: skip
+    "Interval",
+    "UnsupportedLayerError",
+    "SUPPORTED_LAYERS",
+    "input_box",
+    "interval_bounds",
+    "logit_bounds",
+    "margin_bounds",
+    "worst_case_logits",
+    "probability_bounds",
+    "certified",
+    "certified_accuracy",
+    "check_supported",
+]
 
 
 class Interval(NamedTuple):
@@ -75,8 +85,16 @@ class Interval(NamedTuple):
 
 
 _AFFINE = (nn.Linear, nn.Conv2d, Normalize, nn.BatchNorm1d, nn.BatchNorm2d)
-_MONOTONE = (nn.ReLU, nn.LeakyReLU, nn.Sigmoid, nn.Tanh, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d,
-             nn.AdaptiveMaxPool2d)  # fmt: skip
+_MONOTONE = (
+    nn.ReLU,
+    nn.LeakyReLU,
+    nn.Sigmoid,
+    nn.Tanh,
+    nn.MaxPool2d,
+    nn.AvgPool2d,
+    nn.AdaptiveAvgPool2d,
+    nn.AdaptiveMaxPool2d,
+)
 _SHAPE = (nn.Flatten, nn.Identity, PadTo, nn.Dropout)
 #: every layer type :func:`interval_bounds` propagates through (plus ``nn.Sequential`` of them)
 SUPPORTED_LAYERS: tuple[type[nn.Module], ...] = (nn.Sequential, *_AFFINE, *_MONOTONE, *_SHAPE)

@@ -158,8 +158,10 @@ def _elsewhere(path: Path, which: str) -> str:
         return f"point KD_RUNS_ROOT at a folder {which} (the run store, now {default_runs_root()})"
     if under(data_root()):
         return f"point KD_DATA_ROOT at a folder {which} (the dataset root, now {data_root()})"
-    return (f"write to a folder {which}: KD_RUNS_ROOT moves the run store, KD_DATA_ROOT the dataset root, "
-            "output_dir / figures_dir (or --out / --figures) the results and figures")  # fmt: skip
+    return (
+        f"write to a folder {which}: KD_RUNS_ROOT moves the run store, KD_DATA_ROOT the dataset root, "
+        "output_dir / figures_dir (or --out / --figures) the results and figures"
+    )
 
 
 def atomic_write_bytes(data: bytes, path: Path) -> None:

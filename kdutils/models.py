@@ -132,11 +132,19 @@ def _lenet(num_classes: int, in_channels: int, input_size: int, w: tuple[int, in
     c1, c2, c3, f = w
     return nn.Sequential(
         PadTo(32, input_size),  # 28x28 -> 32x32 as in LeNet-5; 8x8 digits are centred in 32x32
-        nn.Conv2d(in_channels, c1, 5), nn.ReLU(), nn.MaxPool2d(2),  # 28 -> 14
-        nn.Conv2d(c1, c2, 5), nn.ReLU(), nn.MaxPool2d(2),  # 10 -> 5
-        nn.Conv2d(c2, c3, 5), nn.ReLU(),  # 1x1
-        nn.Flatten(), nn.Linear(c3, f), nn.ReLU(), nn.Linear(f, num_classes),
-    )  # fmt: skip
+        nn.Conv2d(in_channels, c1, 5),
+        nn.ReLU(),
+        nn.MaxPool2d(2),  # 28 -> 14
+        nn.Conv2d(c1, c2, 5),
+        nn.ReLU(),
+        nn.MaxPool2d(2),  # 10 -> 5
+        nn.Conv2d(c2, c3, 5),
+        nn.ReLU(),  # 1x1
+        nn.Flatten(),
+        nn.Linear(c3, f),
+        nn.ReLU(),
+        nn.Linear(f, num_classes),
+    )
 
 
 @MODELS.register("lenet5")
@@ -166,12 +174,22 @@ def _alexnet(num_classes: int, in_channels: int, w: tuple[int, ...], fc: tuple[i
         return [nn.Conv2d(i, o, k, padding=k // 2, bias=False), nn.BatchNorm2d(o), nn.ReLU()]
 
     return nn.Sequential(
-        *block(in_channels, c1, 5), nn.MaxPool2d(2),  # 32 -> 16
-        *block(c1, c2, 5), nn.MaxPool2d(2),  # 16 -> 8
-        *block(c2, c3, 3), *block(c3, c4, 3), *block(c4, c5, 3), nn.MaxPool2d(2),  # 8 -> 4
+        *block(in_channels, c1, 5),
+        nn.MaxPool2d(2),  # 32 -> 16
+        *block(c1, c2, 5),
+        nn.MaxPool2d(2),  # 16 -> 8
+        *block(c2, c3, 3),
+        *block(c3, c4, 3),
+        *block(c4, c5, 3),
+        nn.MaxPool2d(2),  # 8 -> 4
         nn.AdaptiveAvgPool2d(4),  # any input size -> 4x4
-        nn.Flatten(), nn.Linear(c5 * 16, fc[0]), nn.ReLU(), nn.Linear(fc[0], fc[1]), nn.ReLU(), nn.Linear(fc[1], num_classes),
-    )  # fmt: skip
+        nn.Flatten(),
+        nn.Linear(c5 * 16, fc[0]),
+        nn.ReLU(),
+        nn.Linear(fc[0], fc[1]),
+        nn.ReLU(),
+        nn.Linear(fc[1], num_classes),
+    )
 
 
 @MODELS.register("alexnet")
@@ -390,9 +408,13 @@ def ibp_init_(net: nn.Module) -> nn.Module:
 
 
 def _ibp_net(
-    num_classes: int, in_channels: int, input_size: int, convs: Sequence[tuple[int, int, int, int]],
-    fcs: Sequence[int], min_size: int,
-) -> nn.Module:  # fmt: skip
+    num_classes: int,
+    in_channels: int,
+    input_size: int,
+    convs: Sequence[tuple[int, int, int, int]],
+    fcs: Sequence[int],
+    min_size: int,
+) -> nn.Module:
     """``convs``: (out channels, kernel, stride, padding) per conv, each followed by ReLU; then
     flatten, FC ``fcs`` (ReLU) and the classifier."""
     layers: list[nn.Module] = []

@@ -58,8 +58,14 @@ def format_epsilon(e: float, grid: Iterable[float] | None = None) -> str:
     return f"{e:.4g}"
 
 
-def margins(frame: pd.DataFrame, reference: str, *, keys: Iterable[str] = ("dataset", "attack", "epsilon"),
-            scale: float = 100.0, exclude: Iterable[str] = ()) -> pd.DataFrame:  # fmt: skip
+def margins(
+    frame: pd.DataFrame,
+    reference: str,
+    *,
+    keys: Iterable[str] = ("dataset", "attack", "epsilon"),
+    scale: float = 100.0,
+    exclude: Iterable[str] = (),
+) -> pd.DataFrame:
     """Each method's value minus ``reference``'s, **paired by seed**, times ``scale`` (points).
 
     ``frame`` is tidy (``method``, ``seed``, ``value`` and ``keys``, e.g. a
@@ -178,15 +184,26 @@ class NotebookContext:
         st, sp = exp.settings, exp.split
         val = f"val {len(sp.val_y)} ({st.val_fraction:.0%} stratified hold-out of the training set"
         val += f", {st.val_subset} of it scored)" if st.val_subset is not None else ")"
-        return (f"{dataset}: {st.teacher_model} -> {st.student_model}, seeds {list(st.seeds)}, "
-                f"teacher {st.teacher_recipe.epochs} epochs, students {st.student_recipe.epochs} epochs, "
-                f"train {len(sp.train_y)} / {val} / test {len(sp.test_y)}"
-                + (f"  [{sp.note}]" if sp.note else "")
-                + (f"  [{DRY_RUN_NOTE}]" if st.dry_run else ""))  # fmt: skip
+        return (
+            f"{dataset}: {st.teacher_model} -> {st.student_model}, seeds {list(st.seeds)}, "
+            f"teacher {st.teacher_recipe.epochs} epochs, students {st.student_recipe.epochs} epochs, "
+            f"train {len(sp.train_y)} / {val} / test {len(sp.test_y)}"
+            + (f"  [{sp.note}]" if sp.note else "")
+            + (f"  [{DRY_RUN_NOTE}]" if st.dry_run else "")
+        )
 
     # ---------------------------------------------------------------- runs
-    def teacher(self, dataset: str, label: str = "teacher", method: Any = "ce", *, robustness: bool = True,
-                record: bool = True, only: Iterable[str] | None = None, **train_kw) -> Run:  # fmt: skip
+    def teacher(
+        self,
+        dataset: str,
+        label: str = "teacher",
+        method: Any = "ce",
+        *,
+        robustness: bool = True,
+        record: bool = True,
+        only: Iterable[str] | None = None,
+        **train_kw,
+    ) -> Run:
         """The dataset's teacher trained with ``method`` (seed 0), evaluated and recorded as ``label``.
 
         ``only``: exactly these evaluations (e.g. ``["accuracy", "certified", "pgd_robust"]``; then
@@ -216,16 +233,38 @@ class NotebookContext:
             jobs = []
             for c in calls:
                 kw = {k: v for k, v in c.items() if k not in ("label", "method", "robustness", "record")}
-                jobs.append(Job(c.get("method", "ce"), 0, kw.pop("model", None) or s.teacher_model,
-                                kw.pop("recipe", None) or s.teacher_recipe, role="teacher", label=c.get("label", "teacher"),
-                                evaluate={"robustness": c.get("robustness", True)}, **kw))  # fmt: skip
-            self._trained.update(train_group(exp, jobs, desc=desc or f"{self.notebook} {dataset} teachers",
-                                             read_back=False) or [])  # fmt: skip
+                jobs.append(
+                    Job(
+                        c.get("method", "ce"),
+                        0,
+                        kw.pop("model", None) or s.teacher_model,
+                        kw.pop("recipe", None) or s.teacher_recipe,
+                        role="teacher",
+                        label=c.get("label", "teacher"),
+                        evaluate={"robustness": c.get("robustness", True)},
+                        **kw,
+                    )
+                )
+            self._trained.update(
+                train_group(exp, jobs, desc=desc or f"{self.notebook} {dataset} teachers", read_back=False) or []
+            )
         return [self.teacher(dataset, **c) for c in calls]
 
-    def student(self, dataset: str, label: str, method: Any, *, seed: int, teacher: Run | None = None,
-                eval_teacher: Run | None = None, robustness: bool = True, metrics: Iterable[str] | None = None,
-                record: bool = True, only: Iterable[str] | None = None, **train_kw) -> Run:  # fmt: skip
+    def student(
+        self,
+        dataset: str,
+        label: str,
+        method: Any,
+        *,
+        seed: int,
+        teacher: Run | None = None,
+        eval_teacher: Run | None = None,
+        robustness: bool = True,
+        metrics: Iterable[str] | None = None,
+        record: bool = True,
+        only: Iterable[str] | None = None,
+        **train_kw,
+    ) -> Run:
         """Train (or reuse) one student, evaluate it and record it as ``label``.
 
         ``eval_teacher``: the teacher the evaluation compares with (agreement, retention);
@@ -241,8 +280,15 @@ class NotebookContext:
         self._keep(dataset, label, seed, run, ev, record, metrics)
         return run
 
-    def students(self, dataset: str, methods: Mapping[str, Any], teacher: Run | None = None, *,
-                 robustness: bool | Collection[str] = True, **kw) -> dict[tuple[str, int], Run]:  # fmt: skip
+    def students(
+        self,
+        dataset: str,
+        methods: Mapping[str, Any],
+        teacher: Run | None = None,
+        *,
+        robustness: bool | Collection[str] = True,
+        **kw,
+    ) -> dict[tuple[str, int], Run]:
         """:meth:`student` for every ``label: method`` and every seed of the dataset.
 
         ``robustness``: a bool, or the labels that get the (slow) robustness evaluation.
@@ -251,8 +297,10 @@ class NotebookContext:
         calls = []
         for label, spec in methods.items():
             rob = robustness if isinstance(robustness, bool) else label in robustness
-            calls += [dict(label=label, method=spec, seed=seed, teacher=teacher, robustness=rob, **kw)
-                      for seed in self.seeds(dataset)]  # fmt: skip
+            calls += [
+                dict(label=label, method=spec, seed=seed, teacher=teacher, robustness=rob, **kw)
+                for seed in self.seeds(dataset)
+            ]
         runs = self.student_group(dataset, calls)
         return {(c["label"], c["seed"]): run for c, run in zip(calls, runs)}
 
@@ -379,8 +427,10 @@ class NotebookContext:
     def paired(self, dataset: str, a: str, b: str, metric: str = "accuracy") -> tuple[list[float], list[float]]:
         """``metric`` of ``a`` and of ``b`` on the seeds both have, paired by seed."""
         seeds = [s for s in self.seeds(dataset) if (dataset, a, s) in self.evals and (dataset, b, s) in self.evals]
-        return ([float(self.evals[dataset, a, s][metric]) for s in seeds],
-                [float(self.evals[dataset, b, s][metric]) for s in seeds])  # fmt: skip
+        return (
+            [float(self.evals[dataset, a, s][metric]) for s in seeds],
+            [float(self.evals[dataset, b, s][metric]) for s in seeds],
+        )
 
     def _selected(self, table: Mapping, methods: Iterable[str] | None, datasets: Iterable[str] | None):
         ms = None if methods is None else list(methods)
@@ -390,8 +440,13 @@ class NotebookContext:
             keys.sort(key=lambda k: (self.datasets.index(k[0]), ms.index(k[1]), k[2]))
         return keys
 
-    def robustness_frame(self, methods: Iterable[str] | None = None, *, datasets: Iterable[str] | None = None,
-                         evals: Mapping | None = None) -> pd.DataFrame:  # fmt: skip
+    def robustness_frame(
+        self,
+        methods: Iterable[str] | None = None,
+        *,
+        datasets: Iterable[str] | None = None,
+        evals: Mapping | None = None,
+    ) -> pd.DataFrame:
         """Long format: dataset, method, seed, attack, epsilon, value (robust accuracy), every evaluated run."""
         evals = self.evals if evals is None else evals
         rows = [
@@ -404,8 +459,13 @@ class NotebookContext:
         ]
         return pd.DataFrame(rows, columns=["dataset", "method", "seed", "attack", "epsilon", "value"])
 
-    def usage_frame(self, methods: Iterable[str] | None = None, *, datasets: Iterable[str] | None = None,
-                    runs: Mapping | None = None) -> pd.DataFrame:  # fmt: skip
+    def usage_frame(
+        self,
+        methods: Iterable[str] | None = None,
+        *,
+        datasets: Iterable[str] | None = None,
+        runs: Mapping | None = None,
+    ) -> pd.DataFrame:
         """Per-epoch participation: dataset, method, seed, epoch, value (share of the training rows)."""
         runs = self.runs if runs is None else runs
         rows = [
@@ -415,8 +475,14 @@ class NotebookContext:
         ]
         return pd.DataFrame(rows, columns=["dataset", "method", "seed", "epoch", "value"])
 
-    def metric_frame(self, metrics: Iterable[str] = ("accuracy", "data_usage"), methods: Iterable[str] | None = None,
-                     *, datasets: Iterable[str] | None = None, with_runs: bool = False) -> pd.DataFrame:  # fmt: skip
+    def metric_frame(
+        self,
+        metrics: Iterable[str] = ("accuracy", "data_usage"),
+        methods: Iterable[str] | None = None,
+        *,
+        datasets: Iterable[str] | None = None,
+        with_runs: bool = False,
+    ) -> pd.DataFrame:
         """Wide: one row per run (dataset, method, seed), one column per metric (and the run's key and reuse)."""
         metrics = list(metrics)
         extra = ["key", "reused"] if with_runs else []
@@ -434,8 +500,13 @@ class NotebookContext:
             rows.append(row)
         return pd.DataFrame(rows, columns=["dataset", "method", "seed", *metrics, *extra])
 
-    def tidy(self, arms: Iterable[tuple[str, Mapping[str, Any]]], metric: str = "accuracy", *,
-             datasets: Iterable[str] | None = None) -> pd.DataFrame:  # fmt: skip
+    def tidy(
+        self,
+        arms: Iterable[tuple[str, Mapping[str, Any]]],
+        metric: str = "accuracy",
+        *,
+        datasets: Iterable[str] | None = None,
+    ) -> pd.DataFrame:
         """One row per (arm, seed): dataset, the arm's attributes, seed, value of ``metric``.
 
         ``arms`` pairs a run label with the attributes it stands for, e.g.
@@ -460,8 +531,11 @@ class NotebookContext:
 
         teachers = set(self._teacher_labels.get(dataset, []))
         ms = None if methods is None else set(methods)
-        hist = [r.history for (d, lb, _), r in self.runs.items()
-                if d == dataset and lb not in teachers and (ms is None or lb in ms)]  # fmt: skip
+        hist = [
+            r.history
+            for (d, lb, _), r in self.runs.items()
+            if d == dataset and lb not in teachers and (ms is None or lb in ms)
+        ]
         return convergence(hist)
 
     def differences(self, pairs: Mapping[str, str], metric: str = "accuracy", **kw) -> pd.DataFrame:
@@ -469,13 +543,25 @@ class NotebookContext:
         (estimate and interval in points, Holm-corrected over the pairs), with a ``dataset`` column."""
         from .results import best_of_many
 
-        parts = [best_of_many({f"{a} - {b}": self.paired(ds, a, b, metric) for a, b in pairs.items()}, **kw).assign(dataset=ds)
-                 for ds in self.datasets]  # fmt: skip
+        parts = [
+            best_of_many({f"{a} - {b}": self.paired(ds, a, b, metric) for a, b in pairs.items()}, **kw).assign(
+                dataset=ds
+            )
+            for ds in self.datasets
+        ]
         out = pd.concat(parts, ignore_index=True)
         return out[["dataset", *[c for c in out.columns if c != "dataset"]]]
 
-    def best_of_many(self, frame: pd.DataFrame, reference: str, *, keys: Iterable[str] = ("attack", "epsilon"),
-                     exclude: Iterable[str] = (), top: int | None = None, **kw) -> pd.DataFrame:  # fmt: skip
+    def best_of_many(
+        self,
+        frame: pd.DataFrame,
+        reference: str,
+        *,
+        keys: Iterable[str] = ("attack", "epsilon"),
+        exclude: Iterable[str] = (),
+        top: int | None = None,
+        **kw,
+    ) -> pd.DataFrame:
         """Exploration per dataset: :func:`kdutils.results.best_of_many` over every method x ``keys``
         margin over ``reference`` in ``frame`` (paired by seed, Holm-corrected), with a ``dataset``
         column; ``top``: the best rows of each dataset only. It never decides a claim."""
@@ -495,8 +581,14 @@ class NotebookContext:
         """:func:`margins` (each method minus ``reference``, paired by seed, in points)."""
         return margins(frame, reference, **kw)
 
-    def comparison_pairs(self, frame: pd.DataFrame, reference: str, *, keys: Iterable[str] = ("attack", "epsilon"),
-                         exclude: Iterable[str] = ()) -> dict[str, tuple[list[float], list[float]]]:  # fmt: skip
+    def comparison_pairs(
+        self,
+        frame: pd.DataFrame,
+        reference: str,
+        *,
+        keys: Iterable[str] = ("attack", "epsilon"),
+        exclude: Iterable[str] = (),
+    ) -> dict[str, tuple[list[float], list[float]]]:
         """``{"<method>, <key values>": (method's values, reference's values)}``, paired by seed.
 
         ``frame`` is tidy (method, seed, value and ``keys``) and holds one dataset, e.g.
@@ -514,8 +606,10 @@ class NotebookContext:
             m = g.merge(r[["seed", "value"]], on="seed", suffixes=("", "_ref")).sort_values("seed")
             if "epsilon" in keys:
                 grid = sorted(set(frame["epsilon"]))
-                kv = [format_epsilon(v, grid) if k == "epsilon" else (v.upper() if k == "attack" else v)
-                      for k, v in zip(keys, kv)]  # fmt: skip
+                kv = [
+                    format_epsilon(v, grid) if k == "epsilon" else (v.upper() if k == "attack" else v)
+                    for k, v in zip(keys, kv)
+                ]
             name = ", ".join([str(method), *(f"eps {v}" if k == "epsilon" else str(v) for k, v in zip(keys, kv))])
             out[name] = (m["value"].tolist(), m["value_ref"].tolist())
         return out

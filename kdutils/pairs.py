@@ -26,8 +26,19 @@ import pandas as pd
 from .errors import ParameterError
 from .profiles import Settings, is_count
 
-__all__ = ["PAIRS", "TEACHER_SERIES", "REFERENCE", "DEFAULT_DATASETS", "ABLATION_SEEDS", "pairs_for", "series_for",
-           "pair_label", "reference_frame", "default_datasets", "ablation_seeds"]  # fmt: skip
+__all__ = [
+    "PAIRS",
+    "TEACHER_SERIES",
+    "REFERENCE",
+    "DEFAULT_DATASETS",
+    "ABLATION_SEEDS",
+    "pairs_for",
+    "series_for",
+    "pair_label",
+    "reference_frame",
+    "default_datasets",
+    "ablation_seeds",
+]
 
 #: teacher -> student pairs per dataset; a dataset not listed has the profile's pair only
 PAIRS: dict[str, tuple[tuple[str, str], ...]] = {
@@ -121,6 +132,8 @@ def pair_label(label: str, pair: Sequence[str], settings: Settings) -> str:
 
 def reference_frame() -> pd.DataFrame:
     """:data:`REFERENCE` as a table: one row per pair, top-1 in % [public]; empty cells where not reported."""
-    rows = [{"teacher -> student": f"{t} -> {s}", **{k: ("" if v is None else v) for k, v in ref.items()}}
-            for (t, s), ref in REFERENCE.items()]  # fmt: skip
+    rows = [
+        {"teacher -> student": f"{t} -> {s}", **{k: ("" if v is None else v) for k, v in ref.items()}}
+        for (t, s), ref in REFERENCE.items()
+    ]
     return pd.DataFrame(rows).set_index("teacher -> student")

@@ -89,8 +89,16 @@ class Job:
         return cls(method, seed, model, recipe, **kw)
 
     def train_kwargs(self) -> dict:
-        kw = dict(method=self.method, seed=self.seed, model=self.model, recipe=self.recipe, teacher=self.teacher,
-                  selection=self.selection, weights=self.weights, role=self.role)  # fmt: skip
+        kw = dict(
+            method=self.method,
+            seed=self.seed,
+            model=self.model,
+            recipe=self.recipe,
+            teacher=self.teacher,
+            selection=self.selection,
+            weights=self.weights,
+            role=self.role,
+        )
         if self.teacher_rows is not None:  # absent otherwise: callers of older signatures keep working
             kw["teacher_rows"] = self.teacher_rows
         return kw
@@ -181,8 +189,9 @@ def work(payload: _Payload) -> tuple[str, float, bool]:
     ident = (repr(payload.settings), payload.store_root, payload.data_root)
     exp = _EXPERIMENTS.get(ident)
     if exp is None:
-        exp = _EXPERIMENTS[ident] = Experiment(payload.settings, RunStore(payload.store_root),
-                                               data_root=payload.data_root)  # fmt: skip
+        exp = _EXPERIMENTS[ident] = Experiment(
+            payload.settings, RunStore(payload.store_root), data_root=payload.data_root
+        )
     t0 = time.perf_counter()
     run = exp.train(**_resolve(payload.train, exp))
     if payload.evaluate is not None:
@@ -273,8 +282,11 @@ def _processes(payloads: Sequence[_Payload], workers: int, threads: int, *, targ
                     '(overrides={"workers": 1}) or executor="serial" need less'
                 ) from None
             # shown in the notebook and, through the warning hook (kdutils.events), in a batch's terminal
-            warnings.warn(f"{what}; training its {len(left)} unfinished runs again in a new pool (each resumes "
-                          "from its last checkpoint)", stacklevel=2)  # fmt: skip
+            warnings.warn(
+                f"{what}; training its {len(left)} unfinished runs again in a new pool (each resumes "
+                "from its last checkpoint)",
+                stacklevel=2,
+            )
 
 
 @EXECUTORS.register("ray")
@@ -326,9 +338,17 @@ def resolve_executor(name: str, device: str = "cpu", profile: str = "quick") -> 
 
 
 # ---------------------------------------------------------------- the API notebooks use
-def train_group(exp: Experiment, jobs: Iterable[Job], *, executor: str | None = None, workers: int | None = None,
-                threads: int | None = None, desc: str = "runs", read_back: bool = True,
-                force: bool = False) -> list[Run] | list[str] | None:  # fmt: skip
+def train_group(
+    exp: Experiment,
+    jobs: Iterable[Job],
+    *,
+    executor: str | None = None,
+    workers: int | None = None,
+    threads: int | None = None,
+    desc: str = "runs",
+    read_back: bool = True,
+    force: bool = False,
+) -> list[Run] | list[str] | None:
     """Train every job of a group (those not yet in the store) with the executor, then return
     their runs in order, each read from the store by ``exp.train`` (and evaluated from the cache
     when the job asks for it).
@@ -351,8 +371,9 @@ def train_group(exp: Experiment, jobs: Iterable[Job], *, executor: str | None = 
         keys.add(key)
     here: set[str] = set()
     if todo and name != "serial":
-        here = _run_elsewhere(exp, todo, name, s.workers if workers is None else workers,
-                              s.threads if threads is None else threads, desc)  # fmt: skip
+        here = _run_elsewhere(
+            exp, todo, name, s.workers if workers is None else workers, s.threads if threads is None else threads, desc
+        )
     trained = [k for k in (exp.key_of(**j.train_kwargs()) for j in todo) if k in here]
     if not read_back:
         return trained
@@ -405,10 +426,17 @@ def _run_elsewhere(exp: Experiment, jobs: list[Job], name: str, workers: int, th
     env = {k: v for k, v in os.environ.items() if k.startswith("KD_")}
     jobs = longest_first(jobs, exp.settings.dataset, (tuple(exp.split.train_x.shape[1:]), exp.split.num_classes))
     payloads = [
-        _Payload(exp.settings.replace(progress=False), str(exp.store.root), exp.data_root and str(exp.data_root),
-                 _strip(j.train_kwargs()), _strip(j.evaluate), j.label, env=env)
+        _Payload(
+            exp.settings.replace(progress=False),
+            str(exp.store.root),
+            exp.data_root and str(exp.data_root),
+            _strip(j.train_kwargs()),
+            _strip(j.evaluate),
+            j.label,
+            env=env,
+        )
         for j in jobs
-    ]  # fmt: skip
+    ]
     events.emit(f"{desc}: {len(jobs)} runs on executor {name}")
     bar = progress_bar(total=len(payloads), desc=f"{desc} ({name})", disable=not exp.progress, leave=False)
     trained = set()

@@ -69,32 +69,32 @@ RULES: dict[str, Rule] = {
     "dataset": (
         lambda: f"a dataset name ({_names()}) or '' for the profile's default",
         lambda v: v == "" or _dataset(v),
-    ),  # fmt: skip
+    ),
     "datasets": (
         lambda: f"a list of dataset names such as ['mnist'] ({_names()}); [] for the profile's default",
         _list_of(_dataset, empty=True),
-    ),  # fmt: skip
+    ),
     "temperatures": (
         "a non-empty list of positive numbers, e.g. [1.0, 2.0, 4.0]",
         _list_of(lambda x: _number(x) and x > 0, empty=False),
-    ),  # fmt: skip
+    ),
     "prune_fractions": (
         "a list of numbers in [0, 1) (fractions of the training set to drop), e.g. [0.1, 0.3, 0.5]; "
         "[] to skip the experiment",
         _list_of(lambda x: _number(x) and 0 <= x < 1, empty=True),
-    ),  # fmt: skip
+    ),
     "weighting": (
         f"one of the significance weightings {', '.join(map(repr, WEIGHTINGS))}",
         lambda v: isinstance(v, str) and v in WEIGHTINGS,
-    ),  # fmt: skip
+    ),
     "lr_form": (
         f"one of LR's loss forms {', '.join(map(repr, LR_FORMS))}",
         lambda v: isinstance(v, str) and v in LR_FORMS,
-    ),  # fmt: skip
+    ),
     "scorer": (
         lambda: f"one of the data-selection scorers {', '.join(map(repr, scorer_names()))}",
         lambda v: isinstance(v, str) and v in SCORERS,
-    ),  # fmt: skip
+    ),
     "keep": (
         "a number in (0, 1] (the share of training rows supervised by the teacher)",
         lambda v: _number(v) and 0 < v <= 1,
@@ -102,46 +102,46 @@ RULES: dict[str, Rule] = {
     "keep_sweep": (
         "a list of numbers in (0, 1) (keep ratios of the data-selection sweep), e.g. [0.5, 0.7, 0.9]; [] to skip it",
         _list_of(lambda x: _number(x) and 0 < x < 1, empty=True),
-    ),  # fmt: skip
+    ),
     "sweep_seeds": (
         "an int >= 0 (the first n of the dataset's seeds; 0 for all of them)",
         is_count,
-    ),  # fmt: skip
+    ),
     "fixed_threshold_teacher": ("True, False or 'auto'", lambda v: v is True or v is False or v == "auto"),
     "ablations": ("True or False", _bool),
     "pgd_variant_seeds": (
         "an int >= 0: the first n seeds train faithful KD's PGD variant; 0 for the profile's default",
         is_count,
-    ),  # fmt: skip
+    ),
     "ard_alpha": (
         "a number in [0, 1] (ARD's KL weight; 1 - alpha weighs the clean cross-entropy)",
         lambda v: _number(v) and 0 <= v <= 1,
-    ),  # fmt: skip
+    ),
     "delta": (
         lambda: f"one of the delta grid {list(FAITHFUL_DELTAS)} (kdutils.evaluations.FAITHFUL_DELTAS)",
         lambda v: _number(v) and any(abs(v - d) < 1e-12 for d in FAITHFUL_DELTAS),
-    ),  # fmt: skip
+    ),
     "slice_directions": (
         f"one of {', '.join(map(repr, SLICE_DIRECTIONS))}",
         lambda v: isinstance(v, str) and v in SLICE_DIRECTIONS,
-    ),  # fmt: skip
+    ),
     "stronger_teacher": ("True or False", _bool),
     "max_pairs": (
         "an int >= 0: the first n teacher -> student pairs of the dataset (the profile's pair first); 0 for all",
         is_count,
-    ),  # fmt: skip
+    ),
     "series_teachers": (
         "an int >= 0: the n smallest teachers of the stronger-teacher curve; 0 for all",
         is_count,
-    ),  # fmt: skip
+    ),
     "ablation_seeds": (
         "a non-negative int: the first n seeds train the ablations; 0 for the profile's default",
         is_count,
-    ),  # fmt: skip
+    ),
     "overrides": (
         "a dict of kdutils.configure overrides, e.g. {'epochs': 5}",
         lambda v: isinstance(v, Mapping) and all(isinstance(k, str) for k in v),
-    ),  # fmt: skip
+    ),
     "output_dir": ("a folder path (a str; '' for the default)", _path),
     "figures_dir": ("a folder path (a str; '' for the default)", _path),
     "force": ("True or False", _bool),

@@ -418,9 +418,17 @@ def _name_coinciding_curves(ax: Axes, curves: Sequence[tuple[Any, np.ndarray, np
         text = f"{names}: {mean[0]:.3g} at every {xname}" if const else f"{names}: the same curve"
         y_end = float(mean[np.isfinite(mean)][-1]) if np.isfinite(mean).any() else (low + high) / 2
         above = y_end <= (low + high) / 2
-        ax.annotate(textwrap.fill(text, 44), xy=(1.0, y_end), xycoords=("axes fraction", "data"),
-                    xytext=(-4, 5 if above else -5), textcoords="offset points", ha="right",
-                    va="bottom" if above else "top", fontsize=7.5, color="0.25")  # fmt: skip
+        ax.annotate(
+            textwrap.fill(text, 44),
+            xy=(1.0, y_end),
+            xycoords=("axes fraction", "data"),
+            xytext=(-4, 5 if above else -5),
+            textcoords="offset points",
+            ha="right",
+            va="bottom" if above else "top",
+            fontsize=7.5,
+            color="0.25",
+        )
 
 
 def line_with_spread(
@@ -525,8 +533,14 @@ def robustness_curves(df: pd.DataFrame, attacks: Sequence[str] = ("fgsm", "pgd")
     shared and fixed to ``[0, 1]``, a method keeps its colour across panels,
     and one legend for all panels stands beside the last one.
     """
-    return _attack_panels(df, attacks, "robustness_curves", ylabel="robust accuracy", ylim=(0.0, 1.0),
-                          title=title or "Robust accuracy vs perturbation size")  # fmt: skip
+    return _attack_panels(
+        df,
+        attacks,
+        "robustness_curves",
+        ylabel="robust accuracy",
+        ylim=(0.0, 1.0),
+        title=title or "Robust accuracy vs perturbation size",
+    )
 
 
 def margin_curves(
@@ -540,15 +554,22 @@ def margin_curves(
     seeds, bands +-1 std; a black line marks 0 (no difference).  The y axes
     are shared and every panel keeps its tick labels.
     """
-    fig = _attack_panels(df, attacks, "margin_curves", ylabel=f"margin over {reference} (points)", ylim=None,
-                         title=title or f"Margin over {reference} (mean ± std over seeds)")  # fmt: skip
+    fig = _attack_panels(
+        df,
+        attacks,
+        "margin_curves",
+        ylabel=f"margin over {reference} (points)",
+        ylim=None,
+        title=title or f"Margin over {reference} (mean ± std over seeds)",
+    )
     for ax in fig.axes:
         ax.axhline(0.0, color="k", lw=0.8, zorder=1)
     return fig
 
 
-def _attack_panels(df: pd.DataFrame, attacks: Sequence[str], fn: str, *, ylabel: str,
-                   ylim: tuple[float, float] | None, title: str) -> Figure:  # fmt: skip
+def _attack_panels(
+    df: pd.DataFrame, attacks: Sequence[str], fn: str, *, ylabel: str, ylim: tuple[float, float] | None, title: str
+) -> Figure:
     _require_columns(df, ["method", "attack", "epsilon", "value"], fn)
     present = [a for a in attacks if (df["attack"] == a).any()]
     if not present:
@@ -609,11 +630,19 @@ def bar_panels(
     if missing:
         raise ValueError(f"bar_panels: no values for metric(s) {missing}")
     n_x = len(order) if order is not None else df[x].nunique()
-    fig, axes = plt.subplots(1, len(metrics), figsize=(max(4.0, 0.9 * n_x + 1.5) * len(metrics), 3.9),
-                             squeeze=False, layout="constrained")  # fmt: skip
+    fig, axes = plt.subplots(
+        1, len(metrics), figsize=(max(4.0, 0.9 * n_x + 1.5) * len(metrics), 3.9), squeeze=False, layout="constrained"
+    )
     for i, (ax, metric) in enumerate(zip(axes[0], metrics)):
-        bar_with_spread(df[df["metric"] == metric], x=x, y="value", order=order, ylabel=metric,
-                        title=titles[i] if titles is not None else metric, ax=ax)  # fmt: skip
+        bar_with_spread(
+            df[df["metric"] == metric],
+            x=x,
+            y="value",
+            order=order,
+            ylabel=metric,
+            title=titles[i] if titles is not None else metric,
+            ax=ax,
+        )
     if title:
         fig.suptitle(title)
     return fig
@@ -627,8 +656,16 @@ def usage_curves(df: pd.DataFrame, title: str | None = None, hue_order: Sequence
     in percent from 0 to 100 %.
     """
     _require_columns(df, ["method", "epoch", "value"], "usage_curves")
-    fig = line_with_spread(df, x="epoch", y="value", hue="method", xlabel="epoch", ylabel="samples in the backward pass",
-                           title=title or "Data usage per epoch", hue_order=hue_order)  # fmt: skip
+    fig = line_with_spread(
+        df,
+        x="epoch",
+        y="value",
+        hue="method",
+        xlabel="epoch",
+        ylabel="samples in the backward pass",
+        title=title or "Data usage per epoch",
+        hue_order=hue_order,
+    )
     ax = fig.axes[0]
     ax.set_ylim(-0.02, 1.05)
     ax.yaxis.set_major_formatter(mticker.PercentFormatter(1.0, decimals=0))
@@ -642,8 +679,15 @@ def pruning_curve(df: pd.DataFrame, title: str | None = None, ylabel: str = "tes
     [0, 1), 0 for the run on the whole training set); x in percent.
     """
     _require_columns(df, ["how", "dropped", "value"], "pruning_curve")
-    fig = line_with_spread(df, x="dropped", y="value", hue="how", xlabel="training data dropped", ylabel=ylabel,
-                           title=title or "Accuracy after pruning the training set")  # fmt: skip
+    fig = line_with_spread(
+        df,
+        x="dropped",
+        y="value",
+        hue="how",
+        xlabel="training data dropped",
+        ylabel=ylabel,
+        title=title or "Accuracy after pruning the training set",
+    )
     ax = fig.axes[0]
     ax.xaxis.set_major_locator(mticker.FixedLocator(sorted(pd.unique(df["dropped"].astype(float)))))
     ax.xaxis.set_major_formatter(mticker.PercentFormatter(1.0, decimals=0))
@@ -674,8 +718,17 @@ def accuracy_vs_usage(
         p = df[df[hue] == level]
         if p.empty:
             continue
-        ax.scatter(p[x].astype(float) * 100, p[y].astype(float) * 100, label=str(level), s=42, color=color,
-                   marker=markers[i % len(markers)], edgecolors="white", linewidths=0.5, zorder=3)  # fmt: skip
+        ax.scatter(
+            p[x].astype(float) * 100,
+            p[y].astype(float) * 100,
+            label=str(level),
+            s=42,
+            color=color,
+            marker=markers[i % len(markers)],
+            edgecolors="white",
+            linewidths=0.5,
+            zorder=3,
+        )
     ax.set_xlabel("sample-epochs in the backward pass (% of KD)")
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(title or "Accuracy vs data used")
@@ -730,8 +783,13 @@ def significant_images(
         order = np.argsort(-s[idx] if which == "most" else s[idx], kind="stable")
         picked.append(idx[order[:per_class]])
     rows = np.concatenate(picked) if picked else np.zeros(0, dtype=np.int64)
-    return image_grid(x[rows], labels[rows], classes, per_class=per_class,
-                      title=title or f"The {which} significant training images per class")  # fmt: skip
+    return image_grid(
+        x[rows],
+        labels[rows],
+        classes,
+        per_class=per_class,
+        title=title or f"The {which} significant training images per class",
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -759,8 +817,10 @@ def rank_agreement_distributions(
             raise ValueError(f"rank_agreement_distributions: entry {label!r} needs 'edges' and 'counts'")
         edges, counts = np.asarray(h["edges"], dtype=float), np.asarray(h["counts"], dtype=float)
         if len(edges) != len(counts) + 1 or counts.sum() <= 0:
-            raise ValueError(f"rank_agreement_distributions: entry {label!r} has {len(edges)} edges for "
-                             f"{len(counts)} counts (total {counts.sum():g})")  # fmt: skip
+            raise ValueError(
+                f"rank_agreement_distributions: entry {label!r} has {len(edges)} edges for "
+                f"{len(counts)} counts (total {counts.sum():g})"
+            )
         data[label] = (edges, counts / counts.sum())
     low = min(e[np.flatnonzero(c > 0)[0]] for e, c in data.values())
     fig, (ax_h, ax_c) = plt.subplots(1, 2, figsize=(10.0, 3.8), layout="constrained")
@@ -804,16 +864,35 @@ def stronger_teacher_curves(
     named = df.assign(method=df["method"].map(lambda m: f"{m} ({slopes[m]})" if slopes and m in slopes else m))
     order = [f"{m} ({slopes[m]})" if slopes and m in slopes else m for m in levels]
     fig, ax = plt.subplots(figsize=(5.6, 4.0), layout="constrained")
-    line_with_spread(named, x="teacher_accuracy", y="value", hue="method", hue_order=order, xlabel="teacher test accuracy",
-                     ylabel="student test accuracy", title=title or "Stronger teachers", ax=ax, legend=False)  # fmt: skip
+    line_with_spread(
+        named,
+        x="teacher_accuracy",
+        y="value",
+        hue="method",
+        hue_order=order,
+        xlabel="teacher test accuracy",
+        ylabel="student test accuracy",
+        title=title or "Stronger teachers",
+        ax=ax,
+        legend=False,
+    )
     if baseline is not None and math.isfinite(float(baseline)):
         ax.axhline(float(baseline), color="0.4", linestyle="--", linewidth=1.0, label="student alone")
     teachers = df.drop_duplicates("teacher")[["teacher", "teacher_accuracy"]].sort_values("teacher_accuracy")
     for i, (t, x) in enumerate(zip(teachers["teacher"], teachers["teacher_accuracy"].astype(float))):
         ax.axvline(x, color="0.85", linewidth=0.8, zorder=0)
         # names alternate between two heights, so teachers of nearly equal accuracy stay readable
-        ax.annotate(str(t), (x, 1.0), xycoords=("data", "axes fraction"), xytext=(0, 3 + 10 * (i % 2)),
-                    textcoords="offset points", ha="center", va="bottom", fontsize="x-small", color="0.3")  # fmt: skip
+        ax.annotate(
+            str(t),
+            (x, 1.0),
+            xycoords=("data", "axes fraction"),
+            xytext=(0, 3 + 10 * (i % 2)),
+            textcoords="offset points",
+            ha="center",
+            va="bottom",
+            fontsize="x-small",
+            color="0.3",
+        )
     ax.set_title(ax.get_title(), pad=26)
     xs = teachers["teacher_accuracy"].astype(float)
     span = float(xs.max() - xs.min()) if len(xs) > 1 else 0.01
@@ -897,8 +976,12 @@ def confidence_slices(sl: Mapping[str, Any], title: str | None = None) -> Figure
     return fig
 
 
-def gap_distributions(hists: Mapping[str, Mapping[str, Mapping[str, Sequence[float]]]], *,
-                      delta: float | None = None, title: str | None = None) -> Figure:  # fmt: skip
+def gap_distributions(
+    hists: Mapping[str, Mapping[str, Mapping[str, Sequence[float]]]],
+    *,
+    delta: float | None = None,
+    title: str | None = None,
+) -> Figure:
     """Per method, the distribution of the confidence gap max(Delta+, Delta-) over the evaluation points.
 
     ``hists`` maps a method to ``{"empirical": hist, "certified": hist}`` (either may be
@@ -913,8 +996,9 @@ def gap_distributions(hists: Mapping[str, Mapping[str, Mapping[str, Sequence[flo
     if not hists:
         raise ValueError("gap_distributions: hists is empty")
     kinds = {"empirical": ("empirical (PGD, lower bound)", "C0"), "certified": ("certified (IBP, upper bound)", "C3")}
-    fig, axes = plt.subplots(1, len(hists), figsize=(3.2 * len(hists), 3.6), sharey=True, squeeze=False,
-                             layout="constrained")  # fmt: skip
+    fig, axes = plt.subplots(
+        1, len(hists), figsize=(3.2 * len(hists), 3.6), sharey=True, squeeze=False, layout="constrained"
+    )
     for ax, (method, pair) in zip(axes[0], hists.items()):
         unknown = set(pair) - set(kinds)
         if unknown or not pair:
@@ -925,17 +1009,27 @@ def gap_distributions(hists: Mapping[str, Mapping[str, Mapping[str, Sequence[flo
         for kind, h in pair.items():
             edges, counts = np.asarray(h["edges"], dtype=float), np.asarray(h["counts"], dtype=float)
             if len(edges) != len(counts) + 1 or (counts < 0).any():
-                raise ValueError(f"gap_distributions: {method!r} {kind}: {len(edges)} edges for {len(counts)} counts "
-                                 f"(total {counts.sum():g})")  # fmt: skip
+                raise ValueError(
+                    f"gap_distributions: {method!r} {kind}: {len(edges)} edges for {len(counts)} counts "
+                    f"(total {counts.sum():g})"
+                )
             if counts.sum() <= 0:  # no evaluation point (e.g. untrained networks in a dry run): said, not drawn
                 empty.append(kind)
                 continue
             name, color = kinds[kind]
-            ax.stairs(np.maximum(counts / counts.sum(), 1e-4), edges, color=color, linewidth=1.6, label=name,
-                      baseline=1e-4)  # fmt: skip
+            ax.stairs(
+                np.maximum(counts / counts.sum(), 1e-4), edges, color=color, linewidth=1.6, label=name, baseline=1e-4
+            )
         if empty:
-            ax.text(0.5, 0.5, "no evaluation points:\n" + ", ".join(empty), transform=ax.transAxes, ha="center",
-                    va="center", color="0.4")  # fmt: skip
+            ax.text(
+                0.5,
+                0.5,
+                "no evaluation points:\n" + ", ".join(empty),
+                transform=ax.transAxes,
+                ha="center",
+                va="center",
+                color="0.4",
+            )
         if delta is not None:
             ax.axvline(float(delta), color="0.3", linestyle=":", linewidth=1.0, label=f"delta = {float(delta):g}")
         ax.set_yscale("log")
@@ -960,12 +1054,23 @@ def faithful_share_curves(df: pd.DataFrame, title: str | None = None, hue_order:
     _require_columns(df, ["method", "bound", "delta", "value"], "faithful_share_curves")
     bounds = _levels(df["bound"])
     methods = list(hue_order) if hue_order is not None else _levels(df["method"])
-    fig, axes = plt.subplots(1, len(bounds), figsize=(4.6 * len(bounds), 3.8), sharey=True, squeeze=False,
-                             layout="constrained")  # fmt: skip
+    fig, axes = plt.subplots(
+        1, len(bounds), figsize=(4.6 * len(bounds), 3.8), sharey=True, squeeze=False, layout="constrained"
+    )
     for ax, bound in zip(axes[0], bounds):
-        line_with_spread(df[df["bound"] == bound], x="delta", y="value", hue="method", hue_order=methods, logx=True,
-                         xlabel="delta", ylabel="share of delta-faithful points", title=str(bound), ax=ax,
-                         legend=False)  # fmt: skip
+        line_with_spread(
+            df[df["bound"] == bound],
+            x="delta",
+            y="value",
+            hue="method",
+            hue_order=methods,
+            logx=True,
+            xlabel="delta",
+            ylabel="share of delta-faithful points",
+            title=str(bound),
+            ax=ax,
+            legend=False,
+        )
         ax.set_ylim(-0.02, 1.02)
     for ax in axes[0, 1:]:
         ax.set_ylabel("")
@@ -1094,8 +1199,10 @@ def revised_targets(
     """
     pt, pr, labels = _to_numpy(p_teacher).astype(float), _to_numpy(p_revised).astype(float), _to_numpy(y).reshape(-1)
     if pt.ndim != 2 or pt.shape != pr.shape or pt.shape[0] != len(labels) or pt.shape[1] != len(classes):
-        raise ValueError(f"revised_targets: p_teacher {pt.shape}, p_revised {pr.shape}, {len(labels)} labels and "
-                         f"{len(classes)} classes do not match (N, C)")  # fmt: skip
+        raise ValueError(
+            f"revised_targets: p_teacher {pt.shape}, p_revised {pr.shape}, {len(labels)} labels and "
+            f"{len(classes)} classes do not match (N, C)"
+        )
     if len(labels) == 0:
         raise ValueError("revised_targets: no samples")
     if ncols < 1:
@@ -1154,16 +1261,30 @@ def keep_ratio_curves(
     ``reference`` (name -> value, e.g. ``{"KD": 0.85}``) draws a dotted horizontal line each.
     """
     _require_columns(df, ["scorer", "keep", "value"], "keep_ratio_curves")
-    fig = line_with_spread(df, x="keep", y="value", hue="scorer", xlabel="training rows supervised by the teacher",
-                           ylabel=ylabel, title=title or "Accuracy against the keep ratio")  # fmt: skip
+    fig = line_with_spread(
+        df,
+        x="keep",
+        y="value",
+        hue="scorer",
+        xlabel="training rows supervised by the teacher",
+        ylabel=ylabel,
+        title=title or "Accuracy against the keep ratio",
+    )
     ax = fig.axes[0]
     for (name, v), color in zip(
         (reference or {}).items(), sns.color_palette("Greys_r", n_colors=len(reference or {}) + 2)
     ):
         if math.isfinite(float(v)):
             ax.axhline(float(v), color=color, linestyle=":", linewidth=1.2)
-            ax.annotate(str(name), (0.0, float(v)), xycoords=("axes fraction", "data"), xytext=(3, 2),
-                        textcoords="offset points", fontsize="x-small", color=color)  # fmt: skip
+            ax.annotate(
+                str(name),
+                (0.0, float(v)),
+                xycoords=("axes fraction", "data"),
+                xytext=(3, 2),
+                textcoords="offset points",
+                fontsize="x-small",
+                color=color,
+            )
     ax.xaxis.set_major_locator(mticker.FixedLocator(sorted(pd.unique(df["keep"].astype(float)))))
     ax.xaxis.set_major_formatter(mticker.PercentFormatter(1.0, decimals=0))
     return fig

@@ -48,9 +48,18 @@ PROFILES = ("smoke", "quick", "full", "paper")
 #: recipe: Adam 1e-3, cosine, batch 128) and cmkd.md (CIFAR-100: the CRD protocol).
 _ADAM = Recipe(epochs=1, batch_size=128, optimizer="adam", lr=1e-3, schedule="cosine")
 _CRD = Recipe(
-    epochs=240, batch_size=64, optimizer="sgd", lr=0.05, momentum=0.9, weight_decay=5e-4,
-    schedule="step", milestones=(150, 180, 210), gamma=0.1, augment=True, drop_last=True,
-)  # fmt: skip
+    epochs=240,
+    batch_size=64,
+    optimizer="sgd",
+    lr=0.05,
+    momentum=0.9,
+    weight_decay=5e-4,
+    schedule="step",
+    milestones=(150, 180, 210),
+    gamma=0.1,
+    augment=True,
+    drop_last=True,
+)
 _MNIST_EPS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3)
 _CIFAR_EPS = (0.0, 1 / 255, 2 / 255, 4 / 255, 8 / 255)
 DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -72,43 +81,102 @@ _GENERIC = dict(teacher="lenet5", student="lenet5_half", recipe=_ADAM, epsilons=
 _SIZES: dict[str, dict[str, dict[str, Any]]] = {
     "smoke": {
         # digits has 1.2k training images: small batches and a higher learning rate give enough steps
-        "*": dict(teacher_epochs=8, student_epochs=6, seeds=2, train_subset=None, test_subset=None, val_subset=None,
-                  attack_samples=64, pgd_steps=3, batch_size=32, lr=3e-3),
+        "*": dict(
+            teacher_epochs=8,
+            student_epochs=6,
+            seeds=2,
+            train_subset=None,
+            test_subset=None,
+            val_subset=None,
+            attack_samples=64,
+            pgd_steps=3,
+            batch_size=32,
+            lr=3e-3,
+        ),
     },
     "quick": {
-        "*": dict(teacher_epochs=4, student_epochs=3, seeds=3, train_subset=None, test_subset=None, val_subset=None,
-                  attack_samples=500, pgd_steps=10),
+        "*": dict(
+            teacher_epochs=4,
+            student_epochs=3,
+            seeds=3,
+            train_subset=None,
+            test_subset=None,
+            val_subset=None,
+            attack_samples=500,
+            pgd_steps=10,
+        ),
         "fashion_mnist": dict(teacher_epochs=10),
         # a reduced demonstration on 2 CPU cores (under 15 min per notebook): 10k training images, 2k
         # validation images scored after every epoch, 2k test images; students without augmentation,
         # so the teacher's logits are computed once instead of every batch (paper: crop + flip for both)
         # ablation_teachers=False: no extra teachers trained only for an ablation (notebook 03's
         # fixed-threshold SR teacher, 300 s here)
-        "cifar10": dict(teacher_epochs=8, student_epochs=3, seeds=1, train_subset=10000, test_subset=2000,
-                        val_subset=2000, attack_samples=200, pgd_steps=5, student_augment=False,
-                        ablation_teachers=False),
+        "cifar10": dict(
+            teacher_epochs=8,
+            student_epochs=3,
+            seeds=1,
+            train_subset=10000,
+            test_subset=2000,
+            val_subset=2000,
+            attack_samples=200,
+            pgd_steps=5,
+            student_augment=False,
+            ablation_teachers=False,
+        ),
     },
     "full": {
         # converged students on a CPU: 20 epochs of the cosine recipe (the quick students are 4-7
         # points short on Fashion-MNIST); larger attack samples for tighter robustness numbers
-        "*": dict(teacher_epochs=20, student_epochs=20, seeds=3, train_subset=None, test_subset=None, val_subset=None,
-                  attack_samples=1000, pgd_steps=20),
+        "*": dict(
+            teacher_epochs=20,
+            student_epochs=20,
+            seeds=3,
+            train_subset=None,
+            test_subset=None,
+            val_subset=None,
+            attack_samples=1000,
+            pgd_steps=20,
+        ),
         # the same 10k / 2k / 2k subset as quick, three seeds, every teacher
-        "cifar10": dict(teacher_epochs=30, student_epochs=20, train_subset=10000, test_subset=2000, val_subset=2000,
-                        attack_samples=500, student_augment=False),
+        "cifar10": dict(
+            teacher_epochs=30,
+            student_epochs=20,
+            train_subset=10000,
+            test_subset=2000,
+            val_subset=2000,
+            attack_samples=500,
+            student_augment=False,
+        ),
     },
     "paper": {
-        "*": dict(teacher_epochs=100, student_epochs=100, seeds=5, train_subset=None, test_subset=None, val_subset=None,
-                  attack_samples=2000, pgd_steps=20),
+        "*": dict(
+            teacher_epochs=100,
+            student_epochs=100,
+            seeds=5,
+            train_subset=None,
+            test_subset=None,
+            val_subset=None,
+            attack_samples=2000,
+            pgd_steps=20,
+        ),
         "cifar10": dict(teacher_epochs=160, student_epochs=160),
         "cifar100": dict(teacher_epochs=240, student_epochs=240),
     },
-}  # fmt: skip
+}
 
 #: the dry run's sizes (a switch on any profile: ``configure(..., dry_run=True)`` or ``$KD_DRY_RUN=1``);
 #: each caps the profile's own size (a smaller one stays). Shapes are never changed.
-DRY_RUN: dict[str, int] = dict(epochs=2, max_steps_per_epoch=2, seeds=2, train_subset=256, val_subset=64,
-                               test_subset=128, attack_samples=8, pgd_steps=2, train_pgd_steps=2)  # fmt: skip
+DRY_RUN: dict[str, int] = dict(
+    epochs=2,
+    max_steps_per_epoch=2,
+    seeds=2,
+    train_subset=256,
+    val_subset=64,
+    test_subset=128,
+    attack_samples=8,
+    pgd_steps=2,
+    train_pgd_steps=2,
+)
 
 #: what a notebook prints beside a dry run's settings
 DRY_RUN_NOTE = "DRY RUN: the profile's shapes, every size cut; the numbers mean nothing"
@@ -182,8 +250,9 @@ class Settings:
                 raise ParameterError(name, v, "an int >= 1, or None for all of it")
         eps = self.epsilons
         if not (isinstance(eps, (list, tuple)) and eps and all(_real(e) and 0 <= e <= 1 for e in eps)):
-            raise ParameterError("epsilons", eps, "a non-empty list of attack budgets in [0, 1] (pixel space), "
-                                 "e.g. [0.0, 0.1, 0.2]")  # fmt: skip
+            raise ParameterError(
+                "epsilons", eps, "a non-empty list of attack budgets in [0, 1] (pixel space), e.g. [0.0, 0.1, 0.2]"
+            )
         object.__setattr__(self, "epsilons", tuple(eps))  # a list from a notebook: hashable, the same key
         if not (_real(self.faithful_eps) and 0 < self.faithful_eps <= 1):
             raise ParameterError("faithful_eps", self.faithful_eps, "a number in (0, 1] (pixel space), e.g. 0.1")
@@ -203,8 +272,17 @@ class Settings:
 
 
 #: overrides a notebook may pass besides Settings' own fields
-_SHORTCUTS = ("epochs", "teacher_epochs", "student_epochs", "batch_size", "lr", "optimizer", "schedule", "augment",
-              "max_steps_per_epoch")  # fmt: skip
+_SHORTCUTS = (
+    "epochs",
+    "teacher_epochs",
+    "student_epochs",
+    "batch_size",
+    "lr",
+    "optimizer",
+    "schedule",
+    "augment",
+    "max_steps_per_epoch",
+)
 _RECIPE_SHORTCUTS = ("batch_size", "lr", "optimizer", "schedule", "augment", "max_steps_per_epoch")
 
 
@@ -349,8 +427,9 @@ def cut_to_dry_run(sizes: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def merged_sizes(sizes: Callable[[str, str], Mapping[str, Any]] | None, profile: str, dataset: str,
-                 overrides: Mapping[str, Any]) -> dict[str, Any]:  # fmt: skip
+def merged_sizes(
+    sizes: Callable[[str, str], Mapping[str, Any]] | None, profile: str, dataset: str, overrides: Mapping[str, Any]
+) -> dict[str, Any]:
     """A notebook's own sizes for ``dataset`` (``sizes(profile, dataset)``), then ``overrides`` on top.
 
     ``epochs`` (the students' shortcut) in ``overrides`` replaces ``student_epochs`` of the sizes,

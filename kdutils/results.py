@@ -62,7 +62,7 @@ class Results:
                     "seed": -1 if seed is None else int(seed),
                     "metric": k,
                     "value": float(v),
-                }  # fmt: skip
+                }
             )
 
     @property
@@ -132,8 +132,15 @@ def mean_std_table(
     return t
 
 
-def mean_std_cells(df: pd.DataFrame, metrics: Sequence[str], *, index=("dataset", "method"), scale: float = 1.0,
-                   digits: int = 3, order: Sequence[str] | None = None) -> pd.DataFrame:  # fmt: skip
+def mean_std_cells(
+    df: pd.DataFrame,
+    metrics: Sequence[str],
+    *,
+    index=("dataset", "method"),
+    scale: float = 1.0,
+    digits: int = 3,
+    order: Sequence[str] | None = None,
+) -> pd.DataFrame:
     """A table of "mean ± std" cells (see :func:`format_mean_std`): rows ``index``, columns ``metrics``.
 
     Columns come in the order of ``metrics`` (those measured). Rows keep the order in which
@@ -255,8 +262,9 @@ def curve_slopes(x: Sequence[float], y: Sequence[Sequence[float]]) -> np.ndarray
     return (dx[:, None] * (m - m.mean(axis=0, keepdims=True))).sum(axis=0) / sxx
 
 
-def slope_table(curves: Mapping[str, tuple[Sequence[float], Sequence[Sequence[float]]]], *,
-                level: float = DEFAULT_LEVEL) -> pd.DataFrame:  # fmt: skip
+def slope_table(
+    curves: Mapping[str, tuple[Sequence[float], Sequence[Sequence[float]]]], *, level: float = DEFAULT_LEVEL
+) -> pd.DataFrame:
     """One row per curve ``name: (x, y)`` (as :func:`curve_slopes`): ``slope`` (mean over seeds),
     ``low`` and ``high`` (its t interval, two-sided at ``level``; NaN with one seed), ``n`` seeds."""
     rows = []
@@ -335,9 +343,17 @@ def _diff_text(label: str, higher_is_better: bool) -> str:
     return f"({label})" if higher_is_better else f"-({label}) (lower is better)"
 
 
-def claim_better(a: Iterable[float], b: Iterable[float], *, by: float = 0.0, level: float = DEFAULT_LEVEL,
-                 higher_is_better: bool = True, label: str = "a - b", scale: float = 100.0,
-                 unit: str = " points") -> Verdict:  # fmt: skip
+def claim_better(
+    a: Iterable[float],
+    b: Iterable[float],
+    *,
+    by: float = 0.0,
+    level: float = DEFAULT_LEVEL,
+    higher_is_better: bool = True,
+    label: str = "a - b",
+    scale: float = 100.0,
+    unit: str = " points",
+) -> Verdict:
     """Superiority: is ``a`` better than ``b`` by more than ``by``, paired by seed?
 
     The paired t interval (:func:`paired_interval`, two-sided at ``level``) of the signed
@@ -350,13 +366,33 @@ def claim_better(a: Iterable[float], b: Iterable[float], *, by: float = 0.0, lev
     """
     iv = _signed_interval(a, b, level, higher_is_better)
     rule = f"paired t, {_pct(level)} interval of {_diff_text(label, higher_is_better)} above {_num(by * scale)}{unit}"
-    return Verdict(_decide(iv, by, "above"), iv.estimate, iv.low, iv.high, level, iv.n, float(by), rule,
-                   scale=scale, unit=unit, side="above", signed=True)  # fmt: skip
+    return Verdict(
+        _decide(iv, by, "above"),
+        iv.estimate,
+        iv.low,
+        iv.high,
+        level,
+        iv.n,
+        float(by),
+        rule,
+        scale=scale,
+        unit=unit,
+        side="above",
+        signed=True,
+    )
 
 
-def claim_non_inferior(a: Iterable[float], b: Iterable[float], *, margin: float = 0.01, level: float = DEFAULT_LEVEL,
-                       higher_is_better: bool = True, label: str = "a - b", scale: float = 100.0,
-                       unit: str = " points") -> Verdict:  # fmt: skip
+def claim_non_inferior(
+    a: Iterable[float],
+    b: Iterable[float],
+    *,
+    margin: float = 0.01,
+    level: float = DEFAULT_LEVEL,
+    higher_is_better: bool = True,
+    label: str = "a - b",
+    scale: float = 100.0,
+    unit: str = " points",
+) -> Verdict:
     """Non-inferiority: is ``a`` at least as good as ``b`` up to ``margin``, paired by seed?
 
     The paired t interval (two-sided at ``level``) of the signed difference ``a_i - b_i``
@@ -369,21 +405,54 @@ def claim_non_inferior(a: Iterable[float], b: Iterable[float], *, margin: float 
     if margin < 0:
         raise ValueError(f"margin is a non-negative tolerance, got {margin}")
     iv = _signed_interval(a, b, level, higher_is_better)
-    rule = (f"paired t, {_pct(level)} interval of {_diff_text(label, higher_is_better)} above {_num(-margin * scale)}{unit}"
-            f" (non-inferiority margin {_num(margin * scale)}{unit})")  # fmt: skip
-    return Verdict(_decide(iv, -margin, "above"), iv.estimate, iv.low, iv.high, level, iv.n, -float(margin), rule,
-                   scale=scale, unit=unit, side="above", signed=True)  # fmt: skip
+    rule = (
+        f"paired t, {_pct(level)} interval of {_diff_text(label, higher_is_better)} above {_num(-margin * scale)}{unit}"
+        f" (non-inferiority margin {_num(margin * scale)}{unit})"
+    )
+    return Verdict(
+        _decide(iv, -margin, "above"),
+        iv.estimate,
+        iv.low,
+        iv.high,
+        level,
+        iv.n,
+        -float(margin),
+        rule,
+        scale=scale,
+        unit=unit,
+        side="above",
+        signed=True,
+    )
 
 
 def _claim_mean(values, threshold, side, level, label, scale, unit) -> Verdict:
     iv = mean_interval(values, level=level)
     rule = f"one-sample t, {_pct(level)} interval of {label} {side} {_num(threshold * scale)}{unit}"
-    return Verdict(_decide(iv, threshold, side), iv.estimate, iv.low, iv.high, level, iv.n, float(threshold), rule,
-                   scale=scale, unit=unit, side=side, signed=False)  # fmt: skip
+    return Verdict(
+        _decide(iv, threshold, side),
+        iv.estimate,
+        iv.low,
+        iv.high,
+        level,
+        iv.n,
+        float(threshold),
+        rule,
+        scale=scale,
+        unit=unit,
+        side=side,
+        signed=False,
+    )
 
 
-def claim_mean_above(values: Iterable[float], threshold: float, *, level: float = DEFAULT_LEVEL,
-                     label: str = "the mean", scale: float = 1.0, unit: str = "") -> Verdict:  # fmt: skip
+def claim_mean_above(
+    values: Iterable[float],
+    threshold: float,
+    *,
+    level: float = DEFAULT_LEVEL,
+    label: str = "the mean",
+    scale: float = 1.0,
+    unit: str = "",
+) -> Verdict:
     """Is the mean over seeds above ``threshold``? One-sample t interval, two-sided at ``level``.
 
     *holds* when the interval lies entirely above ``threshold``, *does not hold* when it lies
@@ -393,8 +462,15 @@ def claim_mean_above(values: Iterable[float], threshold: float, *, level: float 
     return _claim_mean(values, threshold, "above", level, label, scale, unit)
 
 
-def claim_mean_below(values: Iterable[float], threshold: float, *, level: float = DEFAULT_LEVEL,
-                     label: str = "the mean", scale: float = 1.0, unit: str = "") -> Verdict:  # fmt: skip
+def claim_mean_below(
+    values: Iterable[float],
+    threshold: float,
+    *,
+    level: float = DEFAULT_LEVEL,
+    label: str = "the mean",
+    scale: float = 1.0,
+    unit: str = "",
+) -> Verdict:
     """Is the mean over seeds below ``threshold``? One-sample t interval, two-sided at ``level``.
 
     *holds* when the interval lies entirely below ``threshold``, *does not hold* when it lies
@@ -426,8 +502,20 @@ def claim_all(verdicts: Sequence[Verdict], rule: str) -> Verdict:
         combined = INCONCLUSIVE
     candidates = [v for v in verdicts if v.verdict == combined]
     w = min(candidates, key=lambda v: v.margin if math.isfinite(v.margin) else -math.inf)
-    return Verdict(combined, w.estimate, w.low, w.high, w.level, w.n, w.threshold, rule,
-                   scale=w.scale, unit=w.unit, side=w.side, signed=w.signed)  # fmt: skip
+    return Verdict(
+        combined,
+        w.estimate,
+        w.low,
+        w.high,
+        w.level,
+        w.n,
+        w.threshold,
+        rule,
+        scale=w.scale,
+        unit=w.unit,
+        side=w.side,
+        signed=w.signed,
+    )
 
 
 # --------------------------------------------------------------------------- tests and multiplicity
@@ -436,8 +524,9 @@ def claim_all(verdicts: Sequence[Verdict], rule: str) -> Verdict:
 _EXACT_FLIPS = 16
 
 
-def sign_flip_pvalue(a: Iterable[float], b: Iterable[float], *, higher_is_better: bool = True,
-                     threshold: float = 0.0) -> float:  # fmt: skip
+def sign_flip_pvalue(
+    a: Iterable[float], b: Iterable[float], *, higher_is_better: bool = True, threshold: float = 0.0
+) -> float:
     """Exact paired permutation (sign-flip) test: one-sided p-value for ``mean(a - b) > threshold``.
 
     Under the null the centred differences ``d_i = (a_i - b_i) - threshold`` (``b_i - a_i`` when
@@ -496,8 +585,14 @@ def _one_sided_p(iv_d: np.ndarray, by: float) -> float:
     return float(stats.t.sf(x / se, n - 1))
 
 
-def best_of_many(pairs: Mapping[str, tuple[Sequence[float], Sequence[float]]], *, by: float = 0.0,
-                 level: float = DEFAULT_LEVEL, higher_is_better: bool = True, scale: float = 100.0) -> pd.DataFrame:  # fmt: skip
+def best_of_many(
+    pairs: Mapping[str, tuple[Sequence[float], Sequence[float]]],
+    *,
+    by: float = 0.0,
+    level: float = DEFAULT_LEVEL,
+    higher_is_better: bool = True,
+    scale: float = 100.0,
+) -> pd.DataFrame:
     """Exploration of many paired comparisons, with and without a multiple-comparison correction.
 
     One row per comparison ``name: (a, b)`` (paired by seed), sorted by estimate, best first.
@@ -520,8 +615,16 @@ def best_of_many(pairs: Mapping[str, tuple[Sequence[float], Sequence[float]]], *
         d = a - b if higher_is_better else b - a
         p = _one_sided_p(d, by)
         p_up[name], p_down[name] = p, (1.0 - p if math.isfinite(p) else math.nan)
-        rows.append({"comparison": name, "estimate": iv.estimate * scale, "low": iv.low * scale,
-                     "high": iv.high * scale, "n": iv.n, "p": p})  # fmt: skip
+        rows.append(
+            {
+                "comparison": name,
+                "estimate": iv.estimate * scale,
+                "low": iv.low * scale,
+                "high": iv.high * scale,
+                "n": iv.n,
+                "p": p,
+            }
+        )
     h_up, h_down = holm(p_up), holm(p_down)
 
     def decide(up, down):
@@ -558,8 +661,14 @@ class Comparison:
         return f"{self.diff:+.4f} (se {self.stderr:.4f}, {_pct(self.level)} CI [{self.low:+.4f}, {self.high:+.4f}], n={self.n}): {self.verdict}"
 
 
-def compare(a: Iterable[float], b: Iterable[float], *, margin: float = 0.0, higher_is_better: bool = True,
-            level: float = DEFAULT_LEVEL) -> Comparison:  # fmt: skip
+def compare(
+    a: Iterable[float],
+    b: Iterable[float],
+    *,
+    margin: float = 0.0,
+    higher_is_better: bool = True,
+    level: float = DEFAULT_LEVEL,
+) -> Comparison:
     """Older name, same rule as :func:`claim_better` (``by=margin``); prefer ``claim_better``.
 
     Paired by seed (same lengths required). The verdict comes from the paired t interval,
@@ -576,16 +685,33 @@ def compare(a: Iterable[float], b: Iterable[float], *, margin: float = 0.0, high
 # --------------------------------------------------------------------------- the claims table
 
 
-def claim_row(claim: str, source: str, paper: str, verdict: Verdict, *, dataset: str, profile: str,
-              measured: str | None = None, converged: str | None = None) -> dict:  # fmt: skip
+def claim_row(
+    claim: str,
+    source: str,
+    paper: str,
+    verdict: Verdict,
+    *,
+    dataset: str,
+    profile: str,
+    measured: str | None = None,
+    converged: str | None = None,
+) -> dict:
     """One row of :func:`claims_frame`, its verdict, rule and level taken from ``verdict``.
 
     ``measured`` defaults to ``verdict.describe()`` (estimate, interval, n); ``converged``
     (whether the students converged at this profile) is added only when given.
     """
-    row = {"claim": claim, "source": source, "paper's number": paper,
-           "measured": verdict.describe() if measured is None else measured, "rule": verdict.rule,
-           "level": _pct(verdict.level), "profile": profile, "dataset": dataset, "verdict": verdict.verdict}  # fmt: skip
+    row = {
+        "claim": claim,
+        "source": source,
+        "paper's number": paper,
+        "measured": verdict.describe() if measured is None else measured,
+        "rule": verdict.rule,
+        "level": _pct(verdict.level),
+        "profile": profile,
+        "dataset": dataset,
+        "verdict": verdict.verdict,
+    }
     if converged is not None:
         row["converged"] = converged
     return row

@@ -214,6 +214,13 @@ def selection_names() -> list[str]:
 
 
 __all__ = [
-    "SELECTIONS", "WEIGHTINGS", "Selection", "Weighting", "DropLeastSignificant", "DropRandom",
-    "SignificanceWeights", "extreme_rows", "selection_names",
-]  # fmt: skip
+    "SELECTIONS",
+    "WEIGHTINGS",
+    "Selection",
+    "Weighting",
+    "DropLeastSignificant",
+    "DropRandom",
+    "SignificanceWeights",
+    "extreme_rows",
+    "selection_names",
+]

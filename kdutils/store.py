@@ -83,8 +83,11 @@ def _lock(fd: int, path: Path, root: Path, on_wait: Callable[[], None] | None) -
 def _warn_no_flock(root: Path, exc: OSError) -> None:
     if str(root) not in _warned_no_flock:
         _warned_no_flock.add(str(root))
-        warnings.warn(f"the run store {root} cannot lock runs ({exc.strerror}): two processes that want the same "
-                      f"run may both train it; keep notebooks that share runs in one process there", stacklevel=4)  # fmt: skip
+        warnings.warn(
+            f"the run store {root} cannot lock runs ({exc.strerror}): two processes that want the same "
+            f"run may both train it; keep notebooks that share runs in one process there",
+            stacklevel=4,
+        )
 
 
 #: part of every run's identity: bump when training code changes what a run produces

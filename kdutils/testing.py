@@ -89,8 +89,9 @@ def make_fake_mnist(root: str | Path, *, train: int = 40, test: int = 20, folder
     return root
 
 
-def random_image_data(shape: tuple[int, int, int], classes: int, rows: int, *, test_rows: int = 64, seed: int = 0,
-                      name: str = "random"):  # fmt: skip
+def random_image_data(
+    shape: tuple[int, int, int], classes: int, rows: int, *, test_rows: int = 64, seed: int = 0, name: str = "random"
+):
     """An :class:`~kdutils.data.ImageData` of ``rows`` training and ``test_rows`` test images of
     ``shape`` (C, H, W): uint8 pixels uniform in [0, 255] from a generator seeded with ``seed``,
     labels ``i % classes`` (every class present once ``rows >= classes``). Same arguments, same

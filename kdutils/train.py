@@ -76,7 +76,7 @@ def rng_state(device: torch.device) -> dict[str, Any]:
             "pos": int(pos),
             "has_gauss": int(has_gauss),
             "cached_gaussian": float(cached),
-        },  # fmt: skip
+        },
     }
     if device.type == "cuda":
         state["cuda"] = torch.cuda.get_rng_state_all()
@@ -143,9 +143,14 @@ def teacher_row_terms(method: Method, b: Batch, sel: torch.Tensor, teacher_logit
         return Terms(per_sample=ce, parts={**parts, "ce": ce.detach()})
     sel_cpu = sel.cpu()
     sub = dataclasses.replace(
-        b, x=b.x[sel], y=b.y[sel], idx=b.idx[sel_cpu], logits=b.logits[sel], teacher_logits=teacher_logits,
+        b,
+        x=b.x[sel],
+        y=b.y[sel],
+        idx=b.idx[sel_cpu],
+        logits=b.logits[sel],
+        teacher_logits=teacher_logits,
         sample_weight=b.sample_weight[sel] if b.sample_weight is not None else None,
-    )  # fmt: skip
+    )
     t = method(sub)
     per = torch.where(sel, torch.zeros_like(ce).masked_scatter(sel, t.per_sample.to(ce.dtype)), ce)
     mask = None
@@ -231,10 +236,16 @@ def fit(
     gen = torch.Generator().manual_seed(seed)
     method_gen = torch.Generator(device=device).manual_seed(seed + _METHOD_SEED_OFFSET)
     batches = Batches(
-        split.train_x, split.train_y, recipe.batch_size, shuffle=True, drop_last=recipe.drop_last,
-        augment=Augment(recipe.crop_padding, recipe.flip) if recipe.augment else None, device=device, generator=gen,
+        split.train_x,
+        split.train_y,
+        recipe.batch_size,
+        shuffle=True,
+        drop_last=recipe.drop_last,
+        augment=Augment(recipe.crop_padding, recipe.flip) if recipe.augment else None,
+        device=device,
+        generator=gen,
         max_batches=recipe.max_steps_per_epoch,
-    )  # fmt: skip
+    )
     steps_per_epoch = len(batches)
     opt = OPTIMIZERS.get(recipe.optimizer)(student.parameters(), recipe)
     sched = SCHEDULES.get(recipe.schedule)(opt, recipe)
@@ -320,8 +331,21 @@ def fit(
             else:
                 tl = None
             # a partly selected batch: the method's forward sees the whole batch without teacher logits
-            b = Batch(xb, yb, idx, None, None if partial else tl, epoch, recipe.epochs, step, student, teacher,
-                      sw[dev_idx] if sw is not None else None, steps_per_epoch, method_gen)  # fmt: skip
+            b = Batch(
+                xb,
+                yb,
+                idx,
+                None,
+                None if partial else tl,
+                epoch,
+                recipe.epochs,
+                step,
+                student,
+                teacher,
+                sw[dev_idx] if sw is not None else None,
+                steps_per_epoch,
+                method_gen,
+            )
             b.logits = method.forward(b)
             terms = method(b) if sel is None else teacher_row_terms(method, b, sel, tl)
             loss, part = reduce_terms(terms, method=method.name, epoch=epoch, step=step)
@@ -386,13 +410,26 @@ def fit(
             loss=f"{rec['loss']:.3f}", val=f"{rec.get('val_acc', math.nan):.3f}", used=f"{rec['participation']:.2f}"
         )
         if checkpoint is not None:
-            checkpoint({
-                "epoch": epoch + 1, "model": student.state_dict(), "optimizer": opt.state_dict(),
-                "scheduler": sched.state_dict(), "generator": gen.get_state(), "method_generator": method_gen.get_state(),
-                "rng": rng_state(device), "method_state": method.state_dict(),
-                "participation": participation.clone(), "history": history, "steps_skipped": skipped,
-                "teacher_forwards": forwards.clone(),
-            })  # fmt: skip
+            checkpoint(
+                {
+                    "epoch": epoch + 1,
+                    "model": student.state_dict(),
+                    "optimizer": opt.state_dict(),
+                    "scheduler": sched.state_dict(),
+                    "generator": gen.get_state(),
+                    "method_generator": method_gen.get_state(),
+                    "rng": rng_state(device),
+                    "method_state": method.state_dict(),
+                    "participation": participation.clone(),
+                    "history": history,
+                    "steps_skipped": skipped,
+                    "teacher_forwards": forwards.clone(),
+                }
+            )
     bar.close()
-    return FitResult(history=history, participation=participation, steps_skipped=skipped,
-                     teacher_forwards=forwards if uses_teacher else None)  # fmt: skip
+    return FitResult(
+        history=history,
+        participation=participation,
+        steps_skipped=skipped,
+        teacher_forwards=forwards if uses_teacher else None,
+    )

@@ -36,8 +36,15 @@ def test_pgd_finds_the_worst_case_of_a_linear_model(random_start):
     assert torch.allclose(x_adv, best, atol=1e-6)
     # the same optimum through the default objective: CE of a 2-class model [0, f(x)] on class 0
     two = nn.Sequential(model, nn.ConstantPad1d((1, 0), 0.0))
-    x_ce = A.pgd(two, x, eps, torch.zeros(5, dtype=torch.long), steps=5, random_start=random_start,
-                 generator=torch.Generator().manual_seed(0))  # fmt: skip
+    x_ce = A.pgd(
+        two,
+        x,
+        eps,
+        torch.zeros(5, dtype=torch.long),
+        steps=5,
+        random_start=random_start,
+        generator=torch.Generator().manual_seed(0),
+    )
     assert torch.allclose(x_ce, best, atol=1e-6)
 
 
@@ -59,8 +66,9 @@ def test_fgsm_is_one_step_of_eps_from_x():
 
 def _net(seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)
-    return nn.Sequential(nn.Conv2d(1, 4, 2), nn.BatchNorm2d(4), nn.ReLU(), nn.Dropout(0.5), nn.Flatten(),
-                         nn.Linear(4 * 2 * 3, 4))  # fmt: skip
+    return nn.Sequential(
+        nn.Conv2d(1, 4, 2), nn.BatchNorm2d(4), nn.ReLU(), nn.Dropout(0.5), nn.Flatten(), nn.Linear(4 * 2 * 3, 4)
+    )
 
 
 @pytest.mark.parametrize("eps", [0.0, 0.03, 0.3])

@@ -24,8 +24,9 @@ def _load(name: str):
 
 def test_paper_step_benchmark_times_every_kind_of_notebook_00(tmp_path, capsys):
     bench = _load("bench_paper_steps")
-    kinds = bench.main(["--notebooks", "00", "--steps", "1", "--warmup", "1", "--device", "cpu",
-                        "--csv", str(tmp_path / "steps.csv")])  # fmt: skip
+    kinds = bench.main(
+        ["--notebooks", "00", "--steps", "1", "--warmup", "1", "--device", "cpu", "--csv", str(tmp_path / "steps.csv")]
+    )
     assert "error" not in kinds or kinds["error"].isna().all(), kinds.get("error")
     assert all(math.isfinite(v) and v > 0 for v in kinds["s_per_step"])
     assert all(math.isfinite(v) and v > 0 for v in kinds["floor_s_per_step"])
@@ -43,7 +44,7 @@ TINY = {
     "bench_kd_epoch.py": (
         ["--data-root", "{mnist}", "--train-images", "256", "--repeats", "1"],
         "kdutils overhead above the compute floor:",
-    ),  # fmt: skip
+    ),
     "gpu_determinism.py": (["--device", "cpu", "--steps", "1"], "lenet5_half <- lenet5, KD_DETERMINISTIC=1"),
     "paper_cost.py": ([], "Estimated, not measured."),
     "bench_paper_steps.py": None,
@@ -60,8 +61,14 @@ def test_benchmark_runs_at_a_tiny_size(script, tmp_path):
     mnist = make_fake_mnist(tmp_path / "data", train=300, test=60)
     args = [a.format(mnist=mnist) for a in args]
     env = {**os.environ, "KD_DATA_ROOT": str(mnist), "KD_RUNS_ROOT": str(tmp_path / "runs")}
-    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args], cwd=tmp_path, env=env,
-                       capture_output=True, text=True, timeout=300)  # fmt: skip
+    r = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / script), *args],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert expected in r.stdout, r.stdout[-3000:]
     assert "FAILED" not in r.stdout and "Traceback" not in r.stderr, r.stdout[-3000:] + r.stderr[-3000:]

@@ -186,8 +186,12 @@ def test_better_each_holds_fails_and_is_inconclusive():
     assert wide.verdict.verdict == INCONCLUSIVE
     assert claims.better_each({"a vs b": ([0.95], [0.90])}).verdict.verdict == NOT_TESTABLE
     # a correlation: unit-free text
-    rho = claims.better_each({"CMKD vs KD": ([0.80, 0.82, 0.81], [0.70, 0.71, 0.69])}, scale=1.0, unit="",
-                             what="mean per-sample Spearman rho")  # fmt: skip
+    rho = claims.better_each(
+        {"CMKD vs KD": ([0.80, 0.82, 0.81], [0.70, 0.71, 0.69])},
+        scale=1.0,
+        unit="",
+        what="mean per-sample Spearman rho",
+    )
     assert rho.verdict.verdict == HOLDS and rho.measured.startswith("+0.11, 90 % CI")
     with pytest.raises(ValueError, match="at least one"):
         claims.better_each({})
@@ -208,8 +212,13 @@ def test_steeper_compares_the_slopes_paired_by_seed():
 def test_only_at_and_skipped_are_not_testable_with_a_reason():
     c = claims.better_each({"CMKD vs KD": (_plus(KD, 0.02), KD)})
     assert claims.only_at(c, profile="paper", dataset="cifar100", where=[("paper", "cifar100")]) is c
-    elsewhere = claims.only_at(c, profile="quick", dataset="fashion_mnist", where=[("paper", "cifar100")],
-                               claim="state of the art on CIFAR-100")  # fmt: skip
+    elsewhere = claims.only_at(
+        c,
+        profile="quick",
+        dataset="fashion_mnist",
+        where=[("paper", "cifar100")],
+        claim="state of the art on CIFAR-100",
+    )
     assert elsewhere.verdict.verdict == NOT_TESTABLE and "cifar100 at the paper profile" in elsewhere.verdict.rule
     assert elsewhere.measured.startswith("not measured: state of the art on CIFAR-100 is about cifar100")
     assert "fashion_mnist at the quick profile" in elsewhere.measured

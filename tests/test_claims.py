@@ -95,8 +95,9 @@ def test_claim_non_inferior_three_ways():
     kd_acc = [0.850, 0.860, 0.855]
     holds = kd.claim_non_inferior([0.848, 0.859, 0.856], kd_acc, label="CCKD-T - KD")  # within 0.2 points
     assert holds.verdict == HOLDS and holds.low > -0.01 and holds.threshold == -0.01
-    assert holds.rule == ("paired t, 90 % interval of (CCKD-T - KD) above -1.00 points "
-                          "(non-inferiority margin 1.00 points)")  # fmt: skip
+    assert holds.rule == (
+        "paired t, 90 % interval of (CCKD-T - KD) above -1.00 points (non-inferiority margin 1.00 points)"
+    )
     inconclusive = kd.claim_non_inferior([0.850, 0.830, 0.865], kd_acc)  # diffs 0, -3, +1
     assert inconclusive.verdict == INCONCLUSIVE and inconclusive.low < -0.01 < inconclusive.high
     fails = kd.claim_non_inferior([0.820, 0.835, 0.830], kd_acc)  # 2.5-3 points worse
@@ -176,8 +177,17 @@ def test_holm_by_hand():
 def test_best_of_many_holds_uncorrected_not_after_holm():
     base = [0.80, 0.81, 0.82]
     family = {"best": ([0.81, 0.83, 0.85], base)}  # diffs 1, 2, 3 points: p = 0.037 < 0.05
-    for k, d in enumerate([[0.01, -0.01, 0.0], [0.0, 0.01, -0.005], [-0.01, 0.0, 0.005], [0.005, -0.005, 0.0],
-                           [0.0, 0.0, 0.002], [-0.002, 0.004, 0.0], [0.003, -0.003, 0.001]]):  # fmt: skip
+    for k, d in enumerate(
+        [
+            [0.01, -0.01, 0.0],
+            [0.0, 0.01, -0.005],
+            [-0.01, 0.0, 0.005],
+            [0.005, -0.005, 0.0],
+            [0.0, 0.0, 0.002],
+            [-0.002, 0.004, 0.0],
+            [0.003, -0.003, 0.001],
+        ]
+    ):
         family[f"v{k}"] = (list(np.add(base, d)), base)
     t = kd.best_of_many(family)
     assert list(t.columns) == ["comparison", "estimate", "low", "high", "n", "p", "p_holm", "uncorrected", "corrected"]
@@ -226,8 +236,17 @@ def test_claim_row_and_claims_frame():
     assert row["measured"] == v.describe() and row["rule"] == v.rule and row["level"] == "90 %"
     assert row["verdict"] == HOLDS and "converged" not in row
     f = kd.claims_frame([row])
-    assert list(f.columns) == ["claim", "source", "paper's number", "measured", "rule", "level", "profile",
-                               "dataset", "verdict"]  # fmt: skip
+    assert list(f.columns) == [
+        "claim",
+        "source",
+        "paper's number",
+        "measured",
+        "rule",
+        "level",
+        "profile",
+        "dataset",
+        "verdict",
+    ]
     row2 = kd.claim_row("c", "[ours]", "none", v, dataset="d", profile="quick", measured="m", converged="yes")
     f2 = kd.claims_frame([row, row2])
     assert "converged" in f2.columns and list(f2["converged"]) == ["", "yes"]

@@ -19,14 +19,23 @@ def _notebook(path: Path, cells: list[str]) -> None:
     """A tiny notebook: a parameters cell the batch fills in, then ``cells``."""
     params = 'profile = "quick"\noutput_dir = ""\nfigures_dir = ""'
     nb = {
-        "cells": [{"cell_type": "code", "execution_count": None, "metadata": {"tags": ["parameters"]}, "outputs": [],
-                   "source": params}]
+        "cells": [
+            {
+                "cell_type": "code",
+                "execution_count": None,
+                "metadata": {"tags": ["parameters"]},
+                "outputs": [],
+                "source": params,
+            }
+        ]
         + [{"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [], "source": c} for c in cells],
-        "metadata": {"kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"},
-                     "language_info": {"name": "python"}},
+        "metadata": {
+            "kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"},
+            "language_info": {"name": "python"},
+        },
         "nbformat": 4,
         "nbformat_minor": 5,
-    }  # fmt: skip
+    }
     path.write_text(json.dumps(nb, indent=1))
 
 
@@ -34,8 +43,12 @@ def _run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "KD_RUNS_ROOT": str(tmp_path / "runs"), "MPLBACKEND": "Agg"}
     return subprocess.run(
         [sys.executable, "-m", "kdutils", "run", "--profile", "smoke", "--out", str(tmp_path / "out"), *args],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 #: a notebook cell that writes a one-row results.csv where the batch asks (``output_dir``)
@@ -61,20 +74,52 @@ def test_relative_out_and_figures_mean_the_callers_folder(tmp_path):
     caller = tmp_path / "here"
     caller.mkdir()
     r = subprocess.run(
-        [sys.executable, "-m", "kdutils", "run", "--profile", "smoke", "--notebooks", "../nbs", "--out", "x",
-         "--figures", "figs"],
-        cwd=caller, env=env, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "kdutils",
+            "run",
+            "--profile",
+            "smoke",
+            "--notebooks",
+            "../nbs",
+            "--out",
+            "x",
+            "--figures",
+            "figs",
+        ],
+        cwd=caller,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     assert (caller / "x" / "smoke" / "00_writes" / "results.csv").exists(), r.stdout
     assert (caller / "figs" / "00_writes" / "f.png").exists(), r.stdout
     assert "no results.csv" not in r.stdout and "50.0" in r.stdout  # the summary read it (in %)
     assert not (nbs / "x").exists() and not (nbs / "figs").exists()
     r = subprocess.run(
-        [sys.executable, "-m", "kdutils", "run", "--profile", "smoke", "--notebooks", "../nbs", "--out", "x",
-         "-p", "output_dir=mine"],
-        cwd=caller, env=env, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "kdutils",
+            "run",
+            "--profile",
+            "smoke",
+            "--notebooks",
+            "../nbs",
+            "--out",
+            "x",
+            "-p",
+            "output_dir=mine",
+        ],
+        cwd=caller,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert (caller / "mine" / "results.csv").exists(), r.stdout + r.stderr
     assert not (nbs / "mine").exists()
 
@@ -83,8 +128,17 @@ def test_absolute_paths_of_parameters(tmp_path, monkeypatch):
     from kdutils.__main__ import absolute_paths
 
     monkeypatch.chdir(tmp_path)
-    got = absolute_paths({"output_dir": "o", "figures_dir": "/abs", "cache_dir": "c", "datasets": ["digits",
-                          "image_folder:imgs"], "dataset": "image_folder:~/p", "seeds": [0, 1], "output_dir2": "k"})  # fmt: skip
+    got = absolute_paths(
+        {
+            "output_dir": "o",
+            "figures_dir": "/abs",
+            "cache_dir": "c",
+            "datasets": ["digits", "image_folder:imgs"],
+            "dataset": "image_folder:~/p",
+            "seeds": [0, 1],
+            "output_dir2": "k",
+        }
+    )
     assert got["output_dir"] == str(tmp_path / "o") and got["figures_dir"] == "/abs"
     assert got["cache_dir"] == str(tmp_path / "c")
     assert got["datasets"] == ["digits", f"image_folder:{tmp_path / 'imgs'}"]
@@ -199,6 +253,9 @@ def test_parameters_go_to_the_notebooks_that_have_them(tmp_path):
     chosen = [nbs / "00_kd_baseline.ipynb", nbs / "02_cmkd.ipynb"]
     routed = route_parameters({"temperatures": [1.0], "max_pairs": 1, "seeds": 2}, chosen)
     assert routed == {"00_kd_baseline": {"temperatures": [1.0], "seeds": 2}, "02_cmkd": {"max_pairs": 1, "seeds": 2}}
-    with pytest.raises(UnknownNameError, match="unknown parameter 'temperature' for 00_kd_baseline, 02_cmkd; .*did you "
-                       "mean 'temperatures'\\? 00_kd_baseline takes it"):  # fmt: skip
+    with pytest.raises(
+        UnknownNameError,
+        match="unknown parameter 'temperature' for 00_kd_baseline, 02_cmkd; .*did you "
+        "mean 'temperatures'\\? 00_kd_baseline takes it",
+    ):
         route_parameters({"temperature": [1.0]}, chosen)

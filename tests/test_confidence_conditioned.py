@@ -83,8 +83,17 @@ def test_gate_at_epoch_zero_takes_only_misclassified():
 
 
 def _batch(epoch=0, num_epochs=5):
-    return Batch(x=torch.zeros(3, 1, 2, 2), y=Y, idx=torch.arange(3), logits=ZS, teacher_logits=ZT,
-                 epoch=epoch, num_epochs=num_epochs, step=0, student=None)  # fmt: skip
+    return Batch(
+        x=torch.zeros(3, 1, 2, 2),
+        y=Y,
+        idx=torch.arange(3),
+        logits=ZS,
+        teacher_logits=ZT,
+        epoch=epoch,
+        num_epochs=num_epochs,
+        step=0,
+        student=None,
+    )
 
 
 @pytest.mark.parametrize("inner", ["kd", "cckd_l", "cckd_t", "ce"])
@@ -95,8 +104,15 @@ def test_any_method_can_be_wrapped(inner):
     plain, gated = kd.create_method(inner)(_batch()), m(_batch())
     assert torch.allclose(plain.per_sample, gated.per_sample)
     assert gated.mask.tolist() == [False, True, False]
-    assert m.params() == {"name": "sr", "inner": kd.create_method(inner).params(), "delta": "margin",
-                          "eta_end": 0.9, "alpha": None, "beta": None, "delta_tau": None}  # fmt: skip
+    assert m.params() == {
+        "name": "sr",
+        "inner": kd.create_method(inner).params(),
+        "delta": "margin",
+        "eta_end": 0.9,
+        "alpha": None,
+        "beta": None,
+        "delta_tau": None,
+    }
 
 
 def test_fixed_threshold_variant_and_bad_delta():

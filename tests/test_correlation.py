@@ -44,8 +44,17 @@ def _np_dist(z_s, z_t, y, tau, beta, gamma, kd_weight):
 
 
 def _batch(zs=ZS, zt=ZT, y=Y):
-    return Batch(x=torch.zeros(len(y), 1, 2, 2), y=y, idx=torch.arange(len(y)), logits=zs, teacher_logits=zt,
-                 epoch=0, num_epochs=3, step=0, student=None)  # fmt: skip
+    return Batch(
+        x=torch.zeros(len(y), 1, 2, 2),
+        y=y,
+        idx=torch.arange(len(y)),
+        logits=zs,
+        teacher_logits=zt,
+        epoch=0,
+        num_epochs=3,
+        step=0,
+        student=None,
+    )
 
 
 def _loss(method, b):
@@ -343,8 +352,9 @@ def test_every_method_and_ablation_takes_a_training_step(spec):
     student = kd.create_model("mlp", 5, 3, input_size=4, hidden=8)
     before = [p.detach().clone() for p in student.parameters()]
     m = kd.create_method(spec)
-    r = kd.fit(student, split, m, kd.Recipe(epochs=1, batch_size=8, optimizer="sgd", lr=0.1), teacher=teacher,
-               progress=False)  # fmt: skip
+    r = kd.fit(
+        student, split, m, kd.Recipe(epochs=1, batch_size=8, optimizer="sgd", lr=0.1), teacher=teacher, progress=False
+    )
     assert math.isfinite(r.history[0]["loss"])
     if r.steps_skipped == 0:
         assert any(not torch.equal(a, p) for a, p in zip(before, student.parameters()))
@@ -356,9 +366,18 @@ def test_run_keys_differ_between_ablations():
     keys = [json.dumps(kd.create_method(s).params(), sort_keys=True) for s in ABLATIONS]
     assert len(set(keys)) == len(keys)
     assert kd.create_method("cmkd").params() == {
-        "name": "cmkd", "inner": {"name": "ce"}, "tau": 4.0, "lam": 2.0, "correlation": "both", "weights": "dynamic",
-        "intra": True, "kappa": 1.0, "standardise": False, "difficulty": "teacher_entropy", "difficulty_tau": 1.0,
-    }  # fmt: skip
+        "name": "cmkd",
+        "inner": {"name": "ce"},
+        "tau": 4.0,
+        "lam": 2.0,
+        "correlation": "both",
+        "weights": "dynamic",
+        "intra": True,
+        "kappa": 1.0,
+        "standardise": False,
+        "difficulty": "teacher_entropy",
+        "difficulty_tau": 1.0,
+    }
     assert kd.create_method("dist").params() == {
         "name": "dist",
         "tau": 4.0,

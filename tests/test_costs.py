@@ -213,10 +213,15 @@ def test_plan_04_specs_are_the_notebooks(profile):
     settings = {ds: costs._settings(plan, profile, ds, {}) for ds in plan.datasets(profile)}
     warmup, ramp = faithful_setup.ramps(profile)
     ns = {"ctx": _Context(settings), "ard_alpha": params["ard_alpha"], "WARMUP": warmup, "RAMP": ramp}
-    specs = eval(_expression(source, lambda n: n.value if isinstance(n, ast.Assign) and ast.unparse(n.targets[0])
-                             == "SPECS" else None), ns)  # fmt: skip
-    teacher = _expression(source, lambda n: n.args[2] if isinstance(n, ast.Call) and ast.unparse(n.func)
-                          == "ctx.teacher" else None)  # fmt: skip
+    specs = eval(
+        _expression(
+            source, lambda n: n.value if isinstance(n, ast.Assign) and ast.unparse(n.targets[0]) == "SPECS" else None
+        ),
+        ns,
+    )
+    teacher = _expression(
+        source, lambda n: n.args[2] if isinstance(n, ast.Call) and ast.unparse(n.func) == "ctx.teacher" else None
+    )
     for ds, st in settings.items():
         ours = costs.nb04_specs(st)
         assert list(specs[ds]) == list(ours)
@@ -225,9 +230,13 @@ def test_plan_04_specs_are_the_notebooks(profile):
         theirs = kd.create_method(eval(teacher, {**ns, "st": st})).params()
         assert theirs == kd.create_method(costs.nb04_teacher_spec(st)).params()
     # the notebook's sizes, datasets and PGD variant's seeds are the plan's
-    for used in ("sizes=faithful_setup.sizes", "faithful_setup.default_datasets(profile)",
-                 "faithful_setup.variant_seeds(profile, ctx.seeds(ds), pgd_variant_seeds)",
-                 f'variant if label == "{costs.NB04_VARIANT}"', "model=st.teacher_model"):  # fmt: skip
+    for used in (
+        "sizes=faithful_setup.sizes",
+        "faithful_setup.default_datasets(profile)",
+        "faithful_setup.variant_seeds(profile, ctx.seeds(ds), pgd_variant_seeds)",
+        f'variant if label == "{costs.NB04_VARIANT}"',
+        "model=st.teacher_model",
+    ):
         assert used in source, used
 
 

@@ -129,8 +129,11 @@ def test_a_copy_with_only_the_split_rows_gives_the_same_split():
     small = dict(val_fraction=0.2, train_subset=100, val_subset=50, test_subset=60)
     assert torch.equal(kd.make_split(copy, **small).train_x, kd.make_split(d, **small).train_x)
     # any split needing other rows would train on zero images: refused, naming the copy
-    for other in (dict(val_fraction=0.2), dict(val_fraction=0.1, train_subset=300, val_subset=100, test_subset=150),
-                  dict(kw, test_subset=None)):  # fmt: skip
+    for other in (
+        dict(val_fraction=0.2),
+        dict(val_fraction=0.1, train_subset=300, val_subset=100, test_subset=150),
+        dict(kw, test_subset=None),
+    ):
         with pytest.raises(kd.DatasetMissingError, match="a copy holding only the rows"):
             kd.make_split(copy, **other)
 

@@ -13,8 +13,9 @@ from kdutils.data_selection import DataSelection, influence_scores, keep_mask, l
 
 def _model(split, name="lenet5", seed=0):
     torch.manual_seed(seed)
-    return kd.create_model(name, split.num_classes, split.in_channels, input_size=split.input_size,
-                           mean=split.mean, std=split.std)  # fmt: skip
+    return kd.create_model(
+        name, split.num_classes, split.in_channels, input_size=split.input_size, mean=split.mean, std=split.std
+    )
 
 
 class _Counter:
@@ -87,8 +88,12 @@ def test_user_errors_name_the_choices():
         with pytest.raises(ValueError, match=r"keep must be in \(0, 1\]"):
             DataSelection(run, "confidence", keep=bad)
     assert DataSelection(run, "correct", 0.5).identity() == {
-        "name": "data_selection", "scorer": "correct", "keep": 0.5, "seed": 0, "scored_by": "k"
-    }  # fmt: skip
+        "name": "data_selection",
+        "scorer": "correct",
+        "keep": 0.5,
+        "seed": 0,
+        "scored_by": "k",
+    }
 
 
 # --------------------------------------------------------------------------- the trainer
@@ -104,8 +109,15 @@ def test_no_teacher_forward_for_unselected_rows(digits_split, augment):
     seen = _Counter(teacher, code)
     # augment with no padding and no flip: the teacher runs per batch on the images themselves
     recipe = kd.Recipe(epochs=epochs, batch_size=64, augment=augment, crop_padding=0, flip=False)
-    r = kd.fit(_model(split, "lenet5_half"), split, kd.create_method("kd+lr"), recipe, teacher=teacher,
-               teacher_rows=sel, progress=False)  # fmt: skip
+    r = kd.fit(
+        _model(split, "lenet5_half"),
+        split,
+        kd.create_method("kd+lr"),
+        recipe,
+        teacher=teacher,
+        teacher_rows=sel,
+        progress=False,
+    )
     per_row = 1 if not augment else epochs  # precomputed: one pass over the selected rows
     assert sorted(seen.rows) == sorted(sel.nonzero().flatten().tolist() * per_row)
     assert torch.equal(r.teacher_forwards, sel.long() * per_row)  # the count is what the teacher did
@@ -121,9 +133,18 @@ def test_full_keep_is_plain_distillation(digits_split, augment):
     those of the plain run (by construction) and so are the teacher forwards."""
     teacher = _model(digits_split, seed=1)
     recipe = kd.Recipe(epochs=1, batch_size=128, augment=augment)
-    runs = [kd.fit(_model(digits_split, "lenet5_half"), digits_split, kd.create_method("kd"), recipe,
-                   teacher=teacher, teacher_rows=rows, progress=False)
-            for rows in (None, torch.ones(len(digits_split.train_y), dtype=torch.bool))]  # fmt: skip
+    runs = [
+        kd.fit(
+            _model(digits_split, "lenet5_half"),
+            digits_split,
+            kd.create_method("kd"),
+            recipe,
+            teacher=teacher,
+            teacher_rows=rows,
+            progress=False,
+        )
+        for rows in (None, torch.ones(len(digits_split.train_y), dtype=torch.bool))
+    ]
     assert runs[0].history[0]["loss"] == runs[1].history[0]["loss"]
     assert torch.equal(runs[0].teacher_forwards, runs[1].teacher_forwards)
 
@@ -214,8 +235,17 @@ def test_teacher_forward_counts_survive_a_resume(digits_split, augment):
     states = []
 
     def run(resume=None):
-        return kd.fit(_model(digits_split, "lenet5_half"), digits_split, kd.create_method("kd"), recipe,
-                      teacher=teacher, teacher_rows=sel, resume=resume, checkpoint=lambda s: states.append(copy.deepcopy(s)), progress=False)  # fmt: skip
+        return kd.fit(
+            _model(digits_split, "lenet5_half"),
+            digits_split,
+            kd.create_method("kd"),
+            recipe,
+            teacher=teacher,
+            teacher_rows=sel,
+            resume=resume,
+            checkpoint=lambda s: states.append(copy.deepcopy(s)),
+            progress=False,
+        )
 
     whole = run()
     resumed = run(resume=states[0])  # from the end of epoch 1

@@ -26,8 +26,11 @@ def one_gpu(monkeypatch):
 
 
 def test_cuda_without_a_gpu_says_what_there_is(cpu_only):
-    with pytest.raises(kd.DeviceError, match=r"^device 'cuda' is not available: torch .* sees no CUDA GPU.*; "
-                       r"this machine has: cpu; use device='auto' or one of those$"):  # fmt: skip
+    with pytest.raises(
+        kd.DeviceError,
+        match=r"^device 'cuda' is not available: torch .* sees no CUDA GPU.*; "
+        r"this machine has: cpu; use device='auto' or one of those$",
+    ):
         kd.resolve_device("cuda")
     with pytest.raises(kd.DeviceError, match=r"device 'mps' is not available: torch sees no Apple MPS device"):
         kd.resolve_device("mps")
@@ -36,16 +39,22 @@ def test_cuda_without_a_gpu_says_what_there_is(cpu_only):
 
 def test_unknown_device_names_the_accepted_ones(cpu_only):
     for bad in ("gpu", "cuda:x", "", 0, None):
-        with pytest.raises(kd.DeviceError, match=r"^unknown device .*; accepted: auto, cpu, cuda, cuda:N, mps; "
-                           r"this machine has: cpu$"):  # fmt: skip
+        with pytest.raises(
+            kd.DeviceError,
+            match=r"^unknown device .*; accepted: auto, cpu, cuda, cuda:N, mps; "
+            r"this machine has: cpu$",
+        ):
             kd.resolve_device(bad)
     assert issubclass(kd.DeviceError, kd.KDError)
 
 
 def test_a_gpu_index_beyond_the_machine(one_gpu):
     assert kd.visible_devices() == ["cpu", "cuda:0 (Some GPU)"]
-    with pytest.raises(kd.DeviceError, match=r"device 'cuda:1' is not available: this machine has 1 CUDA GPU "
-                       r"\(cuda:0\); this machine has: cpu, cuda:0 \(Some GPU\)"):  # fmt: skip
+    with pytest.raises(
+        kd.DeviceError,
+        match=r"device 'cuda:1' is not available: this machine has 1 CUDA GPU "
+        r"\(cuda:0\); this machine has: cpu, cuda:0 \(Some GPU\)",
+    ):
         kd.resolve_device("cuda:1")
     assert kd.resolve_device("cuda:0") == torch.device("cuda:0")
 

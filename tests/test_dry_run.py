@@ -20,8 +20,19 @@ def test_dry_run_keeps_papers_shapes_and_cuts_its_sizes(dataset):
     assert (dry.teacher_model, dry.student_model) == (paper.teacher_model, paper.student_model)
     assert dry.epsilons == paper.epsilons and dry.ablation_teachers == paper.ablation_teachers
     for p, d in ((paper.teacher_recipe, dry.teacher_recipe), (paper.student_recipe, dry.student_recipe)):
-        for k in ("optimizer", "lr", "momentum", "weight_decay", "schedule", "gamma", "augment", "batch_size",
-                  "drop_last", "crop_padding", "flip"):  # fmt: skip
+        for k in (
+            "optimizer",
+            "lr",
+            "momentum",
+            "weight_decay",
+            "schedule",
+            "gamma",
+            "augment",
+            "batch_size",
+            "drop_last",
+            "crop_padding",
+            "flip",
+        ):
             assert getattr(d, k) == getattr(p, k), k
         assert d.epochs == DRY_RUN["epochs"] < p.epochs
         assert p.max_steps_per_epoch is None and d.max_steps_per_epoch == DRY_RUN["max_steps_per_epoch"]
@@ -96,8 +107,13 @@ def test_paper_dry_run_trains_resnet8x4_with_its_teacher_on_fake_cifar100(tmp_pa
     root = make_fake_cifar100(tmp_path, per_class=12, test_per_class=1)  # 12: one per class held out
     st = kd.configure("paper", "cifar100", dry_run=True, max_steps_per_epoch=1, device="cpu")
     assert (st.teacher_model, st.student_model) == ("resnet32x4", "resnet8x4")
-    split = make_split(load_dataset("cifar100", root), val_fraction=st.val_fraction, train_subset=st.train_subset,
-                       test_subset=st.test_subset, val_subset=st.val_subset)  # fmt: skip
+    split = make_split(
+        load_dataset("cifar100", root),
+        val_fraction=st.val_fraction,
+        train_subset=st.train_subset,
+        test_subset=st.test_subset,
+        val_subset=st.val_subset,
+    )
     assert split.num_classes == 100 and len(split.train_y) == st.train_subset
     make = lambda name: kd.create_model(name, 100, 3, input_size=32, mean=split.mean, std=split.std)  # noqa: E731
     torch.manual_seed(0)

@@ -76,9 +76,26 @@ def test_second_evaluate_computes_nothing(env, calls):
     ev2 = kd.Experiment(_settings(), store).evaluate(s, t)  # a fresh experiment: nothing in memory
     assert calls == Counter({n: 1 for n in DEFAULT_WITH_TEACHER})
     assert _same(ev1, ev2)
-    for k in ("accuracy", "nll", "ece", "val_accuracy", "reliability", "sample_epochs", "data_usage",
-              "seconds_per_epoch", "agreement", "kl_teacher_student", "mu_s_train", "mu_f_train", "mu_s_test",
-              "mu_f_test", "robustness", "rank_spearman_mean", "rank_spearman_median", "rank_spearman_hist"):  # fmt: skip
+    for k in (
+        "accuracy",
+        "nll",
+        "ece",
+        "val_accuracy",
+        "reliability",
+        "sample_epochs",
+        "data_usage",
+        "seconds_per_epoch",
+        "agreement",
+        "kl_teacher_student",
+        "mu_s_train",
+        "mu_f_train",
+        "mu_s_test",
+        "mu_f_test",
+        "robustness",
+        "rank_spearman_mean",
+        "rank_spearman_median",
+        "rank_spearman_hist",
+    ):
         assert k in ev2, k
     sc = kd.scalar_metrics(ev2)
     assert "robust_pgd@0.1" in sc and "reliability" not in sc and "robustness" not in sc

@@ -108,8 +108,18 @@ def test_faithful_schedule_eps_and_mu():
 
 
 def test_the_ramp_follows_the_batchs_step():
-    b = Batch(torch.zeros(1), torch.zeros(1), torch.zeros(1), None, None, epoch=1, num_epochs=4, step=15,
-              student=torch.nn.Identity(), steps_per_epoch=10)  # fmt: skip
+    b = Batch(
+        torch.zeros(1),
+        torch.zeros(1),
+        torch.zeros(1),
+        None,
+        None,
+        epoch=1,
+        num_epochs=4,
+        step=15,
+        student=torch.nn.Identity(),
+        steps_per_epoch=10,
+    )
     assert b.progress == 15 / 40
 
 
@@ -131,8 +141,9 @@ def test_ibp_training_gives_certified_accuracy(split):
     recipe = kd.Recipe(epochs=4, batch_size=64, lr=3e-3)
     ce, robust = _net(split), _net(split)
     kd.fit(ce, split, create_method("ce"), recipe, progress=False)
-    kd.fit(robust, split, create_method({"name": "ibp", "eps": 0.05, "warmup": 0.0, "ramp": 0.5}), recipe,
-           progress=False)  # fmt: skip
+    kd.fit(
+        robust, split, create_method({"name": "ibp", "eps": 0.05, "warmup": 0.0, "ramp": 0.5}), recipe, progress=False
+    )
     cert = ibp.certified_accuracy(robust.eval(), split.test_x, split.test_y, 0.02)
     assert cert > 0.3 and cert > ibp.certified_accuracy(ce.eval(), split.test_x, split.test_y, 0.02)
 
@@ -209,8 +220,9 @@ def test_faithful_share_and_histogram():
 
 
 def _settings(**kw):
-    base = dict(teacher_epochs=1, epochs=1, train_subset=320, attack_samples=24, pgd_steps=2, progress=False,
-                device="cpu")  # fmt: skip
+    base = dict(
+        teacher_epochs=1, epochs=1, train_subset=320, attack_samples=24, pgd_steps=2, progress=False, device="cpu"
+    )
     return kd.configure("smoke", **{**base, **kw})
 
 
@@ -267,8 +279,10 @@ def _through_disk(state):
     return torch.load(buf, weights_only=True)  # as the run store reads it
 
 
-@pytest.mark.parametrize("spec", [{"name": "rslad", "steps": 2}, {"name": "faithful", "bound": "pgd", "steps": 2,
-                                                                   "warmup": 0.0, "ramp": 0.5}])  # fmt: skip
+@pytest.mark.parametrize(
+    "spec",
+    [{"name": "rslad", "steps": 2}, {"name": "faithful", "bound": "pgd", "steps": 2, "warmup": 0.0, "ramp": 0.5}],
+)
 def test_a_resumed_run_is_bit_identical(split, spec):
     sp = split.subset(torch.arange(192))
     teacher = _net(split, 7).eval()
@@ -276,8 +290,16 @@ def test_a_resumed_run_is_bit_identical(split, spec):
     straight = _net(split, 1)
     kd.fit(straight, sp, create_method(spec), recipe, teacher=teacher, seed=3, progress=False)
     states = []
-    kd.fit(_net(split, 1), sp, create_method(spec), recipe, teacher=teacher, seed=3, progress=False,
-           checkpoint=lambda st: states.append(_through_disk(st)))  # fmt: skip
+    kd.fit(
+        _net(split, 1),
+        sp,
+        create_method(spec),
+        recipe,
+        teacher=teacher,
+        seed=3,
+        progress=False,
+        checkpoint=lambda st: states.append(_through_disk(st)),
+    )
     torch.manual_seed(999)  # another process: other global RNG states
     resumed = _net(split, 5)
     kd.fit(resumed, sp, create_method(spec), recipe, teacher=teacher, seed=3, progress=False, resume=states[0])
@@ -339,8 +361,16 @@ def test_notebook_context_sizes_then_overrides(tmp_path):
     merged = _merged(faithful_setup.sizes, "smoke", "digits", {"epochs": 1, "teacher_model": "ibp_medium"})
     assert merged["teacher_model"] == "ibp_medium" and "student_epochs" not in merged and merged["epochs"] == 1
     assert _merged(None, "smoke", "digits", {"lr": 0.1}) == {"lr": 0.1}
-    ctx = kd.NotebookContext("04_test", profile="smoke", output_dir=tmp_path, figures_dir=tmp_path, verbose=False,
-                             sizes=faithful_setup.sizes, overrides={"epochs": 2}, store=kd.RunStore(tmp_path / "runs"))  # fmt: skip
+    ctx = kd.NotebookContext(
+        "04_test",
+        profile="smoke",
+        output_dir=tmp_path,
+        figures_dir=tmp_path,
+        verbose=False,
+        sizes=faithful_setup.sizes,
+        overrides={"epochs": 2},
+        store=kd.RunStore(tmp_path / "runs"),
+    )
     st = ctx.settings("digits")
     assert (st.teacher_model, st.faithful_eps, st.train_pgd_steps) == ("ibp_small", 0.05, 2)
     assert st.student_recipe.epochs == 2 and st.teacher_recipe.epochs == 8

@@ -35,8 +35,12 @@ def restore_flags(monkeypatch):
     """Global determinism flags and the cuBLAS variable as they were before the test."""
     monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
     monkeypatch.delenv("KD_DETERMINISTIC", raising=False)
-    saved = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark,
-             torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())  # fmt: skip
+    saved = (
+        torch.backends.cudnn.deterministic,
+        torch.backends.cudnn.benchmark,
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+    )
     use = torch.use_deterministic_algorithms  # the real one, should a test replace it
     yield
     torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved[0], saved[1]
@@ -103,19 +107,41 @@ def _refuse(name):
 
 def test_a_cpu_run_calls_no_cuda_only_api(restore_flags, monkeypatch, digits_split):
     """fit, a checkpoint and a resume on the CPU with KD_DETERMINISTIC=1 set: no CUDA call, no flag."""
-    for mod, name in [(torch.cuda, "synchronize"), (torch.cuda, "get_rng_state_all"), (torch.cuda, "set_rng_state_all"),
-                      (torch.cuda, "init"), (torch.cuda, "get_device_name"), (torch, "use_deterministic_algorithms")]:  # fmt: skip
+    for mod, name in [
+        (torch.cuda, "synchronize"),
+        (torch.cuda, "get_rng_state_all"),
+        (torch.cuda, "set_rng_state_all"),
+        (torch.cuda, "init"),
+        (torch.cuda, "get_device_name"),
+        (torch, "use_deterministic_algorithms"),
+    ]:
         monkeypatch.setattr(mod, name, _refuse(f"{mod.__name__}.{name}"))
     monkeypatch.setenv("KD_DETERMINISTIC", "1")
     cuda_was_initialised = torch.cuda.is_initialized()
     states = []
     recipe = kd.Recipe(epochs=2, batch_size=128, augment=True, max_steps_per_epoch=3)
     teacher = _model(digits_split, "lenet5_half", seed=1)
-    kd.fit(_model(digits_split), digits_split, kd.create_method("kd"), recipe, teacher=teacher, device="cpu",
-           progress=False, checkpoint=states.append)  # fmt: skip
+    kd.fit(
+        _model(digits_split),
+        digits_split,
+        kd.create_method("kd"),
+        recipe,
+        teacher=teacher,
+        device="cpu",
+        progress=False,
+        checkpoint=states.append,
+    )
     assert "cuda" not in states[0]["rng"]
-    kd.fit(_model(digits_split), digits_split, kd.create_method("kd"), recipe, teacher=teacher, device="cpu",
-           progress=False, resume=states[0])  # fmt: skip
+    kd.fit(
+        _model(digits_split),
+        digits_split,
+        kd.create_method("kd"),
+        recipe,
+        teacher=teacher,
+        device="cpu",
+        progress=False,
+        resume=states[0],
+    )
     assert not torch.backends.cudnn.deterministic
     if not cuda_was_initialised:  # (on a GPU machine another test may have started CUDA in this process)
         assert not torch.cuda.is_initialized()
@@ -160,8 +186,15 @@ def test_environment_records_the_cuda_numerics_where_a_gpu_is(monkeypatch):
 # ---------------------------------------------------------------- on every device present
 def _model(split, name="lenet5_half", seed=0):
     torch.manual_seed(seed)
-    return kd.create_model(name, split.num_classes, split.in_channels, input_size=split.input_size,
-                           mean=split.mean, std=split.std, **({"hidden": 16} if name == "mlp" else {}))  # fmt: skip
+    return kd.create_model(
+        name,
+        split.num_classes,
+        split.in_channels,
+        input_size=split.input_size,
+        mean=split.mean,
+        std=split.std,
+        **({"hidden": 16} if name == "mlp" else {}),
+    )
 
 
 @dataclass
@@ -192,12 +225,22 @@ def test_batches_and_teacher_logits_live_on_the_runs_device(device, augment, dig
     assert cached is None or cached.device.type == "cpu"
     m = Where()
     n = len(digits_split.train_y)
-    kd.fit(_model(digits_split), digits_split, m, kd.Recipe(epochs=1, batch_size=64, augment=augment,
-           max_steps_per_epoch=2), teacher=teacher, teacher_logits=cached, sample_weight=torch.ones(n),
-           device=device, progress=False)  # fmt: skip
+    kd.fit(
+        _model(digits_split),
+        digits_split,
+        m,
+        kd.Recipe(epochs=1, batch_size=64, augment=augment, max_steps_per_epoch=2),
+        teacher=teacher,
+        teacher_logits=cached,
+        sample_weight=torch.ones(n),
+        device=device,
+        progress=False,
+    )
     where = {k: {d for k2, d in m.seen if k2 == k} for k, _ in m.seen}
-    assert where == {**{k: {device} for k in ("x", "y", "logits", "teacher_logits", "sample_weight", "generator")},
-                     "idx": {"cpu"}}  # fmt: skip
+    assert where == {
+        **{k: {device} for k in ("x", "y", "logits", "teacher_logits", "sample_weight", "generator")},
+        "idx": {"cpu"},
+    }
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -223,8 +266,18 @@ def test_a_seed_repeats_a_run_and_a_resume_continues_it(device, restore_flags, m
     def run(resume=None):
         states: list[dict] = []
         net = _model(digits_split)
-        kd.fit(net, digits_split, kd.create_method("kd"), recipe, teacher=teacher, device=device, seed=5,
-               progress=False, checkpoint=lambda s: states.append(copy.deepcopy(s)), resume=resume)  # fmt: skip
+        kd.fit(
+            net,
+            digits_split,
+            kd.create_method("kd"),
+            recipe,
+            teacher=teacher,
+            device=device,
+            seed=5,
+            progress=False,
+            checkpoint=lambda s: states.append(copy.deepcopy(s)),
+            resume=resume,
+        )
         return net.state_dict(), states
 
     a, states = run()
@@ -256,11 +309,23 @@ def _make_n(*args: str) -> list[str]:
     root = Path(__file__).resolve().parent.parent
     # not the variables of a make that runs these tests (CI: `EXTRAS=test,ray make test` passes EXTRAS
     # down through MAKEFLAGS), nor the Makefile's variables from the environment
-    drop = {"MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES", "EXTRAS", "NOVENV", "PYTHON", "VENV", "PROFILE",
-            "ONLY", "OUTDIR"}  # fmt: skip
+    drop = {
+        "MAKEFLAGS",
+        "MFLAGS",
+        "MAKELEVEL",
+        "MAKEOVERRIDES",
+        "EXTRAS",
+        "NOVENV",
+        "PYTHON",
+        "VENV",
+        "PROFILE",
+        "ONLY",
+        "OUTDIR",
+    }
     env = {k: v for k, v in os.environ.items() if k not in drop}
-    r = subprocess.run(["make", "-n", "-C", str(root), "--no-print-directory", *args], capture_output=True, text=True,
-                       env=env)  # fmt: skip
+    r = subprocess.run(
+        ["make", "-n", "-C", str(root), "--no-print-directory", *args], capture_output=True, text=True, env=env
+    )
     assert r.returncode == 0, r.stderr
     return [" ".join(line.split()) for line in r.stdout.splitlines() if line.strip()]
 
@@ -365,13 +430,18 @@ def test_a_checkpoint_from_another_kind_of_device_resumes_with_a_warning(digits_
     warns and goes on instead of failing inside ``Generator.set_state``."""
     states: list[dict] = []
     recipe = kd.Recipe(epochs=2, batch_size=64, max_steps_per_epoch=2)
-    kd.fit(_model(digits_split), digits_split, kd.create_method("ce"), recipe, progress=False,
-           checkpoint=lambda s: states.append(copy.deepcopy(s)))  # fmt: skip
+    kd.fit(
+        _model(digits_split),
+        digits_split,
+        kd.create_method("ce"),
+        recipe,
+        progress=False,
+        checkpoint=lambda s: states.append(copy.deepcopy(s)),
+    )
     from_cuda = {**states[0], "method_generator": torch.zeros(16, dtype=torch.uint8)}
     from_cuda["rng"] = {**from_cuda["rng"], "cuda": ["a CUDA generator's state"]}
     with pytest.warns(UserWarning, match=r"resuming on cpu from a checkpoint written on another kind of device"):
-        r = kd.fit(_model(digits_split), digits_split, kd.create_method("ce"), recipe, progress=False,
-                   resume=from_cuda)  # fmt: skip
+        r = kd.fit(_model(digits_split), digits_split, kd.create_method("ce"), recipe, progress=False, resume=from_cuda)
     assert [h["epoch"] for h in r.history] == [1, 2]
 
 

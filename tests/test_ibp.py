@@ -161,8 +161,11 @@ def test_eps_zero_is_the_forward_pass_and_bounds_widen_with_eps(name, model):
     assert torch.allclose(p0.lower, prob, atol=TOL) and torch.allclose(p0.upper, prob, atol=TOL)
     prev_z, prev_p, prev_m = z0, p0, ibp.margin_bounds(model, x, 0.0, y)
     for eps in (0.01, 0.05, 0.2, 0.5, 1.0):
-        z, p, m = (ibp.logit_bounds(model, x, eps), ibp.probability_bounds(model, x, eps, y),
-                   ibp.margin_bounds(model, x, eps, y))  # fmt: skip
+        z, p, m = (
+            ibp.logit_bounds(model, x, eps),
+            ibp.probability_bounds(model, x, eps, y),
+            ibp.margin_bounds(model, x, eps, y),
+        )
         for new, old in ((z, prev_z), (p, prev_p), (m, prev_m)):
             assert (new.lower <= old.lower + TOL).all() and (new.upper >= old.upper - TOL).all()
         assert (p.lower >= 0).all() and (p.upper <= 1).all() and (p.lower <= p.upper + TOL).all()

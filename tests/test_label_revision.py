@@ -29,8 +29,17 @@ def _revised(zt_row, y, eta, tau=1.0):
 
 
 def _batch(zs=ZS, zt=ZT, y=Y):
-    return Batch(x=torch.zeros(len(y), 1, 2, 2), y=y, idx=torch.arange(len(y)), logits=zs, teacher_logits=zt,
-                 epoch=0, num_epochs=1, step=0, student=None)  # fmt: skip
+    return Batch(
+        x=torch.zeros(len(y), 1, 2, 2),
+        y=y,
+        idx=torch.arange(len(y)),
+        logits=zs,
+        teacher_logits=zt,
+        epoch=0,
+        num_epochs=1,
+        step=0,
+        student=None,
+    )
 
 
 def test_fixture_has_right_and_wrong_teacher_rows():
@@ -116,8 +125,9 @@ def test_revised_logits_give_the_revised_target_and_leave_right_rows():
     for tau in (1.0, 4.0):
         z = losses.revised_logits(ZT, Y, 0.8, tau)
         assert torch.equal(z[right], ZT[right])
-        assert torch.allclose(torch.softmax(z[~right] / tau, 1), losses.revised_target(ZT, Y, 0.8, tau)[~right],
-                              atol=1e-6)  # fmt: skip
+        assert torch.allclose(
+            torch.softmax(z[~right] / tau, 1), losses.revised_target(ZT, Y, 0.8, tau)[~right], atol=1e-6
+        )
     huge = torch.tensor([[200.0, -200.0, 0.0]])  # p_T underflows to 0: the logits stay finite
     assert bool(torch.isfinite(losses.revised_logits(huge, torch.tensor([2]), 0.8, 1.0)).all())
 

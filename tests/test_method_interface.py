@@ -198,8 +198,16 @@ def test_resume_of_an_adversarial_run_is_bit_identical(digits):
 
     states = []
     first = _bn_net()
-    kd.fit(first, digits, ToyAdversarial(), recipe.replace(epochs=3), seed=5, progress=False, channels_last=False,
-           checkpoint=lambda st: states.append(_through_disk(st)))  # fmt: skip
+    kd.fit(
+        first,
+        digits,
+        ToyAdversarial(),
+        recipe.replace(epochs=3),
+        seed=5,
+        progress=False,
+        channels_last=False,
+        checkpoint=lambda st: states.append(_through_disk(st)),
+    )
     after_one = states[0]
     assert {"method_generator", "rng", "method_state"} <= set(after_one)
     # a fresh process would start with other global RNG states: scramble them before resuming

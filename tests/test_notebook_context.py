@@ -26,8 +26,15 @@ def ctx(tmp_path_factory):
         "attack_samples": 32,
         "pgd_steps": 2,
     }
-    c = kd.NotebookContext("99_test", profile="smoke", seeds=2, progress=False, output_dir=tmp / "out",
-                           figures_dir=tmp / "fig", overrides=small)  # fmt: skip
+    c = kd.NotebookContext(
+        "99_test",
+        profile="smoke",
+        seeds=2,
+        progress=False,
+        output_dir=tmp / "out",
+        figures_dir=tmp / "fig",
+        overrides=small,
+    )
     with c.timing("digits"):
         teacher = c.teacher("digits")
         c.students("digits", METHODS, teacher, robustness=["KD", "KD+SR"])
@@ -77,8 +84,16 @@ def test_runs_evals_and_results(ctx):
 
 def test_student_records_only_the_metrics_asked_for(ctx):
     teacher = ctx.runs["digits", "teacher", 0]
-    ctx.student("digits", "KD minus random 0.5", "kd", seed=0, teacher=teacher, robustness=False,
-                selection=kd.DropRandom(0.5, seed=0), metrics=("accuracy", "data_usage"))  # fmt: skip
+    ctx.student(
+        "digits",
+        "KD minus random 0.5",
+        "kd",
+        seed=0,
+        teacher=teacher,
+        robustness=False,
+        selection=kd.DropRandom(0.5, seed=0),
+        metrics=("accuracy", "data_usage"),
+    )
     d = ctx.frame
     rows = d[d.method == "KD minus random 0.5"]
     assert sorted(rows.metric) == ["accuracy", "data_usage"]
@@ -112,8 +127,14 @@ def test_margins_are_paired_by_seed(ctx):
 
 
 def test_margins_on_constructed_numbers():
-    f = pd.DataFrame({"dataset": "d", "method": ["KD", "KD", "A", "A", "B"], "seed": [0, 1, 0, 1, 0],
-                      "value": [0.5, 0.6, 0.55, 0.58, 0.9]})  # fmt: skip
+    f = pd.DataFrame(
+        {
+            "dataset": "d",
+            "method": ["KD", "KD", "A", "A", "B"],
+            "seed": [0, 1, 0, 1, 0],
+            "value": [0.5, 0.6, 0.55, 0.58, 0.9],
+        }
+    )
     m = margins(f, "KD", keys=("dataset",))
     assert m.value.round(6).tolist() == [5.0, -2.0, 40.0]
 
@@ -217,8 +238,14 @@ def test_an_image_folder_names_its_figures_by_a_safe_stem(tmp_path):
                 Image.fromarray(np.full((8, 8, 3), i * 20, np.uint8)).save(folder / part / c / f"{i}.png")
     assert dataset_stem(f"image_folder:{folder}/") == "folder_my-pets-v2"
     assert dataset_stem("image_folder:/") == "folder_root" and dataset_stem("mnist") == "mnist"
-    c = kd.NotebookContext("99_test", profile="smoke", datasets=["digits", f"image_folder:{folder}"],
-                           progress=False, output_dir=tmp_path / "out", figures_dir=tmp_path / "fig")  # fmt: skip
+    c = kd.NotebookContext(
+        "99_test",
+        profile="smoke",
+        datasets=["digits", f"image_folder:{folder}"],
+        progress=False,
+        output_dir=tmp_path / "out",
+        figures_dir=tmp_path / "fig",
+    )
     for ds in c.datasets:
         fig, ax = plt.subplots()
         path = c.save_figure(fig, f"accuracy_{ds}", show=False)

@@ -39,8 +39,12 @@ def test_make_lab_registers_no_other_kernel():
 def test_setup_cell_checks_every_parameter_first(nb):
     params, setup = _cells(nb)
     names = [t.id for node in ast.parse(params).body if isinstance(node, ast.Assign) for t in node.targets]
-    calls = [n for n in ast.walk(ast.parse(setup)) if isinstance(n, ast.Call) and ast.unparse(n.func) in
-             ("kd.check_parameters", "kd.NotebookContext", "kd.configure", "kd.Experiment")]  # fmt: skip
+    calls = [
+        n
+        for n in ast.walk(ast.parse(setup))
+        if isinstance(n, ast.Call)
+        and ast.unparse(n.func) in ("kd.check_parameters", "kd.NotebookContext", "kd.configure", "kd.Experiment")
+    ]
     calls.sort(key=lambda n: (n.lineno, n.col_offset))
     assert calls and ast.unparse(calls[0].func) == "kd.check_parameters", "check the parameters before using them"
     checked = [k.arg for k in calls[0].keywords]
@@ -59,6 +63,9 @@ def test_notebook_defines_no_function_or_class(nb):
         if c["cell_type"] != "code":
             continue
         src = "\n".join(line for line in "".join(c["source"]).splitlines() if not line.lstrip().startswith(("%", "!")))
-        defined = [type(n).__name__ for n in ast.walk(ast.parse(src))
-                   if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda))]  # fmt: skip
+        defined = [
+            type(n).__name__
+            for n in ast.walk(ast.parse(src))
+            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda))
+        ]
         assert not defined, f"{nb.stem}, cell {i}: {defined} (move it into kdutils)"

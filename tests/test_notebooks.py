@@ -30,14 +30,14 @@ EXPECT = {
             "temperature_sweep",
             "robustness",
             "reliability",
-        ],  # fmt: skip
+        ],
         "methods": ["teacher", "student alone", "KD"],
     },
     "01_cckd": {
         "figures": [
             f"{f}_digits"
             for f in ("accuracy", "sr_usage", "retention", "robustness", "robust_margin", "reliability", "ablations")
-        ],  # fmt: skip
+        ],
         "methods": [
             "teacher",
             "student alone",
@@ -52,13 +52,13 @@ EXPECT = {
             "CCKD-L, lambda at tau = 1",
             "CCKD-T, lambda at tau = 1",
             "CCKD-L, kd_scale = 1",
-        ],  # fmt: skip
+        ],
     },
     "02_cmkd": {
         "figures": [
             f"{f}_digits"
             for f in ("accuracy", "ablations", "rank_agreement", "stronger_teacher", "robustness", "reliability")
-        ],  # fmt: skip
+        ],
         "methods": [
             "teacher",
             "student alone",
@@ -74,7 +74,7 @@ EXPECT = {
             "CCKD-L",
             "CCKD-L+CMKD",
             *(f"{m} | teacher {t}" for m in ("KD", "DIST", "CMKD") for t in ("lenet5_half", "lenet5", "lenet5_x2")),
-        ],  # fmt: skip
+        ],
         "one_seed": [
             "CMKD, Pearson only",
             "CMKD, Spearman only",
@@ -83,13 +83,13 @@ EXPECT = {
             "CMKD, no intra-class term",
             "CCKD-L",
             "CCKD-L+CMKD",
-        ],  # fmt: skip
+        ],
     },
     "04_faithful": {
         "figures": [
             f"{f}_digits"
             for f in ("confidence_slice", "gap_distributions", "faithful_share", "robustness", "reliability")
-        ],  # fmt: skip
+        ],
         "methods": ["teacher", "KD", "ARD", "RSLAD", "faithful (IBP)", "faithful (IBP, prob term)", "faithful (PGD)"],
         "metrics": [
             "certified@0.05",
@@ -100,13 +100,13 @@ EXPECT = {
             "certified_faithful@0.1",
             "gap_faithful@0.1",
             "certified_agreement",
-        ],  # fmt: skip
+        ],
     },
     "03_self_regulated": {
         "figures": [
             f"{f}_digits"
             for f in ("significance_hist", "most_significant", "least_significant", "accuracy_vs_samples", "pruning")
-        ],  # fmt: skip
+        ],
         "methods": [
             "teacher normal",
             "teacher SR (schedule)",
@@ -117,7 +117,7 @@ EXPECT = {
             "regulated",
             "hybrid",
             *(f"KD minus {how} {k:g}" for how in ("least significant", "random") for k in (0.1, 0.3, 0.5)),
-        ],  # fmt: skip
+        ],
         "teacher": "teacher normal",
     },
     "05_label_revision": {
@@ -134,7 +134,7 @@ EXPECT = {
                 "robustness",
                 "reliability",
             )
-        ],  # fmt: skip
+        ],
         "methods": [
             "teacher",
             "student alone",
@@ -151,7 +151,7 @@ EXPECT = {
                 for k in (0.5, 0.7, 0.9)
                 if (sc, k) != ("influence", 0.7)
             ),
-        ],  # fmt: skip
+        ],
     },
 }
 
@@ -186,10 +186,19 @@ def _execute(nb: Path, tmp: Path, profile: str = "smoke", **parameters) -> tuple
 
     out, res, fig = tmp / nb.name, tmp / "results", tmp / "figures"
     pm.execute_notebook(
-        str(nb), str(out), cwd=str(nb.parent), kernel_name="python3", progress_bar=False,
-        parameters={"profile": profile, "output_dir": str(res), "figures_dir": str(fig), "progress": False,
-                    **parameters},
-    )  # fmt: skip
+        str(nb),
+        str(out),
+        cwd=str(nb.parent),
+        kernel_name="python3",
+        progress_bar=False,
+        parameters={
+            "profile": profile,
+            "output_dir": str(res),
+            "figures_dir": str(fig),
+            "progress": False,
+            **parameters,
+        },
+    )
     return out, res, fig
 
 
@@ -245,9 +254,23 @@ def test_notebook_smoke_then_nbval(nb, tmp_path):
 
     env = {**os.environ, "KD_RUNS_ROOT": str(tmp_path / "runs_again"), "MPLBACKEND": "Agg"}
     r = subprocess.run(
-        [sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-current-env", "-p", "no:cacheprovider", "-q", str(out)],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--nbval-lax",
+            "--nbval-current-env",
+            "-p",
+            "no:cacheprovider",
+            "-q",
+            str(out),
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert r.returncode == 0, f"nbval re-execution differs or fails:\n{r.stdout[-4000:]}\n{r.stderr[-2000:]}"
     assert any((tmp_path / "runs_again").iterdir()), "the re-execution should have retrained into the fresh store"
 
@@ -266,8 +289,9 @@ def test_notebook_paper_dry_run(nb, tmp_path, monkeypatch):
         kd.load_dataset(dataset, root)
     except kd.DatasetMissingError as exc:
         pytest.skip(f"{dataset} is not in the data root ({exc}); link ../shared/datasets as .ci/run does")
-    out, res, fig = _execute(nb, tmp_path, profile="paper", overrides=PAPER_DRY_RUN_OVERRIDES,
-                             **PAPER_DRY_RUN_PARAMETERS.get(nb.stem, {}))  # fmt: skip
+    out, res, fig = _execute(
+        nb, tmp_path, profile="paper", overrides=PAPER_DRY_RUN_OVERRIDES, **PAPER_DRY_RUN_PARAMETERS.get(nb.stem, {})
+    )
 
     df = kd.read_results(res / "results.csv")
     assert set(df["profile"]) == {"paper"} and set(df["dataset"]) == {dataset}
@@ -303,9 +327,13 @@ def test_smoke_batch_leaves_a_clone_clean(tmp_path):
     # the clone's own kdutils in this process and in every kernel; runs shared with the tests above
     env = {**os.environ, "PYTHONPATH": str(clone), "MPLBACKEND": "Agg"}
     r = subprocess.run(
-        [sys.executable, "-m", "kdutils", "run", "--profile", "smoke", *BATCH_ONLY], cwd=clone, env=env,
-        capture_output=True, text=True, timeout=1200,
-    )  # fmt: skip
+        [sys.executable, "-m", "kdutils", "run", "--profile", "smoke", *BATCH_ONLY],
+        cwd=clone,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
     status = subprocess.run(
         ["git", "status", "--porcelain", "--untracked-files=all"], cwd=clone, capture_output=True, text=True, check=True

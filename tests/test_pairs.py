@@ -17,8 +17,13 @@ def test_cifar100_has_the_five_crd_pairs_primary_first():
     st = kd.configure("paper", "cifar100")
     got = pairs.pairs_for(st)
     assert got[0] == (st.teacher_model, st.student_model) == ("resnet32x4", "resnet8x4")
-    assert got == [("resnet32x4", "resnet8x4"), ("wrn_40_2", "wrn_16_2"), ("wrn_40_2", "wrn_40_1"),
-                   ("resnet56", "resnet20"), ("vgg13", "vgg8")]  # fmt: skip
+    assert got == [
+        ("resnet32x4", "resnet8x4"),
+        ("wrn_40_2", "wrn_16_2"),
+        ("wrn_40_2", "wrn_40_1"),
+        ("resnet56", "resnet20"),
+        ("vgg13", "vgg8"),
+    ]
     assert set(got) == set(pairs.REFERENCE)
 
 

@@ -23,12 +23,24 @@ SMOKE = dict(teacher_epochs=2, epochs=2, progress=False, device="cpu", threads=1
 
 def _group(exp: kd.Experiment, teacher: kd.Run) -> list[Job]:
     s = exp.settings
-    jobs = [Job(m, seed, s.student_model, s.student_recipe, teacher=teacher, label=f"{m} s{seed}",
-                evaluate={"teacher": teacher, "robustness": False}) for m in ("ce", "kd", "kd+sr") for seed in (0, 1)]  # fmt: skip
+    jobs = [
+        Job(
+            m,
+            seed,
+            s.student_model,
+            s.student_recipe,
+            teacher=teacher,
+            label=f"{m} s{seed}",
+            evaluate={"teacher": teacher, "robustness": False},
+        )
+        for m in ("ce", "kd", "kd+sr")
+        for seed in (0, 1)
+    ]
     sig = exp.teacher(method="ce+sr")  # a selection and a weighting that name a run travel as its key
     jobs.append(Job("kd", 0, s.student_model, s.student_recipe, teacher=teacher, selection=kd.DropRandom(0.3, seed=0)))
-    jobs.append(Job("significance", 0, s.student_model, s.student_recipe, teacher=sig,
-                    weights=kd.SignificanceWeights(sig)))  # fmt: skip
+    jobs.append(
+        Job("significance", 0, s.student_model, s.student_recipe, teacher=sig, weights=kd.SignificanceWeights(sig))
+    )
     return jobs
 
 
@@ -98,11 +110,23 @@ def test_notebook_teachers_and_students_in_parallel_match_serial(tmp_path, monke
     frames = {}
     monkeypatch.setenv("KD_EVENTS", str(tmp_path / "events"))
     for executor in ("serial", "processes"):
-        ctx = kd.NotebookContext("99_parallel", profile="smoke", seeds=2, verbose=False, output_dir=tmp_path / executor,
-                                 overrides={"executor": executor, "teacher_epochs": 2, "epochs": 1, "threads": 1},
-                                 store=kd.RunStore(tmp_path / f"runs-{executor}"), progress=False)  # fmt: skip
-        small, t = ctx.teacher_group("digits", [dict(label="teacher small", model=ctx.settings("digits").student_model,
-                                                     robustness=False), dict(label="teacher", robustness=False)])  # fmt: skip
+        ctx = kd.NotebookContext(
+            "99_parallel",
+            profile="smoke",
+            seeds=2,
+            verbose=False,
+            output_dir=tmp_path / executor,
+            overrides={"executor": executor, "teacher_epochs": 2, "epochs": 1, "threads": 1},
+            store=kd.RunStore(tmp_path / f"runs-{executor}"),
+            progress=False,
+        )
+        small, t = ctx.teacher_group(
+            "digits",
+            [
+                dict(label="teacher small", model=ctx.settings("digits").student_model, robustness=False),
+                dict(label="teacher", robustness=False),
+            ],
+        )
         assert ctx.trained_now(small) and small.reused == (executor == "processes"), (
             "workers train, the store hands over"
         )
@@ -115,8 +139,11 @@ def test_notebook_teachers_and_students_in_parallel_match_serial(tmp_path, monke
     assert len(frames["serial"]) > 20
     pd.testing.assert_frame_equal(frames["serial"], frames["processes"], check_exact=True)
     # each finished run is counted in the events (bars off, as in a batch): teachers 1/2, 2/2, students 1/4 ...
-    counts = [ln.split("(")[-1].split(")")[0] for ln in (tmp_path / "events").read_text().splitlines()
-              if ln.strip().startswith("finished ") and " run " in ln and "/" in ln]  # fmt: skip
+    counts = [
+        ln.split("(")[-1].split(")")[0]
+        for ln in (tmp_path / "events").read_text().splitlines()
+        if ln.strip().startswith("finished ") and " run " in ln and "/" in ln
+    ]
     assert sorted(counts) == ["1/2", "1/4", "2/2", "2/4", "3/4", "4/4"], counts
 
 
@@ -127,8 +154,10 @@ def test_a_run_asked_for_twice_is_trained_once(tmp_path, monkeypatch):
     s, teacher = exp.settings, exp.teacher()
     sent = []
     monkeypatch.setattr(parallel, "_run_elsewhere", lambda exp, jobs, *a: sent.append([j.label for j in jobs]) or set())
-    jobs = [Job("kd", 0, s.student_model, s.student_recipe, teacher=teacher, label=label)
-            for label in ("KD", "KD | teacher lenet5")]  # fmt: skip
+    jobs = [
+        Job("kd", 0, s.student_model, s.student_recipe, teacher=teacher, label=label)
+        for label in ("KD", "KD | teacher lenet5")
+    ]
     train_group(exp, [*jobs, Job("ce", 0, s.student_model, s.student_recipe, label="alone")], read_back=False)
     assert sent == [["KD", "alone"]]
 
@@ -166,10 +195,12 @@ def test_longest_runs_go_to_the_workers_first():
 
     s = kd.configure("quick", "mnist")
     teacher = SimpleNamespace(config={"model": "lenet5"})
-    jobs = [Job("ce", 0, "lenet5_half", s.student_recipe, label="alone"),
-            Job("kd", 0, "lenet5_half", s.student_recipe, teacher=teacher, label="kd"),
-            Job({"name": "ard", "steps": 3}, 0, "lenet5_half", s.student_recipe, teacher=teacher, label="ard"),
-            Job("ce", 0, "lenet5", s.teacher_recipe, role="teacher", label="teacher")]  # fmt: skip
+    jobs = [
+        Job("ce", 0, "lenet5_half", s.student_recipe, label="alone"),
+        Job("kd", 0, "lenet5_half", s.student_recipe, teacher=teacher, label="kd"),
+        Job({"name": "ard", "steps": 3}, 0, "lenet5_half", s.student_recipe, teacher=teacher, label="ard"),
+        Job("ce", 0, "lenet5", s.teacher_recipe, role="teacher", label="teacher"),
+    ]
     order = [j.label for j in longest_first(jobs, "mnist")]
     assert order == ["teacher", "ard", "alone", "kd"]  # the 4-epoch LeNet-5 teacher, then the attack; ties keep order
     assert costs.run_flops("lenet5", "ce", 4, "mnist") > costs.run_flops(

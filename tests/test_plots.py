@@ -537,11 +537,15 @@ def test_rank_agreement_distributions_rejects_bad_histograms():
 
 
 def test_stronger_teacher_curves_one_line_per_method_with_slopes_and_teacher_names():
-    rows = [{"method": m, "teacher": t, "teacher_accuracy": xt, "seed": s, "value": 0.8 + k * xt / 10 + 0.001 * s}
-            for k, m in enumerate(("KD", "CMKD")) for t, xt in (("small", 0.90), ("mid", 0.95), ("big", 0.96))
-            for s in (0, 1)]  # fmt: skip
-    fig = plots.stronger_teacher_curves(pd.DataFrame(rows), slopes={"KD": "slope 0.00", "CMKD": "slope 0.10"},
-                                        baseline=0.82, title="s")  # fmt: skip
+    rows = [
+        {"method": m, "teacher": t, "teacher_accuracy": xt, "seed": s, "value": 0.8 + k * xt / 10 + 0.001 * s}
+        for k, m in enumerate(("KD", "CMKD"))
+        for t, xt in (("small", 0.90), ("mid", 0.95), ("big", 0.96))
+        for s in (0, 1)
+    ]
+    fig = plots.stronger_teacher_curves(
+        pd.DataFrame(rows), slopes={"KD": "slope 0.00", "CMKD": "slope 0.10"}, baseline=0.82, title="s"
+    )
     ax = fig.axes[0]
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert labels == ["KD (slope 0.00)", "CMKD (slope 0.10)", "student alone"]
@@ -610,8 +614,9 @@ def _slice(directions="gradient"):
     net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))
     other = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))
     x = torch.rand(1, 4, 4)
-    return faithfulness.confidence_slice({"teacher": net, "KD": other, "faithful": net}, x, 1, 0.3,
-                                         directions=directions, resolution=9)  # fmt: skip
+    return faithfulness.confidence_slice(
+        {"teacher": net, "KD": other, "faithful": net}, x, 1, 0.3, directions=directions, resolution=9
+    )
 
 
 def test_confidence_slice_centre_is_the_clean_image_and_points_stay_in_the_ball():
@@ -678,8 +683,13 @@ def test_gap_distributions_one_panel_per_method_log_shares():
     from kdutils.faithfulness import gap_histogram
 
     g = torch.Generator().manual_seed(0)
-    hists = {m: {"empirical": gap_histogram(torch.rand(50, generator=g) * 0.3),
-                 "certified": gap_histogram(torch.rand(50, generator=g))} for m in ("KD", "faithful")}  # fmt: skip
+    hists = {
+        m: {
+            "empirical": gap_histogram(torch.rand(50, generator=g) * 0.3),
+            "certified": gap_histogram(torch.rand(50, generator=g)),
+        }
+        for m in ("KD", "faithful")
+    }
     fig = plots.gap_distributions(hists, delta=0.1, title="g")
     axes = [ax for ax in fig.axes]
     assert len(axes) == 2 and axes[0].get_yscale() == "log" and axes[1].get_title() == "faithful"
@@ -699,9 +709,12 @@ def test_gap_distributions_one_panel_per_method_log_shares():
 
 def test_coinciding_curves_are_named_not_hidden():
     """Five methods at a certified share of 0 for every delta draw one line: a note names them all."""
-    rows = [{"method": m, "seed": s, "bound": "certified (IBP)", "delta": d, "value": v(d)}
-            for m, v in (("KD", lambda d: 0.0), ("faithful", lambda d: d), ("ARD", lambda d: 0.0), ("RSLAD", lambda d: 0.0))
-            for s in (0, 1) for d in (0.01, 0.1, 0.5)]  # fmt: skip
+    rows = [
+        {"method": m, "seed": s, "bound": "certified (IBP)", "delta": d, "value": v(d)}
+        for m, v in (("KD", lambda d: 0.0), ("faithful", lambda d: d), ("ARD", lambda d: 0.0), ("RSLAD", lambda d: 0.0))
+        for s in (0, 1)
+        for d in (0.01, 0.1, 0.5)
+    ]
     fig = plots.faithful_share_curves(pd.DataFrame(rows))
     notes = [t.get_text().replace("\n", " ") for t in fig.axes[0].texts]
     assert notes == ["KD, ARD and RSLAD: 0 at every delta"]
@@ -714,9 +727,13 @@ def test_coinciding_curves_are_named_not_hidden():
 
 
 def test_faithful_share_curves_one_panel_per_bound():
-    rows = [{"method": m, "seed": s, "bound": b, "delta": d, "value": min(1.0, d * (2 + k) + 0.01 * s)}
-            for k, m in enumerate(("KD", "faithful")) for s in (0, 1) for b in ("empirical (PGD)", "certified (IBP)")
-            for d in (0.01, 0.1, 0.5)]  # fmt: skip
+    rows = [
+        {"method": m, "seed": s, "bound": b, "delta": d, "value": min(1.0, d * (2 + k) + 0.01 * s)}
+        for k, m in enumerate(("KD", "faithful"))
+        for s in (0, 1)
+        for b in ("empirical (PGD)", "certified (IBP)")
+        for d in (0.01, 0.1, 0.5)
+    ]
     fig = plots.faithful_share_curves(pd.DataFrame(rows), title="f")
     axes = fig.axes
     assert [ax.get_title() for ax in axes] == ["empirical (PGD)", "certified (IBP)"]

@@ -57,8 +57,14 @@ def exp(tmp_path_factory):
 def _key(exp, spec, **kw):
     s = exp.settings
     teacher = _KeyOnly() if kd.create_method(spec).needs_teacher else None
-    return exp.key_of(spec, seed=kw.pop("seed", 1), model=s.student_model, recipe=kw.pop("recipe", s.student_recipe),
-                      teacher=teacher, **kw)  # fmt: skip
+    return exp.key_of(
+        spec,
+        seed=kw.pop("seed", 1),
+        model=s.student_model,
+        recipe=kw.pop("recipe", s.student_recipe),
+        teacher=teacher,
+        **kw,
+    )
 
 
 def test_the_teacher_key_is_pinned(exp):
@@ -102,8 +108,9 @@ def test_an_added_parameter_at_its_default_keeps_the_key(exp):
 
 
 def test_a_run_stored_before_a_parameter_was_added_is_reused(tmp_path):
-    exp = kd.Experiment(kd.configure("smoke", teacher_epochs=1, epochs=1, progress=False, device="cpu"),
-                        kd.RunStore(tmp_path))  # fmt: skip
+    exp = kd.Experiment(
+        kd.configure("smoke", teacher_epochs=1, epochs=1, progress=False, device="cpu"), kd.RunStore(tmp_path)
+    )
     teacher = exp.teacher()
     before = exp.student("kd", seed=0, teacher=teacher)
     after = exp.student(_GrownKD(), seed=0, teacher=teacher)

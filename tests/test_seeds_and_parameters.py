@@ -95,11 +95,27 @@ def test_check_parameters_seeds_and_overrides():
 
 def test_check_parameters_accepts_good_values_and_asks_for_a_rule_for_new_names():
     kd.check_parameters(
-        profile="smoke", dataset="", datasets=["digits", "image_folder:/somewhere"], seeds=[0, 2], device="cuda:1",
-        temperatures=[1, 2.5], prune_fractions=[], weighting="sqrt", fixed_threshold_teacher="auto",
-        lr_form="kl", scorer="correct", keep=1, keep_sweep=[], sweep_seeds=0,
-        ablations=False, overrides={"epochs": 2}, output_dir="", figures_dir=Path("x"), force=True, progress=False,
-    )  # fmt: skip
+        profile="smoke",
+        dataset="",
+        datasets=["digits", "image_folder:/somewhere"],
+        seeds=[0, 2],
+        device="cuda:1",
+        temperatures=[1, 2.5],
+        prune_fractions=[],
+        weighting="sqrt",
+        fixed_threshold_teacher="auto",
+        lr_form="kl",
+        scorer="correct",
+        keep=1,
+        keep_sweep=[],
+        sweep_seeds=0,
+        ablations=False,
+        overrides={"epochs": 2},
+        output_dir="",
+        figures_dir=Path("x"),
+        force=True,
+        progress=False,
+    )
     with pytest.raises(TypeError, match="no rule for parameter 'width'"):
         kd.check_parameters(width=3)
     kd.check_parameters(rules={"width": ("a positive int", lambda v: isinstance(v, int) and v > 0)}, width=3)
@@ -108,8 +124,11 @@ def test_check_parameters_accepts_good_values_and_asks_for_a_rule_for_new_names(
 
 
 def test_notebook_context_wants_a_list_of_datasets(tmp_path):
-    with pytest.raises(kd.ParameterError, match=r"parameter datasets = 'digits' \(str\): expected a list of dataset "
-                       r"names such as \['digits'\]"):  # fmt: skip
+    with pytest.raises(
+        kd.ParameterError,
+        match=r"parameter datasets = 'digits' \(str\): expected a list of dataset "
+        r"names such as \['digits'\]",
+    ):
         kd.NotebookContext("99_test", profile="smoke", datasets="digits", output_dir=tmp_path, figures_dir=tmp_path)
 
 
@@ -152,10 +171,22 @@ def test_every_override_is_checked_before_anything_loads(tmp_path, monkeypatch, 
     loaded = []
     monkeypatch.setattr(kdutils.experiment, "load_dataset", lambda *a, **k: loaded.append(a))
     with pytest.raises(kd.ParameterError, match=f"parameter {expected}"):
-        kd.NotebookContext("99_test", profile="smoke", progress=False, overrides=override,
-                           output_dir=tmp_path / "out", figures_dir=tmp_path / "fig")  # fmt: skip
+        kd.NotebookContext(
+            "99_test",
+            profile="smoke",
+            progress=False,
+            overrides=override,
+            output_dir=tmp_path / "out",
+            figures_dir=tmp_path / "fig",
+        )
     assert not loaded and not (tmp_path / "runs").exists()
     with pytest.raises(Exception):  # the same context with a sound override does reach the data (patched out)
-        kd.NotebookContext("99_test", profile="smoke", progress=False, overrides={"pgd_steps": 2},
-                           output_dir=tmp_path / "out", figures_dir=tmp_path / "fig")  # fmt: skip
+        kd.NotebookContext(
+            "99_test",
+            profile="smoke",
+            progress=False,
+            overrides={"pgd_steps": 2},
+            output_dir=tmp_path / "out",
+            figures_dir=tmp_path / "fig",
+        )
     assert loaded

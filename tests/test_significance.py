@@ -13,8 +13,18 @@ Y = torch.tensor([0, 2, 3, 3])
 
 
 def _batch(sample_weight, epoch=0):
-    return Batch(x=torch.zeros(4, 1, 2, 2), y=Y, idx=torch.arange(4), logits=ZS, teacher_logits=ZT, epoch=epoch,
-                 num_epochs=5, step=0, student=None, sample_weight=sample_weight)  # fmt: skip
+    return Batch(
+        x=torch.zeros(4, 1, 2, 2),
+        y=Y,
+        idx=torch.arange(4),
+        logits=ZS,
+        teacher_logits=ZT,
+        epoch=epoch,
+        num_epochs=5,
+        step=0,
+        student=None,
+        sample_weight=sample_weight,
+    )
 
 
 def test_weights_are_normalised_as_specified():

@@ -50,14 +50,16 @@ def _no_space(*args, **kwargs):
     raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
 
-NO_SPACE = r"^cannot write {path}.*: no space left on the device; free some space there, or point KD_RUNS_ROOT at a folder with room \(the run store, now {root}\)$"  # fmt: skip
+NO_SPACE = r"^cannot write {path}.*: no space left on the device; free some space there, or point KD_RUNS_ROOT at a folder with room \(the run store, now {root}\)$"
 
 
 def test_full_disk_at_fsync_names_the_cause_and_the_fix(finished, monkeypatch):
     store, before = finished
     monkeypatch.setattr(os, "fsync", _no_space)
     for write in _writes(store):
-        with pytest.raises(kd.StorageError, match=NO_SPACE.format(path=re.escape(str(store.root)), root=re.escape(str(store.root)))) as info:  # fmt: skip
+        with pytest.raises(
+            kd.StorageError, match=NO_SPACE.format(path=re.escape(str(store.root)), root=re.escape(str(store.root)))
+        ) as info:
             write()
         assert isinstance(info.value.__cause__, OSError) and info.value.errno == errno.ENOSPC
         assert "\n" not in str(info.value)
@@ -101,8 +103,11 @@ def test_read_only_file_system_names_kd_runs_root(finished, monkeypatch):
 
     monkeypatch.setattr(tempfile, "mkstemp", read_only)
     for write in _writes(store):
-        with pytest.raises(kd.StorageError, match=r"^cannot write .*: read-only file system; point KD_RUNS_ROOT "
-                           r"at a folder you can write to \(the run store, now .*\)$"):  # fmt: skip
+        with pytest.raises(
+            kd.StorageError,
+            match=r"^cannot write .*: read-only file system; point KD_RUNS_ROOT "
+            r"at a folder you can write to \(the run store, now .*\)$",
+        ):
             write()
     monkeypatch.undo()
     _intact(store, before)
@@ -123,8 +128,11 @@ def test_read_only_folder_permission_denied(finished):
             probe.unlink()
             pytest.skip("chmod does not stop this user from writing (root)")
         for write in _writes(store):
-            with pytest.raises(kd.StorageError, match=r"^cannot write .*: permission denied; point KD_RUNS_ROOT "
-                               r"at a folder you can write to"):  # fmt: skip
+            with pytest.raises(
+                kd.StorageError,
+                match=r"^cannot write .*: permission denied; point KD_RUNS_ROOT "
+                r"at a folder you can write to",
+            ):
                 write()
     finally:
         for d in folders:
@@ -135,8 +143,11 @@ def test_read_only_folder_permission_denied(finished):
 def test_storage_errors_elsewhere_name_the_right_variable(tmp_path, monkeypatch):
     monkeypatch.setenv("KD_DATA_ROOT", str(tmp_path / "data"))
     monkeypatch.setattr(os, "fsync", _no_space)
-    with pytest.raises(kd.StorageError, match=r"cache.pt: no space left on the device; .* point KD_DATA_ROOT at a "
-                       r"folder with room \(the dataset root, now "):  # fmt: skip
+    with pytest.raises(
+        kd.StorageError,
+        match=r"cache.pt: no space left on the device; .* point KD_DATA_ROOT at a "
+        r"folder with room \(the dataset root, now ",
+    ):
         kd.io.atomic_torch_save({"x": 1}, tmp_path / "data" / "cache" / "cache.pt")
     results = kd.Results("99_test", "smoke")
     results.add("digits", "KD", 0, {"accuracy": 0.5})

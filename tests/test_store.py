@@ -196,9 +196,11 @@ def test_a_claim_dies_with_its_process(tmp_path):
     import sys
 
     store = kd.RunStore(tmp_path)
-    code = ("import sys, time, kdutils as kd\n"
-            "with kd.RunStore(sys.argv[1]).claim('k'):\n"
-            "    print('held', flush=True); time.sleep(120)\n")  # fmt: skip
+    code = (
+        "import sys, time, kdutils as kd\n"
+        "with kd.RunStore(sys.argv[1]).claim('k'):\n"
+        "    print('held', flush=True); time.sleep(120)\n"
+    )
     p = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True)
     try:
         assert p.stdout.readline().strip() == "held"

@@ -276,8 +276,15 @@ def test_channels_last_changes_rounding_not_results(digits_split):
     """The same training in NHWC and NCHW: equal up to float rounding, and NHWC is itself deterministic."""
 
     def once(cl):
-        r = kd.fit(_model(digits_split, "lenet5_half"), digits_split, kd.create_method("ce"),
-                   kd.Recipe(epochs=2, batch_size=64), seed=3, progress=False, channels_last=cl)  # fmt: skip
+        r = kd.fit(
+            _model(digits_split, "lenet5_half"),
+            digits_split,
+            kd.create_method("ce"),
+            kd.Recipe(epochs=2, batch_size=64),
+            seed=3,
+            progress=False,
+            channels_last=cl,
+        )
         return [h["loss"] for h in r.history]
 
     nhwc, nchw = once(True), once(False)

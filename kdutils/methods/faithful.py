@@ -97,8 +97,11 @@ class Faithful(Method):
         pts = []
         for sign in (1, -1):
             objective = attacks.ConfidenceGap(b.teacher, b.student, b.y, sign)
-            pts.append(attacks.pgd(objective, b.x, eps, steps=self.steps, step_size=self.step_size,
-                                   generator=b.generator, keep="best"))  # fmt: skip
+            pts.append(
+                attacks.pgd(
+                    objective, b.x, eps, steps=self.steps, step_size=self.step_size, generator=b.generator, keep="best"
+                )
+            )
         x_plus, x_minus = pts
         with torch.no_grad(), evaluating(b.teacher):
             pt_plus, pt_minus = _prob(b.teacher, x_plus, b.y, log), _prob(b.teacher, x_minus, b.y, log)

@@ -102,8 +102,9 @@ class LabelRevision(Wrapper):
         """``b`` with its teacher logits revised on the rows the teacher gets wrong (for ``inner``)."""
         if b.teacher_logits is None:
             return b
-        return dataclasses.replace(b, teacher_logits=losses.revised_logits(b.teacher_logits, b.y, self.eta,
-                                                                         self.target_tau))  # fmt: skip
+        return dataclasses.replace(
+            b, teacher_logits=losses.revised_logits(b.teacher_logits, b.y, self.eta, self.target_tau)
+        )
 
     def forward(self, b: Batch) -> torch.Tensor:
         return Method.forward(self, b) if self.inner is None else self.inner.forward(self.revised(b))

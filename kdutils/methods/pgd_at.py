@@ -33,8 +33,9 @@ class PGDAT(Method):
         check_attack(self.eps, self.steps, self.step_size)
 
     def forward(self, b: Batch):
-        x_adv = attacks.pgd(b.student, b.x, self.eps, b.y, steps=self.steps, step_size=self.step_size,
-                            generator=b.generator)  # fmt: skip
+        x_adv = attacks.pgd(
+            b.student, b.x, self.eps, b.y, steps=self.steps, step_size=self.step_size, generator=b.generator
+        )
         return b.student(x_adv)
 
     def __call__(self, b: Batch) -> Terms:

@@ -39,8 +39,9 @@ class RSLAD(Method):
     def forward(self, b: Batch):
         noise = torch.randn(b.x.shape, generator=b.generator, device=b.x.device, dtype=b.x.dtype)
         objective = attacks.KLDivergence(b.student, b.teacher_logits, self.tau)
-        x_adv = attacks.pgd(objective, b.x, self.eps, steps=self.steps, step_size=self.step_size,
-                            start=b.x + self.init_std * noise)  # fmt: skip
+        x_adv = attacks.pgd(
+            objective, b.x, self.eps, steps=self.steps, step_size=self.step_size, start=b.x + self.init_std * noise
+        )
         return b.student(x_adv)
 
     def __call__(self, b: Batch) -> Terms:

@@ -74,5 +74,6 @@ class SignificanceWeighted(Wrapper):
         if terms.weight is not None:
             w = w * terms.weight
         reduction = "weighted_mean" if self.normalise else terms.reduction
-        return dataclasses.replace(terms, mask=mask, weight=w, reduction=reduction,
-                                   parts={**terms.parts, "significance": b.sample_weight})  # fmt: skip
+        return dataclasses.replace(
+            terms, mask=mask, weight=w, reduction=reduction, parts={**terms.parts, "significance": b.sample_weight}
+        )
