@@ -224,212 +224,255 @@ def fit(
     if teacher is not None:
         freeze(place(teacher, device, channels_last))
     n = len(split.train_y)
-    if teacher_rows is not None:
-        if not uses_teacher:
-            raise ValueError(
-                f"teacher_rows: method {method.name!r} trains without a teacher, there is nothing to select"
-            )
-        if teacher_rows.dtype != torch.bool or teacher_rows.shape != (n,):
-            raise ValueError(
-                f"teacher_rows must be a ({n},) bool tensor, got {teacher_rows.dtype} {tuple(teacher_rows.shape)}"
-            )
+    _check_teacher_rows(method, uses_teacher, teacher_rows, n)
     gen = torch.Generator().manual_seed(seed)
     method_gen = torch.Generator(device=device).manual_seed(seed + _METHOD_SEED_OFFSET)
-    batches = Batches(
-        split.train_x,
-        split.train_y,
-        recipe.batch_size,
-        shuffle=True,
-        drop_last=recipe.drop_last,
-        augment=Augment(recipe.crop_padding, recipe.flip) if recipe.augment else None,
-        device=device,
-        generator=gen,
-        max_batches=recipe.max_steps_per_epoch,
-    )
-    steps_per_epoch = len(batches)
+    augment = Augment(recipe.crop_padding, recipe.flip) if recipe.augment else None
+    batches = Batches(split.train_x, split.train_y, recipe.batch_size, shuffle=True, drop_last=recipe.drop_last,
+                      augment=augment, device=device, generator=gen, max_batches=recipe.max_steps_per_epoch)  # fmt: skip
     opt = OPTIMIZERS.get(recipe.optimizer)(student.parameters(), recipe)
     sched = SCHEDULES.get(recipe.schedule)(opt, recipe)
-    participation = torch.zeros(n, dtype=torch.int64)
-    forwards = torch.zeros(n, dtype=torch.int64)
-    history: list[dict] = []
-    start_epoch, skipped = 0, 0
+    state = _TrainState(torch.zeros(n, dtype=torch.int64), torch.zeros(n, dtype=torch.int64), [], 0, 0)
     if resume is not None:
-        student.load_state_dict(resume["model"])
-        opt.load_state_dict(resume["optimizer"])
-        sched.load_state_dict(resume["scheduler"])
-        gen.set_state(resume["generator"])
-        if "method_generator" in resume:
-            state = resume["method_generator"]
-            if state.numel() == method_gen.get_state().numel():
-                method_gen.set_state(state)
-            else:  # written on another kind of device (a CUDA generator's state is 16 bytes, the CPU's 5056)
-                method_gen.manual_seed(seed + _METHOD_SEED_OFFSET + int(resume["epoch"]))
-                warnings.warn(
-                    f"{desc or method.name}: resuming on {device.type} from a checkpoint written on another kind of "
-                    f"device (after epoch {resume['epoch']}); the method's generator restarts from the seed, so the "
-                    "run does not continue the numbers it would have given there"
-                )
-        set_rng_state(resume["rng"] if "rng" in resume else {"torch": resume["torch_rng"]}, device)
-        method.load_state_dict(resume.get("method_state", {}))
-        participation = resume["participation"].clone()
-        if "teacher_forwards" in resume:
-            forwards = resume["teacher_forwards"].clone()
-        history = list(resume["history"])
-        start_epoch, skipped = resume["epoch"], resume.get("steps_skipped", 0)
-
-    forwards_now = 0  # teacher forwards counted in the current epoch
-    if not uses_teacher or recipe.teacher_per_batch:
-        teacher_logits = None
-    else:
-        read = torch.ones(n, dtype=torch.bool) if teacher_rows is None else teacher_rows.cpu()
-        if teacher_logits is None:
-            if teacher_rows is None:
-                teacher_logits = predict_logits(teacher, split.train_x, device=device)
-            else:  # the teacher runs on the selected rows only; the others' logits are never read
-                rows = read.nonzero().flatten()
-                z = predict_logits(teacher, split.train_x[rows], device=device)
-                teacher_logits = torch.zeros(n, z.shape[1], dtype=z.dtype)
-                teacher_logits[rows] = z
-        if start_epoch == 0:  # one forward per row read, once per run (a resumed run restored its count)
-            forwards += read.to(torch.int64)
-            forwards_now = int(read.sum())
-    if teacher_logits is not None:
-        if teacher_logits.shape[0] != n:
-            raise ValueError(f"teacher_logits has {teacher_logits.shape[0]} rows, the training split {n}")
-        teacher_logits = teacher_logits.to(device)
+        state = _restore(resume, student, opt, sched, gen, method_gen, method, seed, device, desc)
+    source = TeacherSource(teacher if uses_teacher else None, split, recipe, device, state.forwards,
+                           teacher_logits=teacher_logits, teacher_rows=teacher_rows, fresh=state.epoch == 0)  # fmt: skip
     sw = sample_weight.to(device) if sample_weight is not None else None
-    sel_dev = teacher_rows.to(device) if teacher_rows is not None else None
-
-    bar = progress_bar(
-        range(start_epoch, recipe.epochs),
-        desc=desc or method.name,
-        disable=not progress,
-        leave=False,
-        initial=start_epoch,
-        total=recipe.epochs,
-    )
-    step = start_epoch * steps_per_epoch
+    bar = progress_bar(range(state.epoch, recipe.epochs), desc=desc or method.name, disable=not progress,
+                       leave=False, initial=state.epoch, total=recipe.epochs)  # fmt: skip
+    step = state.epoch * len(batches)
     for epoch in bar:
         t0 = time.perf_counter()
         student.train()
-        sample_sums: dict[str, float] = {}
-        step_sums: dict[str, float] = {}
-        loss_sum, correct, seen, took_part, steps = 0.0, 0, 0, 0, 0
+        stats = _EpochStats()
         for idx, xb, yb in batches:
             xb = match_memory_format(student, xb)
             dev_idx = idx.to(device)
-            sel = sel_dev[dev_idx] if sel_dev is not None else None
+            sel, tl = source.for_batch(idx, dev_idx, xb)
             partial = sel is not None and not bool(sel.all())
-            if teacher_logits is not None:
-                tl = teacher_logits[dev_idx[sel]] if partial else teacher_logits[dev_idx]
-            elif uses_teacher:
-                hit = idx[sel.cpu()] if partial else idx
-                with torch.no_grad():
-                    tl = (teacher(xb[sel]) if len(hit) else None) if partial else teacher(xb)
-                forwards[hit] += 1
-                forwards_now += len(hit)
-            else:
-                tl = None
             # a partly selected batch: the method's forward sees the whole batch without teacher logits
-            b = Batch(
-                xb,
-                yb,
-                idx,
-                None,
-                None if partial else tl,
-                epoch,
-                recipe.epochs,
-                step,
-                student,
-                teacher,
-                sw[dev_idx] if sw is not None else None,
-                steps_per_epoch,
-                method_gen,
-            )
+            b = Batch(xb, yb, idx, None, None if partial else tl, epoch, recipe.epochs, step, student, teacher,
+                      sw[dev_idx] if sw is not None else None, len(batches), method_gen)  # fmt: skip
             b.logits = method.forward(b)
             terms = method(b) if sel is None else teacher_row_terms(method, b, sel, tl)
             loss, part = reduce_terms(terms, method=method.name, epoch=epoch, step=step)
             if loss is None:
-                skipped += 1  # nobody takes part: no optimizer step at all
+                state.skipped += 1  # nobody takes part: no optimizer step at all
             else:
-                if not torch.isfinite(loss):
-                    raise NonFiniteLossError(
-                        f"method {method.name!r}: loss is {loss.item()} at epoch {epoch} (0-based), step {step}; "
-                        f"lower the learning rate ({recipe.lr}) or check the method's parameters {method.params()}"
-                    )
+                _check_finite(loss, method, recipe, epoch, step)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-                loss_sum += float(loss.detach()) * len(yb)
-            part_cpu = part.cpu()
-            participation[idx[part_cpu]] += 1
-            n_part = int(part_cpu.sum())
-            took_part += n_part
-            with torch.no_grad():
-                correct += int((b.logits.argmax(1) == yb).sum())
-                for k, v in terms.parts.items():
-                    if v.dim() == 0:  # a scalar of the batch: averaged over steps
-                        step_sums[k] = step_sums.get(k, 0.0) + float(v.float())
-                    else:  # one value per sample: averaged over samples
-                        sample_sums[k] = sample_sums.get(k, 0.0) + float(v.float().sum())
-            seen += len(yb)
-            steps += 1
+            stats.add(loss, b, terms, part, state.participation)
             step += 1
         lr_used = opt.param_groups[0]["lr"]
         with warnings.catch_warnings():  # an epoch where every step was skipped is legitimate
             warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler.step\(\)` before")
             sched.step()
+        rec = stats.record(epoch, lr_used, source.take_epoch_forwards(), t0, student, split, device)
+        extra = method.on_epoch_end(EpochEnd(epoch, recipe.epochs, state.participation, rec, student))
+        if extra:
+            rec.update({k: float(v) for k, v in extra.items()})
+        state.history.append(rec)
+        _report(bar, rec, desc or method.name, recipe.epochs)
+        if checkpoint is not None:
+            checkpoint(_checkpoint(epoch, student, opt, sched, gen, method_gen, method, state, device))
+    bar.close()
+    return FitResult(history=state.history, participation=state.participation, steps_skipped=state.skipped,
+                     teacher_forwards=state.forwards if uses_teacher else None)  # fmt: skip
+
+
+# ---------------------------------------------------------------- the pieces of fit
+@dataclass
+class _TrainState:
+    """What a checkpoint carries over besides the weights, optimizer and generators."""
+
+    participation: torch.Tensor  # (N_train,) int64
+    forwards: torch.Tensor  # (N_train,) int64 teacher forwards
+    history: list[dict]
+    epoch: int  # epochs finished
+    skipped: int  # steps without an optimizer step
+
+
+def _check_teacher_rows(method: Method, uses_teacher: bool, teacher_rows: torch.Tensor | None, n: int) -> None:
+    if teacher_rows is None:
+        return
+    if not uses_teacher:
+        raise ValueError(f"teacher_rows: method {method.name!r} trains without a teacher, there is nothing to select")
+    if teacher_rows.dtype != torch.bool or teacher_rows.shape != (n,):
+        raise ValueError(
+            f"teacher_rows must be a ({n},) bool tensor, got {teacher_rows.dtype} {tuple(teacher_rows.shape)}"
+        )
+
+
+def _check_finite(loss: torch.Tensor, method: Method, recipe: Recipe, epoch: int, step: int) -> None:
+    if not torch.isfinite(loss):
+        raise NonFiniteLossError(
+            f"method {method.name!r}: loss is {loss.item()} at epoch {epoch} (0-based), step {step}; "
+            f"lower the learning rate ({recipe.lr}) or check the method's parameters {method.params()}"
+        )
+
+
+def _restore(resume: dict, student, opt, sched, gen, method_gen, method: Method, seed: int, device, desc: str):
+    """Put a checkpoint back (see :func:`fit`); returns the carried-over :class:`_TrainState`."""
+    student.load_state_dict(resume["model"])
+    opt.load_state_dict(resume["optimizer"])
+    sched.load_state_dict(resume["scheduler"])
+    gen.set_state(resume["generator"])
+    if "method_generator" in resume:
+        state = resume["method_generator"]
+        if state.numel() == method_gen.get_state().numel():
+            method_gen.set_state(state)
+        else:  # written on another kind of device (a CUDA generator's state is 16 bytes, the CPU's 5056)
+            method_gen.manual_seed(seed + _METHOD_SEED_OFFSET + int(resume["epoch"]))
+            warnings.warn(
+                f"{desc or method.name}: resuming on {device.type} from a checkpoint written on another kind of "
+                f"device (after epoch {resume['epoch']}); the method's generator restarts from the seed, so the "
+                "run does not continue the numbers it would have given there"
+            )
+    set_rng_state(resume["rng"] if "rng" in resume else {"torch": resume["torch_rng"]}, device)
+    method.load_state_dict(resume.get("method_state", {}))
+    participation = resume["participation"].clone()
+    forwards = resume["teacher_forwards"].clone() if "teacher_forwards" in resume else None
+    if forwards is None:
+        forwards = torch.zeros_like(participation)
+    history = list(resume["history"])
+    return _TrainState(participation, forwards, history, resume["epoch"], resume.get("steps_skipped", 0))
+
+
+def _checkpoint(epoch, student, opt, sched, gen, method_gen, method: Method, state: _TrainState, device) -> dict:
+    """Everything :func:`fit` needs to resume after ``epoch`` (tensors and plain values only)."""
+    return {
+        "epoch": epoch + 1,
+        "model": student.state_dict(),
+        "optimizer": opt.state_dict(),
+        "scheduler": sched.state_dict(),
+        "generator": gen.get_state(),
+        "method_generator": method_gen.get_state(),
+        "rng": rng_state(device),
+        "method_state": method.state_dict(),
+        "participation": state.participation.clone(),
+        "history": state.history,
+        "steps_skipped": state.skipped,
+        "teacher_forwards": state.forwards.clone(),
+    }
+
+
+def _report(bar, rec: dict, desc: str, epochs: int) -> None:
+    """One event line (a batch's terminal) and the progress bar's postfix for a finished epoch."""
+    events.emit(
+        f"  {desc}: epoch {rec['epoch']}/{epochs} loss {rec['loss']:.3f} "
+        f"val {rec.get('val_acc', math.nan):.3f} ({rec['seconds']:.1f} s)"
+    )
+    bar.set_postfix(
+        loss=f"{rec['loss']:.3f}", val=f"{rec.get('val_acc', math.nan):.3f}", used=f"{rec['participation']:.2f}"
+    )
+
+
+class _EpochStats:
+    """The sums behind an epoch's history row, added to once per step."""
+
+    def __init__(self) -> None:
+        self.sample_sums: dict[str, float] = {}
+        self.step_sums: dict[str, float] = {}
+        self.loss_sum, self.correct, self.seen, self.took_part, self.steps = 0.0, 0, 0, 0, 0
+
+    def add(self, loss, b: Batch, terms: Terms, part: torch.Tensor, participation: torch.Tensor) -> None:
+        if loss is not None:
+            self.loss_sum += float(loss.detach()) * len(b.y)
+        part_cpu = part.cpu()
+        participation[b.idx[part_cpu]] += 1
+        self.took_part += int(part_cpu.sum())
+        with torch.no_grad():
+            self.correct += int((b.logits.argmax(1) == b.y).sum())
+            for k, v in terms.parts.items():
+                if v.dim() == 0:  # a scalar of the batch: averaged over steps
+                    self.step_sums[k] = self.step_sums.get(k, 0.0) + float(v.float())
+                else:  # one value per sample: averaged over samples
+                    self.sample_sums[k] = self.sample_sums.get(k, 0.0) + float(v.float().sum())
+        self.seen += len(b.y)
+        self.steps += 1
+
+    def record(self, epoch: int, lr: float, forwards: int, t0: float, student, split: Split, device) -> dict:
+        """The epoch's history row, with the validation pass (after the schedule's step)."""
         val_logits = predict_logits(student, split.val_x, device=device) if len(split.val_y) else None
         if device.type == "cuda":
             torch.cuda.synchronize(device)
+        seen = max(self.seen, 1)
         rec = {
             "epoch": epoch + 1,
-            "loss": loss_sum / max(seen, 1),
-            "train_acc": correct / max(seen, 1),
-            "participation": took_part / max(seen, 1),
-            "sample_epochs": took_part,
-            "teacher_forwards": forwards_now,
-            "lr": lr_used,
+            "loss": self.loss_sum / seen,
+            "train_acc": self.correct / seen,
+            "participation": self.took_part / seen,
+            "sample_epochs": self.took_part,
+            "teacher_forwards": forwards,
+            "lr": lr,
             "seconds": time.perf_counter() - t0,
-            **{k: v / max(seen, 1) for k, v in sample_sums.items()},
-            **{k: v / max(steps, 1) for k, v in step_sums.items()},
+            **{k: v / seen for k, v in self.sample_sums.items()},
+            **{k: v / max(self.steps, 1) for k, v in self.step_sums.items()},
         }
         if val_logits is not None:
             rec["val_acc"] = float((val_logits.argmax(1) == split.val_y).float().mean())
             rec["val_loss"] = float(torch.nn.functional.cross_entropy(val_logits, split.val_y))
-        extra = method.on_epoch_end(EpochEnd(epoch, recipe.epochs, participation, rec, student))
-        if extra:
-            rec.update({k: float(v) for k, v in extra.items()})
-        history.append(rec)
-        forwards_now = 0
-        events.emit(
-            f"  {desc or method.name}: epoch {epoch + 1}/{recipe.epochs} loss {rec['loss']:.3f} "
-            f"val {rec.get('val_acc', math.nan):.3f} ({rec['seconds']:.1f} s)"
-        )
-        bar.set_postfix(
-            loss=f"{rec['loss']:.3f}", val=f"{rec.get('val_acc', math.nan):.3f}", used=f"{rec['participation']:.2f}"
-        )
-        if checkpoint is not None:
-            checkpoint(
-                {
-                    "epoch": epoch + 1,
-                    "model": student.state_dict(),
-                    "optimizer": opt.state_dict(),
-                    "scheduler": sched.state_dict(),
-                    "generator": gen.get_state(),
-                    "method_generator": method_gen.get_state(),
-                    "rng": rng_state(device),
-                    "method_state": method.state_dict(),
-                    "participation": participation.clone(),
-                    "history": history,
-                    "steps_skipped": skipped,
-                    "teacher_forwards": forwards.clone(),
-                }
-            )
-    bar.close()
-    return FitResult(
-        history=history,
-        participation=participation,
-        steps_skipped=skipped,
-        teacher_forwards=forwards if uses_teacher else None,
-    )
+        return rec
+
+
+class TeacherSource:
+    """The one place that decides, per batch, which teacher logits a run trains on.
+
+    * No teacher (or a method that needs none): nothing.
+    * No augmentation (``recipe.teacher_per_batch`` is False): the logits over the training set,
+      handed in (``teacher_logits``, as ``Experiment`` caches them per teacher) or computed here once,
+      for the rows of ``teacher_rows`` only when there is a data selection; counted as one forward
+      per row read, once per run (``fresh``: not when resuming, whose counts were restored).
+    * Augmentation: the teacher runs on every batch (on its selected rows only), under ``no_grad``.
+
+    ``forwards`` (N_train,) int64 counts teacher forwards per row, in place; :meth:`take_epoch_forwards`
+    gives the epoch's total for its history row.
+    """
+
+    def __init__(self, teacher: nn.Module | None, split: Split, recipe: Recipe, device: torch.device,
+                 forwards: torch.Tensor, *, teacher_logits: torch.Tensor | None = None,
+                 teacher_rows: torch.Tensor | None = None, fresh: bool = True):  # fmt: skip
+        self.teacher, self.forwards, self.now = teacher, forwards, 0
+        n = len(split.train_y)
+        self.logits = None
+        if teacher is not None and not recipe.teacher_per_batch:
+            read = torch.ones(n, dtype=torch.bool) if teacher_rows is None else teacher_rows.cpu()
+            if teacher_logits is None:
+                if teacher_rows is None:
+                    teacher_logits = predict_logits(teacher, split.train_x, device=device)
+                else:  # the teacher runs on the selected rows only; the others' logits are never read
+                    rows = read.nonzero().flatten()
+                    z = predict_logits(teacher, split.train_x[rows], device=device)
+                    teacher_logits = torch.zeros(n, z.shape[1], dtype=z.dtype)
+                    teacher_logits[rows] = z
+            if fresh:  # one forward per row read, once per run (a resumed run restored its count)
+                forwards += read.to(torch.int64)
+                self.now = int(read.sum())
+            if teacher_logits.shape[0] != n:
+                raise ValueError(f"teacher_logits has {teacher_logits.shape[0]} rows, the training split {n}")
+            self.logits = teacher_logits.to(device)
+        self.rows = teacher_rows.to(device) if teacher_rows is not None else None
+
+    def for_batch(self, idx: torch.Tensor, dev_idx: torch.Tensor, xb: torch.Tensor):
+        """``(sel, logits)`` of a batch: ``sel`` (B,) bool, the rows the teacher supervises (None:
+        every row, no selection); ``logits`` of those rows (None without a teacher, or when none
+        of a per-batch teacher's rows is selected)."""
+        sel = self.rows[dev_idx] if self.rows is not None else None
+        partial = sel is not None and not bool(sel.all())
+        if self.logits is not None:
+            return sel, (self.logits[dev_idx[sel]] if partial else self.logits[dev_idx])
+        if self.teacher is None:
+            return sel, None
+        hit = idx[sel.cpu()] if partial else idx
+        with torch.no_grad():
+            tl = (self.teacher(xb[sel]) if len(hit) else None) if partial else self.teacher(xb)
+        self.forwards[hit] += 1
+        self.now += len(hit)
+        return sel, tl
+
+    def take_epoch_forwards(self) -> int:
+        """The teacher forwards counted since the last call (the epoch's), and start counting anew."""
+        now, self.now = self.now, 0
+        return now
