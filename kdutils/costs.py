@@ -71,7 +71,7 @@ import torch.nn as nn
 
 from . import faithful_setup, pairs
 from .errors import UnknownNameError
-from .methods.base import create_method
+from .methods.base import ATTACK_STEP, IBP_PASS, TRAIN_FACTOR, create_method  # the units of Method.passes
 from .models import create_model
 from .profiles import Settings, configure, merged_sizes
 from .recipe import Recipe
@@ -121,18 +121,7 @@ SUSTAINED_FLOPS = UTILISATION * H100_TF32_DENSE  # 24.7 TFLOP/s
 #: assumed least wall time of one optimizer step [ours]: a few hundred kernel launches (forward,
 #: backward, optimizer, on-device augmentation) and the trainer's per-step host synchronisation
 STEP_FLOOR_S = 3e-3
-#: training FLOPs per forward FLOP: forward + backward (about 2x the forward)
-TRAIN_FACTOR = 3
-#: forwards per image of one PGD step inside training, per model the attack runs through: a forward
-#: and a backward to the input, counted like a training step [ours: an upper bound; the backward
-#: needs the activations' gradients only, not the weights', so about 2 forwards]
-ATTACK_STEP = TRAIN_FACTOR
-#: forwards per image of one interval pass (:mod:`kdutils.ibp`) [ours, from its layer rules]: every
-#: affine layer runs twice, ``W c + b`` on the centre and ``|W| r`` on the radius (the last layer's
-#: margin elision, ``(W_c - W_j) c`` and ``|W_c - W_j| r``, is as many products as the two); the
-#: monotone layers on both ends, ``|W|`` and the interval arithmetic are elementwise, left out like
-#: the forward's normalisation and activations. ``tests/test_costs.py`` counts it with FlopCounterMode
-IBP_PASS = 2
+# TRAIN_FACTOR, ATTACK_STEP, IBP_PASS: the units of Method.passes, defined beside it in kdutils.methods.base
 
 #: per dataset: (training images, test images, (channels, height, width), classes) of the full dataset
 DATASET_FACTS: dict[str, tuple[int, int, tuple[int, int, int], int]] = {
@@ -192,48 +181,16 @@ def method_passes(method: Mapping[str, Any]) -> tuple[float, float]:
     forwards of its own model; ``method``: the method's parameters (``Method.params()``). 0 for a
     method without attacks or bounds; a wrapper (``sr``, ...) costs what its ``inner`` method does.
 
-    * ``pgd_at``: ``steps`` attack steps on the student (:data:`ATTACK_STEP` each), so training
-      costs ``1 + steps`` times plain training;
-    * ``ard`` (``alpha < 1``) and ``rslad``: the same attack steps plus a second trained forward on
-      the clean batch (``z_clean``, their clean term; ARD at ``alpha = 1`` skips it); the attack's
-      reference is the teacher's clean logits, no teacher pass;
-    * ``ibp`` (IBP training, Gowal et al. 2018): one differentiated interval pass of the student,
-      :data:`TRAIN_FACTOR` x :data:`IBP_PASS` = 6 forwards, so 9 in all, **3x plain training**
-      [ours: IBP's factor over plain training, from the products it runs];
-    * ``faithful``, ``bound="ibp"``: the student's differentiated interval pass (6) and the
-      teacher's without gradient (:data:`IBP_PASS`, 2);
-    * ``faithful``, ``bound="pgd"``: two attacks (Delta+ and Delta-) of ``steps`` steps through
-      teacher **and** student (:class:`kdutils.attacks.ConfidenceGap`), one forward of both at each
-      attack's last point (``keep="best"`` scores it), then the teacher at the two points without
-      gradient and the student with (trained): student ``2 steps x 3 + 2 + 2 x 3``, teacher
-      ``2 steps x 3 + 2 + 2``;
-    * ``ibp`` and ``faithful``: their bound terms are off during the warm-up (``kappa = 1``,
-      ``mu = 0``: :func:`kdutils.losses.linear_ramp` is 0 for progress < ``warmup``), so their
-      passes count on ``1 - warmup`` of the steps (none at ``mu = 0`` or ``kappa = 1``).
+    Each method says what it runs (its ``passes`` hook: attack steps, interval passes, a second
+    trained forward; ``sr``, ``significance``, ``lr`` and ``cmkd`` ask their inner method), so a new
+    method is costed by its own file, with no change here.
 
     Against the per-epoch times notebook 04 measured at ``quick`` (a 2-core CPU, not a GPU;
     ``ibp_small`` for teacher and students, 3 attack steps, warm-up 0.1, KD's teacher logits
     cached): KD 3 forwards per image, so ARD and RSLAD 5.0x KD (measured 5.5x, 5.6x), faithful
     (IBP) 3.4x (4.3x), faithful (PGD) 15.4x (16.4x), the IBP teacher 2.8x (2.4x).
     """
-    name, steps = method["name"], method.get("steps", 0)
-    if "inner" in method:  # a wrapper
-        return method_passes(method["inner"])
-    if name == "pgd_at":
-        return ATTACK_STEP * steps, 0.0
-    if name in ("ard", "rslad"):
-        clean = TRAIN_FACTOR if name == "rslad" or method["alpha"] < 1 else 0
-        return ATTACK_STEP * steps + clean, 0.0
-    if name == "ibp":
-        on = 1.0 - method["warmup"] if method["kappa"] < 1 else 0.0
-        return on * TRAIN_FACTOR * IBP_PASS, 0.0
-    if name == "faithful":
-        on = 1.0 - method["warmup"] if method["mu"] > 0 else 0.0
-        if method["bound"] == "ibp":
-            return on * TRAIN_FACTOR * IBP_PASS, on * IBP_PASS
-        attack = 2 * steps * ATTACK_STEP + 2  # two attacks, then the objective at each last point
-        return on * (attack + 2 * TRAIN_FACTOR), on * (attack + 2)
-    return 0.0, 0.0
+    return create_method(dict(method)).passes()  # each method's own hook (kdutils.methods.base.Method.passes)
 
 
 def run_flops(

@@ -52,6 +52,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import events
 from .errors import KDError
+from .profiles import EXECUTORS as _EXECUTORS
 from .registry import Registry
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -59,8 +60,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["Job", "EXECUTORS", "train_group", "longest_first", "resolve_executor", "executor_names"]
 
-#: name -> function(jobs as payloads, settings) -> iterator of finished keys
-EXECUTORS: Registry[Callable] = Registry("executor")
+#: name -> function(jobs as payloads, settings) -> iterator of finished keys; the registry object
+#: lives in kdutils.profiles, whose Settings check an executor's name when they are made
+EXECUTORS: Registry[Callable] = _EXECUTORS
 
 
 @dataclass

@@ -39,7 +39,11 @@ from typing import Any
 
 from .errors import ParameterError, UnknownNameError
 from .recipe import Recipe
-from .registry import check_choice
+from .registry import Registry, check_choice
+
+#: the executors of groups of runs (filled by :mod:`kdutils.parallel`, which owns them); here so that
+#: :class:`Settings` can check ``executor`` when made without importing the layer above
+EXECUTORS: Registry[Callable] = Registry("executor")
 
 PROFILES = ("smoke", "quick", "full", "paper")
 
@@ -261,10 +265,8 @@ class Settings:
         for name in ("progress", "dry_run"):
             if not isinstance(getattr(self, name), bool):
                 raise ParameterError(name, getattr(self, name), "True or False")
-        from .parallel import executor_names  # the executors' registry (a user may add one)
-
-        if self.executor != "auto" and self.executor not in executor_names():
-            choices = ", ".join(repr(n) for n in ["auto", *executor_names()])
+        if self.executor != "auto" and self.executor not in EXECUTORS:
+            choices = ", ".join(repr(n) for n in ["auto", *EXECUTORS.names()])
             raise ParameterError("executor", self.executor, f"one of {choices}")
 
     def replace(self, **changes) -> "Settings":

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from .. import attacks, losses
 from ..registry import check_choice
 from ._robust import check_attack, check_weight
-from .base import Batch, Method, Terms, register_method
+from .base import ATTACK_STEP, TRAIN_FACTOR, Batch, Method, Terms, register_method
 
 ARD_ATTACKS = ("ce", "kl")
 
@@ -40,6 +40,11 @@ class ARD(Method):
         check_attack(self.eps, self.steps, self.step_size)
         check_weight("alpha", self.alpha)
         check_choice("ARD attack", self.attack, ARD_ATTACKS)
+
+    def passes(self) -> tuple[float, float]:
+        """The attack's steps on the student, and a second trained forward on the clean batch for its
+        clean term (none at ``alpha = 1``); the attack's reference is the teacher's clean logits."""
+        return ATTACK_STEP * self.steps + (TRAIN_FACTOR if self.alpha < 1 else 0), 0.0
 
     def forward(self, b: Batch):
         if self.attack == "ce":

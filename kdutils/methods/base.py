@@ -129,6 +129,20 @@ def combine_masks(a: torch.Tensor | None, b: torch.Tensor | None) -> torch.Tenso
     return a.to(torch.bool) & b.to(torch.bool)
 
 
+#: training FLOPs per forward FLOP: forward + backward (about 2x the forward)
+TRAIN_FACTOR = 3
+#: forwards per image of one PGD step inside training, per model the attack runs through: a forward
+#: and a backward to the input, counted like a training step [ours: an upper bound; the backward
+#: needs the activations' gradients only, not the weights', so about 2 forwards]
+ATTACK_STEP = TRAIN_FACTOR
+#: forwards per image of one interval pass (:mod:`kdutils.ibp`) [ours, from its layer rules]: every
+#: affine layer runs twice, ``W c + b`` on the centre and ``|W| r`` on the radius (the last layer's
+#: margin elision, ``(W_c - W_j) c`` and ``|W_c - W_j| r``, is as many products as the two); the
+#: monotone layers on both ends, ``|W|`` and the interval arithmetic are elementwise, left out like
+#: the forward's normalisation and activations. ``tests/test_costs.py`` counts it with FlopCounterMode
+IBP_PASS = 2
+
+
 class Method:
     """Base of every method. Subclasses are dataclasses registered in :data:`METHODS`."""
 
@@ -154,6 +168,14 @@ class Method:
         if state:
             raise ValueError(f"method {self.name!r} owns no state, got {sorted(state)}")
 
+    def passes(self) -> tuple[float, float]:
+        """What one step of this method costs besides the trained forward and backward and the
+        teacher's clean logits: ``(student, teacher)`` forwards per training image, in forwards of
+        each model (an attack step is :data:`ATTACK_STEP`, an interval pass :data:`IBP_PASS`, a
+        second trained forward :data:`TRAIN_FACTOR`). :mod:`kdutils.costs` plans every run with it.
+        0 for a method without attacks or bounds."""
+        return 0.0, 0.0
+
     def params(self) -> dict[str, Any]:
         """The method's hyper-parameters (part of the run's identity): every field, except one
         declared with :func:`kdutils.keys.added` while at its default (a parameter added later
@@ -173,6 +195,9 @@ class Wrapper(Method):
 
     def forward(self, b: Batch) -> torch.Tensor:
         return self.inner.forward(b)
+
+    def passes(self) -> tuple[float, float]:
+        return self.inner.passes()  # a wrapper costs what its inner method does
 
     def on_epoch_end(self, end: EpochEnd) -> dict[str, float] | None:
         return self.inner.on_epoch_end(end)

@@ -12,7 +12,7 @@ from ..errors import ParameterError
 from ..registry import check_choice
 from ..runtime import evaluating
 from ._robust import check_attack, check_ramp
-from .base import Batch, Method, Terms, register_method
+from .base import ATTACK_STEP, IBP_PASS, TRAIN_FACTOR, Batch, Method, Terms, register_method
 
 BOUNDS = ("ibp", "pgd")
 SPACES = ("prob", "log")
@@ -80,6 +80,18 @@ class Faithful(Method):
         check_ramp(self.warmup, self.ramp)
         if not self.mu >= 0:
             raise ParameterError("mu", self.mu, "a number >= 0")
+
+    def passes(self) -> tuple[float, float]:
+        """On the steps after the warm-up (none at ``mu = 0``): with ``bound="ibp"`` the student's
+        differentiated interval pass (6 forwards) and the teacher's without gradient (2); with
+        ``bound="pgd"`` two attacks (Delta+ and Delta-) of ``steps`` steps through both models, a
+        forward of both at each attack's last point, then the teacher at the two points without
+        gradient and the student with (trained)."""
+        on = 1.0 - self.warmup if self.mu > 0 else 0.0
+        if self.bound == "ibp":
+            return on * TRAIN_FACTOR * IBP_PASS, on * IBP_PASS
+        attack = 2 * self.steps * ATTACK_STEP + 2  # two attacks, then the objective at each last point
+        return on * (attack + 2 * TRAIN_FACTOR), on * (attack + 2)
 
     def schedule(self, progress: float) -> tuple[float, float]:
         """``(eps(t), mu(t))`` at training progress ``t``."""

@@ -9,7 +9,7 @@ import torch
 
 from .. import ibp, losses
 from ._robust import check_attack, check_ramp, check_weight
-from .base import Batch, Method, Terms, register_method
+from .base import IBP_PASS, TRAIN_FACTOR, Batch, Method, Terms, register_method
 
 
 @register_method("ibp")
@@ -43,6 +43,12 @@ class IBPTraining(Method):
         check_attack(self.eps, 1, None)
         check_weight("kappa", self.kappa)
         check_ramp(self.warmup, self.ramp)
+
+    def passes(self) -> tuple[float, float]:
+        """One differentiated interval pass of the student (:data:`TRAIN_FACTOR` x :data:`IBP_PASS` =
+        6 forwards: 3x plain training [ours]) on the steps after the warm-up (none at ``kappa = 1``)."""
+        on = 1.0 - self.warmup if self.kappa < 1 else 0.0
+        return on * TRAIN_FACTOR * IBP_PASS, 0.0
 
     def schedule(self, progress: float) -> tuple[float, float]:
         """``(eps(t), kappa(t))`` at training progress ``t``."""

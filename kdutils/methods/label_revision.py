@@ -106,6 +106,9 @@ class LabelRevision(Wrapper):
             b, teacher_logits=losses.revised_logits(b.teacher_logits, b.y, self.eta, self.target_tau)
         )
 
+    def passes(self) -> tuple[float, float]:
+        return (0.0, 0.0) if self.inner is None else self.inner.passes()
+
     def forward(self, b: Batch) -> torch.Tensor:
         return Method.forward(self, b) if self.inner is None else self.inner.forward(self.revised(b))
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from .. import attacks, losses
 from ._robust import check_attack
-from .base import Batch, Method, Terms, register_method
+from .base import ATTACK_STEP, Batch, Method, Terms, register_method
 
 
 @register_method("pgd_at")
@@ -31,6 +31,10 @@ class PGDAT(Method):
 
     def __post_init__(self) -> None:
         check_attack(self.eps, self.steps, self.step_size)
+
+    def passes(self) -> tuple[float, float]:
+        """``steps`` attack steps on the student: training costs ``1 + steps`` times plain training."""
+        return ATTACK_STEP * self.steps, 0.0
 
     def forward(self, b: Batch):
         x_adv = attacks.pgd(

@@ -9,7 +9,7 @@ import torch
 
 from .. import attacks, losses
 from ._robust import check_attack, check_weight
-from .base import Batch, Method, Terms, register_method
+from .base import ATTACK_STEP, TRAIN_FACTOR, Batch, Method, Terms, register_method
 
 
 @register_method("rslad")
@@ -35,6 +35,10 @@ class RSLAD(Method):
     def __post_init__(self) -> None:
         check_attack(self.eps, self.steps, self.step_size)
         check_weight("adv_weight", self.adv_weight)
+
+    def passes(self) -> tuple[float, float]:
+        """The attack's steps on the student and a second trained forward on the clean batch."""
+        return ATTACK_STEP * self.steps + TRAIN_FACTOR, 0.0
 
     def forward(self, b: Batch):
         noise = torch.randn(b.x.shape, generator=b.generator, device=b.x.device, dtype=b.x.dtype)
