@@ -55,7 +55,7 @@ from .registry import Registry
 
 if TYPE_CHECKING:  # pragma: no cover
     from .data import Split
-    from .experiment import Experiment, Run
+    from .store import Run, RunData
 
 #: name -> scorer(ScoreInputs) -> (N_train,) float scores, higher = supervised by the teacher
 SCORERS: Registry[Callable[["ScoreInputs"], torch.Tensor]] = Registry("data-selection scorer")
@@ -180,7 +180,7 @@ class TeacherRows(abc.ABC):
         """The parameters that define the choice (JSON-able; a run stands for its key)."""
 
     @abc.abstractmethod
-    def mask(self, exp: "Experiment") -> torch.Tensor:
+    def mask(self, exp: "RunData") -> torch.Tensor:
         """(N_train,) bool over ``exp``'s whole training split: True = supervised by the teacher."""
 
     def identity(self) -> dict[str, Any]:
@@ -211,11 +211,11 @@ class DataSelection(TeacherRows):
     def params(self) -> dict[str, Any]:
         return {"scorer": self.scorer, "keep": self.keep, "seed": self.seed, "scored_by": self.teacher_run.key}
 
-    def scores(self, exp: "Experiment") -> torch.Tensor:
+    def scores(self, exp: "RunData") -> torch.Tensor:
         """(N_train,) the scorer's scores on ``exp``'s training split (cached with the teacher run)."""
         return exp.selection_scores(self.teacher_run, self.scorer)
 
-    def mask(self, exp: "Experiment") -> torch.Tensor:
+    def mask(self, exp: "RunData") -> torch.Tensor:
         return keep_mask(self.scores(exp), self.keep, self.seed)
 
 

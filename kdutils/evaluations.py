@@ -8,8 +8,8 @@ An evaluation is a function ``fn(ctx) -> dict`` registered under a name::
         return {"agreement": M.agreement(z, zt), "kl_teacher_student": M.kl_teacher_student(zt, z)}
 
 ``ctx`` (:class:`EvalContext`) holds the ``run``, its ``teacher`` (a run or None) and the
-``exp`` (the :class:`~kdutils.experiment.Experiment`: ``exp.logits(run, part)``,
-``exp.split``, ``exp.settings``, ``exp.device``).
+``exp``, the narrow view of the experiment (:class:`kdutils.store.RunData`: ``exp.logits(run, part)``,
+``exp.split``, ``exp.settings``, ``exp.device``, ``exp.store``); an evaluation never sees more of it.
 
 **Cache.** Each evaluation of each run is stored on its own, next to the run, as
 ``<run>/eval-<name>-<hash>.json`` (written atomically; the file also records the
@@ -89,8 +89,8 @@ from .registry import Registry
 from .store import config_key
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .experiment import Experiment, Run
     from .profiles import Settings
+    from .store import Run, RunData
 
 __all__ = [
     "EVALUATIONS",
@@ -117,7 +117,7 @@ class EvalContext:
 
     run: "Run"
     teacher: "Run | None"
-    exp: "Experiment"
+    exp: "RunData"
 
     @property
     def settings(self) -> "Settings":
@@ -228,7 +228,7 @@ def _select(only: Iterable[str] | None, teacher: "Run | None", robustness: bool)
 
 
 def run_evaluations(
-    exp: "Experiment",
+    exp: "RunData",
     run: "Run",
     teacher: "Run | None" = None,
     *,

@@ -21,7 +21,6 @@ import platform
 import re
 import sys
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -39,7 +38,7 @@ from .profiles import Settings
 from .recipe import Recipe
 from .runtime import cpu_numerics, cuda_numerics, place, prepare_device
 from .selection import Selection, Weighting
-from .store import CODE_VERSION, RunStore, config_key
+from .store import CODE_VERSION, Run, RunStore, config_key  # Run: re-exported (kdutils.experiment.Run)
 from .train import fit
 
 #: the device names kdutils accepts (``cuda:N``: the N-th CUDA GPU)
@@ -95,46 +94,6 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
             f"{', '.join(visible_devices())}; use device='auto' or one of those"
         )
     return torch.device(name)
-
-
-@dataclass
-class Run:
-    """A finished training run: its key, configuration, trained model and record."""
-
-    key: str
-    config: dict
-    model: nn.Module
-    record: dict
-    artifacts: dict = field(default_factory=dict)
-    reused: bool = False
-
-    @property
-    def history(self) -> list[dict]:
-        return self.record["history"]
-
-    @property
-    def participation(self) -> torch.Tensor:
-        """(N_train,) number of epochs each training sample took part in."""
-        return self.artifacts["participation"]
-
-    @property
-    def teacher_forwards(self) -> torch.Tensor | None:
-        """(N_train,) teacher forwards per training row made or read by this run (see
-        :func:`kdutils.fit`); None for a run without a teacher or one stored before they were counted."""
-        return self.artifacts.get("teacher_forwards")
-
-    @property
-    def sample_epochs(self) -> int:
-        return int(self.participation.sum())
-
-    @property
-    def seconds_per_epoch(self) -> float:
-        secs = [h["seconds"] for h in self.history]
-        return sum(secs) / max(1, len(secs))
-
-    def __repr__(self) -> str:
-        m = self.config["method"]
-        return f"Run({self.key}, {self.config['model']}, {m['name']}, seed={self.config['seed']}, reused={self.reused})"
 
 
 class Experiment:

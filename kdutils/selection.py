@@ -35,7 +35,7 @@ from .errors import UnknownNameError
 from .registry import Registry
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .experiment import Run
+    from .store import Run
 
 SELECTIONS: Registry[type] = Registry("training-row selection")
 WEIGHTINGS: Registry[type] = Registry("sample weighting")

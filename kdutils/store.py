@@ -43,10 +43,12 @@ import shutil
 import time
 import warnings
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
+import torch.nn as nn
 
 from .errors import CorruptRecordError
 
@@ -88,6 +90,62 @@ def _warn_no_flock(root: Path, exc: OSError) -> None:
             f"run may both train it; keep notebooks that share runs in one process there",
             stacklevel=4,
         )
+
+
+@dataclass
+class Run:
+    """A finished training run: its key, configuration, trained model and record."""
+
+    key: str
+    config: dict
+    model: nn.Module
+    record: dict
+    artifacts: dict = field(default_factory=dict)
+    reused: bool = False
+
+    @property
+    def history(self) -> list[dict]:
+        return self.record["history"]
+
+    @property
+    def participation(self) -> torch.Tensor:
+        """(N_train,) number of epochs each training sample took part in."""
+        return self.artifacts["participation"]
+
+    @property
+    def teacher_forwards(self) -> torch.Tensor | None:
+        """(N_train,) teacher forwards per training row made or read by this run (see
+        :func:`kdutils.fit`); None for a run without a teacher or one stored before they were counted."""
+        return self.artifacts.get("teacher_forwards")
+
+    @property
+    def sample_epochs(self) -> int:
+        return int(self.participation.sum())
+
+    @property
+    def seconds_per_epoch(self) -> float:
+        secs = [h["seconds"] for h in self.history]
+        return sum(secs) / max(1, len(secs))
+
+    def __repr__(self) -> str:
+        m = self.config["method"]
+        return f"Run({self.key}, {self.config['model']}, {m['name']}, seed={self.config['seed']}, reused={self.reused})"
+
+
+class RunData(Protocol):
+    """The narrow view of an experiment that evaluations, selections and data-selection scorers get
+    (an :class:`~kdutils.experiment.Experiment` is one): its settings, split, device and run store,
+    a run's logits on a split, and a teacher run's data-selection scores. They never see more, so
+    they sit below the experiment layer (tests/test_layers.py)."""
+
+    settings: Any
+    split: Any
+    device: torch.device
+    store: RunStore
+
+    def logits(self, run: Run, part: str = "test", *, persist: bool = False) -> torch.Tensor: ...
+
+    def selection_scores(self, run: Run, scorer: str) -> torch.Tensor: ...
 
 
 #: part of every run's identity: bump when training code changes what a run produces

@@ -1,0 +1,88 @@
+"""The package's layers: a module imports only from its own layer and the layers below it.
+
+Every import of a kdutils module counts, also one under ``if TYPE_CHECKING:`` (an annotation that
+names a higher layer is still a dependency on it). Evaluations, selections and data-selection
+scorers see an experiment through the narrow :class:`kdutils.store.RunData` protocol (settings,
+split, device, store, a run's logits, a teacher's scores), never the ``Experiment`` itself.
+
+The settings (:mod:`kdutils.profiles`) sit with training, below the evaluations that read them.
+A new module must be placed in :data:`LAYERS` (the test says so).
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import kdutils
+
+PKG = Path(kdutils.__file__).parent
+
+#: lowest first; a module may import from its own layer and those before it
+LAYERS: list[tuple[str, list[str]]] = [
+    ("ground", ["errors", "io", "registry", "events", "keys"]),
+    ("data and models", ["data", "models", "recipe", "runtime"]),
+    ("numerics", ["losses", "correlation", "ibp", "attacks", "metrics"]),
+    ("methods", ["methods"]),
+    ("training", ["train", "store", "profiles"]),
+    ("evaluation", ["faithfulness", "evaluations", "selection", "data_selection"]),
+    ("experiment", ["experiment", "parallel", "costs", "pairs", "faithful_setup", "parameters"]),
+    ("report", ["results", "claims", "plots", "notebook"]),
+    ("entry points", ["testing", "__main__", "__init__"]),
+]
+LAYER = {m: i for i, (_, mods) in enumerate(LAYERS) for m in mods}
+
+
+def _top(path: Path) -> str:
+    """The top-level module of a file: ``kdutils/methods/kd.py`` -> ``methods``."""
+    rel = path.relative_to(PKG)
+    return rel.parts[0] if len(rel.parts) > 1 else rel.stem
+
+
+def _imported(path: Path) -> set[str]:
+    """Top-level kdutils modules imported by ``path`` (TYPE_CHECKING blocks included)."""
+    depth = len(path.relative_to(PKG).parts) - 1  # 0 for kdutils/x.py, 1 for kdutils/methods/x.py
+    out: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:  # relative: climb to the package root, then the module path
+                up = node.level - 1
+                if up < depth:  # inside the same subpackage
+                    out.add(path.relative_to(PKG).parts[0])
+                    continue
+                parts = (node.module or "").split(".") if node.module else []
+                out.update([parts[0]] if parts and parts[0] else [a.name for a in node.names])
+            elif (node.module or "").startswith("kdutils"):
+                parts = node.module.split(".")
+                out.update([parts[1]] if len(parts) > 1 else [a.name for a in node.names])
+        elif isinstance(node, ast.Import):
+            for a in node.names:
+                parts = a.name.split(".")
+                if parts[0] == "kdutils" and len(parts) > 1:
+                    out.add(parts[1])
+    return {m for m in out if m in LAYER or (PKG / f"{m}.py").exists() or (PKG / m).is_dir()}
+
+
+def test_every_module_has_a_layer():
+    modules = {_top(p) for p in PKG.rglob("*.py")}
+    assert not modules - set(LAYER), f"place these modules in a layer (tests/test_layers.py): {modules - set(LAYER)}"
+
+
+def test_no_module_imports_a_higher_layer():
+    upward = []
+    for path in sorted(PKG.rglob("*.py")):
+        me = _top(path)
+        for dep in _imported(path):
+            if dep in LAYER and LAYER[dep] > LAYER[me]:
+                upward.append(
+                    f"{path.relative_to(PKG.parent)} ({LAYERS[LAYER[me]][0]}) imports {dep} ({LAYERS[LAYER[dep]][0]})"
+                )
+    assert not upward, "imports of a higher layer:\n" + "\n".join(upward)
+
+
+def test_the_check_sees_an_upward_import(tmp_path, monkeypatch):
+    """The walker finds a TYPE_CHECKING import of a higher layer (the kind this test exists for)."""
+    fake = PKG / "errors.py"
+    src = "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .experiment import Experiment\n"
+    monkeypatch.setattr(Path, "read_text", lambda self: src if self == fake else Path.read_bytes(self).decode())
+    assert "experiment" in _imported(fake)
