@@ -10,7 +10,19 @@ Notebooks import everything from here::
     metrics = exp.evaluate(student, teacher)
 """
 
-from . import attacks, claims, correlation, costs, data_selection, faithfulness, ibp, losses, metrics, pairs
+from . import (
+    attacks,
+    claims,
+    correlation,
+    costs,
+    data_selection,
+    faithfulness,
+    ibp,
+    losses,
+    metrics,
+    pairs,
+    papers,
+)
 from .data import DATASETS, ImageData, Split, dataset_names, load_dataset, make_split
 from .data_selection import SCORERS, DataSelection, TeacherRows, keep_mask, register_scorer, scorer_names
 from .errors import (
@@ -175,6 +187,7 @@ __all__ = [
     "slope_table",
     "data_selection",
     "costs",
+    "papers",
     "SCORERS",
     "DataSelection",
     "TeacherRows",

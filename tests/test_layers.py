@@ -28,6 +28,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("evaluation", ["faithfulness", "evaluations", "selection", "data_selection"]),
     ("experiment", ["experiment", "parallel", "costs", "pairs", "faithful_setup", "parameters"]),
     ("report", ["results", "claims", "plots", "notebook"]),
+    ("papers", ["papers"]),
     ("entry points", ["testing", "__main__", "__init__"]),
 ]
 LAYER = {m: i for i, (_, mods) in enumerate(LAYERS) for m in mods}

@@ -22,15 +22,7 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 #: per notebook: the figures it must write and what its results must show
 EXPECT = {
     "00_kd_baseline": {
-        "figures": [
-            "sample_images",
-            "teacher_curves",
-            "accuracy_by_method",
-            "student_curves",
-            "temperature_sweep",
-            "robustness",
-            "reliability",
-        ],
+        "figures": [f"{f}_digits" for f in kd.papers.paper("00_kd_baseline").FIGURES],
         "methods": ["teacher", "student alone", "KD"],
     },
     "01_cckd": {
@@ -311,8 +303,8 @@ def test_notebook_paper_dry_run(nb, tmp_path, monkeypatch):
     assert len(figures) >= 3 and all(p.stat().st_size > 1000 for p in figures), figures
 
 
-#: the notebooks of the batch test: 00 picks its folders itself, 04 through kd.NotebookContext like
-#: 01, 02, 03 and 05 (each of which runs above, through papermill, with its figure folder checked)
+#: the notebooks of the batch test: two of the six, each through kd.NotebookContext like the others
+#: (each of which runs above, through papermill, with its figure folder checked)
 BATCH_ONLY = ["--only", "00", "--only", "04"]
 
 
