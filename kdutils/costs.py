@@ -40,9 +40,9 @@ step measured on an H100 (:func:`measured_hours`, :data:`MEASURED_STEP_TIMES`:
   training split each), data loading.
 
 The notebook plans (:data:`NOTEBOOK_PLANS`): a notebook whose paper lives in a module of
-:mod:`kdutils.papers` (00 so far) registers a plan built from that module's own arms, so there is
+:mod:`kdutils.papers` (00 and 01 so far) registers a plan built from that module's own arms, so there is
 nothing to keep in step. The plans below, for the notebooks not yet moved there, **mirror the
-notebooks' training cells**: their method lists are copied as data (``NB01_METHODS``, ...), and
+notebooks' training cells**: their method lists are copied as data (``NB02_METHODS``, ...), and
 ``tests/test_costs.py`` checks every label and method spec against the notebook's JSON, and the
 notebook parameters they use against its parameters cell. A notebook with its own sizes (04: :func:`kdutils.faithful_setup.sizes`)
 names them in its plan (``NotebookPlan.sizes``), applied under the overrides as its
@@ -366,32 +366,6 @@ def _pairs_datasets(profile: str) -> list[str]:
     return pairs.default_datasets(profile) or _profile_dataset(profile)
 
 
-# ---- 01_cckd: mirrors METHODS and ABLATIONS (``ablations = True``)
-NB01_METHODS = {
-    "student alone": "ce",
-    "KD": "kd",
-    "CCKD-L": "cckd_l",
-    "CCKD-T": "cckd_t",
-    "CCKD-T+SR": "cckd_t+sr",
-    "CCKD-L+SR": "cckd_l+sr",
-    "KD+SR": "kd+sr",
-}
-NB01_ABLATIONS = {
-    "CCKD-T+SR, delta = p_S[y]": {"name": "sr", "inner": "cckd_t", "delta": "true_prob"},
-    "CCKD-T+SR, delta at tau = 1": {"name": "sr", "inner": "cckd_t", "delta_tau": 1.0},
-    "CCKD-L, lambda at tau = 1": {"name": "cckd_l", "lambda_tau": 1.0},
-    "CCKD-T, lambda at tau = 1": {"name": "cckd_t", "lambda_tau": 1.0},
-    "CCKD-L, kd_scale = 1": {"name": "cckd_l", "kd_scale": 1.0},
-}
-
-
-def _plan_01(st: Settings) -> list[PlannedRun]:
-    t = _teacher(st, "teacher")
-    return [t] + [
-        _student(st, label, spec, s, t) for label, spec in {**NB01_METHODS, **NB01_ABLATIONS}.items() for s in st.seeds
-    ]
-
-
 # ---- 02_cmkd: mirrors METHODS, ABLATIONS, COMBINED, FEW, SERIES, PAIR_METHODS (``ablations``,
 # ``stronger_teacher`` True; ``ablation_seeds = 0``: kdutils.pairs.ablation_seeds)
 NB02_METHODS = {"student alone": "ce", "KD": "kd", "DIST": "dist", "CMKD": "cmkd"}
@@ -579,9 +553,6 @@ def _plan_05(st: Settings) -> list[PlannedRun]:
     return runs
 
 
-register_plan(
-    NotebookPlan("01_cckd", _plan_01, _profile_dataset, {**NB01_METHODS, **NB01_ABLATIONS}, {"ablations": True})
-)
 register_plan(
     NotebookPlan(
         "02_cmkd",

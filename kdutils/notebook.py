@@ -373,6 +373,21 @@ class NotebookContext:
                 plt.close(fig)
         return path
 
+    def reliability_figures(self, labels: Iterable[str], *, ncols: int = 4) -> None:
+        """Per dataset: the reliability diagrams (15 bins, with ECE) of the first seed of each of
+        ``labels`` (a teacher, trained once, at its seed 0), titled and saved as ``reliability_<dataset>``."""
+        from . import plots
+
+        for ds in self:
+            first = self.seeds(ds)[0]
+            rel = {}
+            for label in labels:
+                ev = self.evals[ds, label, first] if (ds, label, first) in self.evals else self.evals[ds, label, 0]
+                rel[label] = {**ev["reliability"], "ece": ev["ece"]}
+            fig = plots.reliability_diagrams(rel, ncols=ncols)
+            fig.suptitle(f"{ds}: reliability (seed {first})")
+            self.save_figure(fig, f"reliability_{ds}")
+
     def save_results(self) -> Path:
         """Write ``results.csv`` into ``ctx.out`` and say where."""
         path = self.results.save(self.out)

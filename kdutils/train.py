@@ -188,11 +188,9 @@ def fit(
 ) -> FitResult:
     """Train ``student`` on ``split`` with ``method`` following ``recipe``.
 
-    * Teacher logits are precomputed once (teacher in eval mode) when the recipe allows it
-      (``recipe.teacher_per_batch`` is False: no augmentation), else computed per batch under
-      ``no_grad``. Pass ``teacher_logits`` (N_train, classes) to reuse logits computed before
-      (``Experiment`` caches them per teacher, so every student of one teacher shares one
-      forward pass over the data).
+    * The teacher's logits per batch come from :class:`TeacherSource`: computed once (eval mode)
+      without augmentation, else per batch under ``no_grad``; ``teacher_logits`` (N_train, classes)
+      hands in logits computed before (``Experiment`` caches them per teacher).
     * ``sample_weight`` (N_train,) is handed to the method per batch (e.g. significance).
     * ``teacher_rows`` (N_train,) bool: only these rows are supervised by the teacher (data
       selection); the others by their labels (CE), with no teacher forward for them: precomputed
@@ -227,19 +225,24 @@ def fit(
     _check_teacher_rows(method, uses_teacher, teacher_rows, n)
     gen = torch.Generator().manual_seed(seed)
     method_gen = torch.Generator(device=device).manual_seed(seed + _METHOD_SEED_OFFSET)
-    augment = Augment(recipe.crop_padding, recipe.flip) if recipe.augment else None
-    batches = Batches(split.train_x, split.train_y, recipe.batch_size, shuffle=True, drop_last=recipe.drop_last,
-                      augment=augment, device=device, generator=gen, max_batches=recipe.max_steps_per_epoch)  # fmt: skip
+    batches = _batches(split, recipe, device, gen)
     opt = OPTIMIZERS.get(recipe.optimizer)(student.parameters(), recipe)
     sched = SCHEDULES.get(recipe.schedule)(opt, recipe)
     state = _TrainState(torch.zeros(n, dtype=torch.int64), torch.zeros(n, dtype=torch.int64), [], 0, 0)
     if resume is not None:
         state = _restore(resume, student, opt, sched, gen, method_gen, method, seed, device, desc)
-    source = TeacherSource(teacher if uses_teacher else None, split, recipe, device, state.forwards,
-                           teacher_logits=teacher_logits, teacher_rows=teacher_rows, fresh=state.epoch == 0)  # fmt: skip
+    t = teacher if uses_teacher else None
+    source = TeacherSource(t, split, recipe, device, state.forwards, teacher_logits, teacher_rows, state.epoch == 0)
     sw = sample_weight.to(device) if sample_weight is not None else None
-    bar = progress_bar(range(state.epoch, recipe.epochs), desc=desc or method.name, disable=not progress,
-                       leave=False, initial=state.epoch, total=recipe.epochs)  # fmt: skip
+    name = desc or method.name
+    bar = progress_bar(
+        range(state.epoch, recipe.epochs),
+        desc=name,
+        disable=not progress,
+        leave=False,
+        initial=state.epoch,
+        total=recipe.epochs,
+    )
     step = state.epoch * len(batches)
     for epoch in bar:
         t0 = time.perf_counter()
@@ -250,9 +253,9 @@ def fit(
             dev_idx = idx.to(device)
             sel, tl = source.for_batch(idx, dev_idx, xb)
             partial = sel is not None and not bool(sel.all())
-            # a partly selected batch: the method's forward sees the whole batch without teacher logits
-            b = Batch(xb, yb, idx, None, None if partial else tl, epoch, recipe.epochs, step, student, teacher,
-                      sw[dev_idx] if sw is not None else None, len(batches), method_gen)  # fmt: skip
+            z = None if partial else tl  # a partly selected batch: the forward sees the whole batch, no logits
+            w = sw[dev_idx] if sw is not None else None
+            b = Batch(xb, yb, idx, None, z, epoch, recipe.epochs, step, student, teacher, w, len(batches), method_gen)
             b.logits = method.forward(b)
             terms = method(b) if sel is None else teacher_row_terms(method, b, sel, tl)
             loss, part = reduce_terms(terms, method=method.name, epoch=epoch, step=step)
@@ -274,12 +277,16 @@ def fit(
         if extra:
             rec.update({k: float(v) for k, v in extra.items()})
         state.history.append(rec)
-        _report(bar, rec, desc or method.name, recipe.epochs)
+        _report(bar, rec, name, recipe.epochs)
         if checkpoint is not None:
             checkpoint(_checkpoint(epoch, student, opt, sched, gen, method_gen, method, state, device))
     bar.close()
-    return FitResult(history=state.history, participation=state.participation, steps_skipped=state.skipped,
-                     teacher_forwards=state.forwards if uses_teacher else None)  # fmt: skip
+    return FitResult(
+        history=state.history,
+        participation=state.participation,
+        steps_skipped=state.skipped,
+        teacher_forwards=state.forwards if uses_teacher else None,
+    )
 
 
 # ---------------------------------------------------------------- the pieces of fit
@@ -303,6 +310,22 @@ def _check_teacher_rows(method: Method, uses_teacher: bool, teacher_rows: torch.
         raise ValueError(
             f"teacher_rows must be a ({n},) bool tensor, got {teacher_rows.dtype} {tuple(teacher_rows.shape)}"
         )
+
+
+def _batches(split: Split, recipe: Recipe, device: torch.device, gen: torch.Generator) -> Batches:
+    """The recipe's batches of the training split, drawn with ``gen`` on ``device``."""
+    augment = Augment(recipe.crop_padding, recipe.flip) if recipe.augment else None
+    return Batches(
+        split.train_x,
+        split.train_y,
+        recipe.batch_size,
+        shuffle=True,
+        drop_last=recipe.drop_last,
+        augment=augment,
+        device=device,
+        generator=gen,
+        max_batches=recipe.max_steps_per_epoch,
+    )
 
 
 def _check_finite(loss: torch.Tensor, method: Method, recipe: Recipe, epoch: int, step: int) -> None:
@@ -431,9 +454,17 @@ class TeacherSource:
     gives the epoch's total for its history row.
     """
 
-    def __init__(self, teacher: nn.Module | None, split: Split, recipe: Recipe, device: torch.device,
-                 forwards: torch.Tensor, *, teacher_logits: torch.Tensor | None = None,
-                 teacher_rows: torch.Tensor | None = None, fresh: bool = True):  # fmt: skip
+    def __init__(
+        self,
+        teacher: nn.Module | None,
+        split: Split,
+        recipe: Recipe,
+        device: torch.device,
+        forwards: torch.Tensor,
+        teacher_logits: torch.Tensor | None = None,
+        teacher_rows: torch.Tensor | None = None,
+        fresh: bool = True,
+    ):
         self.teacher, self.forwards, self.now = teacher, forwards, 0
         n = len(split.train_y)
         self.logits = None

@@ -62,8 +62,9 @@ def test_a_method_is_one_file(tmp_path):
     shutil.copytree(ROOT / "kdutils", pkg, ignore=shutil.ignore_patterns("__pycache__"))
     (pkg / "methods" / "toy_kd.py").write_text(TOY)
     env = {**os.environ, "PYTHONPATH": str(tmp_path / "src"), "KD_RUNS_ROOT": str(tmp_path / "runs")}
-    r = subprocess.run([sys.executable, "-c", CHECK], cwd=tmp_path, env=env, capture_output=True, text=True,
-                       timeout=300)  # fmt: skip
+    r = subprocess.run(
+        [sys.executable, "-c", CHECK], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     assert "toy_kd ok" in r.stdout
 

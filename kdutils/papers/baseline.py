@@ -29,11 +29,29 @@ ARMS: dict[str, Any] = {"student alone": "ce", "KD": "kd"}
 #: the notebook parameter ``temperatures``' default: KD at each, every seed (CE/KD weights fixed)
 TEMPERATURES = [1.0, 2.0, 4.0, 8.0]
 #: the evaluation suite's rows of the summary table
-SUITE = ["accuracy", "nll", "ece", "agreement", "kl_teacher_student", "mu_s_train", "mu_f_train", "mu_s_test",
-         "mu_f_test", "data_usage", "seconds_per_epoch"]  # fmt: skip
+SUITE = [
+    "accuracy",
+    "nll",
+    "ece",
+    "agreement",
+    "kl_teacher_student",
+    "mu_s_train",
+    "mu_f_train",
+    "mu_s_test",
+    "mu_f_test",
+    "data_usage",
+    "seconds_per_epoch",
+]
 #: figure stems (each saved as ``<stem>_<dataset>.png``)
-FIGURES = ("sample_images", "teacher_curves", "accuracy_by_method", "student_curves", "temperature_sweep",
-           "robustness", "reliability")  # fmt: skip
+FIGURES = (
+    "sample_images",
+    "teacher_curves",
+    "accuracy_by_method",
+    "student_curves",
+    "temperature_sweep",
+    "robustness",
+    "reliability",
+)
 
 
 def sweep_arms(temperatures=TEMPERATURES) -> dict[str, Any]:
@@ -61,8 +79,9 @@ def show_data(ctx) -> None:
         print(split.describe())
         if split.note:
             print("NOTE:", split.note)
-        fig = plots.image_grid(split.train_x, split.train_y, split.classes, per_class=10,
-                               title=f"{split.name}: training images")  # fmt: skip
+        fig = plots.image_grid(
+            split.train_x, split.train_y, split.classes, per_class=10, title=f"{split.name}: training images"
+        )
         ctx.save_figure(fig, f"sample_images_{ds}")
 
 
@@ -73,11 +92,20 @@ def model_sizes(ctx) -> pd.DataFrame:
     rows = []
     for ds in ctx:
         st = ctx.settings(ds)
-        n = {role: count_parameters(ctx[ds].new_model(m, 0)) for role, m in (("teacher", st.teacher_model),
-                                                                              ("student", st.student_model))}  # fmt: skip
-        rows += [{"dataset": ds, "role": role, "model": m, "parameters": n[role],
-                  "ratio to teacher": round(n[role] / n["teacher"], 3)}
-                 for role, m in (("teacher", st.teacher_model), ("student", st.student_model))]  # fmt: skip
+        n = {
+            role: count_parameters(ctx[ds].new_model(m, 0))
+            for role, m in (("teacher", st.teacher_model), ("student", st.student_model))
+        }
+        rows += [
+            {
+                "dataset": ds,
+                "role": role,
+                "model": m,
+                "parameters": n[role],
+                "ratio to teacher": round(n[role] / n["teacher"], 3),
+            }
+            for role, m in (("teacher", st.teacher_model), ("student", st.student_model))
+        ]
     return pd.DataFrame(rows).set_index(["dataset", "role"])
 
 
@@ -89,8 +117,10 @@ def train_teachers(ctx) -> dict:
         with ctx.timing(ds):
             teachers[ds] = t = ctx.teacher(ds)
         ev = ctx.evals[ds, "teacher", 0]
-        print(f"{ds}: teacher {t.key} ({'reused' if not ctx.trained_now(t) else 'trained'}): "
-              f"test accuracy {ev['accuracy']:.4f}, validation accuracy {ev['val_accuracy']:.4f}")  # fmt: skip
+        print(
+            f"{ds}: teacher {t.key} ({'reused' if not ctx.trained_now(t) else 'trained'}): "
+            f"test accuracy {ev['accuracy']:.4f}, validation accuracy {ev['val_accuracy']:.4f}"
+        )
         fig = plots.training_curves({"teacher": t.history}, keys=("loss", "train_acc", "val_acc"))
         ctx.save_figure(fig, f"teacher_curves_{ds}")
     return teachers
@@ -112,8 +142,14 @@ def student_figures(ctx) -> None:
     for ds in ctx:
         acc = df[(df.dataset == ds) & (df.metric == "accuracy") & df.method.isin(list(ARMS))]
         st = ctx.settings(ds)
-        fig = plots.bar_with_spread(acc, x="method", y="value", order=list(ARMS), ylabel="test accuracy",
-                                    title=f"{ds}: {st.student_model}, {len(ctx.seeds(ds))} seeds")  # fmt: skip
+        fig = plots.bar_with_spread(
+            acc,
+            x="method",
+            y="value",
+            order=list(ARMS),
+            ylabel="test accuracy",
+            title=f"{ds}: {st.student_model}, {len(ctx.seeds(ds))} seeds",
+        )
         ctx.save_figure(fig, f"accuracy_by_method_{ds}")
         curves = {f"{m} s{s}": ctx.runs[ds, m, s].history for m in ARMS for s in ctx.seeds(ds)}
         ctx.save_figure(plots.training_curves(curves, keys=("loss", "val_acc")), f"student_curves_{ds}")
@@ -126,20 +162,31 @@ def temperature_sweep(ctx, teachers: dict, temperatures=TEMPERATURES) -> tuple[p
     rows, best = [], {}
     for ds in ctx:
         with ctx.timing(ds):
-            ctx.students(ds, sweep_arms(temperatures), teachers[ds], robustness=False,
-                         metrics=["accuracy", "val_accuracy"])  # fmt: skip
+            ctx.students(
+                ds, sweep_arms(temperatures), teachers[ds], robustness=False, metrics=["accuracy", "val_accuracy"]
+            )
         for tau in temperatures:
             for seed in ctx.seeds(ds):
                 ev = ctx.evals[ds, f"KD tau={tau:g}", seed]
-                rows += [{"dataset": ds, "tau": tau, "seed": seed, "split": "validation", "value": ev["val_accuracy"]},
-                         {"dataset": ds, "tau": tau, "seed": seed, "split": "test", "value": ev["accuracy"]}]  # fmt: skip
+                rows += [
+                    {"dataset": ds, "tau": tau, "seed": seed, "split": "validation", "value": ev["val_accuracy"]},
+                    {"dataset": ds, "tau": tau, "seed": seed, "split": "test", "value": ev["accuracy"]},
+                ]
     sweep = pd.DataFrame(rows)
     for ds in ctx:
         d = sweep[sweep.dataset == ds]
         best[ds] = d[d.split == "validation"].groupby("tau")["value"].mean().idxmax()
         print(f"{ds}: temperature picked on validation: tau = {best[ds]:g}")
-        fig = plots.line_with_spread(d, x="tau", y="value", hue="split", xlabel="temperature tau", ylabel="accuracy",
-                                     title="KD temperature sweep (mean ± std over seeds)", logx=True)  # fmt: skip
+        fig = plots.line_with_spread(
+            d,
+            x="tau",
+            y="value",
+            hue="split",
+            xlabel="temperature tau",
+            ylabel="accuracy",
+            title="KD temperature sweep (mean ± std over seeds)",
+            logx=True,
+        )
         ctx.save_figure(fig, f"temperature_sweep_{ds}")
     return sweep, best
 
@@ -164,8 +211,12 @@ def reliability(ctx) -> None:
         first = ctx.seeds(ds)[0]
         t = ctx.evals[ds, "teacher", 0]
         rel = {"teacher": {**t["reliability"], "ece": t["ece"]}}
-        rel.update({f"{m} (seed {first})": {**ctx.evals[ds, m, first]["reliability"],
-                                             "ece": ctx.evals[ds, m, first]["ece"]} for m in ARMS})  # fmt: skip
+        rel.update(
+            {
+                f"{m} (seed {first})": {**ctx.evals[ds, m, first]["reliability"], "ece": ctx.evals[ds, m, first]["ece"]}
+                for m in ARMS
+            }
+        )
         ctx.save_figure(plots.reliability_diagrams(rel, ncols=3), f"reliability_{ds}")
 
 
@@ -190,19 +241,33 @@ def claims(ctx, sweep: pd.DataFrame, best: dict) -> tuple[pd.DataFrame, dict]:
         d = sweep[(sweep.dataset == ds) & (sweep.split == "test") & (sweep.tau == best[ds])].sort_values("seed")
         gap = teacher - pd.Series(alone).mean()
         conv = convergence([ctx.runs[ds, m, s].history for m in ARMS for s in ctx.seeds(ds)])
-        named = (("tau = 4 (default)", ctx.values(ds, "KD"), "kd_beats_alone"),
-                 (f"tau = {best[ds]:g} (picked on validation)", d["value"].tolist(), "kd_tuned_beats_alone"))  # fmt: skip
+        named = (
+            ("tau = 4 (default)", ctx.values(ds, "KD"), "kd_beats_alone"),
+            (f"tau = {best[ds]:g} (picked on validation)", d["value"].tolist(), "kd_tuned_beats_alone"),
+        )
         for label, kd_acc, key in named:
             v = verdicts[ds, key] = claim_better(kd_acc, alone, label=f"KD ({label.split(' (')[0]}) - alone")
-            rows.append(claim_row(
-                f"a distilled student beats the same student trained alone: KD at {label}",
-                "[paper] Hinton et al. 2015", "MNIST: 146 -> 74 test errors", v,
-                dataset=ctx.where(ds), profile=ctx.profile, converged=conv,
-                measured=(f"paired gain {v.describe()}; KD {format_values(kd_acc)} % vs alone {format_values(alone)} %; "
-                          f"teacher {teacher:.2%}, {gap:+.2%} over the student alone"),
-            ))  # fmt: skip
-            ctx.results.add(ds, f"claim:{key}", None, {"estimate": v.estimate, "low": v.low, "high": v.high,
-                                                      "holds": float(v.holds)})  # fmt: skip
+            rows.append(
+                claim_row(
+                    f"a distilled student beats the same student trained alone: KD at {label}",
+                    "[paper] Hinton et al. 2015",
+                    "MNIST: 146 -> 74 test errors",
+                    v,
+                    dataset=ctx.where(ds),
+                    profile=ctx.profile,
+                    converged=conv,
+                    measured=(
+                        f"paired gain {v.describe()}; KD {format_values(kd_acc)} % vs alone {format_values(alone)} %; "
+                        f"teacher {teacher:.2%}, {gap:+.2%} over the student alone"
+                    ),
+                )
+            )
+            ctx.results.add(
+                ds,
+                f"claim:{key}",
+                None,
+                {"estimate": v.estimate, "low": v.low, "high": v.high, "holds": float(v.holds)},
+            )
     return claims_frame(rows), verdicts
 
 
@@ -212,10 +277,32 @@ def check_lines(ctx, verdicts: dict, best: dict) -> None:
         print(f"{ds}: teacher accuracy {ctx.evals[ds, 'teacher', 0]['accuracy']:.4f}")
         for m in ARMS:
             print(f"{m:>14}: " + " ".join(f"{a:.4f}" for a in ctx.values(ds, m)))
-        print("claim verdicts:", {k: v.verdict for (d, k), v in verdicts.items() if d == ds},
-              f"(tau picked on validation: {best[ds]:g})")  # fmt: skip
+        print(
+            "claim verdicts:",
+            {k: v.verdict for (d, k), v in verdicts.items() if d == ds},
+            f"(tau picked on validation: {best[ds]:g})",
+        )
 
 
-__all__ = ["NOTEBOOK", "CITATION", "ARMS", "TEMPERATURES", "SUITE", "FIGURES", "sweep_arms", "plan", "show_data",
-           "model_sizes", "train_teachers", "train_students", "student_figures", "temperature_sweep", "sweep_table",
-           "robustness", "reliability", "suite_table", "claims", "check_lines"]  # fmt: skip
+__all__ = [
+    "NOTEBOOK",
+    "CITATION",
+    "ARMS",
+    "TEMPERATURES",
+    "SUITE",
+    "FIGURES",
+    "sweep_arms",
+    "plan",
+    "show_data",
+    "model_sizes",
+    "train_teachers",
+    "train_students",
+    "student_figures",
+    "temperature_sweep",
+    "sweep_table",
+    "robustness",
+    "reliability",
+    "suite_table",
+    "claims",
+    "check_lines",
+]
