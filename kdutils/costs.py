@@ -40,7 +40,7 @@ step measured on an H100 (:func:`measured_hours`, :data:`MEASURED_STEP_TIMES`:
   training split each), data loading.
 
 The notebook plans (:data:`NOTEBOOK_PLANS`): a notebook whose paper lives in a module of
-:mod:`kdutils.papers` (00 and 01 so far) registers a plan built from that module's own arms, so there is
+:mod:`kdutils.papers` (00, 01 and 04 so far) registers a plan built from that module's own arms, so there is
 nothing to keep in step. The plans below, for the notebooks not yet moved there, **mirror the
 notebooks' training cells**: their method lists are copied as data (``NB02_METHODS``, ...), and
 ``tests/test_costs.py`` checks every label and method spec against the notebook's JSON, and the
@@ -71,7 +71,7 @@ import pandas as pd
 import torch
 import torch.nn as nn
 
-from . import faithful_setup, pairs
+from . import pairs
 from .errors import UnknownNameError
 from .methods.base import ATTACK_STEP, IBP_PASS, TRAIN_FACTOR, create_method  # the units of Method.passes
 from .models import create_model
@@ -445,69 +445,6 @@ def _plan_03(st: Settings) -> list[PlannedRun]:
     return runs
 
 
-# ---- 04_faithful: mirrors the teacher's method, SPECS (``nb04_specs``), the PGD variant's seeds,
-# the sizes and ramps of kdutils.faithful_setup and the parameters ard_alpha, pgd_variant_seeds
-NB04_ARD_ALPHA = 0.9
-NB04_PGD_VARIANT_SEEDS = 0  # 0: faithful_setup.VARIANT_SEEDS (paper: every seed)
-NB04_VARIANT = "faithful (PGD)"  # trained on faithful_setup.variant_seeds only
-
-
-def nb04_teacher_spec(st: Settings) -> dict[str, Any]:
-    """The notebook's teacher: IBP training at the notebook's eps and ramps (seed 0, ``st.teacher_model``)."""
-    warmup, ramp = faithful_setup.ramps(st.profile)
-    return {"name": "ibp", "eps": st.faithful_eps, "warmup": warmup, "ramp": ramp}
-
-
-def nb04_specs(st: Settings) -> dict[str, Any]:
-    """The notebook's SPECS for one dataset's settings: label -> method spec."""
-    warmup, ramp = faithful_setup.ramps(st.profile)
-    eps, steps = st.faithful_eps, st.train_pgd_steps
-    return {
-        "KD": "kd",
-        "ARD": {"name": "ard", "alpha": NB04_ARD_ALPHA, "eps": eps, "steps": steps},
-        "RSLAD": {"name": "rslad", "eps": eps, "steps": steps},
-        "faithful (IBP)": {
-            "name": "faithful",
-            "bound": "ibp",
-            "space": "log",
-            "eps": eps,
-            "warmup": warmup,
-            "ramp": ramp,
-        },
-        "faithful (IBP, prob term)": {
-            "name": "faithful",
-            "bound": "ibp",
-            "space": "prob",
-            "eps": eps,
-            "warmup": warmup,
-            "ramp": ramp,
-        },
-        "faithful (PGD)": {
-            "name": "faithful",
-            "bound": "pgd",
-            "eps": eps,
-            "steps": steps,
-            "warmup": warmup,
-            "ramp": ramp,
-        },
-    }
-
-
-def _plan_04(st: Settings) -> list[PlannedRun]:
-    t = _teacher(st, "teacher", nb04_teacher_spec(st))
-    variant = faithful_setup.variant_seeds(st.profile, st.seeds, NB04_PGD_VARIANT_SEEDS)
-    return [t] + [
-        _student(st, label, spec, s, t)
-        for label, spec in nb04_specs(st).items()
-        for s in (variant if label == NB04_VARIANT else st.seeds)
-    ]
-
-
-def _faithful_datasets(profile: str) -> list[str]:
-    """``faithful_setup.default_datasets`` (CIFAR-10 at paper), else the profile's default dataset (smoke)."""
-    return faithful_setup.default_datasets(profile) or _profile_dataset(profile)
-
-
 # ---- 05_label_revision: mirrors STUDENTS, SCORERS, SWEEP and the parameters lr_form, scorer, keep,
 # keep_sweep, sweep_seeds
 NB05_LR = {"name": "lr", "form": "mse"}
@@ -582,19 +519,6 @@ register_plan(
             **{h: None for h in NB03_HOWS},
         },
         {"prune_fractions": NB03_PRUNE_FRACTIONS, "fixed_threshold_teacher": "auto"},
-    )
-)
-register_plan(
-    NotebookPlan(
-        "04_faithful",
-        _plan_04,
-        _faithful_datasets,
-        {
-            "teacher": None,
-            **{k: v if isinstance(v, str) else None for k, v in nb04_specs(configure("paper", "cifar10")).items()},
-        },
-        {"ard_alpha": NB04_ARD_ALPHA, "pgd_variant_seeds": NB04_PGD_VARIANT_SEEDS},
-        sizes=faithful_setup.sizes,
     )
 )
 register_plan(

@@ -1,7 +1,6 @@
 """The cost estimate (kdutils.costs): FLOPs counting, the notebooks' plans against the notebooks
 themselves, monotonicity, the per-notebook table and its error for an unknown notebook."""
 
-import ast
 import json
 from pathlib import Path
 
@@ -183,63 +182,6 @@ def test_plans_mirror_the_notebooks(name):
     for k, v in plan.parameters.items():
         assert k in params, f"{name}: the plan assumes a parameter {k!r} the notebook does not have"
         assert params[k] == v, f"{name}: parameter {k} is {params[k]!r} in the notebook, {v!r} in kdutils.costs"
-
-
-class _Context:
-    """What notebook 04's SPECS and teacher cells read of ``ctx``: its datasets and their settings."""
-
-    def __init__(self, settings: dict):
-        self._settings = settings
-
-    def __iter__(self):
-        return iter(self._settings)
-
-    def settings(self, dataset: str):
-        return self._settings[dataset]
-
-
-def _expression(source: str, found) -> str:
-    """The source of the first node of ``source`` that ``found(node)`` returns (not None)."""
-    for node in ast.walk(ast.parse(source)):
-        if (hit := found(node)) is not None:
-            return ast.unparse(hit)
-    raise AssertionError("not in the notebook")
-
-
-@pytest.mark.parametrize("profile", ["paper", "quick"])
-def test_plan_04_specs_are_the_notebooks(profile):
-    """The teacher's and students' method specs, evaluated from the notebook's own cells with the
-    plan's settings, are the plan's (labels, order, every parameter)."""
-    source, params = _notebook("04_faithful")
-    plan = costs.NOTEBOOK_PLANS["04_faithful"]
-    settings = {ds: costs._settings(plan, profile, ds, {}) for ds in plan.datasets(profile)}
-    warmup, ramp = faithful_setup.ramps(profile)
-    ns = {"ctx": _Context(settings), "ard_alpha": params["ard_alpha"], "WARMUP": warmup, "RAMP": ramp}
-    specs = eval(
-        _expression(
-            source, lambda n: n.value if isinstance(n, ast.Assign) and ast.unparse(n.targets[0]) == "SPECS" else None
-        ),
-        ns,
-    )
-    teacher = _expression(
-        source, lambda n: n.args[2] if isinstance(n, ast.Call) and ast.unparse(n.func) == "ctx.teacher" else None
-    )
-    for ds, st in settings.items():
-        ours = costs.nb04_specs(st)
-        assert list(specs[ds]) == list(ours)
-        for label, spec in specs[ds].items():
-            assert kd.create_method(spec).params() == kd.create_method(ours[label]).params(), label
-        theirs = kd.create_method(eval(teacher, {**ns, "st": st})).params()
-        assert theirs == kd.create_method(costs.nb04_teacher_spec(st)).params()
-    # the notebook's sizes, datasets and PGD variant's seeds are the plan's
-    for used in (
-        "sizes=faithful_setup.sizes",
-        "faithful_setup.default_datasets(profile)",
-        "faithful_setup.variant_seeds(profile, ctx.seeds(ds), pgd_variant_seeds)",
-        f'variant if label == "{costs.NB04_VARIANT}"',
-        "model=st.teacher_model",
-    ):
-        assert used in source, used
 
 
 def test_readme_shows_the_current_table():

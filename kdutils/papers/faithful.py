@@ -1,0 +1,449 @@
+"""Notebook 04: Faithful knowledge distillation.
+
+Lamb, Bunel, Dvijotham, Kumar, Torr and Eiras, *Faithful Knowledge Distillation*, arXiv 2306.04431
+(``../shared/papers/faithful.md``). The single home of the notebook's robust teacher, its students
+(KD, ARD, RSLAD and faithful KD with an interval bound or PGD), its figures and its three claims
+(each decided by comparisons named in advance); the notebook ``notebooks/04_faithful.ipynb`` shows
+and calls them, and the cost plan is built from :func:`teacher_spec` and :func:`specs` here. The
+sizes per profile are :mod:`kdutils.faithful_setup`'s.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import pandas as pd
+
+from .. import claims as C
+from .. import costs, faithful_setup, faithfulness, losses, plots
+from ..evaluations import describe_faithfulness_protocol
+from ..methods import create_method
+from ..methods.faithful import Faithful
+from ..results import claims_frame, mean_std_cells
+
+NOTEBOOK = "04_faithful"
+CITATION = "Lamb, Bunel, Dvijotham, Kumar, Torr, Eiras, Faithful Knowledge Distillation, arXiv 2306.04431 (2023)"
+
+#: the notebook parameter ``ard_alpha``'s default: ARD's weight of the KL on PGD points, 1 - alpha on
+#: the clean CE [ours: the spec's "KL + CE"; ARD's code: 1.0]
+ARD_ALPHA = 0.9
+#: the notebook parameter ``pgd_variant_seeds``'s default: 0, faithful_setup.VARIANT_SEEDS
+PGD_VARIANT_SEEDS = 0
+#: the student trained on :func:`kdutils.faithful_setup.variant_seeds` only (it costs about 5x per step)
+VARIANT = "faithful (PGD)"
+#: every seed; the claims rest on these
+MAIN = ["KD", "ARD", "RSLAD", "faithful (IBP)"]
+#: the evaluations of the teacher and of the students
+TEACHER_EVALS = ["accuracy", "data_usage", "certified", "pgd_robust"]
+EVALS = [
+    "accuracy",
+    "data_usage",
+    "agreement",
+    "retention",
+    "certified",
+    "pgd_robust",
+    "disagreement",
+    "confidence_gap",
+    "certified_gap",
+]
+#: the shared suite's metrics shown for the students
+SUITE = ["accuracy", "ece", "agreement", "kl_teacher_student", "mu_s_test", "mu_f_test", "seconds_per_epoch"]
+#: the students of Fig. 1's slice
+SLICED = ["KD", "faithful (IBP)"]
+#: this notebook's sizes per profile and dataset (``NotebookContext(..., sizes=SIZES)``): faithful_setup's
+SIZES = faithful_setup.sizes
+#: figure stems (each saved as ``<stem>_<dataset>.png``)
+FIGURES = ("confidence_slice", "gap_distributions", "faithful_share", "robustness", "reliability")
+
+
+def teacher_spec(st) -> dict[str, Any]:
+    """The robust teacher: IBP training at the notebook's eps and ramps (seed 0, ``st.teacher_model``)."""
+    warmup, ramp = faithful_setup.ramps(st.profile)
+    return {"name": "ibp", "eps": st.faithful_eps, "warmup": warmup, "ramp": ramp}
+
+
+def specs(st, ard_alpha: float = ARD_ALPHA) -> dict[str, Any]:
+    """The students of one dataset's settings: label -> method spec (same architecture, recipe,
+    epochs and seeds; eps and attack steps the dataset's)."""
+    warmup, ramp = faithful_setup.ramps(st.profile)
+    eps, steps = st.faithful_eps, st.train_pgd_steps
+    ramps = {"warmup": warmup, "ramp": ramp}
+    return {
+        "KD": "kd",
+        "ARD": {"name": "ard", "alpha": ard_alpha, "eps": eps, "steps": steps},
+        "RSLAD": {"name": "rslad", "eps": eps, "steps": steps},
+        "faithful (IBP)": {"name": "faithful", "bound": "ibp", "space": "log", "eps": eps, **ramps},
+        "faithful (IBP, prob term)": {"name": "faithful", "bound": "ibp", "space": "prob", "eps": eps, **ramps},
+        VARIANT: {"name": "faithful", "bound": "pgd", "eps": eps, "steps": steps, **ramps},
+    }
+
+
+def student_labels() -> list[str]:
+    """The students' labels, in the notebook's order."""
+    return ["KD", "ARD", "RSLAD", "faithful (IBP)", "faithful (IBP, prob term)", VARIANT]
+
+
+def default_datasets(profile: str) -> list[str]:
+    """The datasets a profile runs when the notebook names none: ``faithful_setup.default_datasets``
+    (CIFAR-10 at paper), else the profile's default dataset (smoke)."""
+    return faithful_setup.default_datasets(profile) or costs.profile_datasets(profile)
+
+
+def datasets(profile: str, chosen) -> list[str]:
+    """The notebook's ``datasets`` parameter, or :func:`kdutils.faithful_setup.default_datasets`."""
+    return list(chosen) or faithful_setup.default_datasets(profile)
+
+
+def plan(st, ard_alpha: float = ARD_ALPHA, pgd_variant_seeds: int = PGD_VARIANT_SEEDS) -> list:
+    """The runs the notebook trains on one dataset's settings (for :mod:`kdutils.costs`)."""
+    t = costs.planned_teacher(st, "teacher", teacher_spec(st))
+    variant = faithful_setup.variant_seeds(st.profile, st.seeds, pgd_variant_seeds)
+    return [t] + [
+        costs.planned_student(st, label, spec, s, t)
+        for label, spec in specs(st, ard_alpha).items()
+        for s in (variant if label == VARIANT else st.seeds)
+    ]
+
+
+costs.register_plan(
+    costs.NotebookPlan(
+        NOTEBOOK,
+        plan,
+        default_datasets,
+        {},
+        {"ard_alpha": ARD_ALPHA, "pgd_variant_seeds": PGD_VARIANT_SEEDS},
+        sizes=faithful_setup.sizes,
+        own_arms=True,
+    )
+)
+
+
+def _show(obj) -> None:
+    """Display ``obj`` in a notebook (a frame as a table), print it elsewhere."""
+    try:
+        from IPython import get_ipython
+        from IPython.display import display
+    except ImportError:  # pragma: no cover
+        print(obj)
+        return
+    display(obj) if get_ipython() is not None else print(obj)
+
+
+# ---------------------------------------------------------------- the notebook's steps
+def show_pieces() -> None:
+    """The pure per-sample losses and faithful KD's gap and objective, as they are in kdutils."""
+    for f in (
+        losses.faithful_gap,
+        losses.linear_ramp,
+        losses.ard_loss,
+        losses.rslad_loss,
+        losses.ibp_loss,
+        Faithful.gap,
+        Faithful.__call__,
+    ):
+        print(inspect.getsource(f))
+
+
+def sizes_table(ctx, pgd_variant_seeds: int = PGD_VARIANT_SEEDS) -> pd.DataFrame:
+    """This notebook's models and sizes per dataset (:mod:`kdutils.faithful_setup`)."""
+    warmup, ramp = faithful_setup.ramps(ctx.profile)
+    rows = []
+    for ds in ctx:
+        st = ctx.settings(ds)
+        variant = faithful_setup.variant_seeds(ctx.profile, ctx.seeds(ds), pgd_variant_seeds)
+        rows.append(
+            {
+                "dataset": ds,
+                "teacher": st.teacher_model,
+                "student": st.student_model,
+                "eps": st.faithful_eps,
+                "teacher epochs": st.teacher_recipe.epochs,
+                "student epochs": st.student_recipe.epochs,
+                "train subset": st.train_subset,
+                "PGD steps in training": st.train_pgd_steps,
+                "PGD steps in evaluation": st.pgd_steps,
+                "evaluation points": st.attack_samples,
+                "warm-up, ramp": (warmup, ramp),
+                "seeds": list(ctx.seeds(ds)),
+                "faithful (PGD) seeds": list(variant),
+            }
+        )
+    return pd.DataFrame(rows).set_index("dataset").T
+
+
+def train_teachers(ctx) -> None:
+    """Each dataset's robust teacher (IBP training), its clean, PGD and certified accuracy at eps."""
+    for ds in ctx:
+        st = ctx.settings(ds)
+        with ctx.timing(ds):
+            teacher = ctx.teacher(ds, "teacher", teacher_spec(st), model=st.teacher_model, only=TEACHER_EVALS)
+        ev, e = ctx.evals[ds, "teacher", 0], f"{st.faithful_eps:.4g}"
+        print(
+            f"{ds}: teacher {st.teacher_model} ({'reused' if teacher.reused else 'trained'}) at eps {e}: clean "
+            f"{ev['accuracy']:.4f}, PGD {ev[f'pgd_robust@{e}']:.4f}, certified {ev[f'certified@{e}']:.4f}"
+        )
+        if ev[f"certified@{e}"] < 0.2:
+            print(f"  WARNING: the teacher's certified accuracy is near zero on {ds}: certified gaps are vacuous there")
+        print("  " + describe_faithfulness_protocol(st))
+
+
+def train_students(ctx, ard_alpha: float = ARD_ALPHA, pgd_variant_seeds: int = PGD_VARIANT_SEEDS) -> pd.DataFrame:
+    """Every student of :func:`specs` x the dataset's seeds (the PGD variant on its seeds only), side by
+    side where the executor allows; returns the labels and their methods' parameters."""
+    rows = []
+    for ds in ctx:
+        teacher = ctx.runs[ds, "teacher", 0]
+        variant = faithful_setup.variant_seeds(ctx.profile, ctx.seeds(ds), pgd_variant_seeds)
+        students = specs(ctx.settings(ds), ard_alpha)
+        rows += [{"dataset": ds, "label": k, "method": str(create_method(v).params())} for k, v in students.items()]
+        with ctx.timing(ds):
+            ctx.student_group(
+                ds,
+                [
+                    dict(label=label, method=spec, seed=seed, teacher=teacher, only=EVALS)
+                    for label, spec in students.items()
+                    for seed in (variant if label == VARIANT else ctx.seeds(ds))
+                ],
+            )
+    return pd.DataFrame(rows)
+
+
+def main_table(ctx, delta: float) -> None:
+    """Per dataset: accuracy, PGD and certified accuracy at eps, disagreement, mean gaps and the
+    delta-faithful shares of the teacher and every student, mean ± std over seeds."""
+    df = ctx.frame
+    for ds in ctx:
+        e = f"{ctx.settings(ds).faithful_eps:.4g}"
+        table = {
+            "accuracy": "clean",
+            f"pgd_robust@{e}": f"PGD @ {e}",
+            f"certified@{e}": f"certified @ {e}",
+            "disagreement_rate": "disagreement rate",
+            "gap_mean": "mean gap (PGD)",
+            "certified_gap_mean": "mean gap (IBP bound)",
+            f"gap_faithful@{delta:g}": f"{delta:g}-faithful (PGD)",
+            f"certified_faithful@{delta:g}": f"{delta:g}-faithful (IBP)",
+            "certified_agreement": "certified agreement",
+        }
+        d = df[(df.dataset == ds) & df.metric.isin(list(table))]
+        d = d.assign(metric=d.metric.map(table))
+        cells = mean_std_cells(d, list(table.values()), order=["teacher", *student_labels()])
+        _show(cells.style.set_caption(f"{ds}: eps {e}, delta {delta:g}"))
+
+
+def confidence_slices(ctx, slice_directions: str = "gradient") -> None:
+    """Fig. 1 again, for our models: the true class's confidence over a 2-D slice around a test image
+    that the teacher and both sliced students classify correctly."""
+    for ds in ctx:
+        sp, first, n = ctx[ds].split, ctx.seeds(ds)[0], ctx.settings(ds).attack_samples
+        models = {"teacher": ctx.runs[ds, "teacher", 0].model, **{m: ctx.runs[ds, m, first].model for m in SLICED}}
+        x, y = sp.test_x[:n], sp.test_y[:n]
+        correct = [faithfulness.predictions(models["teacher"], models[m], x, y) for m in SLICED]
+        ok = (correct[0][0] == y) & (correct[0][1] == y) & (correct[1][1] == y)
+        if not ok.any():  # e.g. a dry run's untrained networks: the first image the teacher gets right, else the first
+            ok = (correct[0][0] == y) if (correct[0][0] == y).any() else (y == y)
+            print(f"{ds}: no image among the first {n} that the teacher and both students classify correctly")
+        i = int(ok.nonzero()[0, 0])
+        eps = ctx.settings(ds).faithful_eps
+        sl = faithfulness.confidence_slice(
+            models,
+            sp.test_x[i],
+            int(sp.test_y[i]),
+            eps,
+            directions=slice_directions,
+            reference=("teacher", "KD"),
+            resolution=41,
+            seed=0,
+        )
+        fig = plots.confidence_slices(
+            sl, title=f"{ds}: test image {i} (class {int(sp.test_y[i])}), eps {eps:.4g}, seed {first}"
+        )
+        ctx.save_figure(fig, f"confidence_slice_{ds}")
+        print(
+            f"{ds}, test image {i}: "
+            + "; ".join(
+                f"{m} p[c] {sl['confidence'][m][20, 20]:.3f} at x, min {sl['confidence'][m].min():.3f} on the slice"
+                for m in models
+            )
+        )
+
+
+def gap_distributions(ctx, delta: float) -> None:
+    """Per dataset: the distribution of the empirical and the certified confidence gap per point
+    (over seeds), and the share of delta-faithful points over the delta grid."""
+    labels = student_labels()
+    for ds in ctx:
+        hists = {
+            m: {
+                kind: {
+                    "edges": ctx.evals[ds, m, ctx.seeds(ds)[0]][key]["edges"],
+                    "counts": [
+                        sum(c)
+                        for c in zip(
+                            *[ctx.evals[ds, m, s][key]["counts"] for s in ctx.seeds(ds) if (ds, m, s) in ctx.evals]
+                        )
+                    ],
+                }
+                for kind, key in (("empirical", "gap_hist"), ("certified", "certified_gap_hist"))
+            }
+            for m in labels
+        }
+        fig = plots.gap_distributions(
+            hists, delta=delta, title=f"{ds}: confidence gap per point, eps {ctx.settings(ds).faithful_eps:.4g}"
+        )
+        ctx.save_figure(fig, f"gap_distributions_{ds}")
+        shares = pd.DataFrame(
+            [
+                {"method": m, "seed": s, "bound": bound, "delta": dv, "value": v}
+                for m in labels
+                for s in ctx.seeds(ds)
+                if (ds, m, s) in ctx.evals
+                for bound, key in (("empirical (PGD)", "gap_faithful"), ("certified (IBP)", "certified_faithful"))
+                for dv, v in zip(ctx.evals[ds, m, s][key]["deltas"], ctx.evals[ds, m, s][key]["share"])
+            ]
+        )
+        fig = plots.faithful_share_curves(shares, title=f"{ds}: share of delta-faithful points", hue_order=labels)
+        ctx.save_figure(fig, f"faithful_share_{ds}")
+
+
+def exploration(ctx, delta: float) -> pd.DataFrame:
+    """Not a claim: how much each student lowers KD's mean empirical gap, and raises its certified
+    delta-faithful share, paired by seed (Holm-corrected)."""
+    others = {m: "KD" for m in student_labels() if m != "KD"}
+    gap = ctx.differences(others, "gap_mean", scale=1.0, higher_is_better=False)
+    share = ctx.differences(others, f"certified_faithful@{delta:g}")
+    return pd.concat(
+        [
+            gap.assign(metric="mean gap (PGD), reduction from KD's"),
+            share.assign(metric=f"{delta:g}-faithful (IBP), points"),
+        ],
+        ignore_index=True,
+    ).round(4)
+
+
+def suite(ctx) -> pd.DataFrame:
+    """The shared evaluation suite: PGD robust and IBP certified accuracy curves and reliability
+    diagrams per dataset; the suite's metrics of the students, mean ± std."""
+    labels = student_labels()
+    for ds in ctx:
+        print(f"{ds}: {describe_faithfulness_protocol(ctx.settings(ds))}")
+    df = ctx.frame
+    cells = mean_std_cells(df[df.method.isin(labels)], SUITE, order=labels)
+    for ds in ctx:
+        curves = pd.DataFrame(
+            [
+                {"method": m, "seed": s, "attack": attack, "epsilon": e, "value": v}
+                for m in ["teacher", *labels]
+                for s in ctx.seeds(ds)
+                if (ds, m, s) in ctx.evals
+                for attack, key in (("pgd", "pgd_robust"), ("ibp", "certified"))
+                for e, v in zip(ctx.evals[ds, m, s][key]["epsilons"], ctx.evals[ds, m, s][key]["accuracy"])
+            ]
+        )
+        fig = plots.robustness_curves(
+            curves, attacks=("pgd", "ibp"), title=f"{ds}: PGD robust and IBP certified accuracy"
+        )
+        ctx.save_figure(fig, f"robustness_{ds}")
+    ctx.reliability_figures(["teacher", *labels], ncols=6)
+    return cells
+
+
+def claims(ctx, delta: float) -> pd.DataFrame:
+    """The spec's three claims, each decided by comparisons named in advance (rules [ours], printed):
+
+    1. standard distillation leaves students unfaithful: KD's disagreement rate above 0 and its mean
+       empirical gap above delta;
+    2. faithful distillation narrows the gap: faithful (IBP) below KD's mean empirical gap and above
+       its empirical delta-faithful share, paired by seed;
+    3. faithful distillation is more verifiable than adversarial distillation: faithful (IBP)'s
+       certified delta-faithful share above ARD's and RSLAD's, paired by seed.
+    """
+    rows = []
+    for ds in ctx:
+        where, conv = ctx.where(ds), ctx.convergence(ds, MAIN)
+        share = f"gap_faithful@{delta:g}"
+        unfaithful = C.every(
+            {
+                "disagreement": C.above_each(
+                    {"KD disagreement rate": ctx.values(ds, "KD", "disagreement_rate")}, 0.0, what="disagreement rate"
+                ),
+                "gap": C.above_each(
+                    {"KD mean gap": ctx.values(ds, "KD", "gap_mean")}, delta, what="mean empirical gap"
+                ),
+            }
+        )
+        rows.append(
+            unfaithful.row(
+                "standard distillation leaves students unfaithful near data points",
+                "[paper] Fig. 1; rule [ours]",
+                "Fig. 1: gap 0.294 at one point, one disagreement",
+                dataset=where,
+                profile=ctx.profile,
+                converged=conv,
+            )
+        )
+        narrows = C.every(
+            {
+                "gap": C.lower_each(
+                    {"faithful (IBP) vs KD": ctx.paired(ds, "faithful (IBP)", "KD", "gap_mean")},
+                    what="mean empirical gap",
+                ),
+                "share": C.better_each(
+                    {"faithful (IBP) vs KD": ctx.paired(ds, "faithful (IBP)", "KD", share)},
+                    what=f"empirical {delta:g}-faithful share",
+                ),
+            }
+        )
+        rows.append(
+            narrows.row(
+                "faithful distillation narrows the gap",
+                "[paper] Fig. 1; rule [ours]",
+                "Fig. 1: gap 0.115 (vs 0.294) at the same point",
+                dataset=where,
+                profile=ctx.profile,
+                converged=conv,
+            )
+        )
+        verifiable = C.better_each(
+            {
+                f"faithful (IBP) vs {b}": ctx.paired(ds, "faithful (IBP)", b, f"certified_faithful@{delta:g}")
+                for b in ("ARD", "RSLAD")
+            },
+            what=f"certified {delta:g}-faithful share",
+        )
+        rows.append(
+            verifiable.row(
+                "faithful distillation is more verifiable than adversarial distillation",
+                "[paper] abstract; baselines ARD, RSLAD [ours]",
+                "none given",
+                dataset=where,
+                profile=ctx.profile,
+                converged=conv,
+            )
+        )
+    return claims_frame(rows)
+
+
+def check_lines(ctx, table: pd.DataFrame, delta: float) -> None:
+    """The numbers a re-execution must print again (the nbval check)."""
+    for ds in ctx:
+        e = f"{ctx.settings(ds).faithful_eps:.4g}"
+        t = ctx.evals[ds, "teacher", 0]
+        print(
+            f"{ds}: teacher clean {t['accuracy']:.4f} PGD {t[f'pgd_robust@{e}']:.4f} certified {t[f'certified@{e}']:.4f}"
+        )
+        for label in student_labels():
+            s_ = [s for s in ctx.seeds(ds) if (ds, label, s) in ctx.evals]
+            ev = [ctx.evals[ds, label, s] for s in s_]
+            print(
+                f"  {label:>15}: acc "
+                + " ".join(f"{x['accuracy']:.4f}" for x in ev)
+                + "  disagree "
+                + " ".join(f"{x['disagreement_rate']:.4f}" for x in ev)
+                + "  gap "
+                + " ".join(f"{x['gap_mean']:.4f}" for x in ev)
+                + "  cert-faithful "
+                + " ".join(f"{x[f'certified_faithful@{delta:g}']:.4f}" for x in ev)
+            )
+    print("verdicts:", list(table["verdict"]))
