@@ -40,7 +40,7 @@ step measured on an H100 (:func:`measured_hours`, :data:`MEASURED_STEP_TIMES`:
   training split each), data loading.
 
 The notebook plans (:data:`NOTEBOOK_PLANS`): a notebook whose paper lives in a module of
-:mod:`kdutils.papers` (00, 01 and 04 so far) registers a plan built from that module's own arms, so there is
+:mod:`kdutils.papers` (00, 01, 03 and 04 so far) registers a plan built from that module's own arms, so there is
 nothing to keep in step. The plans below, for the notebooks not yet moved there, **mirror the
 notebooks' training cells**: their method lists are copied as data (``NB02_METHODS``, ...), and
 ``tests/test_costs.py`` checks every label and method spec against the notebook's JSON, and the
@@ -408,43 +408,6 @@ def _plan_02(st: Settings) -> list[PlannedRun]:
     return runs
 
 
-# ---- 03_self_regulated: mirrors TEACHERS, STUDENTS, HOWS and ``prune_fractions``
-# (``fixed_threshold_teacher = "auto"``: the profile's ablation_teachers)
-NB03_TEACHERS = {"normal": "ce", "SR (schedule)": "ce+sr", "SR (fixed 0.9)": {"name": "sr", "inner": "ce", "beta": 0.9}}
-NB03_ABLATION_TEACHERS = ["SR (fixed 0.9)"]
-NB03_STUDENTS = {  # label: (method, teacher label)
-    "student alone": ("ce", None),
-    "KD (normal teacher)": ("kd", "normal"),
-    "KD (SR teacher)": ("kd", "SR (schedule)"),
-    "significance-based": ("significance", "SR (schedule)"),
-    "regulated": ("kd+sr", "SR (schedule)"),
-    "hybrid": ("significance+sr", "SR (schedule)"),
-}
-NB03_HOWS = ("least significant", "random")
-NB03_PRUNE_FRACTIONS = [0.1, 0.3, 0.5]
-
-
-def _plan_03(st: Settings) -> list[PlannedRun]:
-    teachers = {
-        label: _teacher(st, f"teacher {label}", spec)
-        for label, spec in NB03_TEACHERS.items()
-        if label not in NB03_ABLATION_TEACHERS or st.ablation_teachers
-    }
-    runs = list(teachers.values())
-    runs += [
-        _student(st, label, spec, s, teachers[t] if t else None)
-        for label, (spec, t) in NB03_STUDENTS.items()
-        for s in st.seeds
-    ]
-    runs += [
-        _student(st, f"KD minus {how} {k:g}", "kd", s, teachers["normal"], rows_share=1 - k, variant=f"{how} {k}")
-        for k in NB03_PRUNE_FRACTIONS
-        for s in st.seeds
-        for how in NB03_HOWS
-    ]
-    return runs
-
-
 # ---- 05_label_revision: mirrors STUDENTS, SCORERS, SWEEP and the parameters lr_form, scorer, keep,
 # keep_sweep, sweep_seeds
 NB05_LR = {"name": "lr", "form": "mse"}
@@ -505,20 +468,6 @@ register_plan(
             "teacher_group": None,
         },
         {"ablations": True, "stronger_teacher": True, "ablation_seeds": 0},
-    )
-)
-register_plan(
-    NotebookPlan(
-        "03_self_regulated",
-        _plan_03,
-        _profile_dataset,
-        {
-            **{k: v for k, v in NB03_TEACHERS.items()},
-            **{k: v[0] for k, v in NB03_STUDENTS.items()},
-            "KD minus": None,
-            **{h: None for h in NB03_HOWS},
-        },
-        {"prune_fractions": NB03_PRUNE_FRACTIONS, "fixed_threshold_teacher": "auto"},
     )
 )
 register_plan(
