@@ -40,7 +40,7 @@ step measured on an H100 (:func:`measured_hours`, :data:`MEASURED_STEP_TIMES`:
   training split each), data loading.
 
 The notebook plans (:data:`NOTEBOOK_PLANS`): a notebook whose paper lives in a module of
-:mod:`kdutils.papers` (00, 01, 03 and 04 so far) registers a plan built from that module's own arms, so there is
+:mod:`kdutils.papers` (every notebook but 02 so far) registers a plan built from that module's own arms, so there is
 nothing to keep in step. The plans below, for the notebooks not yet moved there, **mirror the
 notebooks' training cells**: their method lists are copied as data (``NB02_METHODS``, ...), and
 ``tests/test_costs.py`` checks every label and method spec against the notebook's JSON, and the
@@ -408,51 +408,6 @@ def _plan_02(st: Settings) -> list[PlannedRun]:
     return runs
 
 
-# ---- 05_label_revision: mirrors STUDENTS, SCORERS, SWEEP and the parameters lr_form, scorer, keep,
-# keep_sweep, sweep_seeds
-NB05_LR = {"name": "lr", "form": "mse"}
-NB05_OTHER = {"name": "lr", "form": "kl"}
-NB05_STUDENTS = {  # label: (method, supervised by the teacher on the selected rows only)
-    "student alone": ("ce", False),
-    "KD": ("kd", False),
-    "KD+LR": (NB05_LR, False),
-    "KD+DS": ("kd", True),
-    "KD+LR+DS": (NB05_LR, True),
-    "DIST": ("dist", False),
-    "DIST+LR": ("dist+lr", False),
-    "KD+LR, kl form": (NB05_OTHER, False),
-}
-NB05_SCORER, NB05_KEEP = "influence", 0.7
-NB05_SCORERS = ["influence", "confidence", "correct"]
-NB05_KEEP_SWEEP = [0.5, 0.7, 0.9]
-NB05_SWEEP_SEEDS = 2
-
-
-def _plan_05(st: Settings) -> list[PlannedRun]:
-    t = _teacher(st, "teacher")
-    runs = [t] + [
-        _student(
-            st,
-            label,
-            spec,
-            s,
-            t,
-            teacher_share=NB05_KEEP if sel else 1.0,
-            variant=f"{NB05_SCORER} {NB05_KEEP}" if sel else "",
-        )
-        for label, (spec, sel) in NB05_STUDENTS.items()
-        for s in st.seeds
-    ]
-    runs += [
-        _student(st, f"KD+LR+DS | {sc}, keep {k:g}", NB05_LR, s, t, teacher_share=k, variant=f"{sc} {k}")
-        for sc in NB05_SCORERS
-        for k in NB05_KEEP_SWEEP
-        if (sc, k) != (NB05_SCORER, NB05_KEEP)
-        for s in st.seeds[: NB05_SWEEP_SEEDS or None]
-    ]
-    return runs
-
-
 register_plan(
     NotebookPlan(
         "02_cmkd",
@@ -468,26 +423,6 @@ register_plan(
             "teacher_group": None,
         },
         {"ablations": True, "stronger_teacher": True, "ablation_seeds": 0},
-    )
-)
-register_plan(
-    NotebookPlan(
-        "05_label_revision",
-        _plan_05,
-        _pairs_datasets,
-        {
-            **{k: v[0] if isinstance(v[0], str) else None for k, v in NB05_STUDENTS.items() if k != "KD+LR, kl form"},
-            "OTHER_LABEL": None,
-            "KD+LR+DS | ": None,
-            **{s: None for s in NB05_SCORERS},
-        },
-        {
-            "lr_form": "mse",
-            "scorer": NB05_SCORER,
-            "keep": NB05_KEEP,
-            "keep_sweep": NB05_KEEP_SWEEP,
-            "sweep_seeds": NB05_SWEEP_SEEDS,
-        },
     )
 )
 
