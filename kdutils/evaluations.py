@@ -108,6 +108,10 @@ __all__ = [
     "faithfulness_protocol",
     "describe_faithfulness_protocol",
     "FAITHFUL_DELTAS",
+    "format_epsilon",
+    "at_eps",
+    "at_delta",
+    "robust_key",
 ]
 
 
@@ -312,11 +316,28 @@ def attack_protocol(settings: "Settings") -> dict:
     }
 
 
-def _fmt_eps(e: float, grid: list[float]) -> str:
-    """``k/255`` when the whole grid is on the 8-bit pixel lattice (CIFAR), else 4 digits."""
-    if all(abs(x * 255 - round(x * 255)) < 1e-6 for x in grid) and e > 0:
+def format_epsilon(e: float, grid: Iterable[float] | None = None) -> str:
+    """The one label of an attack budget: ``"4/255"`` when ``e`` (and every value of ``grid``) lies on
+    the 8-bit pixel lattice (CIFAR), else 4 digits (``"0.1"``)."""
+    pts = [float(x) for x in (grid if grid is not None else [e])] + [float(e)]
+    if e > 0 and all(abs(x * 255 - round(x * 255)) < 1e-6 for x in pts):
         return f"{round(e * 255)}/255"
     return f"{e:.4g}"
+
+
+def at_eps(name: str, eps: float) -> str:
+    """The results key of a metric at an attack budget: ``certified@0.1``, ``pgd_robust@0.007843``."""
+    return f"{name}@{eps:.4g}"
+
+
+def robust_key(attack: str, eps: float) -> str:
+    """The results key of the robust accuracy under ``attack`` (fgsm, pgd) at ``eps``: ``robust_fgsm@0.1``."""
+    return at_eps(f"robust_{attack}", eps)
+
+
+def at_delta(name: str, delta: float) -> str:
+    """The results key of a faithfulness share at ``delta``: ``certified_faithful@0.1``."""
+    return f"{name}@{delta:g}"
 
 
 def describe_attack_protocol(settings: "Settings") -> str:
@@ -324,7 +345,7 @@ def describe_attack_protocol(settings: "Settings") -> str:
     p = attack_protocol(settings)
     pgd = p["pgd"]
     subset = f" of a {p['test_subset']}-image test subset" if p["test_subset"] is not None else ""
-    eps = ", ".join(_fmt_eps(e, p["epsilons"]) for e in p["epsilons"])
+    eps = ", ".join(format_epsilon(e, p["epsilons"]) for e in p["epsilons"])
     restarts = f"{pgd['restarts']} random restarts" if pgd["restarts"] else "no restarts"
     return (
         f"L-inf attacks (foolbox) on the first {p['n']} test images{subset}, pixels in [0, 1], "
@@ -414,7 +435,7 @@ def _robustness(ctx: EvalContext) -> dict[str, Any]:
     out: dict[str, Any] = {"robustness": {"epsilons": eps, **curves}}
     for attack, accs in curves.items():
         for e, acc in zip(eps, accs):
-            out[f"robust_{attack}@{e:.4g}"] = acc
+            out[robust_key(attack, e)] = acc
     return out
 
 
@@ -453,7 +474,7 @@ def own_attack_protocol(settings: "Settings") -> dict:
 def _curve(name: str, eps: list[float], accs: list[float]) -> dict[str, Any]:
     out: dict[str, Any] = {name: {"epsilons": eps, "accuracy": accs}}
     for e, acc in zip(eps, accs):
-        out[f"{name}@{e:.4g}"] = acc
+        out[at_eps(name, e)] = acc
     return out
 
 
@@ -534,7 +555,7 @@ def describe_faithfulness_protocol(settings: "Settings") -> str:
     p = faithfulness_protocol(settings)
     subset = f" of a {p['test_subset']}-image test subset" if p["test_subset"] is not None else ""
     return (
-        f"faithfulness at eps {_fmt_eps(p['eps'], [p['eps']])} (L-inf, pixels in [0, 1]) on the first {p['n']} "
+        f"faithfulness at eps {format_epsilon(p['eps'])} (L-inf, pixels in [0, 1]) on the first {p['n']} "
         f"test images{subset} that teacher and student both classify correctly, class c = the true class: "
         f"disagreement and gap by kdutils PGD ({p['pgd']['steps']} steps of {p['pgd']['rel_stepsize']:.3g}*eps, "
         f"random start, seed {p['seed']}), certified gap by IBP; delta grid {p['deltas']}"
@@ -561,7 +582,7 @@ def _shares(prefix: str, gap: torch.Tensor, deltas: list[float]) -> dict[str, An
     share = faithfulness.faithful_share(gap, deltas)
     out: dict[str, Any] = {prefix: {"deltas": deltas, "share": share}}
     for d, v in zip(deltas, share):
-        out[f"{prefix}@{d:g}"] = v
+        out[at_delta(prefix, d)] = v
     return out
 
 

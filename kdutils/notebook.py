@@ -40,6 +40,7 @@ from typing import Any
 import pandas as pd
 
 from .errors import ParameterError
+from .evaluations import format_epsilon  # re-exported: the one epsilon label
 from .experiment import Experiment, Run, environment, scalar_metrics
 from .io import default_figures_dir, project_root
 from .parallel import Job, train_group
@@ -48,14 +49,6 @@ from .results import Results
 from .runtime import cpu_numerics
 
 __all__ = ["NotebookContext", "margins", "format_epsilon"]
-
-
-def format_epsilon(e: float, grid: Iterable[float] | None = None) -> str:
-    """``"4/255"`` when ``e`` (and every value of ``grid``) lies on the 8-bit pixel lattice, else ``"0.1"``."""
-    pts = [float(x) for x in (grid if grid is not None else [e])] + [float(e)]
-    if e > 0 and all(abs(x * 255 - round(x * 255)) < 1e-6 for x in pts):
-        return f"{round(e * 255)}/255"
-    return f"{e:.4g}"
 
 
 def margins(

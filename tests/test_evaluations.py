@@ -298,3 +298,16 @@ def test_certified_and_own_pgd_are_on_request_cached_and_equal_their_functions(e
     kd.Experiment(st, store).evaluate(s, only=["certified", "pgd_robust"])
     assert calls["certified"] == 1 and calls["pgd_robust"] == 1  # cached
     assert certification_protocol(st)["n"] == 16 and own_attack_protocol(st)["pgd"]["steps"] == st.pgd_steps
+
+
+def test_metric_keys_and_the_epsilon_label_have_one_home():
+    from kdutils.evaluations import at_delta, at_eps, format_epsilon, robust_key
+    from kdutils.notebook import format_epsilon as reexported
+
+    assert robust_key("fgsm", 0.1) == "robust_fgsm@0.1" and robust_key("pgd", 2 / 255) == "robust_pgd@0.007843"
+    assert (
+        at_eps("certified", 0.1) == "certified@0.1"
+        and at_delta("certified_faithful", 0.05) == "certified_faithful@0.05"
+    )
+    assert reexported is format_epsilon and format_epsilon(8 / 255, [0, 4 / 255, 8 / 255]) == "8/255"
+    assert format_epsilon(0.0, [0, 4 / 255]) == "0"

@@ -18,9 +18,8 @@ import pandas as pd
 
 from .. import claims as C
 from .. import costs, losses, plots
-from ..evaluations import describe_attack_protocol
+from ..evaluations import describe_attack_protocol, format_epsilon, robust_key
 from ..methods import create_method, self_regulation
-from ..notebook import format_epsilon
 from ..results import claims_frame, mean_std_cells, mean_std_table
 
 NOTEBOOK = "01_cckd"
@@ -253,7 +252,7 @@ def claims(ctx, explore: pd.DataFrame) -> pd.DataFrame:
         eps, points = C.robust_setting(ds, ctx.settings(ds).epsilons)
         eps_text = format_epsilon(eps, ctx.settings(ds).epsilons)
         rm = C.robust_margin(
-            *ctx.paired(ds, "CCKD-T+SR", "KD", f"robust_fgsm@{eps:.4g}"),
+            *ctx.paired(ds, "CCKD-T+SR", "KD", robust_key("fgsm", eps)),
             points=points,
             label=f"CCKD-T+SR - KD, FGSM, eps {eps_text}",
         )

@@ -17,7 +17,7 @@ import pandas as pd
 
 from .. import claims as C
 from .. import costs, faithful_setup, faithfulness, losses, plots
-from ..evaluations import describe_faithfulness_protocol
+from ..evaluations import at_delta, at_eps, describe_faithfulness_protocol
 from ..methods import create_method
 from ..methods.faithful import Faithful
 from ..results import claims_frame, mean_std_cells
@@ -178,12 +178,13 @@ def train_teachers(ctx) -> None:
         st = ctx.settings(ds)
         with ctx.timing(ds):
             teacher = ctx.teacher(ds, "teacher", teacher_spec(st), model=st.teacher_model, only=TEACHER_EVALS)
-        ev, e = ctx.evals[ds, "teacher", 0], f"{st.faithful_eps:.4g}"
+        eps = st.faithful_eps
+        ev, e = ctx.evals[ds, "teacher", 0], f"{eps:.4g}"
         print(
             f"{ds}: teacher {st.teacher_model} ({'reused' if teacher.reused else 'trained'}) at eps {e}: clean "
-            f"{ev['accuracy']:.4f}, PGD {ev[f'pgd_robust@{e}']:.4f}, certified {ev[f'certified@{e}']:.4f}"
+            f"{ev['accuracy']:.4f}, PGD {ev[at_eps('pgd_robust', eps)]:.4f}, certified {ev[at_eps('certified', eps)]:.4f}"
         )
-        if ev[f"certified@{e}"] < 0.2:
+        if ev[at_eps("certified", eps)] < 0.2:
             print(f"  WARNING: the teacher's certified accuracy is near zero on {ds}: certified gaps are vacuous there")
         print("  " + describe_faithfulness_protocol(st))
 
@@ -214,16 +215,17 @@ def main_table(ctx, delta: float) -> None:
     delta-faithful shares of the teacher and every student, mean ± std over seeds."""
     df = ctx.frame
     for ds in ctx:
-        e = f"{ctx.settings(ds).faithful_eps:.4g}"
+        eps = ctx.settings(ds).faithful_eps
+        e = f"{eps:.4g}"
         table = {
             "accuracy": "clean",
-            f"pgd_robust@{e}": f"PGD @ {e}",
-            f"certified@{e}": f"certified @ {e}",
+            at_eps("pgd_robust", eps): f"PGD @ {e}",
+            at_eps("certified", eps): f"certified @ {e}",
             "disagreement_rate": "disagreement rate",
             "gap_mean": "mean gap (PGD)",
             "certified_gap_mean": "mean gap (IBP bound)",
-            f"gap_faithful@{delta:g}": f"{delta:g}-faithful (PGD)",
-            f"certified_faithful@{delta:g}": f"{delta:g}-faithful (IBP)",
+            at_delta("gap_faithful", delta): f"{delta:g}-faithful (PGD)",
+            at_delta("certified_faithful", delta): f"{delta:g}-faithful (IBP)",
             "certified_agreement": "certified agreement",
         }
         d = df[(df.dataset == ds) & df.metric.isin(list(table))]
@@ -312,7 +314,7 @@ def exploration(ctx, delta: float) -> pd.DataFrame:
     delta-faithful share, paired by seed (Holm-corrected)."""
     others = {m: "KD" for m in student_labels() if m != "KD"}
     gap = ctx.differences(others, "gap_mean", scale=1.0, higher_is_better=False)
-    share = ctx.differences(others, f"certified_faithful@{delta:g}")
+    share = ctx.differences(others, at_delta("certified_faithful", delta))
     return pd.concat(
         [
             gap.assign(metric="mean gap (PGD), reduction from KD's"),
@@ -362,7 +364,7 @@ def claims(ctx, delta: float) -> pd.DataFrame:
     rows = []
     for ds in ctx:
         where, conv = ctx.where(ds), ctx.convergence(ds, MAIN)
-        share = f"gap_faithful@{delta:g}"
+        share = at_delta("gap_faithful", delta)
         unfaithful = C.every(
             {
                 "disagreement": C.above_each(
@@ -407,7 +409,7 @@ def claims(ctx, delta: float) -> pd.DataFrame:
         )
         verifiable = C.better_each(
             {
-                f"faithful (IBP) vs {b}": ctx.paired(ds, "faithful (IBP)", b, f"certified_faithful@{delta:g}")
+                f"faithful (IBP) vs {b}": ctx.paired(ds, "faithful (IBP)", b, at_delta("certified_faithful", delta))
                 for b in ("ARD", "RSLAD")
             },
             what=f"certified {delta:g}-faithful share",
@@ -428,10 +430,10 @@ def claims(ctx, delta: float) -> pd.DataFrame:
 def check_lines(ctx, table: pd.DataFrame, delta: float) -> None:
     """The numbers a re-execution must print again (the nbval check)."""
     for ds in ctx:
-        e = f"{ctx.settings(ds).faithful_eps:.4g}"
+        eps = ctx.settings(ds).faithful_eps
         t = ctx.evals[ds, "teacher", 0]
         print(
-            f"{ds}: teacher clean {t['accuracy']:.4f} PGD {t[f'pgd_robust@{e}']:.4f} certified {t[f'certified@{e}']:.4f}"
+            f"{ds}: teacher clean {t['accuracy']:.4f} PGD {t[at_eps('pgd_robust', eps)]:.4f} certified {t[at_eps('certified', eps)]:.4f}"
         )
         for label in student_labels():
             s_ = [s for s in ctx.seeds(ds) if (ds, label, s) in ctx.evals]
@@ -444,6 +446,6 @@ def check_lines(ctx, table: pd.DataFrame, delta: float) -> None:
                 + "  gap "
                 + " ".join(f"{x['gap_mean']:.4f}" for x in ev)
                 + "  cert-faithful "
-                + " ".join(f"{x[f'certified_faithful@{delta:g}']:.4f}" for x in ev)
+                + " ".join(f"{x[at_delta('certified_faithful', delta)]:.4f}" for x in ev)
             )
     print("verdicts:", list(table["verdict"]))

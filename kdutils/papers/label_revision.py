@@ -27,7 +27,7 @@ import pandas as pd
 from .. import claims as C
 from .. import costs, losses, pairs, plots
 from ..data_selection import DataSelection, influence_scores
-from ..evaluations import describe_attack_protocol
+from ..evaluations import describe_attack_protocol, robust_key
 from ..methods import create_method
 from ..methods.label_revision import LabelRevision
 from ..results import claims_frame, mean_std_cells, mean_std_table
@@ -429,7 +429,7 @@ def suite(ctx) -> pd.DataFrame:
     mid = sorted({ctx.settings(ds).epsilons[len(ctx.settings(ds).epsilons) // 2] for ds in ctx})
     df = ctx.frame
     return mean_std_cells(
-        df[df.method.isin(MAIN)], SUITE + [f"robust_{a}@{e:.4g}" for a in ("fgsm", "pgd") for e in mid], order=MAIN
+        df[df.method.isin(MAIN)], SUITE + [robust_key(a, e) for a in ("fgsm", "pgd") for e in mid], order=MAIN
     )
 
 

@@ -22,7 +22,7 @@ import pandas as pd
 
 from .. import claims as C
 from .. import costs, plots
-from ..evaluations import describe_attack_protocol
+from ..evaluations import describe_attack_protocol, robust_key
 from ..methods.significance import significance_weights
 from ..results import claims_frame, mean_std_cells, mean_std_table
 from ..selection import DropLeastSignificant, DropRandom, SignificanceWeights
@@ -242,7 +242,7 @@ def suite(ctx) -> pd.DataFrame:
     df = ctx.frame
     return mean_std_cells(
         df[df.method.isin(list(STUDENTS))],
-        SUITE + [f"robust_{a}@{e:.4g}" for a in ("fgsm", "pgd") for e in mid],
+        SUITE + [robust_key(a, e) for a in ("fgsm", "pgd") for e in mid],
         order=list(STUDENTS),
     )
 
