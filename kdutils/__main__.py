@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import events
+from .io import default_output_dir, default_outputs
 from .profiles import PROFILES
 
 
@@ -97,7 +98,7 @@ def run_notebook(
     # terminal streams the same progress (kdutils.events); -p progress=True keeps them
     p = {
         "profile": profile,
-        "output_dir": str(out_dir / nb.stem),
+        "output_dir": str(default_output_dir(nb.stem, profile, out_dir.parent)),
         "figures_dir": str(figures_dir),
         "progress": False,
         **(params or {}),
@@ -162,7 +163,7 @@ def summary(out_dir: Path, names: list[str]) -> str:
 
     lines = []
     for name in names:
-        path = out_dir / name / "results.csv"
+        path = default_output_dir(name, out_dir.name, out_dir.parent) / "results.csv"
         if not path.exists():
             lines.append(f"{name}: no results.csv")
             continue
@@ -297,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     except UnknownNameError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    out_root = _absolute(args.out) if args.out else root / "outputs"
+    out_root = _absolute(args.out) if args.out else default_outputs()
     out_dir = out_root / args.profile
     figures = _absolute(args.figures) if args.figures else None
     timings, failures = [], []
@@ -314,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
             failures.append(failure(nb, out_dir / nb.name, exc))
             print(failures[-1].line(), flush=True)
         else:  # every cell ran, but a batch is for its results: none written is a failure too
-            results = out_dir / nb.stem / "results.csv"
+            results = default_output_dir(nb.stem, args.profile, out_root) / "results.csv"
             if not results.exists():
                 failures.append(Failure(nb.stem, "after its last cell", f"it wrote no {results}", out_dir / nb.name))
                 print(failures[-1].line(), flush=True)

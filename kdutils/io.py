@@ -60,6 +60,17 @@ def default_runs_root() -> Path:
 GALLERY = {"quick": "", "full": "full"}
 
 
+def default_outputs() -> Path:
+    """The folder a batch writes to when no ``--out`` is given: ``<project>/outputs``."""
+    return project_root() / "outputs"
+
+
+def default_output_dir(notebook: str, profile: str, outputs: Path | None = None) -> Path:
+    """Where a notebook's ``results.csv`` goes when no folder is given: ``<outputs>/<profile>/<notebook>``
+    (``outputs`` defaults to :func:`default_outputs`); the batch puts the executed copy beside it."""
+    return (Path(outputs) if outputs is not None else default_outputs()) / profile / notebook
+
+
 def default_figures_dir(notebook: str, profile: str, outputs: Path | None = None) -> Path:
     """Where a notebook's figures go when no folder is given.
 
@@ -70,7 +81,7 @@ def default_figures_dir(notebook: str, profile: str, outputs: Path | None = None
     if profile in GALLERY:
         folder = project_root() / "figures" / notebook
         return folder / GALLERY[profile] if GALLERY[profile] else folder
-    return (Path(outputs) if outputs is not None else project_root() / "outputs") / profile / "figures" / notebook
+    return (Path(outputs) if outputs is not None else default_outputs()) / profile / "figures" / notebook
 
 
 def canonical_json(obj: Any) -> str:

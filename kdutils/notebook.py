@@ -42,7 +42,7 @@ import pandas as pd
 from .errors import ParameterError
 from .evaluations import format_epsilon  # re-exported: the one epsilon label
 from .experiment import Experiment, Run, environment, scalar_metrics
-from .io import default_figures_dir, project_root
+from .io import default_figures_dir, default_output_dir
 from .parallel import Job, train_group
 from .profiles import DRY_RUN_NOTE, Settings, check_seeds, configure, merged_sizes
 from .results import Results
@@ -113,8 +113,7 @@ class NotebookContext:
     ):
         self.t_start = time.perf_counter()
         self.notebook, self.profile, self.force = notebook, profile, bool(force)
-        root = project_root()
-        self.out = Path(output_dir) if output_dir else root / "outputs" / profile / notebook
+        self.out = Path(output_dir) if output_dir else default_output_dir(notebook, profile)
         self.figures = Path(figures_dir) if figures_dir else default_figures_dir(notebook, profile)
         self.results = Results(notebook, profile)
         self.runs: dict[tuple[str, str, int], Run] = {}
