@@ -144,14 +144,8 @@ class Experiment:
         force: bool = False,
     ) -> Run:
         """The dataset's teacher (trained alone with ``method``, shared by every notebook)."""
-        return self.train(
-            method,
-            seed=seed,
-            model=model or self.settings.teacher_model,
-            recipe=recipe or self.settings.teacher_recipe,
-            role="teacher",
-            force=force,
-        )
+        model, recipe = self.settings.model_and_recipe("teacher", model, recipe)
+        return self.train(method, seed=seed, model=model, recipe=recipe, role="teacher", force=force)
 
     def student(
         self,
@@ -164,15 +158,9 @@ class Experiment:
         force: bool = False,
         **kw,
     ) -> Run:
+        model, recipe = self.settings.model_and_recipe("student", model, recipe)
         return self.train(
-            method,
-            seed=seed,
-            teacher=teacher,
-            model=model or self.settings.student_model,
-            recipe=recipe or self.settings.student_recipe,
-            role="student",
-            force=force,
-            **kw,
+            method, seed=seed, teacher=teacher, model=model, recipe=recipe, role="student", force=force, **kw
         )
 
     def _plan(self, method, seed, model, recipe, teacher, selection, weights, teacher_rows=None):

@@ -229,8 +229,7 @@ class NotebookContext:
                     Job(
                         c.get("method", "ce"),
                         0,
-                        kw.pop("model", None) or s.teacher_model,
-                        kw.pop("recipe", None) or s.teacher_recipe,
+                        *s.model_and_recipe("teacher", kw.pop("model", None), kw.pop("recipe", None)),
                         role="teacher",
                         label=c.get("label", "teacher"),
                         evaluate={"robustness": c.get("robustness", True)},

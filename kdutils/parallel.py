@@ -87,7 +87,7 @@ class Job:
         """A student of ``settings``' model and recipe (unless ``model=`` / ``recipe=`` are given)."""
         kw.setdefault("model", None)
         kw.setdefault("recipe", None)
-        model, recipe = kw.pop("model") or settings.student_model, kw.pop("recipe") or settings.student_recipe
+        model, recipe = settings.model_and_recipe("student", kw.pop("model"), kw.pop("recipe"))
         return cls(method, seed, model, recipe, **kw)
 
     def train_kwargs(self) -> dict:

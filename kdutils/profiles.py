@@ -269,6 +269,17 @@ class Settings:
             choices = ", ".join(repr(n) for n in ["auto", *EXECUTORS.names()])
             raise ParameterError("executor", self.executor, f"one of {choices}")
 
+    def model_and_recipe(self, role: str, model: str | None = None, recipe: Recipe | None = None) -> tuple:
+        """The one rule for a run's model and recipe: those given, else the role's (``teacher`` or
+        ``student``) from these settings."""
+        check_choice("role", role, ("teacher", "student"))
+        own = (
+            (self.teacher_model, self.teacher_recipe)
+            if role == "teacher"
+            else (self.student_model, self.student_recipe)
+        )
+        return model or own[0], recipe or own[1]
+
     def replace(self, **changes) -> "Settings":
         return dataclasses.replace(self, **changes)
 
