@@ -39,12 +39,10 @@ step measured on an H100 (:func:`measured_hours`, :data:`MEASURED_STEP_TIMES`:
   4 PFLOPs in all, under 1 % of its total), DS's scorers (a pass of the teacher over the
   training split each), data loading.
 
-The notebook plans (:data:`NOTEBOOK_PLANS`): a notebook whose paper lives in a module of
-:mod:`kdutils.papers` (every notebook but 02 so far) registers a plan built from that module's own arms, so there is
-nothing to keep in step. The plans below, for the notebooks not yet moved there, **mirror the
-notebooks' training cells**: their method lists are copied as data (``NB02_METHODS``, ...), and
-``tests/test_costs.py`` checks every label and method spec against the notebook's JSON, and the
-notebook parameters they use against its parameters cell. A notebook with its own sizes (04: :func:`kdutils.faithful_setup.sizes`)
+The notebook plans (:data:`NOTEBOOK_PLANS`): each notebook's paper module in
+:mod:`kdutils.papers` registers a plan built from that module's own arms (:func:`register_plan`),
+so no copy of a notebook's arms lives here and nothing has to be kept in step with the notebooks.
+A notebook with its own sizes (04: :func:`kdutils.faithful_setup.sizes`)
 names them in its plan (``NotebookPlan.sizes``), applied under the overrides as its
 :class:`kdutils.NotebookContext` does. A new notebook joins the table with :func:`register_plan`.
 
@@ -71,7 +69,6 @@ import pandas as pd
 import torch
 import torch.nn as nn
 
-from . import pairs
 from .errors import UnknownNameError
 from .methods.base import ATTACK_STEP, IBP_PASS, TRAIN_FACTOR, create_method  # the units of Method.passes
 from .models import create_model
@@ -331,20 +328,17 @@ def _student(
 @dataclass(frozen=True)
 class NotebookPlan:
     """A notebook's training runs for one dataset's :class:`Settings` (``build``), its datasets per
-    profile when none are named (``datasets``), and what ``tests/test_costs.py`` checks against the
-    notebook: ``labels`` (label -> method spec, or None for a label alone) and ``parameters``
-    (the notebook parameters the plan assumes, with the notebook's defaults). ``sizes``: the
-    notebook's own sizes, ``sizes(profile, dataset) -> configure overrides`` (what it passes to
-    :class:`kdutils.NotebookContext` as ``sizes=``; the overrides win, as there)."""
+    profile when none are named (``datasets``), and ``parameters``: the notebook parameters the plan
+    assumes, with the notebook's defaults (``tests/test_costs.py`` checks them against the notebook's
+    parameters cell). ``sizes``: the notebook's own sizes, ``sizes(profile, dataset) -> configure
+    overrides`` (what it passes to :class:`kdutils.NotebookContext` as ``sizes=``; the overrides win,
+    as there). Each :mod:`kdutils.papers` module registers its notebook's plan."""
 
     notebook: str
     build: Callable[[Settings], list[PlannedRun]]
     datasets: Callable[[str], list[str]]
-    labels: dict[str, Any]
     parameters: dict[str, Any] = dataclasses.field(default_factory=dict)
     sizes: Callable[[str, str], Mapping[str, Any]] | None = None
-    #: built from a :mod:`kdutils.papers` module's own arms: nothing to mirror from the notebook
-    own_arms: bool = False
 
 
 NOTEBOOK_PLANS: dict[str, NotebookPlan] = {}
@@ -359,72 +353,6 @@ def register_plan(plan: NotebookPlan) -> NotebookPlan:
 def _profile_dataset(profile: str) -> list[str]:
     """The profile's default dataset (what a notebook with an empty ``dataset(s)`` parameter runs)."""
     return [configure(profile).dataset]
-
-
-def _pairs_datasets(profile: str) -> list[str]:
-    """``pairs.default_datasets`` (CIFAR-100 at paper), else the profile's default dataset (notebooks 02, 05)."""
-    return pairs.default_datasets(profile) or _profile_dataset(profile)
-
-
-# ---- 02_cmkd: mirrors METHODS, ABLATIONS, COMBINED, FEW, SERIES, PAIR_METHODS (``ablations``,
-# ``stronger_teacher`` True; ``ablation_seeds = 0``: kdutils.pairs.ablation_seeds)
-NB02_METHODS = {"student alone": "ce", "KD": "kd", "DIST": "dist", "CMKD": "cmkd"}
-NB02_ABLATIONS = {
-    "CMKD, Pearson only": {"name": "cmkd", "correlation": "pearson"},
-    "CMKD, Spearman only": {"name": "cmkd", "correlation": "spearman"},
-    "CMKD, constant weights": {"name": "cmkd", "weights": "constant"},
-    "CMKD, reversed weights": {"name": "cmkd", "weights": "reversed"},
-    "CMKD, no intra-class term": {"name": "cmkd", "intra": False},
-}
-NB02_COMBINED = {"KD+CMKD": "kd+cmkd", "CCKD-L": "cckd_l", "CCKD-L+CMKD": "cckd_l+cmkd"}
-NB02_FEW = [*NB02_ABLATIONS, "CCKD-L", "CCKD-L+CMKD"]  # trained on the ablation seeds only
-NB02_SERIES = ["KD", "DIST", "CMKD"]  # the stronger-teacher curve's methods
-NB02_PAIR_METHODS = list(NB02_METHODS)  # trained on every further pair
-
-
-def _plan_02(st: Settings) -> list[PlannedRun]:
-    every = {**NB02_METHODS, **NB02_ABLATIONS, **NB02_COMBINED}
-    all_pairs = pairs.pairs_for(st)
-    student, series = pairs.series_for(st)
-    few = pairs.ablation_seeds(st, 0)
-    teachers: dict[str, PlannedRun] = {}  # one run per teacher model (the notebook's teacher_group trains it once)
-    for p in all_pairs:
-        teachers.setdefault(p[0], _teacher(st, pairs.pair_label("teacher", p, st), model=p[0]))
-    for t in series:
-        teachers.setdefault(t, _teacher(st, f"teacher {t}", model=t))
-    runs = list(teachers.values())
-    for i, pair in enumerate(all_pairs):
-        for label in list(every) if i == 0 else NB02_PAIR_METHODS:
-            for s in few if label in NB02_FEW else st.seeds:
-                runs.append(
-                    _student(st, pairs.pair_label(label, pair, st), every[label], s, teachers[pair[0]], model=pair[1])
-                )
-    runs += [
-        _student(st, f"{m} | teacher {t}", NB02_METHODS[m], s, teachers[t], model=student)
-        for t in series
-        for m in NB02_SERIES
-        for s in st.seeds
-    ]
-    return runs
-
-
-register_plan(
-    NotebookPlan(
-        "02_cmkd",
-        _plan_02,
-        _pairs_datasets,
-        {
-            **NB02_METHODS,
-            **NB02_ABLATIONS,
-            **NB02_COMBINED,
-            "FEW": None,
-            "SERIES": None,
-            "PAIR_METHODS": None,
-            "teacher_group": None,
-        },
-        {"ablations": True, "stronger_teacher": True, "ablation_seeds": 0},
-    )
-)
 
 
 def _plan(notebook: str) -> NotebookPlan:

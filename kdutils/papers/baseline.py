@@ -66,9 +66,7 @@ def plan(st, temperatures=TEMPERATURES) -> list:
     return [t] + [costs.planned_student(st, label, spec, s, t) for label, spec in arms.items() for s in st.seeds]
 
 
-costs.register_plan(
-    costs.NotebookPlan(NOTEBOOK, plan, costs.profile_datasets, {}, {"temperatures": TEMPERATURES}, own_arms=True)
-)
+costs.register_plan(costs.NotebookPlan(NOTEBOOK, plan, costs.profile_datasets, {"temperatures": TEMPERATURES}))
 
 
 # ---------------------------------------------------------------- the notebook's steps

@@ -81,7 +81,7 @@ def plan(st, ablations: bool = True) -> list:
     ]
 
 
-costs.register_plan(costs.NotebookPlan(NOTEBOOK, plan, costs.profile_datasets, {}, {"ablations": True}, own_arms=True))
+costs.register_plan(costs.NotebookPlan(NOTEBOOK, plan, costs.profile_datasets, {"ablations": True}))
 
 
 # ---------------------------------------------------------------- the notebook's steps

@@ -111,10 +111,8 @@ costs.register_plan(
         NOTEBOOK,
         plan,
         default_datasets,
-        {},
         {"ard_alpha": ARD_ALPHA, "pgd_variant_seeds": PGD_VARIANT_SEEDS},
         sizes=faithful_setup.sizes,
-        own_arms=True,
     )
 )
 

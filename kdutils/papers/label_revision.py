@@ -155,9 +155,7 @@ costs.register_plan(
         NOTEBOOK,
         plan,
         default_datasets,
-        {},
         {"lr_form": LR_FORM, "scorer": SCORER, "keep": KEEP, "keep_sweep": KEEP_SWEEP, "sweep_seeds": SWEEP_SEEDS},
-        own_arms=True,
     )
 )
 

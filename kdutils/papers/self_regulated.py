@@ -111,9 +111,7 @@ costs.register_plan(
         NOTEBOOK,
         plan,
         costs.profile_datasets,
-        {},
         {"prune_fractions": PRUNE_FRACTIONS, "fixed_threshold_teacher": "auto"},
-        own_arms=True,
     )
 )
 
