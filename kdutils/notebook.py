@@ -48,7 +48,19 @@ from .profiles import DRY_RUN_NOTE, Settings, check_seeds, configure, merged_siz
 from .results import Results
 from .runtime import cpu_numerics
 
-__all__ = ["NotebookContext", "margins", "format_epsilon"]
+__all__ = ["NotebookContext", "margins", "format_epsilon", "show"]
+
+
+def show(obj) -> None:
+    """Display ``obj`` in a notebook (a frame as a table, a styled frame with its caption), print it
+    elsewhere: for the paper modules' steps that show more than the one table a cell returns."""
+    try:
+        from IPython import get_ipython
+        from IPython.display import display
+    except ImportError:  # pragma: no cover
+        print(obj)
+        return
+    display(obj) if get_ipython() is not None else print(obj)
 
 
 def margins(

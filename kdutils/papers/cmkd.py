@@ -30,6 +30,7 @@ from .. import costs, pairs, plots
 from ..evaluations import describe_attack_protocol, robust_key
 from ..methods import create_method
 from ..methods.cmkd import CMKD
+from ..notebook import show
 from ..results import claims_frame, curve_slopes, mean_std_cells, mean_std_table, slope_table
 
 NOTEBOOK = "02_cmkd"
@@ -186,17 +187,6 @@ def plan(
 costs.register_plan(costs.NotebookPlan(NOTEBOOK, plan, default_datasets, dict(PARAMETERS)))
 
 
-def _show(obj) -> None:
-    """Display ``obj`` in a notebook (a frame as a table), print it elsewhere."""
-    try:
-        from IPython import get_ipython
-        from IPython.display import display
-    except ImportError:  # pragma: no cover
-        print(obj)
-        return
-    display(obj) if get_ipython() is not None else print(obj)
-
-
 # ---------------------------------------------------------------- the notebook's steps
 def show_pieces() -> None:
     """The correlation losses (shared by DIST and CMKD) and the CMKD method, as they are in kdutils."""
@@ -254,8 +244,8 @@ def accuracy(ctx, ablations: bool = True, max_pairs: int = 0) -> None:
             for label in (list(arms(ablations)) if i == 0 else PAIR_METHODS)
         )
     )
-    _show(mean_std_table(df[df.method.isin(order)], "accuracy", order=order))
-    _show(pairs.reference_frame().style.set_caption("CIFAR-100 top-1 (%) [public]: CRD and DIST READMEs"))
+    show(mean_std_table(df[df.method.isin(order)], "accuracy", order=order))
+    show(pairs.reference_frame().style.set_caption("CIFAR-100 top-1 (%) [public]: CRD and DIST READMEs"))
     for ds in ctx:
         d = df[(df.dataset == ds) & (df.metric == "accuracy") & df.method.isin(BARS)]
         fig = plots.bar_with_spread(
@@ -287,7 +277,7 @@ def ablation_tables(ctx, ablations: bool = True) -> None:
             f"{ds}: CMKD with Pearson only vs DIST, largest accuracy difference over seeds: "
             f"{max(abs(x - y) for x, y in zip(a, b)):.4f}"
         )
-    _show(ctx.differences({label: "CMKD" for label in ABLATIONS}).round(4))
+    show(ctx.differences({label: "CMKD" for label in ABLATIONS}).round(4))
     df = ctx.frame
     for ds in ctx:
         d = df[(df.dataset == ds) & (df.metric == "accuracy") & df.method.isin(ABL_ORDER)]

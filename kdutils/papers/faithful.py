@@ -20,6 +20,7 @@ from .. import costs, faithful_setup, faithfulness, losses, plots
 from ..evaluations import at_delta, at_eps, describe_faithfulness_protocol
 from ..methods import create_method
 from ..methods.faithful import Faithful
+from ..notebook import show
 from ..results import claims_frame, mean_std_cells
 
 NOTEBOOK = "04_faithful"
@@ -115,17 +116,6 @@ costs.register_plan(
         sizes=faithful_setup.sizes,
     )
 )
-
-
-def _show(obj) -> None:
-    """Display ``obj`` in a notebook (a frame as a table), print it elsewhere."""
-    try:
-        from IPython import get_ipython
-        from IPython.display import display
-    except ImportError:  # pragma: no cover
-        print(obj)
-        return
-    display(obj) if get_ipython() is not None else print(obj)
 
 
 # ---------------------------------------------------------------- the notebook's steps
@@ -229,7 +219,7 @@ def main_table(ctx, delta: float) -> None:
         d = df[(df.dataset == ds) & df.metric.isin(list(table))]
         d = d.assign(metric=d.metric.map(table))
         cells = mean_std_cells(d, list(table.values()), order=["teacher", *student_labels()])
-        _show(cells.style.set_caption(f"{ds}: eps {e}, delta {delta:g}"))
+        show(cells.style.set_caption(f"{ds}: eps {e}, delta {delta:g}"))
 
 
 def confidence_slices(ctx, slice_directions: str = "gradient") -> None:
