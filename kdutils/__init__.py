@@ -10,22 +10,8 @@ Notebooks import everything from here::
     metrics = exp.evaluate(student, teacher)
 """
 
-from . import (
-    attacks,
-    claims,
-    correlation,
-    costs,
-    data_selection,
-    faithfulness,
-    ibp,
-    losses,
-    metrics,
-    pairs,
-    papers,
-)
-from .data import DATASETS, ImageData, Split, dataset_names, load_dataset, make_split
-from .data_selection import SCORERS, DataSelection, TeacherRows, keep_mask, register_scorer, scorer_names
-from .errors import (
+from . import papers
+from .core.errors import (
     CorruptRecordError,
     DatasetMissingError,
     DeviceError,
@@ -35,7 +21,10 @@ from .errors import (
     StorageError,
     UnknownNameError,
 )
-from .evaluations import (
+from .core.io import data_root, default_figures_dir, project_root
+from .evaluation import data_selection, faithfulness
+from .evaluation.data_selection import SCORERS, DataSelection, TeacherRows, keep_mask, register_scorer, scorer_names
+from .evaluation.evaluations import (
     EVALUATIONS,
     EvalContext,
     attack_protocol,
@@ -44,16 +33,26 @@ from .evaluations import (
     evaluation_names,
     register_evaluation,
 )
-from .experiment import Experiment, Run, environment, resolve_device, scalar_metrics, visible_devices
-from .io import data_root, default_figures_dir, project_root
+from .evaluation.selection import (
+    SELECTIONS,
+    DropLeastSignificant,
+    DropRandom,
+    Selection,
+    SignificanceWeights,
+    Weighting,
+)
+from .experiments import costs, pairs
+from .experiments.experiment import Experiment, Run, environment, resolve_device, scalar_metrics, visible_devices
+from .experiments.parallel import EXECUTORS, Job, executor_names, train_group
+from .experiments.parameters import check_parameters
+from .inputs.data import DATASETS, ImageData, Split, dataset_names, load_dataset, make_split
+from .inputs.models import MODELS, count_parameters, create_model, model_names
+from .inputs.recipe import Recipe
 from .methods import METHODS, Batch, Method, Terms, create_method, method_names, register_method
-from .models import MODELS, count_parameters, create_model, model_names
-from .notebook import NotebookContext
-from .parallel import EXECUTORS, Job, executor_names, train_group
-from .parameters import check_parameters
-from .profiles import PROFILES, Settings, configure
-from .recipe import Recipe
-from .results import (
+from .numerics import attacks, correlation, ibp, losses, metrics
+from .report import claims
+from .report.notebook import NotebookContext
+from .report.results import (
     DEFAULT_LEVEL,
     Interval,
     Results,
@@ -80,17 +79,44 @@ from .results import (
     slope_table,
     summarize,
 )
-from .selection import SELECTIONS, DropLeastSignificant, DropRandom, Selection, SignificanceWeights, Weighting
-from .store import RunStore
-from .train import fit
+from .training.profiles import PROFILES, Settings, configure
+from .training.store import RunStore
+from .training.train import fit
 
 __version__ = "0.1.0"
 
 # Under a batch (``python -m kdutils run`` sets KD_EVENTS) every warning this kernel shows also
 # reaches the batch's terminal, whichever API the notebook uses; elsewhere this does nothing.
-from . import events as _events  # noqa: E402
+from .core import events as _events  # noqa: E402
 
 _events.install_warning_hook()
+
+# Where each module lived before the layers became folders (kdutils 3): ``kdutils.store``,
+# ``from kdutils.data import load_dataset`` and the like keep working, as the same module objects.
+_MOVED = {
+    "errors": "core", "io": "core", "registry": "core", "events": "core", "keys": "core",
+    "data": "inputs", "models": "inputs", "recipe": "inputs", "runtime": "inputs",
+    "losses": "numerics", "correlation": "numerics", "ibp": "numerics", "attacks": "numerics", "metrics": "numerics",
+    "train": "training", "store": "training", "profiles": "training",
+    "faithfulness": "evaluation", "evaluations": "evaluation", "selection": "evaluation", "data_selection": "evaluation",
+    "experiment": "experiments", "parallel": "experiments", "costs": "experiments", "pairs": "experiments",
+    "faithful_setup": "experiments", "parameters": "experiments",
+    "results": "report", "claims": "report", "plots": "report", "notebook": "report",
+}  # fmt: skip
+
+
+def _alias_moved_modules() -> None:
+    import importlib
+    import sys
+
+    for old, folder in _MOVED.items():
+        module = importlib.import_module(f"{__name__}.{folder}.{old}")
+        sys.modules.setdefault(f"{__name__}.{old}", module)
+        globals().setdefault(old, module)
+
+
+_alias_moved_modules()
+
 
 __all__ = [
     "losses",

@@ -31,9 +31,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import events
-from .io import default_output_dir, default_outputs
-from .profiles import PROFILES
+from .core import events
+from .core.io import default_output_dir, default_outputs
+from .training.profiles import PROFILES
 
 
 def notebooks(root: Path) -> list[Path]:
@@ -45,7 +45,7 @@ def notebooks(root: Path) -> list[Path]:
 def figures_folder(notebook: str, profile: str, out_root: Path, figures: Path | None = None) -> Path:
     """Where a batch puts a notebook's figures: ``DIR/<notebook>`` when ``--figures DIR`` is
     given, else :func:`kdutils.io.default_figures_dir` under ``out_root`` (the ``--out`` folder)."""
-    from .io import default_figures_dir
+    from .core.io import default_figures_dir
 
     return figures / notebook if figures is not None else default_figures_dir(notebook, profile, out_root)
 
@@ -159,7 +159,7 @@ def failure(nb: Path, executed: Path, exc: BaseException) -> Failure:
 
 def summary(out_dir: Path, names: list[str]) -> str:
 
-    from .results import read_results
+    from .report.results import read_results
 
     lines = []
     for name in names:
@@ -220,7 +220,7 @@ def route_parameters(params: dict, nbs: list[Path]) -> dict[str, dict]:
     with the nearest name when there is one (``dataset`` for ``datasets``)."""
     import difflib
 
-    from .errors import UnknownNameError
+    from .core.errors import UnknownNameError
 
     have = {nb.stem: notebook_parameters(nb) for nb in nbs}
     known = sorted({n for names in have.values() for n in names})
@@ -237,8 +237,8 @@ def route_parameters(params: dict, nbs: list[Path]) -> dict[str, dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .errors import UnknownNameError
-    from .io import project_root
+    from .core.errors import UnknownNameError
+    from .core.io import project_root
 
     ap = argparse.ArgumentParser(
         prog="python -m kdutils", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter

@@ -98,7 +98,7 @@ def random_image_data(
     tensors."""
     import torch
 
-    from .data import ImageData
+    from .inputs.data import ImageData
 
     g = torch.Generator().manual_seed(seed)
     x = torch.randint(0, 256, (rows + test_rows, *shape), generator=g, dtype=torch.uint8)

@@ -20,7 +20,7 @@ TOY = '''\
 
 from dataclasses import dataclass
 
-from .. import losses
+from ..numerics import losses
 from .base import TRAIN_FACTOR, Batch, Method, Terms, register_method
 
 

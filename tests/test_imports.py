@@ -83,8 +83,9 @@ def _find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
 def test_the_walker_sees_real_edges():
     g = _graph()
-    assert "kdutils.io" in g["kdutils.store"] and "kdutils.io" in g["kdutils.data"]
-    assert "kdutils.recipe" in g["kdutils.train"] and "kdutils.recipe" in g["kdutils.profiles"]
+    assert "kdutils.core.io" in g["kdutils.training.store"] and "kdutils.core.io" in g["kdutils.inputs.data"]
+    assert "kdutils.inputs.recipe" in g["kdutils.training.train"]
+    assert "kdutils.inputs.recipe" in g["kdutils.training.profiles"]
     assert _find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
 
 
@@ -94,7 +95,8 @@ def test_no_import_cycle_inside_kdutils():
 
 def test_ground_floor_modules_import_nothing_heavy():
     g = _graph()
-    assert g["kdutils.io"] <= {"kdutils.errors"}  # StorageError
-    assert g["kdutils.errors"] == set()
-    assert "kdutils.train" not in g["kdutils.profiles"]
-    assert "kdutils.store" not in g["kdutils.data"] and "kdutils.data" not in g["kdutils.store"]
+    assert g["kdutils.core.io"] <= {"kdutils.core.errors"}  # StorageError
+    assert g["kdutils.core.errors"] == set()
+    assert "kdutils.training.train" not in g["kdutils.training.profiles"]
+    assert "kdutils.training.store" not in g["kdutils.inputs.data"]
+    assert "kdutils.inputs.data" not in g["kdutils.training.store"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..errors import ParameterError
+from ..core.errors import ParameterError
 
 
 def check_attack(eps: float, steps: int, step_size: float | None) -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .. import attacks, losses
-from ..registry import check_choice
+from ..core.registry import check_choice
+from ..numerics import attacks, losses
 from ._robust import check_attack, check_weight
 from .base import ATTACK_STEP, TRAIN_FACTOR, Batch, Method, Terms, register_method
 

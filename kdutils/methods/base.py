@@ -55,9 +55,9 @@ from typing import Any, Callable, ClassVar, Union
 import torch
 import torch.nn as nn
 
-from ..errors import UnknownNameError
-from ..keys import key_fields
-from ..registry import Registry
+from ..core.errors import UnknownNameError
+from ..core.keys import key_fields
+from ..core.registry import Registry
 
 REDUCTIONS = ("mean", "weighted_mean")
 BatchTerm = Union[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]

@@ -22,8 +22,8 @@ from typing import Any
 
 import torch
 
-from .. import correlation as corrloss
-from ..errors import UnknownNameError
+from ..core.errors import UnknownNameError
+from ..numerics import correlation as corrloss
 from .base import Batch, BatchTerm, Terms, Wrapper, create_method, register_method
 
 

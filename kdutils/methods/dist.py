@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .. import correlation, losses
+from ..numerics import correlation, losses
 from .base import Batch, Method, Terms, register_method
 
 

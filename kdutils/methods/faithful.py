@@ -7,10 +7,10 @@ from dataclasses import dataclass
 
 import torch
 
-from .. import attacks, ibp, losses
-from ..errors import ParameterError
-from ..registry import check_choice
-from ..runtime import evaluating
+from ..core.errors import ParameterError
+from ..core.registry import check_choice
+from ..inputs.runtime import evaluating
+from ..numerics import attacks, ibp, losses
 from ._robust import check_attack, check_ramp
 from .base import ATTACK_STEP, IBP_PASS, TRAIN_FACTOR, Batch, Method, Terms, register_method
 

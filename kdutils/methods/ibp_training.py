@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .. import ibp, losses
+from ..numerics import ibp, losses
 from ._robust import check_attack, check_ramp, check_weight
 from .base import IBP_PASS, TRAIN_FACTOR, Batch, Method, Terms, register_method
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .. import losses
+from ..numerics import losses
 from .base import Batch, Method, Terms, register_method
 
 

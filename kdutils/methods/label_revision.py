@@ -44,8 +44,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .. import losses
-from ..errors import UnknownNameError
+from ..core.errors import UnknownNameError
+from ..numerics import losses
 from .base import Batch, EpochEnd, Method, Terms, Wrapper, create_method, register_method
 
 FORMS = ("mse", "kl")

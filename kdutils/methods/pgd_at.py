@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .. import attacks, losses
+from ..numerics import attacks, losses
 from ._robust import check_attack
 from .base import ATTACK_STEP, Batch, Method, Terms, register_method
 

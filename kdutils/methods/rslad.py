@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .. import attacks, losses
+from ..numerics import attacks, losses
 from ._robust import check_attack, check_weight
 from .base import ATTACK_STEP, TRAIN_FACTOR, Batch, Method, Terms, register_method
 

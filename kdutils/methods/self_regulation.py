@@ -35,7 +35,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..errors import UnknownNameError
+from ..core.errors import UnknownNameError
 from .base import Batch, Terms, Wrapper, combine_masks, create_method, register_method
 
 DELTAS = ("margin", "true_prob")

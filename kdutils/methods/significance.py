@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from ..errors import UnknownNameError
+from ..core.errors import UnknownNameError
 from .base import Batch, Terms, Wrapper, combine_masks, create_method, register_method
 
 WEIGHTINGS = ("max", "epochs", "sqrt")

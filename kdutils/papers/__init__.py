@@ -16,7 +16,7 @@ import importlib
 import pkgutil
 from types import ModuleType
 
-from ..errors import UnknownNameError
+from ..core.errors import UnknownNameError
 
 #: notebook name -> its paper module
 PAPERS: dict[str, ModuleType] = {}

@@ -17,9 +17,10 @@ from typing import Any
 
 import pandas as pd
 
-from .. import costs, plots
-from ..claims import convergence
-from ..results import claim_better, claim_row, claims_frame, format_values, mean_std_table, summarize
+from ..experiments import costs
+from ..report import plots
+from ..report.claims import convergence
+from ..report.results import claim_better, claim_row, claims_frame, format_values, mean_std_table, summarize
 
 NOTEBOOK = "00_kd_baseline"
 CITATION = "Hinton, Vinyals and Dean (2015), Distilling the Knowledge in a Neural Network, arXiv 1503.02531"
@@ -85,7 +86,7 @@ def show_data(ctx) -> None:
 
 def model_sizes(ctx) -> pd.DataFrame:
     """Teacher and student of each dataset: parameters, and the student's share of the teacher's."""
-    from ..models import count_parameters
+    from ..inputs.models import count_parameters
 
     rows = []
     for ds in ctx:

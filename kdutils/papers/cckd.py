@@ -16,11 +16,13 @@ from typing import Any
 
 import pandas as pd
 
-from .. import claims as C
-from .. import costs, losses, plots
-from ..evaluations import describe_attack_protocol, format_epsilon, robust_key
+from ..evaluation.evaluations import describe_attack_protocol, format_epsilon, robust_key
+from ..experiments import costs
 from ..methods import create_method, self_regulation
-from ..results import claims_frame, mean_std_cells, mean_std_table
+from ..numerics import losses
+from ..report import claims as C
+from ..report import plots
+from ..report.results import claims_frame, mean_std_cells, mean_std_table
 
 NOTEBOOK = "01_cckd"
 CITATION = "Mishra and Sundaram, Confidence Conditioned Knowledge Distillation, arXiv 2107.06993 (2021)"

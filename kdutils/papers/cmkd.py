@@ -24,14 +24,15 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 
-from .. import claims as C
-from .. import correlation as corr
-from .. import costs, pairs, plots
-from ..evaluations import describe_attack_protocol, robust_key
+from ..evaluation.evaluations import describe_attack_protocol, robust_key
+from ..experiments import costs, pairs
 from ..methods import create_method
 from ..methods.cmkd import CMKD
-from ..notebook import show
-from ..results import claims_frame, curve_slopes, mean_std_cells, mean_std_table, slope_table
+from ..numerics import correlation as corr
+from ..report import claims as C
+from ..report import plots
+from ..report.notebook import show
+from ..report.results import claims_frame, curve_slopes, mean_std_cells, mean_std_table, slope_table
 
 NOTEBOOK = "02_cmkd"
 CITATION = (

@@ -15,13 +15,16 @@ from typing import Any
 
 import pandas as pd
 
-from .. import claims as C
-from .. import costs, faithful_setup, faithfulness, losses, plots
-from ..evaluations import at_delta, at_eps, describe_faithfulness_protocol
+from ..evaluation import faithfulness
+from ..evaluation.evaluations import at_delta, at_eps, describe_faithfulness_protocol
+from ..experiments import costs, faithful_setup
 from ..methods import create_method
 from ..methods.faithful import Faithful
-from ..notebook import show
-from ..results import claims_frame, mean_std_cells
+from ..numerics import losses
+from ..report import claims as C
+from ..report import plots
+from ..report.notebook import show
+from ..report.results import claims_frame, mean_std_cells
 
 NOTEBOOK = "04_faithful"
 CITATION = "Lamb, Bunel, Dvijotham, Kumar, Torr, Eiras, Faithful Knowledge Distillation, arXiv 2306.04431 (2023)"

@@ -24,13 +24,15 @@ from typing import Any
 
 import pandas as pd
 
-from .. import claims as C
-from .. import costs, losses, pairs, plots
-from ..data_selection import DataSelection, influence_scores
-from ..evaluations import describe_attack_protocol, robust_key
+from ..evaluation.data_selection import DataSelection, influence_scores
+from ..evaluation.evaluations import describe_attack_protocol, robust_key
+from ..experiments import costs, pairs
 from ..methods import create_method
 from ..methods.label_revision import LabelRevision
-from ..results import claims_frame, mean_std_cells, mean_std_table
+from ..numerics import losses
+from ..report import claims as C
+from ..report import plots
+from ..report.results import claims_frame, mean_std_cells, mean_std_table
 
 NOTEBOOK = "05_label_revision"
 CITATION = (

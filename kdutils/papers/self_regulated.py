@@ -20,12 +20,13 @@ from typing import Any
 
 import pandas as pd
 
-from .. import claims as C
-from .. import costs, plots
-from ..evaluations import describe_attack_protocol, robust_key
+from ..evaluation.evaluations import describe_attack_protocol, robust_key
+from ..evaluation.selection import DropLeastSignificant, DropRandom, SignificanceWeights
+from ..experiments import costs
 from ..methods.significance import significance_weights
-from ..results import claims_frame, mean_std_cells, mean_std_table
-from ..selection import DropLeastSignificant, DropRandom, SignificanceWeights
+from ..report import claims as C
+from ..report import plots
+from ..report.results import claims_frame, mean_std_cells, mean_std_table
 
 NOTEBOOK = "03_self_regulated"
 CITATION = (

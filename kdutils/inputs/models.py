@@ -40,8 +40,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .errors import UnknownNameError
-from .registry import Registry
+from ..core.errors import UnknownNameError
+from ..core.registry import Registry
 
 MODELS: Registry[Callable[..., nn.Module]] = Registry("model")
 

@@ -58,8 +58,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from .models import Normalize, PadTo
-from .runtime import evaluating
+from ..inputs.models import Normalize, PadTo
+from ..inputs.runtime import evaluating
 
 __all__ = [
     "Interval",

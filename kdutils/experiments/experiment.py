@@ -26,20 +26,20 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from . import events
-from . import metrics as M
-from .data import Split, load_dataset, make_split
-from .data_selection import SCORERS, ScoreInputs, TeacherRows
-from .errors import DeviceError, ParameterError
-from .evaluations import run_evaluations
-from .methods.base import Method, create_method, distils
-from .models import MODEL_INIT, count_parameters, create_model
-from .profiles import Settings
-from .recipe import Recipe
-from .runtime import cpu_numerics, cuda_numerics, place, prepare_device
-from .selection import Selection, Weighting
-from .store import CODE_VERSION, Run, RunStore, config_key  # Run: re-exported (kdutils.experiment.Run)
-from .train import fit
+from ..core import events
+from ..core.errors import DeviceError, ParameterError
+from ..evaluation.data_selection import SCORERS, ScoreInputs, TeacherRows
+from ..evaluation.evaluations import run_evaluations
+from ..evaluation.selection import Selection, Weighting
+from ..inputs.data import Split, load_dataset, make_split
+from ..inputs.models import MODEL_INIT, count_parameters, create_model
+from ..inputs.recipe import Recipe
+from ..inputs.runtime import cpu_numerics, cuda_numerics, place, prepare_device
+from ..methods.base import Method, create_method, distils
+from ..numerics import metrics as M
+from ..training.profiles import Settings
+from ..training.store import CODE_VERSION, Run, RunStore, config_key  # Run: re-exported (kdutils.experiment.Run)
+from ..training.train import fit
 
 #: the device names kdutils accepts (``cuda:N``: the N-th CUDA GPU)
 DEVICE_NAMES = ("auto", "cpu", "cuda", "cuda:N", "mps")
@@ -469,7 +469,7 @@ def environment() -> dict[str, Any]:
     """What this notebook ran on: recorded with every executed notebook."""
     import subprocess
 
-    from .io import project_root
+    from ..core.io import project_root
 
     info: dict[str, Any] = {
         "python": platform.python_version(),

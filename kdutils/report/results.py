@@ -70,7 +70,7 @@ class Results:
         return pd.DataFrame(self._rows, columns=COLUMNS)
 
     def save(self, folder: str | Path) -> Path:
-        from .io import atomic_write_bytes
+        from ..core.io import atomic_write_bytes
 
         path = Path(folder) / "results.csv"
         atomic_write_bytes(self.frame.to_csv(index=False, float_format="%.6g").encode(), path)

@@ -50,10 +50,10 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from . import events
-from .errors import KDError
-from .profiles import EXECUTORS as _EXECUTORS
-from .registry import Registry
+from ..core import events
+from ..core.errors import KDError
+from ..core.registry import Registry
+from ..training.profiles import EXECUTORS as _EXECUTORS
 
 if TYPE_CHECKING:  # pragma: no cover
     from .experiment import Experiment, Run
@@ -181,8 +181,8 @@ def work(payload: _Payload) -> tuple[str, float, bool]:
     """
     import torch
 
+    from ..training.store import RunStore
     from .experiment import Experiment
-    from .store import RunStore
 
     for k, v in payload.env.items():
         os.environ.setdefault(k, v)
@@ -210,7 +210,7 @@ def _cores() -> int:
 
 
 def _sizes(n_jobs: int, workers: int, threads: int) -> tuple[int, int]:
-    from .profiles import check_count
+    from ..training.profiles import check_count
 
     check_count("workers", workers, "0 for one worker per CPU core")
     check_count("threads", threads, "0 for cores // workers")
@@ -256,7 +256,7 @@ def _processes(payloads: Sequence[_Payload], workers: int, threads: int, *, targ
     from concurrent.futures import ProcessPoolExecutor, as_completed
     from concurrent.futures.process import BrokenProcessPool
 
-    from .errors import WorkerLostError
+    from ..core.errors import WorkerLostError
 
     workers, threads = _sizes(len(payloads), workers, threads)
     for p in payloads:
@@ -419,7 +419,7 @@ def longest_first(jobs: list[Job], dataset: str, image: tuple[Sequence[int], int
 def _run_elsewhere(exp: Experiment, jobs: list[Job], name: str, workers: int, threads: int, desc: str) -> set[str]:
     """Train ``jobs`` on executor ``name``; returns the keys its workers trained (not those they
     found finished, by another process, when they got to them)."""
-    from .runtime import progress_bar
+    from ..inputs.runtime import progress_bar
 
     # a teacher's logits over the training set are computed once here, not once per worker
     for j in jobs:

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .runtime import evaluating, match_memory_format
+from ..inputs.runtime import evaluating, match_memory_format
 
 __all__ = [
     "ATTACKS",

@@ -27,13 +27,14 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from . import events, losses
-from .data import Augment, Batches, Split
-from .errors import NonFiniteLossError
-from .methods.base import Batch, EpochEnd, Method, Terms, distils
-from .metrics import predict_logits
-from .recipe import OPTIMIZERS, SCHEDULES, Recipe
-from .runtime import match_memory_format, place, prepare_device, progress_bar, tune_cpu_allocator
+from ..core import events
+from ..core.errors import NonFiniteLossError
+from ..inputs.data import Augment, Batches, Split
+from ..inputs.recipe import OPTIMIZERS, SCHEDULES, Recipe
+from ..inputs.runtime import match_memory_format, place, prepare_device, progress_bar, tune_cpu_allocator
+from ..methods.base import Batch, EpochEnd, Method, Terms, distils
+from ..numerics import losses
+from ..numerics.metrics import predict_logits
 
 
 @dataclass

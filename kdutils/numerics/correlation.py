@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
-from .errors import UnknownNameError
+from ..core.errors import UnknownNameError
 
 #: the soft rank never holds more than this many (row, class, class) elements at once [ours]:
 #: 2**22 elements are 16 MiB in float32 per temporary (a few temporaries live at a time)

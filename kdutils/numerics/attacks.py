@@ -61,8 +61,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from .errors import UnknownNameError
-from .runtime import evaluating
+from ..core.errors import UnknownNameError
+from ..inputs.runtime import evaluating
 
 __all__ = [
     "Objective",

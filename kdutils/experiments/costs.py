@@ -69,11 +69,11 @@ import pandas as pd
 import torch
 import torch.nn as nn
 
-from .errors import UnknownNameError
-from .methods.base import ATTACK_STEP, IBP_PASS, TRAIN_FACTOR, create_method  # the units of Method.passes
-from .models import create_model
-from .profiles import Settings, configure, merged_sizes
-from .recipe import Recipe
+from ..core.errors import UnknownNameError
+from ..inputs.models import create_model
+from ..inputs.recipe import Recipe
+from ..methods.base import ATTACK_STEP, IBP_PASS, TRAIN_FACTOR, create_method  # the units of Method.passes
+from ..training.profiles import Settings, configure, merged_sizes
 
 __all__ = [
     "H100_TF32_DENSE",

@@ -83,14 +83,16 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import torch
 
-from . import attacks, events, faithfulness, ibp
-from . import metrics as M
-from .registry import Registry
-from .store import config_key
+from ..core import events
+from ..core.registry import Registry
+from ..numerics import attacks, ibp
+from ..numerics import metrics as M
+from ..training.store import config_key
+from . import faithfulness
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .profiles import Settings
-    from .store import Run, RunData
+    from ..training.profiles import Settings
+    from ..training.store import Run, RunData
 
 __all__ = [
     "EVALUATIONS",

@@ -37,9 +37,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .errors import DatasetMissingError, KDError
-from .io import atomic_torch_save, data_root, offline, project_root, read_tensors  # noqa: F401  (project_root: re-exported)
-from .registry import Registry
+from ..core.errors import DatasetMissingError, KDError
+from ..core.io import atomic_torch_save, data_root, offline, project_root, read_tensors  # noqa: F401  (project_root: re-exported)
+from ..core.registry import Registry
 
 DATASETS: Registry[Callable[[Path], "ImageData"]] = Registry("dataset")
 

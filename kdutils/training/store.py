@@ -50,14 +50,21 @@ from typing import Any, Protocol
 import torch
 import torch.nn as nn
 
-from .errors import CorruptRecordError
+from ..core.errors import CorruptRecordError
 
 try:  # POSIX; on Windows the store does not lock (see the module's docstring)
     import fcntl
 except ImportError:  # pragma: no cover
     fcntl = None
 
-from .io import atomic_torch_save, atomic_write_json, canonical_json, default_runs_root, read_tensors, storage_error
+from ..core.io import (
+    atomic_torch_save,
+    atomic_write_json,
+    canonical_json,
+    default_runs_root,
+    read_tensors,
+    storage_error,
+)
 
 #: flock's errors on a file system that does not support it: the store then trains unlocked
 _NO_FLOCK = {errno.ENOSYS, errno.ENOLCK, errno.EOPNOTSUPP, errno.EINVAL}

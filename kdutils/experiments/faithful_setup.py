@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .profiles import PROFILES
+from ..training.profiles import PROFILES
 
 __all__ = ["SIZES", "RAMPS", "VARIANT_SEEDS", "DEFAULT_DATASETS", "sizes", "ramps", "variant_seeds", "default_datasets"]
 
@@ -130,7 +130,7 @@ DEFAULT_DATASETS: dict[str, list[str]] = {"smoke": [], "quick": ["mnist"], "full
 
 def _check(profile: str) -> None:
     if profile not in PROFILES:
-        from .errors import UnknownNameError
+        from ..core.errors import UnknownNameError
 
         raise UnknownNameError("profile", profile, PROFILES)
 

@@ -111,7 +111,7 @@ def save_figure(fig: Figure, folder: str | Path, name: str) -> Path:
         )
     import io
 
-    from .io import atomic_write_bytes
+    from ..core.io import atomic_write_bytes
 
     path = Path(folder) / f"{name}.png"
     buf = io.BytesIO()

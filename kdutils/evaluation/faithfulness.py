@@ -33,8 +33,8 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from . import attacks, ibp
-from .runtime import evaluating
+from ..inputs.runtime import evaluating
+from ..numerics import attacks, ibp
 
 __all__ = [
     "predictions",

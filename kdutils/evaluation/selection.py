@@ -31,11 +31,11 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
-from .errors import UnknownNameError
-from .registry import Registry
+from ..core.errors import UnknownNameError
+from ..core.registry import Registry
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .store import Run
+    from ..training.store import Run
 
 SELECTIONS: Registry[type] = Registry("training-row selection")
 WEIGHTINGS: Registry[type] = Registry("sample weighting")
@@ -174,13 +174,13 @@ class SignificanceWeights(Weighting):
     weighting: str = "max"
 
     def __post_init__(self) -> None:
-        from .methods.significance import WEIGHTINGS as NAMES
+        from ..methods.significance import WEIGHTINGS as NAMES
 
         if self.weighting not in NAMES:
             raise UnknownNameError("significance weighting", self.weighting, NAMES)
 
     def weights(self) -> torch.Tensor:
-        from .methods.significance import significance_weights
+        from ..methods.significance import significance_weights
 
         epochs = self.teacher_run.config["recipe"]["epochs"]
         return significance_weights(self.teacher_run.participation, self.weighting, epochs=epochs)

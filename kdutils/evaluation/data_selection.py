@@ -50,12 +50,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .metrics import predict_logits
-from .registry import Registry
+from ..core.registry import Registry
+from ..numerics.metrics import predict_logits
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .data import Split
-    from .store import Run, RunData
+    from ..inputs.data import Split
+    from ..training.store import Run, RunData
 
 #: name -> scorer(ScoreInputs) -> (N_train,) float scores, higher = supervised by the teacher
 SCORERS: Registry[Callable[["ScoreInputs"], torch.Tensor]] = Registry("data-selection scorer")

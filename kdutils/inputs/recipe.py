@@ -13,9 +13,9 @@ from typing import Any, Callable
 
 import torch
 
-from .errors import UnknownNameError
-from .keys import added, key_fields
-from .registry import Registry
+from ..core.errors import UnknownNameError
+from ..core.keys import added, key_fields
+from ..core.registry import Registry
 
 OPTIMIZERS: Registry[Callable[..., torch.optim.Optimizer]] = Registry("optimizer")
 SCHEDULES: Registry[Callable[..., Any]] = Registry("schedule")

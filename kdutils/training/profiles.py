@@ -37,9 +37,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import ParameterError, UnknownNameError
-from .recipe import Recipe
-from .registry import Registry, check_choice
+from ..core.errors import ParameterError, UnknownNameError
+from ..core.registry import Registry, check_choice
+from ..inputs.recipe import Recipe
 
 #: the executors of groups of runs (filled by :mod:`kdutils.parallel`, which owns them); here so that
 #: :class:`Settings` can check ``executor`` when made without importing the layer above
@@ -357,7 +357,7 @@ def configure(profile: str = "quick", dataset: str | None = None, **overrides) -
     ``dry_run=True`` (default: ``$KD_DRY_RUN``) cuts every size to :data:`DRY_RUN` and keeps the
     profile's shapes (module docstring).
     """
-    from .data import DATASETS
+    from ..inputs.data import DATASETS
 
     check_choice("profile", profile, PROFILES)
     dataset = dataset or DEFAULT_DATASET[profile]

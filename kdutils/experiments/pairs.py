@@ -23,8 +23,8 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from .errors import ParameterError
-from .profiles import Settings, is_count
+from ..core.errors import ParameterError
+from ..training.profiles import Settings, is_count
 
 __all__ = [
     "PAIRS",

@@ -23,15 +23,15 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .data import DATASETS, dataset_names
-from .data_selection import SCORERS, scorer_names
-from .errors import DeviceError, ParameterError, UnknownNameError
-from .evaluations import FAITHFUL_DELTAS
+from ..core.errors import DeviceError, ParameterError, UnknownNameError
+from ..evaluation.data_selection import SCORERS, scorer_names
+from ..evaluation.evaluations import FAITHFUL_DELTAS
+from ..evaluation.faithfulness import SLICE_DIRECTIONS
+from ..inputs.data import DATASETS, dataset_names
+from ..methods.label_revision import FORMS as LR_FORMS
+from ..methods.significance import WEIGHTINGS
+from ..training.profiles import PROFILES, check_seeds, is_count, override_names
 from .experiment import DEVICE_NAMES, check_device_name
-from .faithfulness import SLICE_DIRECTIONS
-from .methods.label_revision import FORMS as LR_FORMS
-from .methods.significance import WEIGHTINGS
-from .profiles import PROFILES, check_seeds, is_count, override_names
 
 __all__ = ["RULES", "check_parameters"]
 

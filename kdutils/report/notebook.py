@@ -39,14 +39,14 @@ from typing import Any
 
 import pandas as pd
 
-from .errors import ParameterError
-from .evaluations import format_epsilon  # re-exported: the one epsilon label
-from .experiment import Experiment, Run, environment, scalar_metrics
-from .io import default_figures_dir, default_output_dir
-from .parallel import Job, train_group
-from .profiles import DRY_RUN_NOTE, Settings, check_seeds, configure, merged_sizes
+from ..core.errors import ParameterError
+from ..core.io import default_figures_dir, default_output_dir
+from ..evaluation.evaluations import format_epsilon  # re-exported: the one epsilon label
+from ..experiments.experiment import Experiment, Run, environment, scalar_metrics
+from ..experiments.parallel import Job, train_group
+from ..inputs.runtime import cpu_numerics
+from ..training.profiles import DRY_RUN_NOTE, Settings, check_seeds, configure, merged_sizes
 from .results import Results
-from .runtime import cpu_numerics
 
 __all__ = ["NotebookContext", "margins", "format_epsilon", "show"]
 
@@ -356,8 +356,8 @@ class NotebookContext:
 
         A dataset name inside ``name`` (``f"accuracy_{ds}"``) becomes its file stem
         (:func:`kdutils.data.dataset_stem`): ``image_folder:/data/pets`` -> ``accuracy_folder_pets``."""
+        from ..inputs.data import dataset_stem
         from . import plots
-        from .data import dataset_stem
 
         for ds in sorted(self.datasets, key=len, reverse=True):
             if ds != dataset_stem(ds):
