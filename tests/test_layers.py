@@ -89,3 +89,12 @@ def test_the_check_sees_an_upward_import(tmp_path, monkeypatch):
     src = "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from ..experiments.experiment import Experiment\n"
     monkeypatch.setattr(Path, "read_text", lambda self: src if self == fake else Path.read_bytes(self).decode())
     assert "experiments" in _imported(fake)
+
+
+def test_project_root_is_the_checkout_wherever_the_process_runs(tmp_path, monkeypatch):
+    """A kernel runs in notebooks/: the project root (runs/, data/, figures/) must not follow the
+    working folder (moving io.py into core/ once made it, and the store landed in notebooks/runs)."""
+    monkeypatch.chdir(tmp_path)
+    root = kdutils.project_root()
+    assert root == PKG.parent and (root / "pyproject.toml").exists()
+    assert kdutils.data_root() == root / "data" or "KD_DATA_ROOT" in __import__("os").environ

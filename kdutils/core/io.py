@@ -32,7 +32,7 @@ from .errors import CorruptRecordError, StorageError
 
 def project_root() -> Path:
     """The checkout holding ``kdutils`` (where ``data/``, ``figures/``, ``runs/`` live)."""
-    here = Path(__file__).resolve().parent.parent
+    here = Path(__file__).resolve().parents[2]  # kdutils/core/io.py -> the folder holding kdutils/
     if (here / "pyproject.toml").exists():
         return here
     return Path.cwd()
