@@ -137,19 +137,10 @@ def train_students(ctx, teachers: dict) -> pd.DataFrame:
 
 def student_figures(ctx) -> None:
     """Per dataset: test accuracy by arm over seeds, and every student's training curves."""
-    df = ctx.frame
+    ctx.bar_figures(
+        "accuracy_by_method", ARMS, lambda ds: f"{ds}: {ctx.settings(ds).student_model}, {len(ctx.seeds(ds))} seeds"
+    )
     for ds in ctx:
-        acc = df[(df.dataset == ds) & (df.metric == "accuracy") & df.method.isin(list(ARMS))]
-        st = ctx.settings(ds)
-        fig = plots.bar_with_spread(
-            acc,
-            x="method",
-            y="value",
-            order=list(ARMS),
-            ylabel="test accuracy",
-            title=f"{ds}: {st.student_model}, {len(ctx.seeds(ds))} seeds",
-        )
-        ctx.save_figure(fig, f"accuracy_by_method_{ds}")
         curves = {f"{m} s{s}": ctx.runs[ds, m, s].history for m in ARMS for s in ctx.seeds(ds)}
         ctx.save_figure(plots.training_curves(curves, keys=("loss", "val_acc")), f"student_curves_{ds}")
 

@@ -120,18 +120,8 @@ def train(ctx, ablations: bool = True) -> dict:
 
 def accuracy(ctx, ablations: bool = True) -> pd.DataFrame:
     """Test accuracy per arm (a figure per dataset); the table of mean ± std over seeds."""
+    ctx.bar_figures("accuracy", ARMS, lambda ds: f"{ds}: {ctx.settings(ds).student_model} students")
     df = ctx.frame
-    for ds in ctx:
-        d = df[(df.dataset == ds) & (df.metric == "accuracy") & df.method.isin(list(ARMS))]
-        fig = plots.bar_with_spread(
-            d,
-            x="method",
-            y="value",
-            order=list(ARMS),
-            ylabel="test accuracy",
-            title=f"{ds}: {ctx.settings(ds).student_model} students",
-        )
-        ctx.save_figure(fig, f"accuracy_{ds}")
     return mean_std_table(df[df.method != "teacher"], "accuracy", order=list(arms(ablations)))
 
 
@@ -187,13 +177,8 @@ def reliability(ctx) -> pd.DataFrame:
 def ablations_tables(ctx) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Each ablation minus its default (paired by seed, Holm-corrected: exploration), the accuracy
     and data usage of each, and a figure per dataset."""
+    ctx.bar_figures("ablations", ABLATION_ORDER, lambda ds: f"{ds}: ablations")
     df = ctx.frame
-    for ds in ctx:
-        d = df[(df.dataset == ds) & (df.metric == "accuracy") & df.method.isin(ABLATION_ORDER)]
-        fig = plots.bar_with_spread(
-            d, x="method", y="value", order=ABLATION_ORDER, ylabel="test accuracy", title=f"{ds}: ablations"
-        )
-        ctx.save_figure(fig, f"ablations_{ds}")
     cells = mean_std_cells(
         df[df.method.isin(ABLATION_ORDER)], ["accuracy", "data_usage"], scale=100.0, digits=2, order=ABLATION_ORDER
     )

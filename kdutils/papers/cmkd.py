@@ -247,17 +247,8 @@ def accuracy(ctx, ablations: bool = True, max_pairs: int = 0) -> None:
     )
     show(mean_std_table(df[df.method.isin(order)], "accuracy", order=order))
     show(pairs.reference_frame().style.set_caption("CIFAR-100 top-1 (%) [public]: CRD and DIST READMEs"))
-    for ds in ctx:
-        d = df[(df.dataset == ds) & (df.metric == "accuracy") & df.method.isin(BARS)]
-        fig = plots.bar_with_spread(
-            d,
-            x="method",
-            y="value",
-            order=BARS,
-            ylabel="test accuracy",
-            title=f"{ds}: {ctx.settings(ds).teacher_model} -> {ctx.settings(ds).student_model}",
-        )
-        ctx.save_figure(fig, f"accuracy_{ds}")
+    ctx.bar_figures("accuracy", BARS, lambda ds: f"{ds}: {ctx.settings(ds).teacher_model} -> "
+                    f"{ctx.settings(ds).student_model}")  # fmt: skip
 
 
 def on_top(ctx) -> pd.DataFrame:
@@ -279,13 +270,7 @@ def ablation_tables(ctx, ablations: bool = True) -> None:
             f"{max(abs(x - y) for x, y in zip(a, b)):.4f}"
         )
     show(ctx.differences({label: "CMKD" for label in ABLATIONS}).round(4))
-    df = ctx.frame
-    for ds in ctx:
-        d = df[(df.dataset == ds) & (df.metric == "accuracy") & df.method.isin(ABL_ORDER)]
-        fig = plots.bar_with_spread(
-            d, x="method", y="value", order=ABL_ORDER, ylabel="test accuracy", title=f"{ds}: CMKD ablations"
-        )
-        ctx.save_figure(fig, f"ablations_{ds}")
+    ctx.bar_figures("ablations", ABL_ORDER, lambda ds: f"{ds}: CMKD ablations")
 
 
 def rank_agreement(ctx, ablations: bool = True) -> pd.DataFrame:

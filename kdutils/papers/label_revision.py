@@ -225,17 +225,9 @@ def accuracy(ctx, lr_form: str = LR_FORM) -> pd.DataFrame:
     """Test accuracy per student (a figure per dataset); the table of mean ± std over seeds."""
     df, order = ctx.frame, list(students(lr_form))
     table = mean_std_table(df[df.method.isin(order)], "accuracy", order=order)
-    for ds in ctx:
-        d = df[(df.dataset == ds) & (df.metric == "accuracy") & df.method.isin(order)]
-        fig = plots.bar_with_spread(
-            d,
-            x="method",
-            y="value",
-            order=order,
-            ylabel="test accuracy",
-            title=f"{ds}: {ctx.settings(ds).teacher_model} -> {ctx.settings(ds).student_model}",
-        )
-        ctx.save_figure(fig, f"accuracy_{ds}")
+    ctx.bar_figures(
+        "accuracy", order, lambda ds: f"{ds}: {ctx.settings(ds).teacher_model} -> {ctx.settings(ds).student_model}"
+    )
     return table
 
 
@@ -294,17 +286,9 @@ def teacher_wrong_accuracy(ctx, wrong: dict, lr_form: str = LR_FORM) -> pd.DataF
     set; a figure per dataset); the table of mu_S, mu_F (training set) and test accuracy."""
     df, order = ctx.frame, list(students(lr_form))
     cells = mean_std_cells(df[df.method.isin(order)], ["mu_s_train", "mu_f_train", "accuracy"], order=order)
-    for ds in ctx:
-        d = df[(df.dataset == ds) & (df.metric == "mu_s_train") & df.method.isin(order)]
-        fig = plots.bar_with_spread(
-            d,
-            x="method",
-            y="value",
-            order=order,
-            ylabel="accuracy on the teacher-wrong training images",
-            title=f"{ds}: students on the {int(wrong[ds].sum())} training images the teacher gets wrong",
-        )
-        ctx.save_figure(fig, f"teacher_wrong_accuracy_{ds}")
+    ctx.bar_figures("teacher_wrong_accuracy", order, lambda ds: f"{ds}: students on the {int(wrong[ds].sum())} "
+                    "training images the teacher gets wrong", metric="mu_s_train",
+                    ylabel="accuracy on the teacher-wrong training images")  # fmt: skip
     return cells
 
 

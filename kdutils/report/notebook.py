@@ -376,6 +376,25 @@ class NotebookContext:
                 plt.close(fig)
         return path
 
+    def bar_figures(
+        self,
+        stem: str,
+        order: Iterable[str],
+        title: Callable[[str], str],
+        *,
+        metric: str = "accuracy",
+        ylabel: str = "test accuracy",
+    ) -> None:
+        """Per dataset: ``metric`` of the labels in ``order`` as bars with their spread over seeds,
+        titled ``title(dataset)`` and saved as ``<stem>_<dataset>``."""
+        from . import plots
+
+        df, order = self.frame, list(order)
+        for ds in self:
+            d = df[(df.dataset == ds) & (df.metric == metric) & df.method.isin(order)]
+            fig = plots.bar_with_spread(d, x="method", y="value", order=order, ylabel=ylabel, title=title(ds))
+            self.save_figure(fig, f"{stem}_{ds}")
+
     def reliability_figures(self, labels: Iterable[str], *, ncols: int = 4) -> None:
         """Per dataset: the reliability diagrams (15 bins, with ECE) of the first seed of each of
         ``labels`` (a teacher, trained once, at its seed 0), titled and saved as ``reliability_<dataset>``."""
