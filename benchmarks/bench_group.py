@@ -46,6 +46,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import kdutils as kd  # noqa: E402
+from kdutils.methods.kd import kd_loss  # noqa: E402
 from kdutils.runtime import match_memory_format, place, tune_cpu_allocator  # noqa: E402
 
 
@@ -94,7 +95,7 @@ def _floor_worker(args_tuple) -> float:
                 xb = match_memory_format(net, x[idx])
                 s = net(xb)
                 t, y = logits[idx], data_y[idx]
-                loss = kd.losses.kd_loss(s, t, y, tau=4.0, ce_weight=0.1, kd_weight=0.9).mean()
+                loss = kd_loss(s, t, y, tau=4.0, ce_weight=0.1, kd_weight=0.9).mean()
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()

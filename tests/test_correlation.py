@@ -12,8 +12,10 @@ import torch.nn.functional as F
 
 import kdutils as kd
 from kdutils import correlation as corr
+from kdutils.methods import cmkd as cmkd_method
 from kdutils.methods.base import Batch
-from kdutils.methods.cmkd import CMKD
+from kdutils.methods.cmkd import CMKD, correlation_weights, difficulty
+from kdutils.methods.dist import dist_inter, dist_intra
 from kdutils.train import reduce_terms
 
 G = torch.Generator().manual_seed(0)
@@ -70,8 +72,8 @@ def test_dist_golden_against_the_published_formula(tau):
     zs, zt, y = ZS.numpy(), ZT.numpy(), Y.numpy()
     # DIST's CIFAR-100 setting: loss module beta = gamma = 1 and weight 2 == our beta = gamma = 2
     total, inter, intra = _np_dist(zs, zt, y, tau, beta=1.0, gamma=1.0, kd_weight=2.0)
-    assert corr.dist_inter(ZS, ZT, tau).mean().item() == pytest.approx(inter, abs=1e-10)
-    assert corr.dist_intra(ZS, ZT, tau).item() == pytest.approx(intra, abs=1e-10)
+    assert dist_inter(ZS, ZT, tau).mean().item() == pytest.approx(inter, abs=1e-10)
+    assert dist_intra(ZS, ZT, tau).item() == pytest.approx(intra, abs=1e-10)
     assert _loss(kd.create_method({"name": "dist", "tau": tau}), _batch()).item() == pytest.approx(total, abs=1e-10)
     other = _np_dist(zs, zt, y, tau, beta=0.5, gamma=3.0, kd_weight=1.0)[0]
     got = _loss(kd.create_method({"name": "dist", "tau": tau, "beta": 0.5, "gamma": 3.0}), _batch())
@@ -79,10 +81,10 @@ def test_dist_golden_against_the_published_formula(tau):
 
 
 def test_dist_pinned_values():
-    assert corr.dist_inter(ZS, ZT, 4.0).tolist() == pytest.approx(
+    assert dist_inter(ZS, ZT, 4.0).tolist() == pytest.approx(
         [10.049141586867933, 23.374673145275295, 1.086253939079997, 5.071723803034644], abs=1e-10
     )
-    assert corr.dist_intra(ZS, ZT, 4.0).item() == pytest.approx(6.342480197808666, abs=1e-10)
+    assert dist_intra(ZS, ZT, 4.0).item() == pytest.approx(6.342480197808666, abs=1e-10)
 
 
 def test_pearson_properties():
@@ -185,33 +187,33 @@ def test_spearman_is_zero_for_the_same_ranking_and_two_for_the_reversed_one():
 # ---------------------------------------------------------------- difficulty and weights
 
 
-@pytest.mark.parametrize("kind", corr.DIFFICULTIES)
+@pytest.mark.parametrize("kind", cmkd_method.DIFFICULTIES)
 def test_difficulty_in_unit_interval_and_detached(kind):
     g = torch.Generator().manual_seed(7)
     zt = (torch.randn(64, 10, generator=g) * 6).requires_grad_()
     zs = (torch.randn(64, 10, generator=g) * 6).requires_grad_()
     y = torch.randint(0, 10, (64,), generator=g)
-    d = corr.difficulty(zt, y, kind, z_s=zs)
+    d = difficulty(zt, y, kind, z_s=zs)
     assert d.shape == (64,) and not d.requires_grad
     assert (d >= 0).all() and (d <= 1).all() and d.std() > 0.01
     confident = torch.tensor([[50.0, 0.0, 0.0]])
     flat = torch.zeros(1, 3)
     y0 = torch.tensor([0])
-    assert corr.difficulty(confident, y0, kind, z_s=confident).item() == pytest.approx(0.0, abs=1e-6)
+    assert difficulty(confident, y0, kind, z_s=confident).item() == pytest.approx(0.0, abs=1e-6)
     expected_flat = 2 / 3 if kind == "teacher_miss" else 1.0
-    assert corr.difficulty(flat, y0, kind, z_s=flat).item() == pytest.approx(expected_flat, abs=1e-6)
+    assert difficulty(flat, y0, kind, z_s=flat).item() == pytest.approx(expected_flat, abs=1e-6)
 
 
 def test_teacher_entropy_golden():
     p = F.softmax(ZT, 1)
     expected = (-(p * p.log()).sum(1) / math.log(5)).tolist()
-    assert corr.difficulty(ZT).tolist() == pytest.approx(expected, abs=1e-12)
-    assert corr.difficulty(ZT, Y, "teacher_miss").tolist() == pytest.approx((1 - p[range(4), Y]).tolist(), abs=1e-12)
+    assert difficulty(ZT).tolist() == pytest.approx(expected, abs=1e-12)
+    assert difficulty(ZT, Y, "teacher_miss").tolist() == pytest.approx((1 - p[range(4), Y]).tolist(), abs=1e-12)
 
 
 def test_unknown_choices_name_the_valid_ones():
     with pytest.raises(kd.UnknownNameError, match="student_entropy, teacher_entropy, teacher_miss"):
-        corr.difficulty(ZT, Y, "margin")
+        difficulty(ZT, Y, "margin")
     with pytest.raises(kd.UnknownNameError, match="student_entropy, teacher_entropy, teacher_miss"):
         kd.create_method({"name": "cmkd", "difficulty": "margin"})
     with pytest.raises(kd.UnknownNameError, match="constant, dynamic, reversed"):
@@ -224,11 +226,11 @@ def test_unknown_choices_name_the_valid_ones():
 
 def test_weights_schemes():
     d = torch.tensor([0.0, 0.25, 1.0])
-    w_p, w_s = corr.correlation_weights(d, "dynamic")
+    w_p, w_s = correlation_weights(d, "dynamic")
     assert w_p.tolist() == [1.0, 0.75, 0.0] and w_s.tolist() == [0.0, 0.25, 1.0]
-    w_p, w_s = corr.correlation_weights(d, "reversed")
+    w_p, w_s = correlation_weights(d, "reversed")
     assert w_p.tolist() == [0.0, 0.25, 1.0] and w_s.tolist() == [1.0, 0.75, 0.0]
-    assert [w.tolist() for w in corr.correlation_weights(d, "constant")] == [[0.5] * 3, [0.5] * 3]
+    assert [w.tolist() for w in correlation_weights(d, "constant")] == [[0.5] * 3, [0.5] * 3]
 
 
 # ---------------------------------------------------------------- the methods
@@ -237,7 +239,7 @@ def test_weights_schemes():
 def test_cmkd_per_sample_formula_for_each_weighting():
     b = _batch()
     ce = F.cross_entropy(ZS, Y, reduction="none")
-    d = corr.difficulty(ZT)
+    d = difficulty(ZT)
     lp, ls = corr.pearson_distance(ZS, ZT, 4.0), corr.spearman_distance(ZS, ZT, 4.0, 1.0)
     expected = {
         ("both", "dynamic"): (1 - d) * lp + d * ls,
@@ -249,7 +251,7 @@ def test_cmkd_per_sample_formula_for_each_weighting():
     for (c, w), term in expected.items():
         t = kd.create_method({"name": "cmkd", "correlation": c, "weights": w})(b)
         assert torch.allclose(t.per_sample, ce + 2.0 * 16.0 * term, atol=1e-12), (c, w)
-        assert t.batch(torch.ones(4, dtype=torch.bool)).item() == pytest.approx(2 * corr.dist_intra(ZS, ZT).item())
+        assert t.batch(torch.ones(4, dtype=torch.bool)).item() == pytest.approx(2 * dist_intra(ZS, ZT).item())
     t = kd.create_method("cmkd")(b)
     assert set(t.parts) == {"ce", "pearson", "spearman", "difficulty", "intra"}
     assert kd.create_method({"name": "cmkd", "intra": False})(b).batch is None
@@ -267,7 +269,7 @@ def test_cmkd_standardise_changes_the_inputs_only():
     b = _batch()
     plain = kd.create_method({"name": "cmkd", "standardise": True})(b)
     zs, zt = corr.standardise(ZS), corr.standardise(ZT)
-    d = corr.difficulty(ZT)  # read on the raw logits
+    d = difficulty(ZT)  # read on the raw logits
     term = (1 - d) * corr.pearson_distance(zs, zt, 4.0) + d * corr.spearman_distance(zs, zt, 4.0)
     assert torch.allclose(plain.per_sample, F.cross_entropy(ZS, Y, reduction="none") + 32.0 * term, atol=1e-12)
 

@@ -9,6 +9,8 @@ import torch
 
 import kdutils as kd
 from kdutils.data_selection import DataSelection, influence_scores, keep_mask, last_layer_inputs
+from kdutils.methods.dist import dist_intra
+from kdutils.methods.kd import kd_loss
 
 
 def _model(split, name="lenet5", seed=0):
@@ -158,12 +160,12 @@ def test_unselected_rows_get_cross_entropy_and_the_rest_the_method(digits_split)
     sel = torch.tensor([True, False, True, True, False, False])
     b = Batch(torch.zeros(6, 1, 2, 2), y, torch.arange(6), zs, None, 0, 1, 0, None)
     t = teacher_row_terms(kd.create_method("kd+sr"), b, sel, zt[sel])
-    assert torch.allclose(t.per_sample[sel], kd.losses.kd_loss(zs[sel], zt[sel], y[sel]))
+    assert torch.allclose(t.per_sample[sel], kd_loss(zs[sel], zt[sel], y[sel]))
     assert torch.allclose(t.per_sample[~sel], kd.losses.cross_entropy(zs[~sel], y[~sel]))
     assert t.mask[~sel].all()  # the label-supervised rows take part; the SR gate applies to the others
     d = teacher_row_terms(kd.create_method("dist"), b, sel, zt[sel])  # a batch term: over the selected rows only
     everyone = torch.ones(6, dtype=torch.bool)
-    assert torch.allclose(d.batch(everyone), 2.0 * kd.correlation.dist_intra(zs[sel], zt[sel], 4.0))
+    assert torch.allclose(d.batch(everyone), 2.0 * dist_intra(zs[sel], zt[sel], 4.0))
 
 
 # --------------------------------------------------------------------------- through an Experiment

@@ -15,6 +15,10 @@ import kdutils as kd
 from kdutils import attacks, faithfulness, ibp, losses
 from kdutils.errors import ParameterError, UnknownNameError
 from kdutils.methods import Batch, create_method
+from kdutils.methods.ard import ard_loss
+from kdutils.methods.faithful import faithful_gap, faithful_loss
+from kdutils.methods.ibp_training import ibp_loss
+from kdutils.methods.rslad import rslad_loss
 
 # ---------------------------------------------------------------- golden values of the losses
 
@@ -45,31 +49,31 @@ Y = torch.tensor([0, 1, 2, 3, 4, 0])
 def test_ibp_loss_golden():
     z, zw = _logits(0), _logits(1)
     want = 0.7 * _ce(z, Y) + 0.3 * _ce(zw, Y)
-    torch.testing.assert_close(losses.ibp_loss(z, zw, Y, 0.7), want, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(ibp_loss(z, zw, Y, 0.7), want, rtol=1e-5, atol=1e-5)
 
 
 def test_ard_loss_golden():
     zs_adv, zs, zt = _logits(2), _logits(3), _logits(4)
     want = 0.8 * 30.0**2 * _kl(zt, zs_adv, 30.0) + 0.2 * _ce(zs, Y)
-    torch.testing.assert_close(losses.ard_loss(zs_adv, zs, zt, Y, tau=30.0, alpha=0.8), want, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(ard_loss(zs_adv, zs, zt, Y, tau=30.0, alpha=0.8), want, rtol=1e-4, atol=1e-5)
     # alpha = 1 (ARD's code default): the KL alone
-    torch.testing.assert_close(losses.ard_loss(zs_adv, zs, zt, Y), 900 * _kl(zt, zs_adv, 30.0), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(ard_loss(zs_adv, zs, zt, Y), 900 * _kl(zt, zs_adv, 30.0), rtol=1e-4, atol=1e-5)
 
 
 def test_rslad_loss_golden():
     zs_adv, zs, zt = _logits(5), _logits(6), _logits(7)
     want = 5 / 6 * _kl(zt, zs_adv, 1.0) + 1 / 6 * _kl(zt, zs, 1.0)
-    torch.testing.assert_close(losses.rslad_loss(zs_adv, zs, zt), want, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(rslad_loss(zs_adv, zs, zt), want, rtol=1e-5, atol=1e-6)
 
 
 def test_faithful_gap_and_loss_golden():
     a, b, c, d = (torch.tensor(v) for v in ([0.9, 0.2, 0.5], [0.4, 0.3, 0.5], [0.95, 0.1, 0.7], [0.8, 0.6, 0.2]))
-    gap = losses.faithful_gap(a, b, c, d)  # relu(a - b) + relu(c - d)
+    gap = faithful_gap(a, b, c, d)  # relu(a - b) + relu(c - d)
     torch.testing.assert_close(gap, torch.tensor([0.5 + 0.15, 0.0 + 0.0, 0.0 + 0.5]))
     zs, zt = _logits(8), _logits(9)
     g = torch.rand(6, generator=torch.Generator().manual_seed(0))
     want = 0.1 * _ce(zs, Y) + 0.9 * 16 * _kl(zt, zs, 4.0) + 0.5 * g
-    torch.testing.assert_close(losses.faithful_loss(zs, zt, Y, g, mu=0.5), want, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(faithful_loss(zs, zt, Y, g, mu=0.5), want, rtol=1e-4, atol=1e-5)
 
 
 def test_kl_objective_is_rslads_inner_maximisation():

@@ -6,8 +6,15 @@ import pytest
 import torch
 
 import kdutils as kd
-from kdutils import losses
 from kdutils.methods.base import Batch
+from kdutils.methods.label_revision import (
+    lr_kl_loss,
+    lr_mse_loss,
+    revised_logits,
+    revised_target,
+    revision_beta,
+    teacher_wrong,
+)
 
 G = torch.Generator().manual_seed(14)
 ZS = torch.randn(8, 5, generator=G) * 2
@@ -43,13 +50,13 @@ def _batch(zs=ZS, zt=ZT, y=Y):
 
 
 def test_fixture_has_right_and_wrong_teacher_rows():
-    wrong = losses.teacher_wrong(ZT, Y)
+    wrong = teacher_wrong(ZT, Y)
     assert 0 < int(wrong.sum()) < len(Y)
 
 
 def test_revised_target_is_the_formula():
     for tau in (1.0, 4.0):
-        t = losses.revised_target(ZT, Y, 0.8, tau)
+        t = revised_target(ZT, Y, 0.8, tau)
         for i in range(len(Y)):
             want, _ = _revised(ZT[i].tolist(), int(Y[i]), 0.8, tau)
             assert t[i].tolist() == pytest.approx(want, rel=1e-5, abs=1e-7)
@@ -61,7 +68,7 @@ def test_revised_target_is_a_distribution_with_the_label_on_top(eta, tau):
     g = torch.Generator().manual_seed(int(eta * 100) + int(tau))
     zt = torch.randn(200, 10, generator=g) * 5
     y = torch.randint(0, 10, (200,), generator=g)
-    t = losses.revised_target(zt, y, eta, tau)
+    t = revised_target(zt, y, eta, tau)
     assert bool((t >= 0).all())
     assert torch.allclose(t.sum(1), torch.ones(200), atol=1e-6)
     assert torch.equal(t.argmax(1), y)  # eta < 1: the true class is on top of every revised target
@@ -70,18 +77,18 @@ def test_revised_target_is_a_distribution_with_the_label_on_top(eta, tau):
 
 
 def test_teacher_right_keeps_its_ranking_and_beta_is_eta():
-    right = ~losses.teacher_wrong(ZT, Y)
+    right = ~teacher_wrong(ZT, Y)
     p = torch.softmax(ZT, 1)
-    beta = losses.revision_beta(p, Y, 0.8)
+    beta = revision_beta(p, Y, 0.8)
     assert beta[right].tolist() == pytest.approx([0.8] * int(right.sum()))
     assert bool((beta[~right] < 0.8).all())  # a wrong teacher is trusted less
-    t = losses.revised_target(ZT, Y, 0.8)
+    t = revised_target(ZT, Y, 0.8)
     assert torch.equal(t[right].argsort(1), p[right].argsort(1))  # the teacher's ranking, unchanged
 
 
 def test_wrong_teacher_keeps_the_order_of_the_other_classes():
-    wrong = losses.teacher_wrong(ZT, Y)
-    t, p = losses.revised_target(ZT, Y, 0.8), torch.softmax(ZT, 1)
+    wrong = teacher_wrong(ZT, Y)
+    t, p = revised_target(ZT, Y, 0.8), torch.softmax(ZT, 1)
     for i in wrong.nonzero().flatten().tolist():
         others = [c for c in range(5) if c != int(Y[i])]
         assert sorted(others, key=lambda c: float(t[i, c])) == sorted(others, key=lambda c: float(p[i, c]))
@@ -89,12 +96,12 @@ def test_wrong_teacher_keeps_the_order_of_the_other_classes():
 
 def test_beta_golden_values():
     p = torch.tensor([[0.7, 0.2, 0.1], [0.1, 0.6, 0.3]])
-    assert losses.revision_beta(p, torch.tensor([0, 2]), 0.8).tolist() == pytest.approx([0.8, 0.8 / 1.3])
+    assert revision_beta(p, torch.tensor([0, 2]), 0.8).tolist() == pytest.approx([0.8, 0.8 / 1.3])
 
 
 def test_mse_form_golden_values():
     """Teacher right: CE + lambda1 mean_c (z_S - z_T)^2; wrong: lambda2 mean_c (softmax(z_S) - p~)^2, no CE."""
-    got = losses.lr_mse_loss(ZS, ZT, Y, eta=0.8, lambda1=4.0, lambda2=1.0)
+    got = lr_mse_loss(ZS, ZT, Y, eta=0.8, lambda1=4.0, lambda2=1.0)
     for i in range(len(Y)):
         zs, zt, y = ZS[i].tolist(), ZT[i].tolist(), int(Y[i])
         if max(range(5), key=lambda c: zt[c]) == y:
@@ -109,7 +116,7 @@ def test_mse_form_golden_values():
 def test_kl_form_golden_values():
     """0.1 CE + 0.9 tau^2 KL(t || p_S^tau), t = p_T^tau where right, p~ (at tau) where wrong."""
     tau = 4.0
-    got = losses.lr_kl_loss(ZS, ZT, Y, eta=0.8, tau=tau)
+    got = lr_kl_loss(ZS, ZT, Y, eta=0.8, tau=tau)
     for i in range(len(Y)):
         zs, zt, y = ZS[i].tolist(), ZT[i].tolist(), int(Y[i])
         right = max(range(5), key=lambda c: zt[c]) == y
@@ -121,15 +128,13 @@ def test_kl_form_golden_values():
 
 
 def test_revised_logits_give_the_revised_target_and_leave_right_rows():
-    right = ~losses.teacher_wrong(ZT, Y)
+    right = ~teacher_wrong(ZT, Y)
     for tau in (1.0, 4.0):
-        z = losses.revised_logits(ZT, Y, 0.8, tau)
+        z = revised_logits(ZT, Y, 0.8, tau)
         assert torch.equal(z[right], ZT[right])
-        assert torch.allclose(
-            torch.softmax(z[~right] / tau, 1), losses.revised_target(ZT, Y, 0.8, tau)[~right], atol=1e-6
-        )
+        assert torch.allclose(torch.softmax(z[~right] / tau, 1), revised_target(ZT, Y, 0.8, tau)[~right], atol=1e-6)
     huge = torch.tensor([[200.0, -200.0, 0.0]])  # p_T underflows to 0: the logits stay finite
-    assert bool(torch.isfinite(losses.revised_logits(huge, torch.tensor([2]), 0.8, 1.0)).all())
+    assert bool(torch.isfinite(revised_logits(huge, torch.tensor([2]), 0.8, 1.0)).all())
 
 
 # --------------------------------------------------------------------------- the method
@@ -139,19 +144,19 @@ def test_lr_method_forms_and_run_key_parameters():
     m = kd.create_method("lr")
     assert m.params() == {"name": "lr", "form": "mse", "eta": 0.8, "lambda1": 4.0, "lambda2": 1.0}
     t = m(_batch())
-    assert torch.allclose(t.per_sample, losses.lr_mse_loss(ZS, ZT, Y))
-    assert t.parts["lr_wrong"].tolist() == losses.teacher_wrong(ZT, Y).float().tolist()
+    assert torch.allclose(t.per_sample, lr_mse_loss(ZS, ZT, Y))
+    assert t.parts["lr_wrong"].tolist() == teacher_wrong(ZT, Y).float().tolist()
     kl = kd.create_method("lr", form="kl")
     assert kl.params() == {"name": "lr", "form": "kl", "eta": 0.8, "tau": 4.0, "ce_weight": 0.1, "kd_weight": 0.9}
-    assert torch.allclose(kl(_batch()).per_sample, losses.lr_kl_loss(ZS, ZT, Y))
+    assert torch.allclose(kl(_batch()).per_sample, lr_kl_loss(ZS, ZT, Y))
 
 
 def test_kd_plus_lr_is_the_kl_form():
     """``"kd+lr"`` revises KD's target: the same loss as LR's kl form (up to rounding)."""
     m = kd.create_method("kd+lr")
     assert m.params()["inner"]["name"] == "kd" and "form" not in m.params()
-    assert torch.allclose(m(_batch()).per_sample, losses.lr_kl_loss(ZS, ZT, Y), rtol=1e-5, atol=1e-6)
-    right = ~losses.teacher_wrong(ZT, Y)
+    assert torch.allclose(m(_batch()).per_sample, lr_kl_loss(ZS, ZT, Y), rtol=1e-5, atol=1e-6)
+    right = ~teacher_wrong(ZT, Y)
     plain = kd.create_method("kd")(_batch()).per_sample
     assert torch.equal(m(_batch()).per_sample[right], plain[right])  # right rows: plain KD
 
@@ -163,7 +168,7 @@ def test_lr_revises_other_methods_targets(spec):
     assert t.per_sample.shape == (len(Y),) and bool(torch.isfinite(t.per_sample).all())
     inner = spec.rpartition("+lr")[0] if spec.endswith("+lr") else None
     if inner:  # the inner method on the revised logits, at its own tau
-        z = losses.revised_logits(ZT, Y, 0.8, getattr(kd.create_method(inner), "tau", 1.0))
+        z = revised_logits(ZT, Y, 0.8, getattr(kd.create_method(inner), "tau", 1.0))
         want = kd.create_method(inner)(_batch(zt=z)).per_sample
         assert torch.allclose(t.per_sample, want)
 

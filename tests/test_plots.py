@@ -16,6 +16,7 @@ import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from kdutils import plots  # noqa: E402
+from kdutils.methods.label_revision import revised_target
 from kdutils.metrics import reliability  # noqa: E402
 
 
@@ -560,11 +561,9 @@ def test_stronger_teacher_curves_one_line_per_method_with_slopes_and_teacher_nam
 def test_revised_targets_one_panel_per_sample_label_tick_bold_and_images_beside():
     import torch.nn.functional as F
 
-    from kdutils import losses
-
     z = torch.tensor([[3.0, 0.5, 0.0], [0.0, 2.0, 1.5], [0.2, 0.1, 2.5], [1.0, 3.0, 0.0]])
     y = torch.tensor([1, 2, 0, 0])
-    p_t, p_rev = F.softmax(z, dim=1), losses.revised_target(z, y, 0.8)
+    p_t, p_rev = F.softmax(z, dim=1), revised_target(z, y, 0.8)
     classes = ["cat", "dog", "emu"]
     fig = plots.revised_targets(p_t, p_rev, y, classes, ncols=3, title="LR")
     assert len(fig.axes) == 4 and fig._suptitle.get_text() == "LR"

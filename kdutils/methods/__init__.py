@@ -2,7 +2,7 @@
 
 Adding a method is one file, ``kdutils/methods/<name>.py``: its pure loss (formula, source and a
 usage line in the docstring; shared primitives such as the tempered KL and the Pearson term stay
-in :mod:`kdutils.losses` and :mod:`kdutils.correlation`), a ``@register_method("<name>")``
+in :mod:`kdutils.numerics.losses` and :mod:`kdutils.numerics.correlation`), a ``@register_method("<name>")``
 dataclass returning :class:`Terms`, and, if it runs attacks or bounds, its ``passes`` (what a step
 costs, for :mod:`kdutils.costs`). Every module of this package is imported here, so the file
 registers itself: the trainer, the run store, the cost plan and the notebooks need no change.

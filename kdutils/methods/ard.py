@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
+
 from ..core.registry import check_choice
 from ..numerics import attacks, losses
 from ._robust import check_attack, check_weight
@@ -13,11 +15,28 @@ from .base import ATTACK_STEP, TRAIN_FACTOR, Batch, Method, Terms, register_meth
 ARD_ATTACKS = ("ce", "kl")
 
 
+def ard_loss(
+    z_s_adv: torch.Tensor, z_s: torch.Tensor, z_t: torch.Tensor, y: torch.Tensor, tau: float = 30.0, alpha: float = 1.0
+) -> torch.Tensor:
+    """ARD (Goldblum et al. 2020, "Adversarially Robust Distillation") per sample:
+
+    ``l_i = alpha tau^2 KL(softmax(z_t / tau) || softmax(z_s_adv / tau)) + (1 - alpha) CE(z_s_i, y_i)``
+
+    ``z_s_adv`` the student on its PGD point, ``z_t`` the teacher on the clean input, ``z_s`` the
+    student on the clean input. [public, ARD's ``main.py``: tau 30, alpha 1.0 by default; its
+    ``nn.KLDivLoss()`` averages over batch and classes, a further factor 1/classes that we do
+    not apply: the KL is summed over classes, as in :func:`kd_kl`.]
+
+    Usage: ``ard_loss(student(x_adv), student(x), teacher(x), y).mean()``; as a method, ``create_method("ard")``.
+    """
+    return alpha * losses.kd_kl(z_s_adv, z_t, tau) + (1.0 - alpha) * losses.cross_entropy(z_s, y)
+
+
 @register_method("ard")
 @dataclass
 class ARD(Method):
     """``l_i = alpha tau^2 KL(p_T(x) || p_S(x_adv)) + (1 - alpha) CE(S(x), y)`` at temperature
-    ``tau`` (:func:`kdutils.losses.ard_loss`): the student on its PGD point matches the
+    ``tau`` (:func:`kdutils.ard_loss`): the student on its PGD point matches the
     teacher on the clean point.
 
     ``x_adv`` [public, ARD's ``main.py``]: PGD maximising the student's cross-entropy on the
@@ -56,6 +75,6 @@ class ARD(Method):
 
     def __call__(self, b: Batch) -> Terms:
         z_clean = b.student(b.x) if self.alpha < 1.0 else b.logits.detach()  # weight 0 at alpha = 1
-        per = losses.ard_loss(b.logits, z_clean, b.teacher_logits, b.y, self.tau, self.alpha)
+        per = ard_loss(b.logits, z_clean, b.teacher_logits, b.y, self.tau, self.alpha)
         kl = losses.kd_kl(b.logits.detach(), b.teacher_logits, self.tau)
         return Terms(per_sample=per, parts={"kl_adv": kl, "ard": per.detach()})

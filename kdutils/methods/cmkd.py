@@ -17,6 +17,7 @@ has one, is added to CMKD's. The inner method's parameters are part of the run k
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +26,70 @@ import torch
 from ..core.errors import UnknownNameError
 from ..numerics import correlation as corrloss
 from .base import Batch, BatchTerm, Terms, Wrapper, create_method, register_method
+from .dist import dist_intra
+
+#: the difficulty measures, the weighting schemes and the correlation terms CMKD accepts
+DIFFICULTIES = ("teacher_entropy", "teacher_miss", "student_entropy")
+WEIGHTINGS = ("dynamic", "constant", "reversed")
+CORRELATIONS = ("both", "pearson", "spearman")
+
+
+def _normalised_entropy(z: torch.Tensor, tau: float) -> torch.Tensor:
+    p = corrloss.tempered(z.detach(), tau)
+    c = p.shape[1]
+    if c < 2:
+        return torch.zeros(p.shape[0], dtype=p.dtype, device=p.device)
+    return (-torch.xlogy(p, p).sum(dim=1) / math.log(c)).clamp(0.0, 1.0)
+
+
+def difficulty(
+    z_t: torch.Tensor,
+    y: torch.Tensor | None = None,
+    kind: str = "teacher_entropy",
+    *,
+    z_s: torch.Tensor | None = None,
+    tau: float = 1.0,
+) -> torch.Tensor:
+    """Per-sample difficulty ``d_i`` in [0, 1], detached [ours; CMKD weights by "sample difficulty" [paper]]:
+
+    * ``"teacher_entropy"`` (default): ``H(p_T) / log C``, the teacher's normalised entropy;
+    * ``"teacher_miss"``: ``1 - p_T[y]``, the teacher's probability off the true class;
+    * ``"student_entropy"``: ``H(p_S) / log C`` (needs ``z_s``).
+
+    ``p = softmax(z / tau)`` with ``tau`` = 1 by default (the models' own predictions). An
+    unknown ``kind`` raises an error naming the valid ones.
+
+    Usage: ``correlation_weights(difficulty(z_t))``; as a method, ``create_method("cmkd")``.
+    """
+    if kind == "teacher_entropy":
+        return _normalised_entropy(z_t, tau)
+    if kind == "teacher_miss":
+        if y is None:
+            raise ValueError("difficulty 'teacher_miss' needs the labels y")
+        return (1.0 - corrloss.tempered(z_t.detach(), tau).gather(1, y[:, None]).squeeze(1)).clamp(0.0, 1.0)
+    if kind == "student_entropy":
+        if z_s is None:
+            raise ValueError("difficulty 'student_entropy' needs the student logits z_s")
+        return _normalised_entropy(z_s, tau)
+    raise UnknownNameError("CMKD difficulty", kind, DIFFICULTIES)
+
+
+def correlation_weights(d: torch.Tensor, scheme: str = "dynamic") -> tuple[torch.Tensor, torch.Tensor]:
+    """``(w_P, w_S)`` from the difficulty ``d`` (B,) [ours]: hard samples lean on the ranks.
+
+    * ``"dynamic"`` (default): ``w_S = d``, ``w_P = 1 - d``;
+    * ``"reversed"``: ``w_S = 1 - d``, ``w_P = d``;
+    * ``"constant"``: ``w_S = w_P = 1/2`` (ablates the dynamic weighting).
+    """
+    d = d.detach()
+    if scheme == "dynamic":
+        return 1.0 - d, d
+    if scheme == "reversed":
+        return d, 1.0 - d
+    if scheme == "constant":
+        half = torch.full_like(d, 0.5)
+        return half, half
+    raise UnknownNameError("CMKD weights", scheme, WEIGHTINGS)
 
 
 def _gated(term: BatchTerm | None, mask: torch.Tensor) -> torch.Tensor | None:
@@ -79,12 +144,12 @@ class CMKD(Wrapper):
     difficulty_tau: float = 1.0
 
     def __post_init__(self) -> None:
-        if self.correlation not in corrloss.CORRELATIONS:
-            raise UnknownNameError("CMKD correlation", self.correlation, corrloss.CORRELATIONS)
-        if self.weights not in corrloss.WEIGHTINGS:
-            raise UnknownNameError("CMKD weights", self.weights, corrloss.WEIGHTINGS)
-        if self.difficulty not in corrloss.DIFFICULTIES:
-            raise UnknownNameError("CMKD difficulty", self.difficulty, corrloss.DIFFICULTIES)
+        if self.correlation not in CORRELATIONS:
+            raise UnknownNameError("CMKD correlation", self.correlation, CORRELATIONS)
+        if self.weights not in WEIGHTINGS:
+            raise UnknownNameError("CMKD weights", self.weights, WEIGHTINGS)
+        if self.difficulty not in DIFFICULTIES:
+            raise UnknownNameError("CMKD difficulty", self.difficulty, DIFFICULTIES)
         if self.kappa <= 0:
             raise ValueError(f"CMKD kappa must be positive, got {self.kappa}")
         self.inner = create_method(self.inner)
@@ -96,7 +161,7 @@ class CMKD(Wrapper):
     def __call__(self, b: Batch) -> Terms:
         terms = self.inner(b)
         z_s, z_t = b.logits, b.teacher_logits
-        d = corrloss.difficulty(z_t, b.y, self.difficulty, z_s=z_s, tau=self.difficulty_tau)
+        d = difficulty(z_t, b.y, self.difficulty, z_s=z_s, tau=self.difficulty_tau)
         zs_c, zt_c = (corrloss.standardise(z_s), corrloss.standardise(z_t)) if self.standardise else (z_s, z_t)
         lp = corrloss.pearson_distance(zs_c, zt_c, self.tau)
         parts = {**terms.parts, "pearson": lp.detach(), "difficulty": d}
@@ -108,19 +173,19 @@ class CMKD(Wrapper):
             if self.correlation == "spearman":
                 corr = ls
             else:
-                w_p, w_s = corrloss.correlation_weights(d, self.weights)
+                w_p, w_s = correlation_weights(d, self.weights)
                 corr = w_p * lp + w_s * ls
         per = terms.per_sample + self.lam * self.tau * self.tau * corr
 
         inner_batch = terms.batch
         if self.intra:
             with torch.no_grad():
-                parts["intra"] = corrloss.dist_intra(zs_c, zt_c, self.tau) / (self.tau * self.tau)
+                parts["intra"] = dist_intra(zs_c, zt_c, self.tau) / (self.tau * self.tau)
 
         def batch(mask: torch.Tensor) -> torch.Tensor:
             out = _gated(inner_batch, mask)
             if self.intra:
-                own = self.lam * corrloss.dist_intra(zs_c[mask], zt_c[mask], self.tau)
+                own = self.lam * dist_intra(zs_c[mask], zt_c[mask], self.tau)
                 out = own if out is None else out + own
             return out if out is not None else per.new_zeros(())
 

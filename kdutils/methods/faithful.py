@@ -13,9 +13,44 @@ from ..inputs.runtime import evaluating
 from ..numerics import attacks, ibp, losses
 from ._robust import check_attack, check_ramp
 from .base import ATTACK_STEP, IBP_PASS, TRAIN_FACTOR, Batch, Method, Terms, register_method
+from .kd import kd_loss
 
 BOUNDS = ("ibp", "pgd")
 SPACES = ("prob", "log")
+
+
+def faithful_gap(
+    pt_upper: torch.Tensor, ps_lower: torch.Tensor, ps_upper: torch.Tensor, pt_lower: torch.Tensor
+) -> torch.Tensor:
+    """Faithful distillation's gap term (faithful.md [ours]) per sample:
+
+    ``relu(UB[p_T[c]] - LB[p_S[c]]) + relu(UB[p_S[c]] - LB[p_T[c]])``
+
+    for the probabilities of class c (the true class) over the eps-ball: upper bounds of the
+    two signed confidence gaps Delta+ (student under-confident) and Delta-. With IBP bounds the
+    sum is an upper bound on ``max |p_T[c] - p_S[c]|`` over the ball; at eps = 0 it is
+    ``|p_T[c](x) - p_S[c](x)|``. The PGD variant passes the probabilities at the PGD points of
+    each sign instead (``UB[p_T] -> p_T(x+)``, ``LB[p_S] -> p_S(x+)``, ...), an estimate from below.
+    """
+    return torch.relu(pt_upper - ps_lower) + torch.relu(ps_upper - pt_lower)
+
+
+def faithful_loss(
+    z_s: torch.Tensor,
+    z_t: torch.Tensor,
+    y: torch.Tensor,
+    gap: torch.Tensor,
+    mu: float,
+    tau: float = 4.0,
+    ce_weight: float = 0.1,
+    kd_weight: float = 0.9,
+) -> torch.Tensor:
+    """Faithful distillation (faithful.md [ours]): ``l_i = KD(z_s, z_t, y) + mu * gap_i`` with
+    :func:`kd_loss` (this project's KD baseline) and ``gap`` from :func:`faithful_gap`.
+
+    Usage: ``faithful_loss(z_s, z_t, y, faithful_gap(...), mu=1.0).mean()``; as a method, ``create_method("faithful")``.
+    """
+    return kd_loss(z_s, z_t, y, tau, ce_weight, kd_weight) + mu * gap
 
 
 def _prob(model: torch.nn.Module, x: torch.Tensor, c: torch.Tensor, log: bool = False) -> torch.Tensor:
@@ -30,10 +65,10 @@ class Faithful(Method):
 
         l_i = KD(z_S, z_T) + mu(t) [relu(UB p_T[c] - LB p_S[c]) + relu(UB p_S[c] - LB p_T[c])]
 
-    with ``KD`` this project's KD baseline (:func:`kdutils.losses.kd_loss`: ``tau``,
+    with ``KD`` this project's KD baseline (:func:`kdutils.methods.kd.kd_loss`: ``tau``,
     ``ce_weight``, ``kd_weight``), ``c`` the true class, the bounds of the softmax probability of
     class c over the l_inf ball ``B(x)`` of radius ``eps(t)`` clipped to [0, 1]
-    (:func:`kdutils.losses.faithful_gap`).
+    (:func:`kdutils.faithful_gap`).
 
     * ``bound="ibp"``: interval bound propagation (:func:`kdutils.ibp.probability_bounds`,
       margins by elision of the last layer), the student's bounds with gradient, the
@@ -105,7 +140,7 @@ class Faithful(Method):
             s = ibp.probability_bounds(b.student, b.x, eps, b.y, log=log)
             with torch.no_grad():
                 t = ibp.probability_bounds(b.teacher, b.x, eps, b.y, log=log)
-            return losses.faithful_gap(t.upper, s.lower, s.upper, t.lower)
+            return faithful_gap(t.upper, s.lower, s.upper, t.lower)
         pts = []
         for sign in (1, -1):
             objective = attacks.ConfidenceGap(b.teacher, b.student, b.y, sign)
@@ -119,11 +154,11 @@ class Faithful(Method):
             pt_plus, pt_minus = _prob(b.teacher, x_plus, b.y, log), _prob(b.teacher, x_minus, b.y, log)
         with evaluating(b.student):  # no BatchNorm update from the gap's forwards
             ps_plus, ps_minus = _prob(b.student, x_plus, b.y, log), _prob(b.student, x_minus, b.y, log)
-        return losses.faithful_gap(pt_plus, ps_plus, ps_minus, pt_minus)
+        return faithful_gap(pt_plus, ps_plus, ps_minus, pt_minus)
 
     def __call__(self, b: Batch) -> Terms:
         eps, mu = self.schedule(b.progress)
-        kd = losses.kd_loss(b.logits, b.teacher_logits, b.y, self.tau, self.ce_weight, self.kd_weight)
+        kd = kd_loss(b.logits, b.teacher_logits, b.y, self.tau, self.ce_weight, self.kd_weight)
         if mu > 0:
             gap = self.gap(b, eps)
             per = kd + mu * gap

@@ -12,11 +12,24 @@ from ._robust import check_attack, check_ramp, check_weight
 from .base import IBP_PASS, TRAIN_FACTOR, Batch, Method, Terms, register_method
 
 
+def ibp_loss(z: torch.Tensor, z_worst: torch.Tensor, y: torch.Tensor, kappa: float) -> torch.Tensor:
+    """IBP training (Gowal et al. 2018, eq. 7) [public]:
+
+    ``l_i = kappa CE(z_i, y_i) + (1 - kappa) CE(z_worst_i, y_i)``
+
+    with ``z`` the clean logits and ``z_worst = -lower(z_y - z_j)`` the worst-case logits over
+    the eps-ball (:func:`kdutils.ibp.worst_case_logits`).
+
+    Usage: ``ibp_loss(z, ibp.worst_case_logits(model, x, eps, y), y, kappa=0.5).mean()``; as a method, ``create_method("ibp")``.
+    """
+    return kappa * losses.cross_entropy(z, y) + (1.0 - kappa) * losses.cross_entropy(z_worst, y)
+
+
 @register_method("ibp")
 @dataclass
 class IBPTraining(Method):
     """``l_i = kappa(t) CE(z_i, y_i) + (1 - kappa(t)) CE(z_worst_i(eps(t)), y_i)``
-    (:func:`kdutils.losses.ibp_loss`; ``z_worst`` from :func:`kdutils.ibp.worst_case_logits`).
+    (:func:`kdutils.ibp_loss`; ``z_worst`` from :func:`kdutils.ibp.worst_case_logits`).
 
     **Schedule** [public: Gowal et al. 2018, Sec. 4 and Appendix; MNIST: 2k warm-up steps, a 10k
     step ramp, 60k steps in all]: with ``t`` = the batch's training progress in [0, 1) (global
@@ -62,7 +75,7 @@ class IBPTraining(Method):
             ce_worst, per = ce.detach(), ce
         else:
             z_worst = ibp.worst_case_logits(b.student, b.x, eps, b.y)
-            per = losses.ibp_loss(b.logits, z_worst, b.y, kappa)
+            per = ibp_loss(b.logits, z_worst, b.y, kappa)
             ce_worst = losses.cross_entropy(z_worst.detach(), b.y)
         parts = {"ce": ce.detach(), "ce_worst": ce_worst, "eps": torch.tensor(eps), "kappa": torch.tensor(kappa)}
         return Terms(per_sample=per, parts=parts)

@@ -2,7 +2,7 @@
 
 Where the teacher is wrong, its target is revised towards the label before the student learns
 from it: ``p~ = beta p_T + (1 - beta) y`` with ``beta = eta / (p_T[max] - p_T[y] + 1)``
-(:func:`kdutils.losses.revised_target`) [public: a consistent summary and the re-implementation
+(:func:`kdutils.revised_target`) [public: a consistent summary and the re-implementation
 in GitHub zju-SWJ/RLD, ``mdistiller/distillers/REVISION.py``; the paper's exact loss is unknown].
 
 One registered method, ``lr``, in two uses:
@@ -11,14 +11,14 @@ One registered method, ``lr``, in two uses:
 
   - ``form="mse"`` [public, the re-implementation]: teacher right, ``CE + lambda1 MSE(z_S, z_T)``
     on logits; teacher wrong, ``lambda2 MSE(softmax(z_S), p~)``, no CE; lambda1 = 4,
-    lambda2 = 1, eta = 0.8 (:func:`kdutils.losses.lr_mse_loss`);
+    lambda2 = 1, eta = 0.8 (:func:`kdutils.lr_mse_loss`);
   - ``form="kl"`` [ours]: KD (``0.1 CE + 0.9 tau^2 KL`` at tau = 4) with p~ in place of p_T on
-    the wrong samples (:func:`kdutils.losses.lr_kl_loss`).
+    the wrong samples (:func:`kdutils.lr_kl_loss`).
 
 * **Revising another method's targets** (``inner`` a method spec; the suffix form ``"kd+lr"``
   is ``{"name": "lr", "inner": "kd"}``): the inner method runs on the batch with its teacher
   logits replaced, on the samples the teacher gets wrong, by ``tau log p~``
-  (:func:`kdutils.losses.revised_logits`), so every teacher distribution the inner method forms
+  (:func:`kdutils.revised_logits`), so every teacher distribution the inner method forms
   at its temperature tau is exactly p~ there; rows the teacher gets right are untouched. One
   mechanism for every method that reads ``Batch.teacher_logits``: ``"kd+lr"`` (the same loss as
   ``form="kl"`` up to rounding), ``"cckd_l+lr"`` / ``"cckd_t+lr"`` (CCKD's lambda is then read
@@ -50,6 +50,102 @@ from .base import Batch, EpochEnd, Method, Terms, Wrapper, create_method, regist
 
 FORMS = ("mse", "kl")
 _OWN = {"mse": ("lambda1", "lambda2"), "kl": ("tau", "ce_weight", "kd_weight")}
+
+
+def revision_beta(p_t: torch.Tensor, y: torch.Tensor, eta: float = 0.8) -> torch.Tensor:
+    """LR's per-sample mixing weight [public, spec]: ``beta_i = eta / (p_T[i, max] - p_T[i, y_i] + 1)``.
+
+    ``p_t`` (B, C) teacher probabilities. ``beta = eta`` where the teacher's top class is the label
+    (p_T[max] = p_T[y]); smaller the more the teacher prefers a wrong class. Detached.
+    """
+    p_t = p_t.detach()
+    gap = p_t.max(dim=1).values - p_t.gather(1, y[:, None]).squeeze(1)
+    return eta / (gap + 1.0)
+
+
+def revised_target(z_t: torch.Tensor, y: torch.Tensor, eta: float = 0.8, tau: float = 1.0) -> torch.Tensor:
+    """LR's revised target [public, spec]: ``p~ = beta p_T + (1 - beta) onehot(y)``, with
+    ``p_T = softmax(z_t / tau)`` and beta from :func:`revision_beta`. Detached, (B, C).
+
+    A distribution (a convex mix of two). For 0 < eta < 1 the label is its top class: for a
+    wrong teacher (argmax m != y) ``p~[y] > p~[m]`` exactly when ``beta (p_T[m] - p_T[y] + 1) < 1``,
+    i.e. eta < 1; the teacher's order of the other classes is kept (one positive factor beta).
+    ``tau = 1`` is the re-implementation's reading; the ``kl`` form revises at its KL temperature.
+    """
+    p_t = F.softmax(z_t.detach() / tau, dim=1)
+    beta = revision_beta(p_t, y, eta)[:, None]
+    onehot = F.one_hot(y, p_t.shape[1]).to(p_t.dtype)
+    return beta * p_t + (1.0 - beta) * onehot
+
+
+def teacher_wrong(z_t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """(B,) bool: the teacher's top class is not the label (LR's split of the batch)."""
+    return z_t.detach().argmax(dim=1) != y
+
+
+def lr_mse_loss(
+    z_s: torch.Tensor,
+    z_t: torch.Tensor,
+    y: torch.Tensor,
+    eta: float = 0.8,
+    lambda1: float = 4.0,
+    lambda2: float = 1.0,
+) -> torch.Tensor:
+    """LR's loss in the public re-implementation's ``mse`` form, per sample [public, spec]:
+
+    * teacher right (argmax z_T = y): ``l_i = CE(z_S, y) + lambda1 mean_c (z_S - z_T)^2`` (logits);
+    * teacher wrong: ``l_i = lambda2 mean_c (softmax(z_S) - p~)^2`` with p~ = :func:`revised_target`
+      at tau = 1; no CE.
+
+    The means over classes are ``F.mse_loss``'s element means. [ours] The batch loss is the
+    trainer's mean of l_i over the batch; the re-implementation instead adds the mean over the
+    right samples to the mean over the wrong ones (each group's terms scaled by B / n_group).
+
+    Usage: ``lr_mse_loss(z_s, z_t, y).mean()``; as a method, ``create_method("lr", form="mse")``.
+    """
+    wrong = teacher_wrong(z_t, y)
+    ce = losses.cross_entropy(z_s, y)
+    mse_logits = (z_s - z_t.detach()).pow(2).mean(dim=1)
+    mse_revised = (F.softmax(z_s, dim=1) - revised_target(z_t, y, eta)).pow(2).mean(dim=1)
+    return torch.where(wrong, lambda2 * mse_revised, ce + lambda1 * mse_logits)
+
+
+def lr_kl_loss(
+    z_s: torch.Tensor,
+    z_t: torch.Tensor,
+    y: torch.Tensor,
+    eta: float = 0.8,
+    tau: float = 4.0,
+    ce_weight: float = 0.1,
+    kd_weight: float = 0.9,
+) -> torch.Tensor:
+    """LR's ``kl`` form [ours, spec]: Hinton KD with p~ in place of p_T on the samples the
+    teacher gets wrong, per sample
+
+    ``l_i = ce_weight CE(y_i, z_S) + kd_weight tau^2 KL(t_i || softmax(z_S / tau))``,
+    ``t_i = softmax(z_T / tau)`` where the teacher is right, ``t_i = p~_i`` (:func:`revised_target`
+    at the same tau) where it is wrong. CE on every sample, as in KD.
+
+    Usage: ``lr_kl_loss(z_s, z_t, y, tau=4.0).mean()``; as a method, ``create_method("lr", form="kl")``.
+    """
+    p_t = F.softmax(z_t.detach() / tau, dim=1)
+    target = torch.where(teacher_wrong(z_t, y)[:, None], revised_target(z_t, y, eta, tau), p_t)
+    return ce_weight * losses.cross_entropy(z_s, y) + kd_weight * losses.kl_to_target(z_s, target, tau)
+
+
+def revised_logits(z_t: torch.Tensor, y: torch.Tensor, eta: float = 0.8, tau: float = 1.0) -> torch.Tensor:
+    """Teacher logits whose tempered softmax is LR's revised target where the teacher is wrong
+    [ours]: ``tau log p~`` there (so ``softmax(. / tau) = p~``), ``z_t`` unchanged where it is right.
+
+    How LR revises the targets of any method that reads teacher logits (KD, CCKD, DIST, CMKD):
+    :class:`kdutils.methods.label_revision.LabelRevision` with ``inner``. p~ > 0 everywhere
+    (a softmax mixed with a one-hot); a probability that underflowed to 0 is read as the smallest
+    positive float, so the logits stay finite. Detached.
+    """
+    z_t = z_t.detach()
+    p_rev = revised_target(z_t, y, eta, tau)
+    z_rev = tau * torch.log(p_rev.clamp_min(torch.finfo(p_rev.dtype).tiny))  # a softmax may underflow to 0
+    return torch.where(teacher_wrong(z_t, y)[:, None], z_rev.to(z_t.dtype), z_t)
 
 
 @register_method("lr")
@@ -102,9 +198,7 @@ class LabelRevision(Wrapper):
         """``b`` with its teacher logits revised on the rows the teacher gets wrong (for ``inner``)."""
         if b.teacher_logits is None:
             return b
-        return dataclasses.replace(
-            b, teacher_logits=losses.revised_logits(b.teacher_logits, b.y, self.eta, self.target_tau)
-        )
+        return dataclasses.replace(b, teacher_logits=revised_logits(b.teacher_logits, b.y, self.eta, self.target_tau))
 
     def passes(self) -> tuple[float, float]:
         return (0.0, 0.0) if self.inner is None else self.inner.passes()
@@ -132,18 +226,18 @@ class LabelRevision(Wrapper):
     # ---------------------------------------------------------------- the terms
     def __call__(self, b: Batch) -> Terms:
         z_t = b.teacher_logits
-        wrong = losses.teacher_wrong(z_t, b.y)
+        wrong = teacher_wrong(z_t, b.y)
         if self.inner is not None:
             tau = self.target_tau
         else:
             tau = 1.0 if self.form == "mse" else self.tau
-        beta = losses.revision_beta(F.softmax(z_t.detach() / tau, dim=1), b.y, self.eta)
+        beta = revision_beta(F.softmax(z_t.detach() / tau, dim=1), b.y, self.eta)
         parts = {"lr_wrong": wrong.float(), "lr_beta": beta}
         if self.inner is not None:
             terms = self.inner(self.revised(b))
             return dataclasses.replace(terms, parts={**terms.parts, **parts})
         if self.form == "mse":
-            per = losses.lr_mse_loss(b.logits, z_t, b.y, self.eta, self.lambda1, self.lambda2)
+            per = lr_mse_loss(b.logits, z_t, b.y, self.eta, self.lambda1, self.lambda2)
         else:
-            per = losses.lr_kl_loss(b.logits, z_t, b.y, self.eta, self.tau, self.ce_weight, self.kd_weight)
+            per = lr_kl_loss(b.logits, z_t, b.y, self.eta, self.tau, self.ce_weight, self.kd_weight)
         return Terms(per_sample=per, parts={**parts, "lr": per.detach()})

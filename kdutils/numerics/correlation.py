@@ -1,10 +1,11 @@
-"""Correlation losses (DIST, CMKD) as pure tensor functions.
+"""Correlation primitives shared by DIST and CMKD, as pure tensor functions.
 
-The companion of :mod:`kdutils.losses` for the correlation-matching family; one module so that
-DIST and CMKD share one Pearson term. Notation as there: ``z_s`` student logits (B, C), ``z_t``
-teacher logits (B, C), ``y`` labels (B,), ``tau`` the temperature, ``P = softmax(z / tau)``.
-Per-sample terms return (B,); the intra-class term is one scalar of the whole batch (the methods
-hand it to the trainer as ``batch(mask)``, computed over the rows that take part).
+The companion of :mod:`kdutils.losses` for the correlation-matching family: Pearson correlation,
+the tempered softmax, soft and hard ranks and the Pearson and Spearman distances. Notation as
+there: ``z_s`` student logits (B, C), ``z_t`` teacher logits (B, C), ``y`` labels (B,), ``tau``
+the temperature, ``P = softmax(z / tau)``; per-sample terms return (B,). The methods' own terms
+live in their files: DIST's inter- and intra-class terms in :mod:`kdutils.methods.dist`, CMKD's
+difficulty and weights in :mod:`kdutils.methods.cmkd`.
 
 Sources:
 
@@ -18,21 +19,13 @@ Sources:
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
-from ..core.errors import UnknownNameError
-
 #: the soft rank never holds more than this many (row, class, class) elements at once [ours]:
 #: 2**22 elements are 16 MiB in float32 per temporary (a few temporaries live at a time)
 SOFT_RANK_MAX_ELEMENTS = 2**22
-
-DIFFICULTIES = ("teacher_entropy", "teacher_miss", "student_entropy")
-WEIGHTINGS = ("dynamic", "constant", "reversed")
-CORRELATIONS = ("both", "pearson", "spearman")
 
 
 # ---------------------------------------------------------------- Pearson and DIST
@@ -71,26 +64,6 @@ def pearson_distance(z_s: torch.Tensor, z_t: torch.Tensor, tau: float = 4.0) -> 
     Pearson part of CMKD [paper]. The teacher's side carries no gradient.
     """
     return 1.0 - pearson(tempered(z_s, tau), tempered(z_t.detach(), tau))
-
-
-def dist_inter(z_s: torch.Tensor, z_t: torch.Tensor, tau: float = 4.0) -> torch.Tensor:
-    """DIST's inter-class term per sample: ``tau^2 (1 - rho(P_S[i, :], P_T[i, :]))`` (B,) [public].
-
-    Its mean over the batch is DIST's ``L_inter = tau^2 (1 - mean_i rho_i)``.
-    """
-    return tau * tau * pearson_distance(z_s, z_t, tau)
-
-
-def dist_intra(z_s: torch.Tensor, z_t: torch.Tensor, tau: float = 4.0) -> torch.Tensor:
-    """DIST's intra-class term, a scalar of the batch [public]:
-
-    ``L_intra = tau^2 (1 - mean_j rho(P_S[:, j], P_T[:, j]))``, the correlation of each class's
-    probabilities across the rows given (pass only the rows that take part). With one row every
-    centred column is zero, rho = 0 and the term is the constant tau^2 (no gradient), as in
-    DIST's code; the batch size matters (DIST: 64, drop the last partial batch).
-    """
-    p_s, p_t = tempered(z_s, tau), tempered(z_t.detach(), tau)
-    return tau * tau * (1.0 - pearson(p_s.t(), p_t.t()).mean())
 
 
 # ---------------------------------------------------------------- ranks and Spearman
@@ -186,62 +159,3 @@ def spearman_distance(
     r_s = soft_rank(z_s / tau, kappa, max_elements=max_elements)
     r_t = hard_rank(z_t).to(r_s.dtype)
     return 1.0 - pearson(r_s, r_t)
-
-
-# ---------------------------------------------------------------- difficulty and weights
-
-
-def _normalised_entropy(z: torch.Tensor, tau: float) -> torch.Tensor:
-    p = tempered(z.detach(), tau)
-    c = p.shape[1]
-    if c < 2:
-        return torch.zeros(p.shape[0], dtype=p.dtype, device=p.device)
-    return (-torch.xlogy(p, p).sum(dim=1) / math.log(c)).clamp(0.0, 1.0)
-
-
-def difficulty(
-    z_t: torch.Tensor,
-    y: torch.Tensor | None = None,
-    kind: str = "teacher_entropy",
-    *,
-    z_s: torch.Tensor | None = None,
-    tau: float = 1.0,
-) -> torch.Tensor:
-    """Per-sample difficulty ``d_i`` in [0, 1], detached [ours; CMKD weights by "sample difficulty" [paper]]:
-
-    * ``"teacher_entropy"`` (default): ``H(p_T) / log C``, the teacher's normalised entropy;
-    * ``"teacher_miss"``: ``1 - p_T[y]``, the teacher's probability off the true class;
-    * ``"student_entropy"``: ``H(p_S) / log C`` (needs ``z_s``).
-
-    ``p = softmax(z / tau)`` with ``tau`` = 1 by default (the models' own predictions). An
-    unknown ``kind`` raises an error naming the valid ones.
-    """
-    if kind == "teacher_entropy":
-        return _normalised_entropy(z_t, tau)
-    if kind == "teacher_miss":
-        if y is None:
-            raise ValueError("difficulty 'teacher_miss' needs the labels y")
-        return (1.0 - tempered(z_t.detach(), tau).gather(1, y[:, None]).squeeze(1)).clamp(0.0, 1.0)
-    if kind == "student_entropy":
-        if z_s is None:
-            raise ValueError("difficulty 'student_entropy' needs the student logits z_s")
-        return _normalised_entropy(z_s, tau)
-    raise UnknownNameError("CMKD difficulty", kind, DIFFICULTIES)
-
-
-def correlation_weights(d: torch.Tensor, scheme: str = "dynamic") -> tuple[torch.Tensor, torch.Tensor]:
-    """``(w_P, w_S)`` from the difficulty ``d`` (B,) [ours]: hard samples lean on the ranks.
-
-    * ``"dynamic"`` (default): ``w_S = d``, ``w_P = 1 - d``;
-    * ``"reversed"``: ``w_S = 1 - d``, ``w_P = d``;
-    * ``"constant"``: ``w_S = w_P = 1/2`` (ablates the dynamic weighting).
-    """
-    d = d.detach()
-    if scheme == "dynamic":
-        return 1.0 - d, d
-    if scheme == "reversed":
-        return d, 1.0 - d
-    if scheme == "constant":
-        half = torch.full_like(d, 0.5)
-        return half, half
-    raise UnknownNameError("CMKD weights", scheme, WEIGHTINGS)

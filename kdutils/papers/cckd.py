@@ -19,7 +19,7 @@ import pandas as pd
 from ..evaluation.evaluations import describe_attack_protocol, format_epsilon, robust_key
 from ..experiments import costs
 from ..methods import create_method, self_regulation
-from ..numerics import losses
+from ..methods.confidence_conditioned import cckd_l_loss, cckd_t_target, teacher_confidence
 from ..report import claims as C
 from ..report import plots
 from ..report.results import claims_frame, mean_std_cells, mean_std_table
@@ -90,9 +90,9 @@ costs.register_plan(costs.NotebookPlan(NOTEBOOK, plan, costs.profile_datasets, {
 def show_pieces() -> None:
     """The losses and the self-regulation gate, as they are in kdutils."""
     for f in (
-        losses.teacher_confidence,
-        losses.cckd_l_loss,
-        losses.cckd_t_target,
+        teacher_confidence,
+        cckd_l_loss,
+        cckd_t_target,
         self_regulation.sr_gate,
         self_regulation.eta_schedule,
     ):

@@ -26,6 +26,7 @@ import pandas as pd
 
 from ..evaluation.evaluations import describe_attack_protocol, robust_key
 from ..experiments import costs, pairs
+from ..methods import cmkd as cmkd_method
 from ..methods import create_method
 from ..methods.cmkd import CMKD
 from ..numerics import correlation as corr
@@ -191,7 +192,7 @@ costs.register_plan(costs.NotebookPlan(NOTEBOOK, plan, default_datasets, dict(PA
 # ---------------------------------------------------------------- the notebook's steps
 def show_pieces() -> None:
     """The correlation losses (shared by DIST and CMKD) and the CMKD method, as they are in kdutils."""
-    for f in (corr.pearson_distance, corr.spearman_distance, corr.difficulty, corr.correlation_weights):
+    for f in (corr.pearson_distance, corr.spearman_distance, cmkd_method.difficulty, cmkd_method.correlation_weights):
         print(inspect.getsource(f))
     print(inspect.getsource(CMKD.__call__))
 

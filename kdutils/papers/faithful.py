@@ -19,7 +19,10 @@ from ..evaluation import faithfulness
 from ..evaluation.evaluations import at_delta, at_eps, describe_faithfulness_protocol
 from ..experiments import costs, faithful_setup
 from ..methods import create_method
-from ..methods.faithful import Faithful
+from ..methods.ard import ard_loss
+from ..methods.faithful import Faithful, faithful_gap
+from ..methods.ibp_training import ibp_loss
+from ..methods.rslad import rslad_loss
 from ..numerics import losses
 from ..report import claims as C
 from ..report import plots
@@ -125,11 +128,11 @@ costs.register_plan(
 def show_pieces() -> None:
     """The pure per-sample losses and faithful KD's gap and objective, as they are in kdutils."""
     for f in (
-        losses.faithful_gap,
+        faithful_gap,
         losses.linear_ramp,
-        losses.ard_loss,
-        losses.rslad_loss,
-        losses.ibp_loss,
+        ard_loss,
+        rslad_loss,
+        ibp_loss,
         Faithful.gap,
         Faithful.__call__,
     ):

@@ -28,8 +28,15 @@ from ..evaluation.data_selection import DataSelection, influence_scores
 from ..evaluation.evaluations import describe_attack_protocol, robust_key
 from ..experiments import costs, pairs
 from ..methods import create_method
-from ..methods.label_revision import LabelRevision
-from ..numerics import losses
+from ..methods.label_revision import (
+    LabelRevision,
+    lr_kl_loss,
+    lr_mse_loss,
+    revised_logits,
+    revised_target,
+    revision_beta,
+    teacher_wrong,
+)
 from ..report import claims as C
 from ..report import plots
 from ..report.results import claims_frame, mean_std_cells, mean_std_table
@@ -167,11 +174,11 @@ def show_pieces() -> None:
     """The revised target, both loss forms and the wrapper that revises another method's targets,
     as they are in kdutils."""
     for f in (
-        losses.revision_beta,
-        losses.revised_target,
-        losses.lr_mse_loss,
-        losses.lr_kl_loss,
-        losses.revised_logits,
+        revision_beta,
+        revised_target,
+        lr_mse_loss,
+        lr_kl_loss,
+        revised_logits,
     ):
         print(inspect.getsource(f))
     print(inspect.getsource(LabelRevision.__call__))
@@ -248,20 +255,20 @@ def revised_targets(ctx, lr_form: str = LR_FORM) -> tuple[dict, dict[str, pd.Dat
     for ds in ctx:
         exp, teacher, sp = ctx[ds], ctx.runs[ds, "teacher", 0], ctx[ds].split
         z, y = exp.logits(teacher, "train"), sp.train_y
-        wrong[ds] = losses.teacher_wrong(z, y)
+        wrong[ds] = teacher_wrong(z, y)
         print(
             f"{ds}: the teacher is wrong on {int(wrong[ds].sum())} of {len(y)} training images "
             f"({wrong[ds].float().mean().item():.2%}); test accuracy {ctx.evals[ds, 'teacher', 0]['accuracy']:.4f}"
         )
         idx = wrong[ds].nonzero().squeeze(1)[:6]
-        p_t, p_rev = (z[idx] / tau).softmax(dim=1), losses.revised_target(z[idx], y[idx], eta, tau)
+        p_t, p_rev = (z[idx] / tau).softmax(dim=1), revised_target(z[idx], y[idx], eta, tau)
         top = p_t.argmax(dim=1)
         tables[ds] = pd.DataFrame(
             {
                 "training row": idx.tolist(),
                 "label": [sp.classes[i] for i in y[idx]],
                 "teacher's top": [sp.classes[i] for i in top],
-                "beta": losses.revision_beta(p_t, y[idx], eta).tolist(),
+                "beta": revision_beta(p_t, y[idx], eta).tolist(),
                 "p_T[label]": p_t.gather(1, y[idx, None]).squeeze(1).tolist(),
                 "p_T[top]": p_t.gather(1, top[:, None]).squeeze(1).tolist(),
                 "p~[label]": p_rev.gather(1, y[idx, None]).squeeze(1).tolist(),

@@ -1191,7 +1191,7 @@ def revised_targets(
     """Label revision, sample by sample: the teacher's distribution p_T and the revised target p~.
 
     ``p_teacher`` and ``p_revised`` are ``(N, C)`` probabilities (rows of
-    :func:`kdutils.losses.revised_target` and the softmax it revised), ``y`` the ``N`` labels
+    :func:`kdutils.methods.label_revision.revised_target` and the softmax it revised), ``y`` the ``N`` labels
     indexing ``classes``. One panel per sample, ``ncols`` a row: the two distributions as
     side-by-side bars per class, the label's tick in bold, the title naming the label and the
     teacher's top class. ``images`` (uint8, ``(N, C, H, W)`` with C in {1, 3}): each sample's
