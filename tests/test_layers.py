@@ -98,3 +98,25 @@ def test_project_root_is_the_checkout_wherever_the_process_runs(tmp_path, monkey
     root = kdutils.project_root()
     assert root == PKG.parent and (root / "pyproject.toml").exists()
     assert kdutils.data_root() == root / "data" or "KD_DATA_ROOT" in __import__("os").environ
+
+
+# ---------------------------------------------------------------- the tests mirror the package
+
+TESTS = Path(__file__).resolve().parent
+
+
+def test_the_test_folders_are_the_package_folders():
+    """``tests/<folder>/`` tests ``kdutils/<folder>/``; package-wide tests (layers, style, the command
+    line, the benchmarks) sit at the top of ``tests/``."""
+    folders = {p.name for p in TESTS.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))}
+    package = {p.name for p in PKG.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
+    assert folders <= package, f"test folders without a kdutils folder: {sorted(folders - package)}"
+    assert {"core", "inputs", "numerics", "methods", "training", "evaluation", "experiments", "report"} <= folders
+
+
+def test_every_method_file_has_its_test_file():
+    """Adding a method is its file and its test file: ``kdutils/methods/<m>.py`` ->
+    ``tests/methods/test_<m>.py`` (the base and private helpers excepted)."""
+    methods = {p.stem for p in (PKG / "methods").glob("*.py") if not p.stem.startswith("_") and p.stem != "base"}
+    missing = sorted(m for m in methods if not (TESTS / "methods" / f"test_{m}.py").exists())
+    assert not missing, f"methods without tests/methods/test_<name>.py: {missing}"

@@ -10,7 +10,7 @@ here, by one rule for every method and the recipe:
   reused; set to anything else it enters the key, so the new behaviour is a new run.
 
 A default of an added field must therefore keep the old behaviour exactly. The tests pin the keys
-of a fixed list of configurations (tests/test_run_keys.py), so a change that re-keys stored runs
+of a fixed list of configurations (tests/core/test_run_keys.py), so a change that re-keys stored runs
 fails there first.
 """
 

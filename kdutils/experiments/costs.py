@@ -329,7 +329,7 @@ def _student(
 class NotebookPlan:
     """A notebook's training runs for one dataset's :class:`Settings` (``build``), its datasets per
     profile when none are named (``datasets``), and ``parameters``: the notebook parameters the plan
-    assumes, with the notebook's defaults (``tests/test_costs.py`` checks them against the notebook's
+    assumes, with the notebook's defaults (``tests/experiments/test_costs.py`` checks them against the notebook's
     parameters cell). ``sizes``: the notebook's own sizes, ``sizes(profile, dataset) -> configure
     overrides`` (what it passes to :class:`kdutils.NotebookContext` as ``sizes=``; the overrides win,
     as there). Each :mod:`kdutils.papers` module registers its notebook's plan."""

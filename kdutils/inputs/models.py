@@ -272,7 +272,7 @@ _register_resnet("resnet32x4", 32, (32, 64, 128, 256))
 
 # ---------------------------------------------------------------- Wide ResNets and VGG (CRD benchmark)
 # The architectures of the CRD/RepDistiller CIFAR-100 benchmark (Tian et al., ICLR 2020; used by DIST
-# and CMKD); parameter counts match its published ones (tests/test_cmkd_models.py). Initialisation is
+# and CMKD); parameter counts match its published ones (tests/inputs/test_cmkd_models.py). Initialisation is
 # PyTorch's default, as for the ResNets above, not the benchmark code's He / N(0, 0.01) init [ours].
 
 

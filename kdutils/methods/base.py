@@ -139,7 +139,7 @@ ATTACK_STEP = TRAIN_FACTOR
 #: affine layer runs twice, ``W c + b`` on the centre and ``|W| r`` on the radius (the last layer's
 #: margin elision, ``(W_c - W_j) c`` and ``|W_c - W_j| r``, is as many products as the two); the
 #: monotone layers on both ends, ``|W|`` and the interval arithmetic are elementwise, left out like
-#: the forward's normalisation and activations. ``tests/test_costs.py`` counts it with FlopCounterMode
+#: the forward's normalisation and activations. ``tests/experiments/test_costs.py`` counts it with FlopCounterMode
 IBP_PASS = 2
 
 

@@ -5,7 +5,7 @@ comparison named in advance, paired by seed, a two-sided t interval at ``level``
 default, so each one-sided decision is a 95 % test), *holds* / *does not hold* when the
 interval is on one side of the threshold, *inconclusive* when it straddles it, *not testable*
 with fewer than two seeds. "At least as good" is non-inferiority with a margin of 1 point
-[ours]. No threshold here is met by construction: every rule can fail (tests/test_claim_rules.py
+[ours]. No threshold here is met by construction: every rule can fail (tests/report/test_claim_rules.py
 shows each one failing on constructed numbers).
 
 A rule returns a :class:`Checked`: the combined :class:`~kdutils.results.Verdict` and its

@@ -1163,7 +1163,7 @@ def reliability_diagrams(rel: Mapping[str, Mapping[str, Any]], ncols: int = 4) -
     cols = min(ncols, n)
     rows = math.ceil(n / cols)
     # "compressed": the constrained layout for square (aspect-equal) panels; the plain one left the
-    # figure's title on the first row's panel titles (tests/test_plots.py)
+    # figure's title on the first row's panel titles (tests/report/test_plots.py)
     fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 3.5 * rows), squeeze=False, layout="compressed")
     flat = axes.ravel()
     for i, (label, r) in enumerate(rel.items()):

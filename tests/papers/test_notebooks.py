@@ -16,7 +16,7 @@ import pytest
 
 import kdutils as kd
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
 #: per notebook: the figures it must write and what its results must show
@@ -161,7 +161,7 @@ PAPER_DATASET = {
 #: notebook parameters of the dry-run test that cut the CIFAR-100 notebooks' grids, not their code
 #: paths: on 2 CPU cores every run of the real CRD networks (ResNet-32x4 teaching per batch) takes
 #: 5-10 s, and 02 trains 9 teachers and about 90 students at paper (7 min here). Every section runs;
-#: the five pairs and the other models are built and stepped in tests/test_cmkd_models.py.
+#: the five pairs and the other models are built and stepped in tests/inputs/test_cmkd_models.py.
 PAPER_DRY_RUN_PARAMETERS = {
     # 2 pairs, 2 teachers of the curve, the CCKD-L pair on one seed; the ablations (the same code as at
     # smoke, on the same models) off

@@ -10,7 +10,7 @@ from kdutils.models import Normalize
 CASES = [(n, 1, 28) for n in ("mlp", "lenet5", "lenet5_half", "lenet5_x2", "alexnet", "alexnet_half")]
 CASES += [(n, 3, 32) for n in ("lenet5", "alexnet", "alexnet_half", "resnet8", "resnet20", "resnet8x4")]
 CASES += [(n, 1, 8) for n in ("lenet5_half", "lenet5", "lenet5_x2")]  # the smoke profile's digits
-# the IBP-literature CNNs of faithful.md (sizes and bounds: tests/test_ibp.py)
+# the IBP-literature CNNs of faithful.md (sizes and bounds: tests/numerics/test_ibp.py)
 CASES += [(n, c, s) for n in ("ibp_small", "ibp_medium", "ibp_large") for c, s in ((1, 28), (3, 32), (1, 8))]
 
 

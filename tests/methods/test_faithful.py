@@ -12,15 +12,10 @@ import torch
 import torch.nn.functional as F
 
 import kdutils as kd
-from kdutils import attacks, faithfulness, ibp, losses
+from kdutils import losses
 from kdutils.errors import ParameterError, UnknownNameError
 from kdutils.methods import Batch, create_method
-from kdutils.methods.ard import ard_loss
 from kdutils.methods.faithful import faithful_gap, faithful_loss
-from kdutils.methods.ibp_training import ibp_loss
-from kdutils.methods.rslad import rslad_loss
-
-# ---------------------------------------------------------------- golden values of the losses
 
 
 def _logits(seed: int, b: int = 6, c: int = 5) -> torch.Tensor:
@@ -46,26 +41,6 @@ def _ce(z, y):
 Y = torch.tensor([0, 1, 2, 3, 4, 0])
 
 
-def test_ibp_loss_golden():
-    z, zw = _logits(0), _logits(1)
-    want = 0.7 * _ce(z, Y) + 0.3 * _ce(zw, Y)
-    torch.testing.assert_close(ibp_loss(z, zw, Y, 0.7), want, rtol=1e-5, atol=1e-5)
-
-
-def test_ard_loss_golden():
-    zs_adv, zs, zt = _logits(2), _logits(3), _logits(4)
-    want = 0.8 * 30.0**2 * _kl(zt, zs_adv, 30.0) + 0.2 * _ce(zs, Y)
-    torch.testing.assert_close(ard_loss(zs_adv, zs, zt, Y, tau=30.0, alpha=0.8), want, rtol=1e-4, atol=1e-5)
-    # alpha = 1 (ARD's code default): the KL alone
-    torch.testing.assert_close(ard_loss(zs_adv, zs, zt, Y), 900 * _kl(zt, zs_adv, 30.0), rtol=1e-4, atol=1e-5)
-
-
-def test_rslad_loss_golden():
-    zs_adv, zs, zt = _logits(5), _logits(6), _logits(7)
-    want = 5 / 6 * _kl(zt, zs_adv, 1.0) + 1 / 6 * _kl(zt, zs, 1.0)
-    torch.testing.assert_close(rslad_loss(zs_adv, zs, zt), want, rtol=1e-5, atol=1e-6)
-
-
 def test_faithful_gap_and_loss_golden():
     a, b, c, d = (torch.tensor(v) for v in ([0.9, 0.2, 0.5], [0.4, 0.3, 0.5], [0.95, 0.1, 0.7], [0.8, 0.6, 0.2]))
     gap = faithful_gap(a, b, c, d)  # relu(a - b) + relu(c - d)
@@ -76,31 +51,12 @@ def test_faithful_gap_and_loss_golden():
     torch.testing.assert_close(faithful_loss(zs, zt, Y, g, mu=0.5), want, rtol=1e-4, atol=1e-5)
 
 
-def test_kl_objective_is_rslads_inner_maximisation():
-    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
-    x, zt = torch.rand(5, 4), _logits(10, 5, 3)
-    got = attacks.KLDivergence(net, zt)(x)
-    want = F.kl_div(F.log_softmax(net(x), 1), F.softmax(zt, 1), reduction="none").sum(1)
-    torch.testing.assert_close(got, want)
-
-
-# ---------------------------------------------------------------- ramps
-
-
 def test_linear_ramp_start_middle_end():
     assert losses.linear_ramp(0.0, 0.1, 0.4) == 0.0
     assert losses.linear_ramp(0.0999, 0.1, 0.4) == 0.0  # warm-up
     assert losses.linear_ramp(0.3, 0.1, 0.4) == pytest.approx(0.5)
     assert losses.linear_ramp(0.5, 0.1, 0.4) == 1.0 == losses.linear_ramp(0.99, 0.1, 0.4)
     assert losses.linear_ramp(0.2, 0.1, 0.0) == 1.0  # no ramp: full after the warm-up
-
-
-def test_ibp_schedule_eps_and_kappa():
-    m = create_method({"name": "ibp", "eps": 0.2, "kappa": 0.5, "warmup": 0.1, "ramp": 0.4})
-    assert m.schedule(0.0) == (0.0, 1.0)
-    eps, kappa = m.schedule(0.3)
-    assert eps == pytest.approx(0.1) and kappa == pytest.approx(0.75)
-    assert m.schedule(0.95) == (0.2, 0.5)
 
 
 def test_faithful_schedule_eps_and_mu():
@@ -127,9 +83,6 @@ def test_the_ramp_follows_the_batchs_step():
     assert b.progress == 15 / 40
 
 
-# ---------------------------------------------------------------- models and the faithful term
-
-
 @pytest.fixture(scope="module")
 def split():
     return kd.make_split(kd.load_dataset("digits"), val_fraction=0.1)
@@ -139,17 +92,6 @@ def _net(split, seed=0, name="ibp_small"):
     torch.manual_seed(seed)
     sp = split
     return kd.create_model(name, sp.num_classes, sp.in_channels, input_size=sp.input_size, mean=sp.mean, std=sp.std)
-
-
-def test_ibp_training_gives_certified_accuracy(split):
-    recipe = kd.Recipe(epochs=4, batch_size=64, lr=3e-3)
-    ce, robust = _net(split), _net(split)
-    kd.fit(ce, split, create_method("ce"), recipe, progress=False)
-    kd.fit(
-        robust, split, create_method({"name": "ibp", "eps": 0.05, "warmup": 0.0, "ramp": 0.5}), recipe, progress=False
-    )
-    cert = ibp.certified_accuracy(robust.eval(), split.test_x, split.test_y, 0.02)
-    assert cert > 0.3 and cert > ibp.certified_accuracy(ce.eval(), split.test_x, split.test_y, 0.02)
 
 
 def _batch(split, student, teacher, n=16, step=0):
@@ -185,42 +127,6 @@ def test_faithful_gap_term_has_student_gradient_only(split):
     m = create_method({"name": "faithful", "warmup": 0.0, "ramp": 0.0})
     m(b).per_sample.mean().backward()
     assert all(p.grad is not None for p in s.parameters())
-
-
-def test_empirical_gap_is_below_the_certified_gap_per_point(split):
-    t, s = _net(split, 0).eval(), _net(split, 1).eval()
-    x, y = split.test_x[:48], split.test_y[:48]
-    for eps in (0.01, 0.05):
-        plus, minus = faithfulness.empirical_gap(t, s, x, y, eps, steps=5)
-        ub_plus, ub_minus, both = faithfulness.certified_gap(t, s, x, y, eps)
-        assert (plus <= ub_plus + 1e-6).all() and (minus <= ub_minus + 1e-6).all()
-        s_hit, t_hit = faithfulness.local_disagreement(t, s, x, y, eps, steps=5)
-        assert not ((s_hit | t_hit) & both).any()  # certified agreement: no disagreement can be found
-
-
-def test_faithfulness_on_no_points_gives_empty_results(split):
-    """A teacher right on none of the evaluation points (found by the paper dry run: 8 images,
-    untrained networks) leaves nothing to attack: empty results, not a crash."""
-    t, s = _net(split, 0).eval(), _net(split, 1).eval()
-    x, y = split.test_x[:0], split.test_y[:0]
-    kt, ks = faithfulness.predictions(t, s, x, y)
-    assert kt.shape == ks.shape == (0,) and kt.dtype == torch.int64
-    s_hit, t_hit = faithfulness.local_disagreement(t, s, x, y, 0.05, steps=2)
-    assert s_hit.shape == t_hit.shape == (0,) and s_hit.dtype == torch.bool
-    plus, minus = faithfulness.empirical_gap(t, s, x, y, 0.05, steps=2)
-    assert plus.shape == minus.shape == (0,) and plus.dtype == torch.float32
-    ub_plus, ub_minus, both = faithfulness.certified_gap(t, s, x, y, 0.05)
-    assert ub_plus.shape == both.shape == (0,) and both.dtype == torch.bool
-
-
-def test_faithful_share_and_histogram():
-    gap = torch.tensor([0.0, 0.05, 0.1, 0.5, 1.0])
-    assert faithfulness.faithful_share(gap, [0.01, 0.1, 1.0]) == [0.2, 0.6, 1.0]
-    h = faithfulness.gap_histogram(gap, bins=4)
-    assert h["counts"] == [3, 0, 1, 1] and len(h["edges"]) == 5
-
-
-# ---------------------------------------------------------------- through Experiment, and resume
 
 
 def _settings(**kw):
@@ -270,12 +176,6 @@ def test_every_method_trains_through_experiment_and_the_evaluations_are_cached(s
         exp.evaluate(s, only=["certified_gap"])
 
 
-def test_faithful_eps_follows_the_dataset():
-    assert kd.configure("quick", "cifar10").faithful_eps == pytest.approx(2 / 255)
-    assert kd.configure("quick", "mnist").faithful_eps == 0.1
-    assert kd.configure("quick", "mnist", faithful_eps=0.05).faithful_eps == 0.05
-
-
 def _through_disk(state):
     buf = io.BytesIO()
     torch.save(state, buf)
@@ -311,9 +211,6 @@ def test_a_resumed_run_is_bit_identical(split, spec):
         assert torch.equal(a, b), f"{k} differs after resume"
 
 
-# ---------------------------------------------------------------- user errors
-
-
 def test_user_errors_name_the_valid_choices():
     with pytest.raises(UnknownNameError, match="faithful bound 'lp'.*ibp, pgd"):
         create_method({"name": "faithful", "bound": "lp"})
@@ -327,57 +224,6 @@ def test_user_errors_name_the_valid_choices():
         create_method("faithful", mu=-1.0)
     with pytest.raises(UnknownNameError, match="parameter of method 'ibp'"):
         create_method("ibp", eps_train=0.1)
-
-
-# ---------------------------------------------------------------- notebook 04's sizes (kdutils.faithful_setup)
-
-
-def test_faithful_setup_sizes_are_configure_overrides():
-    from kdutils import faithful_setup
-
-    for profile in kd.PROFILES:
-        for ds in ("digits", "mnist", "fashion_mnist", "cifar10"):
-            st = kd.configure(profile, ds, **faithful_setup.sizes(profile, ds))  # every key is a valid override
-            assert st.teacher_model.startswith("ibp_") and st.student_model.startswith("ibp_")
-            assert st.faithful_eps in st.epsilons, "the certified / PGD curves must include the notebook's eps"
-    assert kd.configure("quick", "mnist", **faithful_setup.sizes("quick", "mnist")).train_subset == 10000
-    assert faithful_setup.sizes("paper", "cifar10")["faithful_eps"] == pytest.approx(2 / 255)
-    assert faithful_setup.sizes("smoke", "digits")["faithful_eps"] == 0.05
-    assert faithful_setup.default_datasets("quick") == ["mnist"] and faithful_setup.default_datasets("smoke") == []
-    assert faithful_setup.ramps("quick") == (0.1, 0.5)
-    with pytest.raises(UnknownNameError):
-        faithful_setup.sizes("fast", "mnist")
-
-
-def test_faithful_setup_variant_seeds():
-    from kdutils import faithful_setup
-
-    assert faithful_setup.variant_seeds("quick", (0, 1, 2)) == (0,)
-    assert faithful_setup.variant_seeds("smoke", (0, 1)) == (0, 1)
-    assert faithful_setup.variant_seeds("quick", (0, 1, 2), 2) == (0, 1)
-    assert faithful_setup.variant_seeds("paper", (3, 4), 9) == (3, 4)
-
-
-def test_notebook_context_sizes_then_overrides(tmp_path):
-    from kdutils import faithful_setup
-    from kdutils.profiles import merged_sizes as _merged
-
-    merged = _merged(faithful_setup.sizes, "smoke", "digits", {"epochs": 1, "teacher_model": "ibp_medium"})
-    assert merged["teacher_model"] == "ibp_medium" and "student_epochs" not in merged and merged["epochs"] == 1
-    assert _merged(None, "smoke", "digits", {"lr": 0.1}) == {"lr": 0.1}
-    ctx = kd.NotebookContext(
-        "04_test",
-        profile="smoke",
-        output_dir=tmp_path,
-        figures_dir=tmp_path,
-        verbose=False,
-        sizes=faithful_setup.sizes,
-        overrides={"epochs": 2},
-        store=kd.RunStore(tmp_path / "runs"),
-    )
-    st = ctx.settings("digits")
-    assert (st.teacher_model, st.faithful_eps, st.train_pgd_steps) == ("ibp_small", 0.05, 2)
-    assert st.student_recipe.epochs == 2 and st.teacher_recipe.epochs == 8
 
 
 def test_faithful_log_space_bounds_the_prob_term_and_names_its_choices(split):

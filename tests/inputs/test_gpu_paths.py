@@ -3,7 +3,7 @@ run's tensors live, no CUDA-only call in a CPU run, the CUDA generators in check
 executor on a GPU and Ray's GPU request, what ``kd.environment()`` records.
 
 The tests parametrised by ``device`` run their ``cuda`` case where a GPU is present (``python3 -m
-pytest -o addopts= -q tests/test_gpu_paths.py`` on the lent GPU machine, README "On a GPU"); here that case
+pytest -o addopts= -q tests/inputs/test_gpu_paths.py`` on the lent GPU machine, README "On a GPU"); here that case
 is skipped, so what it checks is unverified until a GPU runs it.
 """
 
@@ -306,7 +306,7 @@ def _make_n(*args: str) -> list[str]:
 
     if shutil.which("make") is None:
         pytest.skip("make is not installed")
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     # not the variables of a make that runs these tests (CI: `EXTRAS=test,ray make test` passes EXTRAS
     # down through MAKEFLAGS), nor the Makefile's variables from the environment
     drop = {
@@ -352,7 +352,7 @@ def test_the_gpu_entry_scripts_parse(name):
     import subprocess
     from pathlib import Path
 
-    script = Path(__file__).resolve().parent.parent / ".ci" / name
+    script = Path(__file__).resolve().parents[2] / ".ci" / name
     if shutil.which("bash") is None:
         pytest.skip("bash is not installed")
     r = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
@@ -369,7 +369,7 @@ def test_gpu_env_sets_the_path_and_stops_on_a_broken_wheel(tmp_path):
 
     if shutil.which("bash") is None:
         pytest.skip("bash is not installed")
-    env_file = Path(__file__).resolve().parent.parent / ".ci" / "gpu-env"
+    env_file = Path(__file__).resolve().parents[2] / ".ci" / "gpu-env"
     show = f'. "{env_file}" && gpu_env "$PWD/pip.log"; echo "rc=$? $PYTHONPATH $KD_OFFLINE $MPLBACKEND"'
     env = {"PATH": os.environ["PATH"], "PYTHONPATH": "/elsewhere"}
     r = subprocess.run(["bash", "-c", show], cwd=tmp_path, env=env, capture_output=True, text=True)
@@ -393,7 +393,7 @@ def test_gpu_notebooks_says_how_to_call_it(tmp_path, args):
 
     if shutil.which("bash") is None:
         pytest.skip("bash is not installed")
-    script = Path(__file__).resolve().parent.parent / ".ci" / "gpu-notebooks"
+    script = Path(__file__).resolve().parents[2] / ".ci" / "gpu-notebooks"
     out = tmp_path / "out"
     r = subprocess.run(
         ["bash", str(script), *args], capture_output=True, text=True, env={**os.environ, "OUT": str(out)}
@@ -411,7 +411,7 @@ def test_gpu_data_writes_a_cache_the_data_loader_reads(tmp_path):
     import sys
     from pathlib import Path
 
-    script = Path(__file__).resolve().parent.parent / ".ci" / "gpu-data"
+    script = Path(__file__).resolve().parents[2] / ".ci" / "gpu-data"
     env = {**os.environ, "OUT": str(tmp_path / "g")}
     bad = subprocess.run([sys.executable, str(script), "fast", "digits"], capture_output=True, text=True, env=env)
     assert bad.returncode == 2 and "PROFILE one of smoke, quick, full, paper" in bad.stderr

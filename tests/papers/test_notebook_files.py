@@ -10,7 +10,7 @@ import pytest
 
 import kdutils as kd
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 #: what the default kernel (ipykernel's own "python3") reports, so saving in JupyterLab changes nothing
 KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}

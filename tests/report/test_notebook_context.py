@@ -251,3 +251,31 @@ def test_an_image_folder_names_its_figures_by_a_safe_stem(tmp_path):
         path = c.save_figure(fig, f"accuracy_{ds}", show=False)
         plt.close(fig)
         assert path.name == f"accuracy_{dataset_stem(ds)}.png" and path.exists()
+
+
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        ({"parameters": {"temperatures": "abc"}}, "temperatures"),
+        ({"datasets": ["mnist", "no_such_set"]}, "datasets"),
+        ({"seeds": -1}, "seeds"),
+        ({"device": "tpu"}, "device"),
+        ({"overrides": {"epochz": 3}}, "epochz"),
+        ({"progress": "yes"}, "progress"),
+    ],
+)
+def test_the_context_checks_every_parameter_before_anything_loads(kwargs, name, monkeypatch, tmp_path):
+    """One place checks a notebook's parameters, the common ones and its own, before any data loads."""
+    import kdutils.experiments.experiment as experiment
+
+    monkeypatch.setattr(experiment.Experiment, "__init__", lambda *a, **k: pytest.fail("an experiment was built"))
+    with pytest.raises((kd.ParameterError, kd.errors.UnknownNameError)) as err:
+        kd.NotebookContext("99_test", profile="smoke", output_dir=tmp_path, verbose=False, **kwargs)
+    assert name in str(err.value)
+
+
+def test_the_papers_default_datasets_apply_when_none_are_named(tmp_path):
+    ctx = kd.NotebookContext(
+        "99_test", profile="smoke", output_dir=tmp_path, verbose=False, default_datasets=lambda profile: ["digits"]
+    )
+    assert ctx.datasets == ["digits"]

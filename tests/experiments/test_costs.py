@@ -13,7 +13,7 @@ from torch.utils.flop_counter import FlopCounterMode
 import kdutils as kd
 from kdutils import costs, faithful_setup, ibp
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = ROOT / "notebooks"
 
 
