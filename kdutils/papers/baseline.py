@@ -67,7 +67,10 @@ def plan(st, temperatures=TEMPERATURES) -> list:
     return [t] + [costs.planned_student(st, label, spec, s, t) for label, spec in arms.items() for s in st.seeds]
 
 
-costs.register_plan(costs.NotebookPlan(NOTEBOOK, plan, costs.profile_datasets, {"temperatures": TEMPERATURES}))
+#: the datasets a profile runs when the notebook names none (the profile's one dataset)
+default_datasets = costs.profile_datasets
+
+costs.register_plan(costs.NotebookPlan(NOTEBOOK, plan, default_datasets, {"temperatures": TEMPERATURES}))
 
 
 # ---------------------------------------------------------------- the notebook's steps

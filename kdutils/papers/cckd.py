@@ -83,7 +83,10 @@ def plan(st, ablations: bool = True) -> list:
     ]
 
 
-costs.register_plan(costs.NotebookPlan(NOTEBOOK, plan, costs.profile_datasets, {"ablations": True}))
+#: the datasets a profile runs when the notebook names none (the profile's one dataset)
+default_datasets = costs.profile_datasets
+
+costs.register_plan(costs.NotebookPlan(NOTEBOOK, plan, default_datasets, {"ablations": True}))
 
 
 # ---------------------------------------------------------------- the notebook's steps

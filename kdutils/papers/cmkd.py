@@ -161,11 +161,6 @@ def default_datasets(profile: str) -> list[str]:
     return pairs.default_datasets(profile) or costs.profile_datasets(profile)
 
 
-def datasets(profile: str, chosen) -> list[str]:
-    """The notebook's ``datasets`` parameter, or :func:`kdutils.pairs.default_datasets`."""
-    return list(chosen) or pairs.default_datasets(profile)
-
-
 def plan(
     st,
     ablations: bool = True,

@@ -97,11 +97,6 @@ def default_datasets(profile: str) -> list[str]:
     return faithful_setup.default_datasets(profile) or costs.profile_datasets(profile)
 
 
-def datasets(profile: str, chosen) -> list[str]:
-    """The notebook's ``datasets`` parameter, or :func:`kdutils.faithful_setup.default_datasets`."""
-    return list(chosen) or faithful_setup.default_datasets(profile)
-
-
 def plan(st, ard_alpha: float = ARD_ALPHA, pgd_variant_seeds: int = PGD_VARIANT_SEEDS) -> list:
     """The runs the notebook trains on one dataset's settings (for :mod:`kdutils.costs`)."""
     t = costs.planned_teacher(st, "teacher", teacher_spec(st))

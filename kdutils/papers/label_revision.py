@@ -153,12 +153,6 @@ def default_datasets(profile: str) -> list[str]:
     return pairs.default_datasets(profile) or costs.profile_datasets(profile)
 
 
-def datasets(profile: str, chosen) -> list[str]:
-    """The notebook's ``datasets`` parameter, or :func:`kdutils.pairs.default_datasets` (empty: the
-    profile's default, as :class:`kdutils.NotebookContext` picks it)."""
-    return list(chosen) or pairs.default_datasets(profile)
-
-
 costs.register_plan(
     costs.NotebookPlan(
         NOTEBOOK,

@@ -107,11 +107,14 @@ def plan(st, prune_fractions=PRUNE_FRACTIONS, fixed_threshold_teacher: bool | st
     return runs
 
 
+#: the datasets a profile runs when the notebook names none (the profile's one dataset)
+default_datasets = costs.profile_datasets
+
 costs.register_plan(
     costs.NotebookPlan(
         NOTEBOOK,
         plan,
-        costs.profile_datasets,
+        default_datasets,
         {"prune_fractions": PRUNE_FRACTIONS, "fixed_threshold_teacher": "auto"},
     )
 )

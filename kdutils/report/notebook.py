@@ -44,6 +44,7 @@ from ..core.io import default_figures_dir, default_output_dir
 from ..evaluation.evaluations import format_epsilon  # re-exported: the one epsilon label
 from ..experiments.experiment import Experiment, Run, environment, scalar_metrics
 from ..experiments.parallel import Job, train_group
+from ..experiments.parameters import check_parameters
 from ..inputs.runtime import cpu_numerics
 from ..training.profiles import DRY_RUN_NOTE, Settings, check_seeds, configure, merged_sizes
 from .results import Results
@@ -104,6 +105,11 @@ class NotebookContext:
     :func:`kdutils.configure` overrides (e.g. :func:`kdutils.faithful_setup.sizes`: models,
     subsets, epochs, attack steps), applied before ``overrides``, which win (``epochs`` there
     replaces the sizes' ``student_epochs``). ``verbose=False`` prints nothing.
+
+    Every parameter is checked first, by :func:`kdutils.parameters.check_parameters`: the common
+    ones above and the notebook's own, given as ``parameters={"temperatures": temperatures}``, so
+    a notebook makes no check of its own. ``default_datasets(profile)``: the paper's datasets when
+    ``datasets`` is empty (else the profile's one dataset).
     """
 
     def __init__(
@@ -122,7 +128,16 @@ class NotebookContext:
         store=None,
         verbose: bool = True,
         sizes: Callable[[str, str], Mapping[str, Any]] | None = None,
+        parameters: Mapping[str, Any] | None = None,
+        default_datasets: Callable[[str], list[str]] | None = None,
     ):
+        # every parameter is checked here, before anything loads or trains: the common ones, then
+        # the notebook's own (``parameters``, by the rules of kdutils.parameters)
+        check_parameters(profile=profile, datasets=datasets, seeds=seeds, device=device, overrides=overrides or {},
+                         output_dir=output_dir, figures_dir=figures_dir, force=force, progress=progress,
+                         **dict(parameters or {}))  # fmt: skip
+        if not datasets and default_datasets is not None:  # the paper's own default per profile
+            datasets = default_datasets(profile)
         self.t_start = time.perf_counter()
         self.notebook, self.profile, self.force = notebook, profile, bool(force)
         self.out = Path(output_dir) if output_dir else default_output_dir(notebook, profile)
@@ -276,10 +291,10 @@ class NotebookContext:
         go to :meth:`Experiment.student` (``selection=``, ``weights=``, ``teacher_rows=``, ``model=``, ...).
         """
         exp = self[dataset]
-        run = exp.student(method, seed=seed, teacher=teacher, force=self.force, **train_kw)
-        ref = eval_teacher if eval_teacher is not None else teacher
-        kw = {"only": list(only)} if only is not None else {}
-        ev = exp.evaluate(run, ref, robustness=robustness, **kw)
+        call = dict(label=label, method=method, seed=seed, teacher=teacher, eval_teacher=eval_teacher, **train_kw)
+        job = self._job(exp, {**call, "robustness": robustness, "only": only})  # the run's one description
+        run = exp.train(**job.train_kwargs(), force=self.force)
+        ev = exp.evaluate(run, **job.evaluate)
         self._keep(dataset, label, seed, run, ev, record, metrics)
         return run
 
@@ -323,7 +338,8 @@ class NotebookContext:
 
     @staticmethod
     def _job(exp: Experiment, call: Mapping[str, Any]) -> Job:
-        """The :class:`~kdutils.parallel.Job` of one :meth:`student` call."""
+        """The :class:`~kdutils.parallel.Job` of one :meth:`student` call: the one description of a
+        run, which a worker of a group trains and :meth:`student` reads back (or trains alone)."""
         c = dict(call)
         label, teacher = c.pop("label"), c.pop("teacher", None)
         ev_teacher = c.pop("eval_teacher", None)
