@@ -39,7 +39,7 @@ from ..methods.base import Method, create_method, distils
 from ..numerics import metrics as M
 from ..training.profiles import Settings
 from ..training.store import CODE_VERSION, Run, RunStore, config_key  # Run: re-exported (kdutils.experiment.Run)
-from ..training.train import fit
+from ..training.train import fit, reads_teacher_logits
 
 #: the device names kdutils accepts (``cuda:N``: the N-th CUDA GPU)
 DEVICE_NAMES = ("auto", "cpu", "cuda", "cuda:N", "mps")
@@ -241,7 +241,7 @@ class Experiment:
         reads, so that workers trained in parallel load them instead of each computing them."""
         method = create_method(train_kwargs["method"])
         teacher = train_kwargs.get("teacher")
-        if distils(method, teacher) and not train_kwargs["recipe"].teacher_per_batch:
+        if reads_teacher_logits(method, teacher, train_kwargs["recipe"]):
             self.logits(teacher, "train", persist=True)
         if train_kwargs.get("teacher_rows") is not None:  # the selection's scores, cached with the teacher
             train_kwargs["teacher_rows"].mask(self)
@@ -333,7 +333,7 @@ class Experiment:
         t0 = time.perf_counter()
         split, t_logits = self.split, None
         rows_mask = teacher_rows.mask(self) if teacher_rows is not None else None
-        if uses_teacher and not recipe.teacher_per_batch:
+        if reads_teacher_logits(method, teacher, recipe):
             # with a data selection, the teacher's shared logits are read if they exist (its scorers
             # usually made them); otherwise ``fit`` computes those of the selected rows only
             if rows_mask is None:

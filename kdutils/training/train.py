@@ -441,6 +441,14 @@ class _EpochStats:
         return rec
 
 
+def reads_teacher_logits(method: Method, teacher: object | None, recipe: Recipe) -> bool:
+    """The one rule for which teacher logits a run needs: ``True`` when it reads its teacher's
+    logits over the training set (computed once, and cached per teacher by ``Experiment`` so that
+    parallel workers load them), ``False`` when it needs none (no teacher) or when the teacher runs
+    on every augmented batch (``recipe.teacher_per_batch``). :class:`TeacherSource` applies it."""
+    return distils(method, teacher) and not recipe.teacher_per_batch
+
+
 class TeacherSource:
     """The one place that decides, per batch, which teacher logits a run trains on.
 
@@ -469,7 +477,7 @@ class TeacherSource:
         self.teacher, self.forwards, self.now = teacher, forwards, 0
         n = len(split.train_y)
         self.logits = None
-        if teacher is not None and not recipe.teacher_per_batch:
+        if teacher is not None and not recipe.teacher_per_batch:  # reads_teacher_logits, given t
             read = torch.ones(n, dtype=torch.bool) if teacher_rows is None else teacher_rows.cpu()
             if teacher_logits is None:
                 if teacher_rows is None:
