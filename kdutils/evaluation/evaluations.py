@@ -70,6 +70,16 @@ registration order; ``kd.scalar_metrics(ev)`` keeps its numbers.
     lower bound), ``certified_agreement`` (share where IBP proves both keep the true class:
     certified absence of disagreement), ``certified_gap_values``, ``certified_gap_points``,
     ``certified_gap_eps``. Both models must be IBP-boundable.
+  - ``crown_gap``: the same by CROWN (:mod:`kdutils.crown`, never looser than IBP), keys with the
+    prefix ``crown`` (``crown_faithful@<delta>``, ``crown_agreement``, ...); ``crown_certified``:
+    certified accuracy by CROWN beside ``certified``.
+  - **student-independent keys, which the claims use** (faithful.md: the teacher-correct points,
+    the same for every student; a point where the student errs counts as unfaithful, gap 1):
+    ``gap_mean_tc`` and ``gap_faithful_tc@<delta>`` (PGD), ``certified_gap_mean_tc`` and
+    ``certified_gap_faithful_tc@<delta>`` (IBP), ``crown_gap_mean_tc`` and
+    ``crown_gap_faithful_tc@<delta>`` (CROWN); ``disagreement_rate_teacher_correct`` already
+    counts a student's error (a disagreement at the clean point). The both-correct keys above
+    stay as exploration.
 """
 
 from __future__ import annotations
@@ -489,6 +499,24 @@ def _certified(ctx: EvalContext) -> dict[str, Any]:
     return _curve("certified", list(ctx.settings.epsilons), accs)
 
 
+@register_evaluation(
+    "crown_certified", config=lambda st: {**certification_protocol(st), "verifier": "crown"}, default=False
+)
+def _crown_certified(ctx: EvalContext) -> dict[str, Any]:
+    """Certified accuracy by CROWN (:mod:`kdutils.crown`) on the same images and epsilons as
+    ``certified`` (IBP): ``crown_certified`` (the curve) and ``crown_certified@<eps>``."""
+    from ..numerics.crown import crown_margin_bounds
+
+    p, sp = certification_protocol(ctx.settings), ctx.split
+    n = min(p["n"], len(sp.test_y))
+    x, y = sp.test_x[:n], sp.test_y[:n]
+    accs = [
+        ibp.certified_accuracy(ctx.run.model, x, y, e, batch_size=p["batch_size"], margin_fn=crown_margin_bounds)
+        for e in p["epsilons"]
+    ]
+    return _curve("crown_certified", list(ctx.settings.epsilons), accs)
+
+
 @register_evaluation("pgd_robust", config=own_attack_protocol, default=False)
 def _pgd_robust(ctx: EvalContext) -> dict[str, Any]:
     p, sp = own_attack_protocol(ctx.settings), ctx.split
@@ -613,7 +641,7 @@ def _disagreement(ctx: EvalContext) -> dict[str, Any]:
     }
 
 
-@register_evaluation("confidence_gap", needs_teacher=True, config=faithfulness_protocol, default=False)
+@register_evaluation("confidence_gap", version="2", needs_teacher=True, config=faithfulness_protocol, default=False)
 def _confidence_gap(ctx: EvalContext) -> dict[str, Any]:
     p, x, y, both = _faithful_points(ctx)
     plus, minus = faithfulness.empirical_gap(
@@ -629,6 +657,7 @@ def _confidence_gap(ctx: EvalContext) -> dict[str, Any]:
     )
     gap = torch.maximum(plus, minus)
     return {
+        **_student_independent("gap", gap.clamp(0.0, 1.0), both, p["deltas"]),
         "gap_plus_mean": _mean(plus[both]),
         "gap_minus_mean": _mean(minus[both]),
         "gap_mean": _mean(gap[both]),
@@ -641,22 +670,57 @@ def _confidence_gap(ctx: EvalContext) -> dict[str, Any]:
     }
 
 
-@register_evaluation("certified_gap", needs_teacher=True, config=faithfulness_protocol, default=False)
-def _certified_gap(ctx: EvalContext) -> dict[str, Any]:
+def _student_independent(prefix: str, gap: torch.Tensor, both: torch.Tensor, deltas: list[float]) -> dict[str, Any]:
+    """The claims' reading over every teacher-correct point (the same points for every student,
+    faithful.md): a point where the student errs counts as unfaithful (gap 1, the largest)."""
+    gap_tc = torch.where(both, gap, torch.ones_like(gap))
+    out: dict[str, Any] = {f"{prefix}_mean_tc": _mean(gap_tc)}
+    for d, v in zip(deltas, faithfulness.faithful_share(gap_tc, deltas)):
+        out[at_delta(f"{prefix}_faithful_tc", d)] = v
+    return out
+
+
+def _certified_result(ctx: EvalContext, verifier: str, prefix: str) -> dict[str, Any]:
     p, x, y, both = _faithful_points(ctx)
     plus, minus, agree = faithfulness.certified_gap(
-        ctx.teacher.model, ctx.run.model, x, y, p["eps"], batch_size=p["batch_size"]
+        ctx.teacher.model, ctx.run.model, x, y, p["eps"], batch_size=p["batch_size"], verifier=verifier
     )
     gap = torch.maximum(plus, minus).clamp(0.0, 1.0)
     return {
-        "certified_gap_plus_mean": _mean(plus[both]),
-        "certified_gap_minus_mean": _mean(minus[both]),
-        "certified_gap_mean": _mean(gap[both]),
-        "certified_gap_mean_teacher_correct": _mean(gap),
-        "certified_gap_hist": faithfulness.gap_histogram(gap[both], p["hist_bins"]),
-        **_shares("certified_faithful", gap[both], p["deltas"]),
-        "certified_agreement": _mean(agree[both]),
-        "certified_gap_values": [float(v) for v in gap[both]],
-        "certified_gap_points": int(both.sum()),
-        "certified_gap_eps": p["eps"],
+        f"{prefix}_gap_plus_mean": _mean(plus[both]),
+        f"{prefix}_gap_minus_mean": _mean(minus[both]),
+        f"{prefix}_gap_mean": _mean(gap[both]),
+        f"{prefix}_gap_mean_teacher_correct": _mean(gap),
+        f"{prefix}_gap_hist": faithfulness.gap_histogram(gap[both], p["hist_bins"]),
+        **_shares(f"{prefix}_faithful", gap[both], p["deltas"]),
+        **_student_independent(f"{prefix}_gap", gap, both, p["deltas"]),
+        f"{prefix}_agreement": _mean(agree[both]),
+        f"{prefix}_agreement_tc": _mean(agree),
+        f"{prefix}_gap_values": [float(v) for v in gap[both]],
+        f"{prefix}_gap_points": int(both.sum()),
+        f"{prefix}_gap_points_tc": int(both.numel()),
+        f"{prefix}_gap_eps": p["eps"],
     }
+
+
+@register_evaluation("certified_gap", version="2", needs_teacher=True, config=faithfulness_protocol, default=False)
+def _certified_gap(ctx: EvalContext) -> dict[str, Any]:
+    return _certified_result(ctx, "ibp", "certified")
+
+
+def crown_protocol(settings: "Settings") -> dict:
+    """The faithfulness protocol with CROWN as the verifier (its cache configuration)."""
+    from ..numerics.crown import MAX_WORK
+
+    p = faithfulness_protocol(settings)
+    p["certified"] = (
+        f"CROWN (Zhang et al. 2018), margins e_c - e_j; pre-activation bounds by CROWN where a layer's units "
+        f"times the largest activation behind it are at most {MAX_WORK}, by IBP above; intersected with IBP's"
+    )
+    return p
+
+
+@register_evaluation("crown_gap", needs_teacher=True, config=crown_protocol, default=False)
+def _crown_gap(ctx: EvalContext) -> dict[str, Any]:
+    """The certified gap by CROWN: the keys of ``certified_gap`` with the prefix ``crown``."""
+    return _certified_result(ctx, "crown", "crown")

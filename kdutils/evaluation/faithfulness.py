@@ -16,7 +16,8 @@ tests share them.
   over B(x), each by PGD on :class:`kdutils.attacks.ConfidenceGap` (``keep="best"``), the clean
   point included: lower bounds of the true maxima.
 * :func:`certified_gap`: upper bounds by interval bound propagation
-  (:func:`kdutils.ibp.probability_bounds`): ``UB p_T[c] - LB p_S[c]`` and
+  (:func:`kdutils.ibp.probability_bounds`) or by CROWN (:mod:`kdutils.crown`, tighter):
+  ``UB p_T[c] - LB p_S[c]`` and
   ``UB p_S[c] - LB p_T[c]``; and whether both networks are certified to keep class c on B(x)
   (certified absence of disagreement). Sound: ``empirical <= true <= certified`` per point.
 * :func:`faithful_share`: the share of points with ``max(Delta+, Delta-) <= delta`` (delta-faithful)
@@ -33,8 +34,9 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
+from ..core.registry import check_choice
 from ..inputs.runtime import evaluating
-from ..numerics import attacks, ibp
+from ..numerics import attacks, crown, ibp
 
 __all__ = [
     "predictions",
@@ -151,20 +153,34 @@ def empirical_gap(
     return _cat(plus, torch.float32), _cat(minus, torch.float32)
 
 
+#: the verifiers of the certified gap: name -> margin bounds (``ibp.margin_bounds``' signature)
+VERIFIERS = {"ibp": ibp.margin_bounds, "crown": crown.crown_margin_bounds}
+
+
 def certified_gap(
-    teacher: nn.Module, student: nn.Module, x: Tensor, y: Tensor, eps: float, *, batch_size: int = 256
+    teacher: nn.Module,
+    student: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    eps: float,
+    *,
+    batch_size: int = 256,
+    verifier: str = "ibp",
 ) -> tuple[Tensor, Tensor, Tensor]:
     """``(bound_plus, bound_minus, both_certified)``: (N,) float upper bounds
-    ``UB p_T[y] - LB p_S[y]`` and ``UB p_S[y] - LB p_T[y]`` over B(x) by IBP, and (N,) bool: IBP
-    proves that both networks predict y everywhere in B(x). Both models must be IBP-boundable."""
+    ``UB p_T[y] - LB p_S[y]`` and ``UB p_S[y] - LB p_T[y]`` over B(x) by ``verifier`` (``"ibp"``
+    or ``"crown"``: :data:`VERIFIERS`), and (N,) bool: the verifier proves that both networks
+    predict y everywhere in B(x). Both models must be boundable by it."""
+    margin_fn = VERIFIERS[check_choice("verifier", verifier, VERIFIERS)]
     plus, minus, both = [], [], []
     with torch.no_grad():
         for xb, yb in _batches(student, x, y, batch_size):
-            t = ibp.probability_bounds(teacher, xb, eps, yb)
-            s = ibp.probability_bounds(student, xb, eps, yb)
+            t = ibp.probability_bounds(teacher, xb, eps, yb, margin_fn=margin_fn)
+            s = ibp.probability_bounds(student, xb, eps, yb, margin_fn=margin_fn)
             plus.append((t.upper - s.lower).cpu())
             minus.append((s.upper - t.lower).cpu())
-            both.append((ibp.certified(teacher, xb, eps, yb) & ibp.certified(student, xb, eps, yb)).cpu())
+            agree = ibp.certified(teacher, xb, eps, yb, margin_fn=margin_fn)
+            both.append((agree & ibp.certified(student, xb, eps, yb, margin_fn=margin_fn)).cpu())
     return _cat(plus, torch.float32), _cat(minus, torch.float32), _cat(both, torch.bool)
 
 

@@ -225,15 +225,19 @@ def probability_bounds(
     margins: bool = True,
     clip=(0.0, 1.0),
     log: bool = False,
+    margin_fn=None,
 ) -> Interval:
     """``(B,)`` bounds of the softmax probability of class ``c`` over ``B(x)`` (module docstring).
 
     ``margins=True`` uses :func:`margin_bounds` (tighter); ``False`` the logit intervals alone.
     ``log=True``: bounds of ``log p[c]`` instead (``-logsumexp(-m)``, in (-inf, 0]). Their
     gradient does not vanish where the probability bound saturates at 0: ``-log LB p[c]`` is
-    IBP training's robust cross-entropy.
+    IBP training's robust cross-entropy. ``margin_fn``: another verifier's margin bounds with
+    :func:`margin_bounds`' signature (:func:`kdutils.crown.crown_margin_bounds`).
     """
-    if margins:
+    if margin_fn is not None:
+        m = margin_fn(model, x, eps, c, clip)
+    elif margins:
         m = margin_bounds(model, x, eps, c, clip)
     else:
         z = logit_bounds(model, x, eps, clip)
@@ -250,18 +254,20 @@ def probability_bounds(
     return Interval(log_lower.exp(), log_upper.exp())
 
 
-def certified(model: nn.Module, x: Tensor, eps: float | Tensor, c: Tensor, clip=(0.0, 1.0)) -> Tensor:
-    """``(B,)`` bool: IBP proves that ``model`` predicts ``c`` at every point of ``B(x)``."""
+def certified(model: nn.Module, x: Tensor, eps: float | Tensor, c: Tensor, clip=(0.0, 1.0), margin_fn=None) -> Tensor:
+    """``(B,)`` bool: IBP (or ``margin_fn``'s verifier) proves that ``model`` predicts ``c`` at every
+    point of ``B(x)``."""
     with torch.no_grad():
-        m = margin_bounds(model, x, eps, c, clip).lower
+        m = (margin_fn or margin_bounds)(model, x, eps, c, clip).lower
         own = F.one_hot(c, m.shape[1]).bool()
         return (m.masked_fill(own, float("inf")) > 0).all(1)
 
 
 def certified_accuracy(
-    model: nn.Module, x: Tensor, y: Tensor, eps: float, *, batch_size: int = 256, clip=(0.0, 1.0)
+    model: nn.Module, x: Tensor, y: Tensor, eps: float, *, batch_size: int = 256, clip=(0.0, 1.0), margin_fn=None
 ) -> float:
-    """Share of samples certified at their label ``y`` (``x`` uint8 or float in [0, 1]).
+    """Share of samples certified at their label ``y`` (``x`` uint8 or float in [0, 1]), by IBP or
+    by ``margin_fn``'s verifier (:func:`kdutils.crown.crown_margin_bounds`).
 
     Runs on the device of ``model``'s first parameter, in batches.
     """
@@ -273,5 +279,5 @@ def certified_accuracy(
     for s in range(0, x.shape[0], batch_size):
         xb = x[s : s + batch_size].to(dev)
         xb = xb.to(dtype).div_(255.0) if xb.dtype == torch.uint8 else xb.to(dtype)
-        hits += int(certified(model, xb, eps, y[s : s + batch_size].to(dev), clip).sum())
+        hits += int(certified(model, xb, eps, y[s : s + batch_size].to(dev), clip, margin_fn).sum())
     return hits / x.shape[0]
