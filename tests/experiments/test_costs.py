@@ -58,9 +58,10 @@ def test_every_notebook_has_a_plan():
 
 
 def test_runs_of_notebook_04_at_paper():
-    # the IBP teacher (ibp_large, seed 0) + (KD, ARD, RSLAD, faithful IBP log and prob terms, PGD) x 5 seeds on CIFAR-10
+    # the IBP teacher (ibp_large, seed 0) + (KD, ARD, RSLAD, IBP control, faithful IBP prob and log terms, PGD)
+    # x 5 seeds on CIFAR-10
     e = costs.estimate("04_faithful").set_index("label")
-    assert e.runs.sum() == 1 + 6 * 5 and set(e.dataset) == {"cifar10"} and set(e.epochs) == {160}
+    assert e.runs.sum() == 1 + 7 * 5 and set(e.dataset) == {"cifar10"} and set(e.epochs) == {160}
     assert e.loc["teacher", "model"] == "ibp_large" and set(e.model.drop("teacher")) == {"ibp_medium"}
     assert (e.images_per_epoch == 45000).all() and "teacher logits" not in set(e.role)  # crop + flip: per batch
     # quick: MNIST, ibp_small for all, faithful (PGD) on one seed (faithful_setup.VARIANT_SEEDS)

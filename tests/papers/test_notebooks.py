@@ -62,6 +62,7 @@ EXPECT = {
             "CMKD, constant weights",
             "CMKD, reversed weights",
             "CMKD, no intra-class term",
+            "CMKD, difficulty at tau",
             "KD+CMKD",
             "CCKD-L",
             "CCKD-L+CMKD",
@@ -73,6 +74,7 @@ EXPECT = {
             "CMKD, constant weights",
             "CMKD, reversed weights",
             "CMKD, no intra-class term",
+            "CMKD, difficulty at tau",
             "CCKD-L",
             "CCKD-L+CMKD",
         ],
@@ -82,16 +84,32 @@ EXPECT = {
             f"{f}_digits"
             for f in ("confidence_slice", "gap_distributions", "faithful_share", "robustness", "reliability")
         ],
-        "methods": ["teacher", "KD", "ARD", "RSLAD", "faithful (IBP)", "faithful (IBP, prob term)", "faithful (PGD)"],
+        "methods": [
+            "teacher",
+            "KD",
+            "ARD",
+            "RSLAD",
+            "IBP (no teacher)",
+            "faithful (IBP)",
+            "faithful (IBP, log term) [post hoc]",
+            "faithful (PGD)",
+        ],
         "metrics": [
             "certified@0.05",
+            "crown_certified@0.05",
             "pgd_robust@0.05",
             "disagreement_rate",
+            "disagreement_rate_teacher_correct",
             "gap_mean",
+            "gap_mean_tc",
             "certified_gap_mean",
             "certified_faithful@0.1",
+            "certified_gap_faithful_tc@0.1",
+            "crown_gap_faithful_tc@0.1",
             "gap_faithful@0.1",
+            "gap_faithful_tc@0.1",
             "certified_agreement",
+            "crown_agreement_tc",
         ],
     },
     "03_self_regulated": {
@@ -136,7 +154,8 @@ EXPECT = {
             "KD+LR+DS",
             "DIST",
             "DIST+LR",
-            "KD+LR, kl form",
+            "RLD loss (MSE form)",
+            "RLD loss (MSE form, batch mean)",
             *(
                 f"KD+LR+DS | {sc}, keep {k:g}"
                 for sc in ("influence", "confidence", "correct")
