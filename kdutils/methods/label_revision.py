@@ -11,7 +11,9 @@ One registered method, ``lr``, in two uses:
 
   - ``form="mse"`` [public, the re-implementation]: teacher right, ``CE + lambda1 MSE(z_S, z_T)``
     on logits; teacher wrong, ``lambda2 MSE(softmax(z_S), p~)``, no CE; lambda1 = 4,
-    lambda2 = 1, eta = 0.8 (:func:`kdutils.lr_mse_loss`);
+    lambda2 = 1, eta = 0.8 (:func:`lr_mse_loss`); the batch's loss the mean over the right rows
+    plus the mean over the wrong ones, as RLD averages them (``average="groups"``, :func:`group_weights`;
+    ``average="batch"``: one mean over the batch [ours, an ablation]);
   - ``form="kl"`` [ours]: KD (``0.1 CE + 0.9 tau^2 KL`` at tau = 4) with p~ in place of p_T on
     the wrong samples (:func:`kdutils.lr_kl_loss`).
 
@@ -49,7 +51,24 @@ from ..numerics import losses
 from .base import Batch, EpochEnd, Method, Terms, Wrapper, create_method, register_method
 
 FORMS = ("mse", "kl")
-_OWN = {"mse": ("lambda1", "lambda2"), "kl": ("tau", "ce_weight", "kd_weight")}
+#: how the ``mse`` form averages its batch: ``groups`` [public, RLD]: the mean over the rows the
+#: teacher gets right plus the mean over those it gets wrong; ``batch`` [ours, an ablation]: one mean
+#: per sample over the batch, which weighs the wrong rows' term by their share of the batch
+AVERAGES = ("groups", "batch")
+_OWN = {"mse": ("lambda1", "lambda2", "average"), "kl": ("tau", "ce_weight", "kd_weight")}
+
+
+def group_weights(wrong: torch.Tensor) -> torch.Tensor:
+    """(B,) weights that turn the trainer's mean over the batch into RLD's sum of two group means:
+    ``B / n_right`` on the rows the teacher gets right, ``B / n_wrong`` on the others [public, RLD's
+    ``REVISION.py``: each group's loss is averaged over its own rows]. A group absent from the batch
+    adds nothing."""
+    n = wrong.numel()
+    n_wrong = wrong.sum()
+    n_right = n - n_wrong
+    w_wrong = n / n_wrong.clamp_min(1)
+    w_right = n / n_right.clamp_min(1)
+    return torch.where(wrong, w_wrong, w_right).to(torch.float32)
 
 
 def revision_beta(p_t: torch.Tensor, y: torch.Tensor, eta: float = 0.8) -> torch.Tensor:
@@ -97,11 +116,12 @@ def lr_mse_loss(
     * teacher wrong: ``l_i = lambda2 mean_c (softmax(z_S) - p~)^2`` with p~ = :func:`revised_target`
       at tau = 1; no CE.
 
-    The means over classes are ``F.mse_loss``'s element means. [ours] The batch loss is the
-    trainer's mean of l_i over the batch; the re-implementation instead adds the mean over the
-    right samples to the mean over the wrong ones (each group's terms scaled by B / n_group).
+    The means over classes are ``F.mse_loss``'s element means. The batch's loss: as the
+    re-implementation averages it, the mean over the right samples plus the mean over the wrong
+    ones (the method weighs l_i by :func:`group_weights`, B / n_group); ``average="batch"`` [ours,
+    an ablation] takes one mean over the batch instead.
 
-    Usage: ``lr_mse_loss(z_s, z_t, y).mean()``; as a method, ``create_method("lr", form="mse")``.
+    Usage: ``(group_weights(teacher_wrong(z_t, y)) * lr_mse_loss(z_s, z_t, y)).mean()``; as a method, ``create_method("lr", form="mse")``.
     """
     wrong = teacher_wrong(z_t, y)
     ce = losses.cross_entropy(z_s, y)
@@ -162,10 +182,13 @@ class LabelRevision(Wrapper):
     ce_weight: float = 0.1
     kd_weight: float = 0.9
     revise_tau: float | None = None
+    average: str = "groups"
 
     def __post_init__(self) -> None:
         if self.form not in FORMS:
             raise UnknownNameError("LR form", self.form, FORMS)
+        if self.average not in AVERAGES:
+            raise UnknownNameError("LR average", self.average, AVERAGES)
         if not 0.0 < float(self.eta) < 1.0:
             raise ValueError(f"LR eta must be in (0, 1) (the label stays on top only then), got {self.eta!r}")
         if self.inner is not None:
@@ -238,6 +261,8 @@ class LabelRevision(Wrapper):
             return dataclasses.replace(terms, parts={**terms.parts, **parts})
         if self.form == "mse":
             per = lr_mse_loss(b.logits, z_t, b.y, self.eta, self.lambda1, self.lambda2)
+            if self.average == "groups":
+                return Terms(per_sample=per, weight=group_weights(wrong), parts={**parts, "lr": per.detach()})
         else:
             per = lr_kl_loss(b.logits, z_t, b.y, self.eta, self.tau, self.ce_weight, self.kd_weight)
         return Terms(per_sample=per, parts={**parts, "lr": per.detach()})

@@ -47,9 +47,10 @@ CITATION = (
     "arXiv 2404.03693 (2024)"
 )
 
-#: the notebook parameters' defaults: LR's loss in KD+LR (``mse`` [public] | ``kl``: KD with p~ [ours];
-#: the other form is the ablation), DS's scorer and keep ratio [ours], the sweep's keep ratios and seeds [ours]
-LR_FORM, SCORER, KEEP = "mse", "influence", 0.7
+#: the notebook parameters' defaults: LR's loss in KD+LR (``kl``: KD on the revised targets, the claim's
+#: arm | ``mse``: RLD's own loss [public]; the other form is trained beside it as its own named arm), DS's
+#: scorer and keep ratio [ours], the sweep's keep ratios and seeds [ours]
+LR_FORM, SCORER, KEEP = "kl", "influence", 0.7
 KEEP_SWEEP = [0.5, 0.7, 0.9]
 SWEEP_SEEDS = 2
 #: DS's scorers [ours] (``kdutils.data_selection``; higher = supervised by the teacher)
@@ -60,7 +61,7 @@ SCORERS = ["influence", "confidence", "correct"]
 ARMS: dict[str, tuple[Any, bool]] = {
     "student alone": ("ce", False),
     "KD": ("kd", False),  # Hinton's (notebook 00)
-    "KD+LR": ({"name": "lr", "form": LR_FORM}, False),  # [public] LR's own loss
+    "KD+LR": ({"name": "lr", "form": LR_FORM}, False),  # KD on the revised targets (the claims' arm)
     "KD+DS": ("kd", True),  # [paper] DS; its scorer and keep ratio [ours]
     "KD+LR+DS": ({"name": "lr", "form": LR_FORM}, True),  # [paper] LR inside the selected rows
     "DIST": ("dist", False),  # DIST's public form (notebook 02)
@@ -82,9 +83,14 @@ FIGURES = (
 )
 
 
-def lr_method(form: str = LR_FORM) -> dict:
-    """LR's own method spec in ``form``: ``mse`` [public] or ``kl`` [ours]."""
-    return {"name": "lr", "form": form}
+def lr_method(form: str = LR_FORM, average: str = "groups") -> dict:
+    """LR's own method spec in ``form``: ``kl`` (KD on the revised targets) or ``mse`` (RLD's loss
+    [public], its groups averaged as RLD does unless ``average="batch"``)."""
+    return (
+        {"name": "lr", "form": form}
+        if form == "kl" or average == "groups"
+        else {"name": "lr", "form": form, "average": average}
+    )
 
 
 def other_form(lr_form: str = LR_FORM) -> str:
@@ -92,16 +98,28 @@ def other_form(lr_form: str = LR_FORM) -> str:
     return "kl" if lr_form == "mse" else "mse"
 
 
+#: the arms of RLD's own loss: its group means [public], and one mean over the batch [ours, an ablation]
+RLD = "RLD loss (MSE form)"
+RLD_BATCH = "RLD loss (MSE form, batch mean)"
+
+
 def other_label(lr_form: str = LR_FORM) -> str:
-    """The label of the ablation of LR's form: ``KD+LR, <other form> form``."""
-    return f"KD+LR, {other_form(lr_form)} form"
+    """The label of the other form of LR's loss: RLD's MSE loss beside KD on revised targets."""
+    return RLD if other_form(lr_form) == "mse" else "KD+LR, kl form"
 
 
 def students(lr_form: str = LR_FORM) -> dict[str, tuple[Any, bool]]:
-    """Every student the notebook trains on every seed: :data:`ARMS` with LR in ``lr_form``, and the
-    other form (the ablation) last."""
+    """Every student the notebook trains on every seed: :data:`ARMS` with LR in ``lr_form``, then the
+    other form as its own named arm, and RLD's loss averaged over the batch (the ablation of its
+    reduction)."""
     lr, other = lr_method(lr_form), lr_method(other_form(lr_form))
-    return {**ARMS, "KD+LR": (lr, False), "KD+LR+DS": (lr, True), other_label(lr_form): (other, False)}
+    return {
+        **ARMS,
+        "KD+LR": (lr, False),
+        "KD+LR+DS": (lr, True),
+        other_label(lr_form): (other, False),
+        RLD_BATCH: (lr_method("mse", "batch"), False),
+    }
 
 
 def sweep(scorer: str = SCORER, keep: float = KEEP, keep_sweep=KEEP_SWEEP) -> dict[tuple[str, float], str]:
@@ -434,8 +452,9 @@ def claims(ctx, lr_form: str = LR_FORM, scorer: str = SCORER, keep: float = KEEP
     """The claims of the abstract [paper], each one comparison named in advance, paired by seed (the
     rules are :mod:`kdutils.claims`' and are printed in the table), all [ours]:
 
-    1. erroneous teacher supervision misleads the student: mu_S on the training set, KD+LR minus KD,
-       above 0;
+    1. erroneous teacher supervision misleads the student: accuracy on the training images the teacher
+       gets wrong (mu_S on the training set), the student alone minus KD, above 0 (LR's fit of its own
+       targets there is exploration);
     2. LR improves KD: test accuracy, KD+LR minus KD, above 0;
     3. DS improves KD further: test accuracy, KD+LR+DS (the notebook's ``scorer`` and ``keep``) minus
        KD+LR, above 0;
@@ -445,7 +464,7 @@ def claims(ctx, lr_form: str = LR_FORM, scorer: str = SCORER, keep: float = KEEP
     for ds in ctx:
         where, conv = ctx.where(ds), ctx.convergence(ds, list(students(lr_form)))
         misled = C.better_each(
-            {"KD+LR vs KD": ctx.paired(ds, "KD+LR", "KD", "mu_s_train")},
+            {"student alone vs KD": ctx.paired(ds, "student alone", "KD", "mu_s_train")},
             what="accuracy on the teacher-wrong training images",
         )
         rows.append(

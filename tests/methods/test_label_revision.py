@@ -8,6 +8,7 @@ import torch
 import kdutils as kd
 from kdutils.methods.base import Batch
 from kdutils.methods.label_revision import (
+    group_weights,
     lr_kl_loss,
     lr_mse_loss,
     revised_logits,
@@ -142,9 +143,10 @@ def test_revised_logits_give_the_revised_target_and_leave_right_rows():
 
 def test_lr_method_forms_and_run_key_parameters():
     m = kd.create_method("lr")
-    assert m.params() == {"name": "lr", "form": "mse", "eta": 0.8, "lambda1": 4.0, "lambda2": 1.0}
+    assert m.params() == {"name": "lr", "form": "mse", "eta": 0.8, "lambda1": 4.0, "lambda2": 1.0, "average": "groups"}
     t = m(_batch())
     assert torch.allclose(t.per_sample, lr_mse_loss(ZS, ZT, Y))
+    assert torch.equal(t.weight, group_weights(teacher_wrong(ZT, Y)))
     assert t.parts["lr_wrong"].tolist() == teacher_wrong(ZT, Y).float().tolist()
     kl = kd.create_method("lr", form="kl")
     assert kl.params() == {"name": "lr", "form": "kl", "eta": 0.8, "tau": 4.0, "ce_weight": 0.1, "kd_weight": 0.9}
@@ -193,3 +195,31 @@ def test_lr_trains_one_step_through_an_experiment(store, spec):
     assert math.isfinite(h["loss"]) and 0.0 <= h["lr_wrong"] <= 1.0
     assert run.config["method"] == kd.create_method(spec).params()
     assert exp.student(spec, seed=0, teacher=t).reused
+
+
+def test_rlds_loss_adds_the_mean_of_each_group_and_batch_is_the_ablation():
+    """RLD averages the rows the teacher gets right and those it gets wrong separately and adds the
+    two means [public]; ``average="batch"`` is one mean over the batch (the wrong rows' term then
+    weighs by their share of the batch)."""
+    from kdutils.methods import Batch, create_method
+    from kdutils.methods.label_revision import group_weights
+    from kdutils.training.train import reduce_terms
+
+    g = torch.Generator().manual_seed(3)
+    zs, zt = torch.randn(8, 5, generator=g), torch.randn(8, 5, generator=g) * 3
+    y = zt.argmax(1).clone()
+    y[:2] = (y[:2] + 1) % 5  # the teacher is wrong on 2 of 8 rows
+    wrong = teacher_wrong(zt, y)
+    per = lr_mse_loss(zs, zt, y)
+    expected = per[wrong].mean() + per[~wrong].mean()
+    b = Batch(x=torch.zeros(8, 1, 2, 2), y=y, idx=torch.arange(8), logits=zs, teacher_logits=zt, epoch=0,
+              num_epochs=1, step=0, student=None)  # fmt: skip
+    groups = create_method({"name": "lr", "form": "mse"})
+    loss, _ = reduce_terms(groups(b), method="lr", epoch=0, step=0)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+    batch = create_method({"name": "lr", "form": "mse", "average": "batch"})
+    loss_b, _ = reduce_terms(batch(b), method="lr", epoch=0, step=0)
+    assert loss_b.item() == pytest.approx(per.mean().item(), rel=1e-6)
+    assert torch.equal(group_weights(torch.zeros(4, dtype=torch.bool)), torch.ones(4))  # one group: a plain mean
+    with pytest.raises(kd.errors.UnknownNameError, match="groups"):
+        create_method({"name": "lr", "form": "mse", "average": "rows"})
