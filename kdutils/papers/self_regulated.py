@@ -152,6 +152,7 @@ def significance(ctx) -> None:
                 which=which,
                 per_class=8,
                 title=f"{ds}: the {which} significant training images per class",
+                seed=0,
             )
             ctx.save_figure(fig, f"{which}_significant_{ds}")
 
@@ -221,7 +222,7 @@ def pruning(ctx, prune_fractions=PRUNE_FRACTIONS) -> pd.DataFrame | None:
                     )
                     for k in prune_fractions
                     for seed in ctx.seeds(ds)
-                    for how, selection in zip(HOWS, (DropLeastSignificant(k, sr), DropRandom(k, seed=seed)))
+                    for how, selection in zip(HOWS, (DropLeastSignificant(k, sr, seed=seed), DropRandom(k, seed=seed)))
                 ],
             )
     if not prune_fractions:

@@ -765,11 +765,15 @@ def significant_images(
     which: str = "most",
     per_class: int = 8,
     title: str | None = None,
+    seed: int | None = None,
 ) -> Figure:
     """:func:`image_grid` of the ``per_class`` most (or least) significant images per class.
 
     ``significance`` may be any per-sample score (notebook 05 shows the lowest data-selection
-    scores, the images a selection drops first). Ties keep dataset order (a stable sort), so the figure is the same on every run.
+    scores, the images a selection drops first). Ties: with ``seed``, in the order of a random
+    permutation drawn with it, and the title says how many images the shown ones were drawn from
+    ("8 of 4,932 tied"); without, dataset order (a stable sort). Either way the figure is the same
+    on every run.
     """
     if which not in ("most", "least"):
         raise ValueError(f"significant_images: which must be 'most' or 'least', got {which!r}")
@@ -777,19 +781,27 @@ def significant_images(
     s = _to_numpy(significance).reshape(-1).astype(np.float64)
     if not (len(s) == len(labels) == len(x)):
         raise ValueError(f"significant_images: {len(x)} images, {len(labels)} labels, {len(s)} significance values")
-    picked = []
+    picked, tied = [], []
+    perm = np.random.default_rng(seed).permutation(len(s)) if seed is not None else np.arange(len(s))
     for k in range(len(classes)):
-        idx = np.flatnonzero(labels == k)
+        idx = perm[labels[perm] == k]
         order = np.argsort(-s[idx] if which == "most" else s[idx], kind="stable")
-        picked.append(idx[order[:per_class]])
+        chosen = idx[order[:per_class]]
+        picked.append(chosen)
+        if len(chosen) and len(chosen) < len(idx):
+            edge = s[chosen[-1]]
+            n_edge, shown = int((s[idx] == edge).sum()), int((s[chosen] == edge).sum())
+            if n_edge > shown:  # the tie-break chose among these
+                tied.append((shown, n_edge))
     rows = np.concatenate(picked) if picked else np.zeros(0, dtype=np.int64)
-    return image_grid(
-        x[rows],
-        labels[rows],
-        classes,
-        per_class=per_class,
-        title=title or f"The {which} significant training images per class",
-    )
+    title = title or f"The {which} significant training images per class"
+    if tied:
+        shown, n_edge = max(tied, key=lambda t: t[1])
+        how = f"at random, seed {seed}" if seed is not None else "in dataset order"
+        title += (
+            f"\n(ties {how}: {len(tied)} of {len(classes)} classes tied at the edge, up to {shown} of {n_edge:,} tied)"
+        )
+    return image_grid(x[rows], labels[rows], classes, per_class=per_class, title=title)
 
 
 # ---------------------------------------------------------------------------

@@ -26,20 +26,41 @@ def _sig(counts, key="abc123", epochs=4):
     return _FakeRun(key, torch.tensor(counts), {"recipe": {"epochs": epochs}})
 
 
-def test_drop_least_significant_ties_by_index_and_sorted_rows():
+def test_drop_least_significant_breaks_ties_at_random_with_its_seed():
     s = _sig([2, 0, 1, 0, 3, 0, 1, 2, 0, 4])  # zeros at 1, 3, 5, 8
-    sel = kd.DropLeastSignificant(0.3, s)
-    rows = sel.rows(10)
-    assert rows.dtype == torch.long
-    # drops the three least significant: zeros at 1, 3, 5 (ties by index; 8 stays)
-    assert rows.tolist() == [0, 2, 4, 6, 7, 8, 9]
-    assert kd.DropLeastSignificant(0.5, s).rows(10).tolist() == [0, 4, 6, 7, 9]  # + the zero at 8 and the first 1 (2)
+    rows = kd.DropLeastSignificant(0.3, s).rows(10)
+    assert rows.dtype == torch.long and rows.tolist() == sorted(rows.tolist())
+    kept = set(rows.tolist())
+    # three of the four zeros go, which three is the tie-break's; every non-zero stays
+    assert {0, 2, 4, 6, 7, 9} <= kept and len(kept & {1, 3, 5, 8}) == 1
+    assert kd.DropLeastSignificant(0.3, s, seed=0).rows(10).tolist() == rows.tolist()  # the same seed, the same rows
+    dropped_zero = {
+        seed: ({1, 3, 5, 8} & set(kd.DropLeastSignificant(0.3, s, seed=seed).rows(10).tolist())) for seed in range(8)
+    }
+    assert len({frozenset(v) for v in dropped_zero.values()}) > 1  # not dataset order: seeds differ
+    half = kd.DropLeastSignificant(0.5, s).rows(10).tolist()  # every zero, and one of the two ones (2 and 6)
+    assert set(half) >= {0, 4, 7, 9} and len(set(half) & {2, 6}) == 1
     assert kd.DropLeastSignificant(0.0, s).rows(10).tolist() == list(range(10))
+
+
+def test_ties_counts_the_rows_the_tie_break_chose_among():
+    from kdutils.evaluation.selection import tie_broken_order, ties
+
+    score = torch.tensor([0, 0, 0, 0, 1, 2])
+    order = tie_broken_order(score, seed=1)
+    assert ties(score, order, 2) == (2, 4)  # 2 of the 4 zeros
+    assert ties(score, order, 4) == (4, 4) and ties(score, order, 0) == (0, 0)
 
 
 def test_drop_least_significant_identity_names_the_run():
     ident = kd.DropLeastSignificant(0.1, _sig([1, 2, 3], key="k0")).identity()
-    assert ident == {"name": "drop_least_significant", "fraction": 0.1, "significance_from": "k0"}
+    assert ident == {
+        "name": "drop_least_significant",
+        "fraction": 0.1,
+        "significance_from": "k0",
+        "ties": "random",
+        "seed": 0,
+    }
     json.dumps(ident)
 
 
