@@ -330,9 +330,12 @@ class Verdict:
 def _decide(iv: Interval, threshold: float, side: str) -> str:
     if iv.n < 2 or not (math.isfinite(iv.low) and math.isfinite(iv.high)):
         return NOT_TESTABLE
+    # an interval that is the threshold itself (every seed exactly at it, no spread: a rate of 0 on
+    # every seed against "above 0", two students equal on every seed) is not on the claimed side
+    at = iv.low == iv.high == threshold
     if side == "above":
-        return HOLDS if iv.low > threshold else FAILS if iv.high < threshold else INCONCLUSIVE
-    return HOLDS if iv.high < threshold else FAILS if iv.low > threshold else INCONCLUSIVE
+        return HOLDS if iv.low > threshold else FAILS if iv.high < threshold or at else INCONCLUSIVE
+    return HOLDS if iv.high < threshold else FAILS if iv.low > threshold or at else INCONCLUSIVE
 
 
 def _signed_interval(a, b, level: float, higher_is_better: bool) -> Interval:
@@ -456,8 +459,9 @@ def claim_mean_above(
     """Is the mean over seeds above ``threshold``? One-sample t interval, two-sided at ``level``.
 
     *holds* when the interval lies entirely above ``threshold``, *does not hold* when it lies
-    entirely below, *inconclusive* when it contains it, *not testable* with fewer than two
-    values. Each one-sided decision is a test at ``(1 + level) / 2`` (95 % by default).
+    entirely below (or is the threshold itself: every value equal to it), *inconclusive* when it
+    contains it, *not testable* with fewer than two values. Each one-sided decision is a test at
+    ``(1 + level) / 2`` (95 % by default).
     """
     return _claim_mean(values, threshold, "above", level, label, scale, unit)
 

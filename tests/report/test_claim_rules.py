@@ -263,3 +263,13 @@ def test_every_combines_rules_and_any_failure_fails():
     assert claims.every({"disagreement": a, "gap": c}).verdict.verdict == FAILS
     with pytest.raises(ValueError):
         claims.every({})
+
+
+def test_a_quantity_exactly_at_the_threshold_on_every_seed_does_not_hold():
+    """A rate of 0 on every seed is not "above 0" (its interval is the point 0): the rule fails,
+    as claims.above_each says, instead of reading inconclusive; two students equal on every seed
+    are not one better than the other."""
+    assert claims.above_each({"rate": [0.0, 0.0, 0.0]}, 0.0).verdict.verdict == FAILS
+    assert claims.above_each({"rate": [0.0, 0.01, 0.0]}, 0.0).verdict.verdict == INCONCLUSIVE
+    assert claims.better_each({"a vs b": ([0.2, 0.3, 0.4], [0.2, 0.3, 0.4])}).verdict.verdict == FAILS
+    assert kd.results.claim_mean_below([0.5, 0.5], 0.5).verdict == FAILS
