@@ -37,6 +37,9 @@ def test_make_lab_registers_no_other_kernel():
 
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=[nb.stem for nb in NOTEBOOKS])
 def test_setup_cell_checks_every_parameter_first(nb):
+    """The first kdutils call of the set-up cell is the context, which checks every parameter before
+    anything loads: each one passed by its own name, the common ones as keywords and the notebook's
+    own in ``parameters=dict(...)``."""
     params, setup = _cells(nb)
     names = [t.id for node in ast.parse(params).body if isinstance(node, ast.Assign) for t in node.targets]
     calls = [
@@ -46,10 +49,14 @@ def test_setup_cell_checks_every_parameter_first(nb):
         and ast.unparse(n.func) in ("kd.check_parameters", "kd.NotebookContext", "kd.configure", "kd.Experiment")
     ]
     calls.sort(key=lambda n: (n.lineno, n.col_offset))
-    assert calls and ast.unparse(calls[0].func) == "kd.check_parameters", "check the parameters before using them"
-    checked = [k.arg for k in calls[0].keywords]
-    assert sorted(checked) == sorted(names), f"{nb.stem}: parameters not checked: {set(names) - set(checked)}"
-    assert all(ast.unparse(k.value) == k.arg for k in calls[0].keywords)
+    assert calls and ast.unparse(calls[0].func) == "kd.NotebookContext", "the context must come first: it checks"
+    passed = {k.arg: k.value for k in calls[0].keywords if k.arg not in ("default_datasets", "sizes", "parameters")}
+    own = next((k.value for k in calls[0].keywords if k.arg == "parameters"), None)
+    if own is not None:
+        assert isinstance(own, ast.Call) and ast.unparse(own.func) == "dict"
+        passed.update({k.arg: k.value for k in own.keywords})
+    assert sorted(passed) == sorted(names), f"{nb.stem}: parameters not checked: {set(names) ^ set(passed)}"
+    assert all(ast.unparse(v) == k for k, v in passed.items())
     defaults: dict = {}
     exec(params, {}, defaults)  # the stored defaults pass their own check
     kd.check_parameters(**defaults)

@@ -126,8 +126,7 @@ def test_check_parameters_accepts_good_values_and_asks_for_a_rule_for_new_names(
 def test_notebook_context_wants_a_list_of_datasets(tmp_path):
     with pytest.raises(
         kd.ParameterError,
-        match=r"parameter datasets = 'digits' \(str\): expected a list of dataset "
-        r"names such as \['digits'\]",
+        match=r"parameter datasets = 'digits' \(str\): expected a list of dataset names such as \['mnist'\]",
     ):
         kd.NotebookContext("99_test", profile="smoke", datasets="digits", output_dir=tmp_path, figures_dir=tmp_path)
 
