@@ -277,14 +277,16 @@ def _method(spec: Any) -> tuple[str, bool]:
     return json.dumps(m.params(), sort_keys=True), bool(m.needs_teacher)
 
 
-def _teacher(st: Settings, label: str, spec: Any = "ce", *, model: str | None = None) -> PlannedRun:
+def _teacher(st: Settings, label: str, spec: Any = "ce", *, model: str | None = None, seed: int = 0) -> PlannedRun:
     method, _ = _method(spec)
-    return PlannedRun(st.dataset, "teacher", label, model or st.teacher_model, method, 0, st.teacher_recipe)
+    return PlannedRun(st.dataset, "teacher", label, model or st.teacher_model, method, seed, st.teacher_recipe)
 
 
-def planned_teacher(st: Settings, label: str, spec: Any = "ce", *, model: str | None = None) -> PlannedRun:
-    """The planned teacher run of ``st`` (what a paper module's plan lists; seed 0)."""
-    return _teacher(st, label, spec, model=model)
+def planned_teacher(
+    st: Settings, label: str, spec: Any = "ce", *, model: str | None = None, seed: int = 0
+) -> PlannedRun:
+    """The planned teacher run of ``st`` (what a paper module's plan lists; seed 0 unless given)."""
+    return _teacher(st, label, spec, model=model, seed=seed)
 
 
 def planned_student(st: Settings, label: str, spec: Any, seed: int, teacher: PlannedRun | None, **kw) -> PlannedRun:

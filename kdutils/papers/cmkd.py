@@ -89,12 +89,24 @@ def arms(ablations: bool = True) -> dict[str, Any]:
     return {**METHODS, **(ABLATIONS if ablations else {}), **COMBINED}
 
 
+#: seeds of each teacher of the stronger-teacher series per profile, fixed before running (protocol v2):
+#: at ``full`` three, and the student of seed s distils from the teacher of seed s, so each seed's
+#: slope carries its own teachers' variance and the interval over seeds covers both levels; else one
+SERIES_TEACHER_SEEDS = {"full": 3}
+
+
+def series_teacher_seeds(profile: str) -> list[int]:
+    """The seeds each teacher of the stronger-teacher series trains with (:data:`SERIES_TEACHER_SEEDS`)."""
+    return list(range(SERIES_TEACHER_SEEDS.get(profile, 1)))
+
+
 class Teacher(NamedTuple):
-    """One teacher of a dataset (trained with the profile's teacher recipe, seed 0)."""
+    """One teacher of a dataset (trained with the profile's teacher recipe, at ``seed``)."""
 
     label: str
     model: str
     robustness: bool  # the robustness evaluation (the primary pair's teacher only)
+    seed: int = 0
 
 
 class Student(NamedTuple):
@@ -119,7 +131,7 @@ def teachers(st, stronger_teacher: bool = True, max_pairs: int = 0, series_teach
     all_pairs = pairs.pairs_for(st, max_pairs)
     _, series = _series(st, stronger_teacher, series_teachers)
     return [Teacher(pairs.pair_label("teacher", p, st), p[0], p == all_pairs[0]) for p in all_pairs] + [
-        Teacher(f"teacher {t}", t, False) for t in series
+        Teacher(f"teacher {t}", t, False, ts) for t in series for ts in series_teacher_seeds(st.profile)
     ]
 
 
@@ -150,8 +162,16 @@ def students(
         for label in (list(every) if i == 0 else PAIR_METHODS)
         for seed in (few if label in FEW else st.seeds)
     ]
+    t_seeds = series_teacher_seeds(st.profile)
     return out + [
-        Student(f"{m} | teacher {t}", METHODS[m], seed, len(all_pairs) + j, student, SERIES_EVALS)
+        Student(
+            f"{m} | teacher {t}",
+            METHODS[m],
+            seed,
+            len(all_pairs) + j * len(t_seeds) + (t_seeds.index(seed) if seed in t_seeds else 0),
+            student,
+            SERIES_EVALS,
+        )
         for j, t in enumerate(series)
         for m in SERIES
         for seed in st.seeds
@@ -175,11 +195,13 @@ def plan(
     """The runs the notebook trains on one dataset's settings (for :mod:`kdutils.costs`): one run per
     teacher model (the notebook's teacher group trains it once), then every student."""
     ts = teachers(st, stronger_teacher, max_pairs, series_teachers)
-    by_model: dict[str, Any] = {}
+    by_model: dict[tuple[str, int], Any] = {}
     for t in ts:
-        by_model.setdefault(t.model, costs.planned_teacher(st, t.label, model=t.model))
+        by_model.setdefault((t.model, t.seed), costs.planned_teacher(st, t.label, model=t.model, seed=t.seed))
     return list(by_model.values()) + [
-        costs.planned_student(st, s.label, s.method, s.seed, by_model[ts[s.teacher].model], model=s.model)
+        costs.planned_student(
+            st, s.label, s.method, s.seed, by_model[ts[s.teacher].model, ts[s.teacher].seed], model=s.model
+        )
         for s in students(st, ablations, stronger_teacher, max_pairs, series_teachers, ablation_seeds)
     ]
 
@@ -342,12 +364,18 @@ def stronger_teacher(ctx, stronger_teacher: bool = True, series_teachers: int = 
     for ds in ctx if stronger_teacher else []:
         st = ctx.settings(ds)
         student, series = pairs.series_for(st, series_teachers)  # trained above, with the other runs
-        x = [ctx.evals[ds, f"teacher {t}", 0]["accuracy"] for t in series]
+        t_seeds = series_teacher_seeds(ctx.profile)
+        # per point: the teacher's accuracy per student seed (its own teacher seed where there are several)
+        x_seed = [
+            [ctx.evals[ds, f"teacher {t}", s if s in t_seeds else 0]["accuracy"] for s in ctx.seeds(ds)] for t in series
+        ]
+        x = [float(np.mean(v)) for v in x_seed]
         if len(set(x)) < 2:  # e.g. a dry run's untrained teachers: no slope to fit, and the claim is not testable
             out.no_slope[ds] = f"every teacher of the curve has test accuracy {x[0]:.4f}: no slope to fit"
             print(f"{ds}: {out.no_slope[ds]}")
         else:
-            out.curves[ds] = {m: (x, [ctx.values(ds, f"{m} | teacher {t}") for t in series]) for m in SERIES}
+            xs = x_seed if len(t_seeds) > 1 else x
+            out.curves[ds] = {m: (xs, [ctx.values(ds, f"{m} | teacher {t}") for t in series]) for m in SERIES}
             out.slopes[ds] = slope_table(out.curves[ds]).assign(dataset=ds)
             for m, (xs, ys) in out.curves[ds].items():
                 for seed, slope in zip(ctx.seeds(ds), curve_slopes(xs, ys)):

@@ -221,17 +221,19 @@ class NotebookContext:
         robustness: bool = True,
         record: bool = True,
         only: Iterable[str] | None = None,
+        seed: int = 0,
         **train_kw,
     ) -> Run:
-        """The dataset's teacher trained with ``method`` (seed 0), evaluated and recorded as ``label``.
+        """The dataset's teacher trained with ``method`` (``seed``, 0 by default), evaluated and recorded
+        as ``label`` at that seed.
 
         ``only``: exactly these evaluations (e.g. ``["accuracy", "certified", "pgd_robust"]``; then
         ``robustness`` is not consulted), else the default set.
         """
         exp = self[dataset]
-        run = exp.teacher(method=method, force=self.force, **train_kw)
+        run = exp.teacher(seed, method=method, force=self.force, **train_kw)
         ev = exp.evaluate(run, robustness=robustness, **({"only": list(only)} if only is not None else {}))
-        self._keep(dataset, label, 0, run, ev, record, None)
+        self._keep(dataset, label, seed, run, ev, record, None)
         if label not in self._teacher_labels.setdefault(dataset, []):
             self._teacher_labels[dataset].append(label)
         return run
@@ -251,11 +253,11 @@ class NotebookContext:
             s = exp.settings
             jobs = []
             for c in calls:
-                kw = {k: v for k, v in c.items() if k not in ("label", "method", "robustness", "record")}
+                kw = {k: v for k, v in c.items() if k not in ("label", "method", "robustness", "record", "seed")}
                 jobs.append(
                     Job(
                         c.get("method", "ce"),
-                        0,
+                        c.get("seed", 0),
                         *s.model_and_recipe("teacher", kw.pop("model", None), kw.pop("recipe", None)),
                         role="teacher",
                         label=c.get("label", "teacher"),

@@ -238,9 +238,11 @@ def paired_interval(a: Iterable[float], b: Iterable[float], *, level: float = DE
 def curve_slopes(x: Sequence[float], y: Sequence[Sequence[float]]) -> np.ndarray:
     """Least-squares slope of ``y`` on ``x``, one per seed: ``(n_seeds,)``.
 
-    ``x`` holds one value per point of a curve (e.g. each teacher's accuracy); ``y[k]`` the
-    values at point ``k``, one per seed, in the same seed order at every point (e.g. the
-    student's accuracy per seed with teacher ``k``). Per seed ``s``::
+    ``x`` holds one value per point of a curve (e.g. each teacher's accuracy), or one list per
+    point with a value per seed (each seed's own teacher, trained with that seed: the slope then
+    carries the teachers' variance too); ``y[k]`` the values at point ``k``, one per seed, in the
+    same seed order at every point (e.g. the student's accuracy per seed with teacher ``k``). Per
+    seed ``s`` (with ``x_ks`` where x is per seed)::
 
         slope_s = sum_k (x_k - mean x) (y_ks - mean_k y_ks) / sum_k (x_k - mean x)^2
 
@@ -248,18 +250,24 @@ def curve_slopes(x: Sequence[float], y: Sequence[Sequence[float]]) -> np.ndarray
     (ValueError otherwise). The slopes are paired by seed with another method's, so two
     curves compare with :func:`paired_interval`.
     """
-    xs = _values(x)
     ys = [_values(v) for v in y]
-    if len(ys) != len(xs):
-        raise ValueError(f"curve_slopes: {len(xs)} x values for {len(ys)} points")
-    if len(set(len(v) for v in ys)) != 1 or not len(ys[0]):
+    if len(set(len(v) for v in ys)) != 1 or not len(ys) or not len(ys[0]):
         raise ValueError(f"curve_slopes: every point needs the same seeds, got {[len(v) for v in ys]} values")
-    dx = xs - xs.mean()
-    sxx = float((dx * dx).sum())
-    if len(xs) < 2 or sxx == 0.0:
-        raise ValueError(f"curve_slopes: needs at least two distinct x values, got {list(xs)}")
     m = np.stack(ys)  # (points, seeds)
-    return (dx[:, None] * (m - m.mean(axis=0, keepdims=True))).sum(axis=0) / sxx
+    if len(x) and np.ndim(x[0]) == 1:  # x per seed: each seed's slope on its own x (e.g. its own teachers)
+        xm = np.stack([_values(v) for v in x])
+        if xm.shape != m.shape:
+            raise ValueError(f"curve_slopes: x per seed has shape {xm.shape}, y {m.shape}")
+    else:
+        xs = _values(x)
+        if len(xs) != len(ys):
+            raise ValueError(f"curve_slopes: {len(xs)} x values for {len(ys)} points")
+        xm = np.repeat(xs[:, None], m.shape[1], axis=1)
+    dx = xm - xm.mean(axis=0, keepdims=True)
+    sxx = (dx * dx).sum(axis=0)
+    if len(ys) < 2 or (sxx == 0.0).any():
+        raise ValueError(f"curve_slopes: needs at least two distinct x values, got {xm[:, 0].tolist()}")
+    return (dx * (m - m.mean(axis=0, keepdims=True))).sum(axis=0) / sxx
 
 
 def slope_table(

@@ -299,3 +299,31 @@ def test_slope_table_mean_and_interval_over_seeds():
     low, high = _t_ci([2.0, 1.0, 1.5], 0.90)
     assert (row.low, row.high) == (pytest.approx(low), pytest.approx(high))
     assert t.iloc[1].slope == pytest.approx(1.0) and math.isnan(t.iloc[1].low)
+
+
+def test_slopes_on_each_seeds_own_teachers_carry_the_teachers_variance():
+    """x per seed (each student seed distilled from the teacher of the same seed): the same x for
+    every seed gives the shared-x slopes; teachers that differ by seed change each seed's slope."""
+    from kdutils.report.results import curve_slopes
+
+    y = [[0.50, 0.52], [0.55, 0.58], [0.60, 0.60]]
+    shared = curve_slopes([0.6, 0.7, 0.8], y)
+    assert shared.tolist() == pytest.approx(curve_slopes([[0.6, 0.6], [0.7, 0.7], [0.8, 0.8]], y).tolist())
+    own = curve_slopes([[0.6, 0.65], [0.7, 0.7], [0.8, 0.75]], y)
+    assert own[0] == pytest.approx(shared[0]) and own[1] == pytest.approx(0.8) and shared[1] == pytest.approx(0.4)
+    with pytest.raises(ValueError, match="x per seed"):
+        curve_slopes([[0.6], [0.7], [0.8]], y)
+
+
+def test_the_stronger_teacher_series_trains_three_teacher_seeds_at_full_fixed_in_advance():
+    from kdutils.papers import cmkd
+
+    st = kd.configure("full", "fashion_mnist")
+    ts = cmkd.teachers(st)
+    series = [t for t in ts if t.label.startswith("teacher ") and not t.robustness]
+    assert {t.seed for t in series} == {0, 1, 2}
+    by_index = {i: t for i, t in enumerate(ts)}
+    for s in cmkd.students(st):
+        if " | teacher " in s.label:  # the series' students distil from the teacher of their own seed
+            assert by_index[s.teacher].seed == s.seed and by_index[s.teacher].model == s.label.split("teacher ")[1]
+    assert {t.seed for t in cmkd.teachers(kd.configure("quick", "fashion_mnist"))} == {0}
