@@ -100,6 +100,22 @@ def student_labels() -> list[str]:
     return ["KD", "ARD", "RSLAD", CONTROL, FAITHFUL, POST_HOC, VARIANT]
 
 
+#: compression (protocol v2): at these profiles a second, larger teacher (the spec's "large" IBP CNN)
+#: also distils into the same small students, KD and faithful (IBP), beside the same-size teacher;
+#: exploration (the claims stay on the teacher of the student's own architecture)
+LARGE_TEACHER = {"full": "ibp_large"}
+LARGE = "teacher (large)"
+#: the students of the larger teacher: label -> the label of the arm whose method they use
+LARGE_STUDENTS = {"KD, large teacher": "KD", f"{FAITHFUL}, large teacher": FAITHFUL}
+
+
+def large_teacher(st) -> str | None:
+    """The larger teacher's model at ``st``'s profile (None: no compression arm there), unless the
+    profile's teacher is that model already."""
+    model = LARGE_TEACHER.get(st.profile)
+    return model if model and model != st.teacher_model else None
+
+
 def default_datasets(profile: str) -> list[str]:
     """The datasets a profile runs when the notebook names none: ``faithful_setup.default_datasets``
     (CIFAR-10 at paper), else the profile's default dataset (smoke)."""
@@ -110,11 +126,21 @@ def plan(st, ard_alpha: float = ARD_ALPHA, pgd_variant_seeds: int = PGD_VARIANT_
     """The runs the notebook trains on one dataset's settings (for :mod:`kdutils.costs`)."""
     t = costs.planned_teacher(st, "teacher", teacher_spec(st))
     variant = faithful_setup.variant_seeds(st.profile, st.seeds, pgd_variant_seeds)
-    return [t] + [
+    runs = [t] + [
         costs.planned_student(st, label, spec, s, t)
         for label, spec in specs(st, ard_alpha).items()
         for s in (variant if label == VARIANT else st.seeds)
     ]
+    big = large_teacher(st)
+    if big:
+        tl = costs.planned_teacher(st, LARGE, teacher_spec(st), model=big)
+        every = specs(st, ard_alpha)
+        runs += [tl] + [
+            costs.planned_student(st, label, every[arm], s, tl)
+            for label, arm in LARGE_STUDENTS.items()
+            for s in st.seeds
+        ]
+    return runs
 
 
 costs.register_plan(
@@ -165,6 +191,7 @@ def sizes_table(ctx, pgd_variant_seeds: int = PGD_VARIANT_SEEDS) -> pd.DataFrame
                 "warm-up, ramp": (warmup, ramp),
                 "seeds": list(ctx.seeds(ds)),
                 "faithful (PGD) seeds": list(variant),
+                "larger teacher (compression)": large_teacher(st) or "-",
             }
         )
     return pd.DataFrame(rows).set_index("dataset").T
@@ -184,6 +211,15 @@ def train_teachers(ctx) -> None:
         )
         if ev[at_eps("certified", eps)] < 0.2:
             print(f"  WARNING: the teacher's certified accuracy is near zero on {ds}: certified gaps are vacuous there")
+        big = large_teacher(st)
+        if big:
+            with ctx.timing(ds):
+                ctx.teacher(ds, LARGE, teacher_spec(st), model=big, only=TEACHER_EVALS)
+            lv = ctx.evals[ds, LARGE, 0]
+            print(
+                f"{ds}: larger teacher {big} (compression, exploration): clean {lv['accuracy']:.4f}, "
+                f"certified {lv[at_eps('certified', eps)]:.4f}"
+            )
         print("  " + describe_faithfulness_protocol(st))
 
 
@@ -196,6 +232,16 @@ def train_students(ctx, ard_alpha: float = ARD_ALPHA, pgd_variant_seeds: int = P
         variant = faithful_setup.variant_seeds(ctx.profile, ctx.seeds(ds), pgd_variant_seeds)
         students = specs(ctx.settings(ds), ard_alpha)
         rows += [{"dataset": ds, "label": k, "method": str(create_method(v).params())} for k, v in students.items()]
+        big = large_teacher(ctx.settings(ds))
+        extra = (
+            [
+                dict(label=label, method=students[arm], seed=seed, teacher=ctx.runs[ds, LARGE, 0], only=EVALS)
+                for label, arm in LARGE_STUDENTS.items()
+                for seed in ctx.seeds(ds)
+            ]
+            if big
+            else []
+        )
         with ctx.timing(ds):
             ctx.student_group(
                 ds,
@@ -203,7 +249,8 @@ def train_students(ctx, ard_alpha: float = ARD_ALPHA, pgd_variant_seeds: int = P
                     dict(label=label, method=spec, seed=seed, teacher=teacher, only=EVALS)
                     for label, spec in students.items()
                     for seed in (variant if label == VARIANT else ctx.seeds(ds))
-                ],
+                ]
+                + extra,
             )
     return pd.DataFrame(rows)
 
@@ -231,7 +278,8 @@ def main_table(ctx, delta: float) -> None:
         }
         d = df[(df.dataset == ds) & df.metric.isin(list(table))]
         d = d.assign(metric=d.metric.map(table))
-        cells = mean_std_cells(d, list(table.values()), order=["teacher", *student_labels()])
+        order = ["teacher", *student_labels(), LARGE, *LARGE_STUDENTS]
+        cells = mean_std_cells(d, list(table.values()), order=[m for m in order if m in set(d.method)])
         show(
             cells.style.set_caption(
                 f"{ds}: eps {e}, delta {delta:g}; over the teacher-correct points, a student's error "

@@ -213,3 +213,12 @@ def test_readme_shows_the_measured_step_times_table():
     assert costs.measured_markdown_table(times) in readme, (
         "README.md's measured table is stale: paper_cost.py --measured"
     )
+
+
+def test_notebook_04_adds_the_larger_teacher_at_full_only():
+    """Compression (protocol v2): at full a large IBP teacher also distils into the small students."""
+    full = costs.estimate("04_faithful", "full").set_index("label")
+    assert full.loc["teacher (large)", "model"] == "ibp_large" and full.loc["KD, large teacher", "runs"] == 3
+    assert full.loc["faithful (IBP), large teacher", "model"] == "ibp_small"
+    quick = costs.estimate("04_faithful", "quick")
+    assert "teacher (large)" not in set(quick.label)
