@@ -213,7 +213,8 @@ def image_grid(
     if n_classes == 0:
         raise ValueError("image_grid: classes is empty")
 
-    cell, margin, head = 0.9, 1.3, (0.45 if title else 0.05)
+    cell, margin = 0.9, 1.3
+    head = 0.45 + 0.25 * title.count("\n") if title else 0.05  # a quarter inch more for each further line
     width, height = per_class * cell + margin, n_classes * cell + head + 0.05
     fig, axes = plt.subplots(n_classes, per_class, figsize=(width, height), squeeze=False)
     fig.subplots_adjust(
