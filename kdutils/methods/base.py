@@ -160,6 +160,14 @@ class Method:
         """Called after every epoch; may return numbers for the history row."""
         return None
 
+    def modules(self) -> dict[str, nn.Module]:
+        """Modules the method owns and trains with the student (a projector, a learnt temperature):
+        ``name -> nn.Module``. The trainer moves them to the run's device, adds their parameters to
+        the student's optimizer and keeps their weights in its checkpoints; the stored run keeps the
+        student only. Build them in ``__post_init__`` from a seeded generator, so a run repeats its
+        numbers. None by default."""
+        return {}
+
     def state_dict(self) -> dict[str, Any]:
         """State the method owns beyond its hyper-parameters (saved in checkpoints)."""
         return {}
@@ -201,6 +209,9 @@ class Wrapper(Method):
 
     def on_epoch_end(self, end: EpochEnd) -> dict[str, float] | None:
         return self.inner.on_epoch_end(end)
+
+    def modules(self) -> dict[str, nn.Module]:
+        return self.inner.modules()
 
     def state_dict(self) -> dict[str, Any]:
         inner = self.inner.state_dict()

@@ -227,7 +227,7 @@ def fit(
     gen = torch.Generator().manual_seed(seed)
     method_gen = torch.Generator(device=device).manual_seed(seed + _METHOD_SEED_OFFSET)
     batches = _batches(split, recipe, device, gen)
-    opt = OPTIMIZERS.get(recipe.optimizer)(student.parameters(), recipe)
+    opt = OPTIMIZERS.get(recipe.optimizer)(_trained_parameters(student, method, device), recipe)
     sched = SCHEDULES.get(recipe.schedule)(opt, recipe)
     state = _TrainState(torch.zeros(n, dtype=torch.int64), torch.zeros(n, dtype=torch.int64), [], 0, 0)
     if resume is not None:
@@ -337,9 +337,19 @@ def _check_finite(loss: torch.Tensor, method: Method, recipe: Recipe, epoch: int
         )
 
 
+def _trained_parameters(student: nn.Module, method: Method, device) -> list[torch.Tensor]:
+    """The student's parameters, then those of the modules the method owns (moved to ``device``)."""
+    owned = method.modules()
+    for m in owned.values():
+        m.to(device)
+    return [*student.parameters(), *(p for m in owned.values() for p in m.parameters())]
+
+
 def _restore(resume: dict, student, opt, sched, gen, method_gen, method: Method, seed: int, device, desc: str):
     """Put a checkpoint back (see :func:`fit`); returns the carried-over :class:`_TrainState`."""
     student.load_state_dict(resume["model"])
+    for name, m in method.modules().items():
+        m.load_state_dict(resume["method_modules"][name])
     opt.load_state_dict(resume["optimizer"])
     sched.load_state_dict(resume["scheduler"])
     gen.set_state(resume["generator"])
@@ -375,6 +385,7 @@ def _checkpoint(epoch, student, opt, sched, gen, method_gen, method: Method, sta
         "method_generator": method_gen.get_state(),
         "rng": rng_state(device),
         "method_state": method.state_dict(),
+        "method_modules": {name: m.state_dict() for name, m in method.modules().items()},
         "participation": state.participation.clone(),
         "history": state.history,
         "steps_skipped": state.skipped,

@@ -219,3 +219,54 @@ def test_resume_of_an_adversarial_run_is_bit_identical(digits):
     for (k, a), b in zip(straight.state_dict().items(), resumed_net.state_dict().values()):
         assert torch.equal(a, b), f"{k} differs after resume"
     assert len(r.history) == 3
+
+
+@dataclass
+class ToyProjected(Method):
+    """A method that owns a module (a projector on the student's logits, as FitNets owns its regressor):
+    CE on ``P(z_S)``, with P a linear map trained along with the student."""
+
+    needs_teacher = False
+    projector: nn.Module = field(init=False, repr=False)
+
+    def __post_init__(self):
+        g = torch.Generator().manual_seed(0)  # seeded: a run repeats its numbers
+        self.projector = nn.Linear(10, 10)
+        with torch.no_grad():
+            self.projector.weight.copy_(torch.eye(10) + 0.01 * torch.randn(10, 10, generator=g))
+            self.projector.bias.zero_()
+
+    def modules(self):
+        return {"projector": self.projector}
+
+    def __call__(self, b):
+        return Terms(per_sample=F.cross_entropy(self.projector(b.logits), b.y, reduction="none"))
+
+    def params(self):
+        return {"name": "toy_projected"}
+
+
+ToyProjected.name = "toy_projected"
+
+
+def test_a_method_trains_the_modules_it_owns_without_a_trainer_change(digits):
+    """A method may own parameters: the trainer optimises them with the student, keeps them in its
+    checkpoints (resume is bit-identical), and the same seed gives the same numbers twice."""
+    recipe = kd.Recipe(epochs=2, batch_size=128)
+    m = ToyProjected()
+    before = m.projector.weight.detach().clone()
+    straight = _bn_net()
+    kd.fit(straight, digits, m, recipe, seed=3, progress=False, channels_last=False)
+    assert not torch.equal(before, m.projector.weight.detach())  # trained
+    again = _bn_net()
+    m2 = ToyProjected()
+    states = []
+    kd.fit(again, digits, m2, recipe, seed=3, progress=False, channels_last=False,
+           checkpoint=lambda st: states.append(_through_disk(st)))  # fmt: skip
+    assert torch.equal(m.projector.weight, m2.projector.weight)
+    assert "projector" in states[0]["method_modules"]
+    resumed, m3 = _bn_net(seed=99), ToyProjected()
+    kd.fit(resumed, digits, m3, recipe, seed=3, progress=False, channels_last=False, resume=states[0])
+    assert torch.equal(m3.projector.weight, m.projector.weight)
+    for a, b in zip(straight.state_dict().values(), resumed.state_dict().values()):
+        assert torch.equal(a, b)
