@@ -232,6 +232,9 @@ class LabelRevision(Wrapper):
     def on_epoch_end(self, end: EpochEnd) -> dict[str, float] | None:
         return None if self.inner is None else self.inner.on_epoch_end(end)
 
+    def modules(self) -> dict[str, Any]:
+        return {} if self.inner is None else self.inner.modules()
+
     def state_dict(self) -> dict[str, Any]:
         return {} if self.inner is None else super().state_dict()
 
