@@ -170,6 +170,13 @@ def keep_mask(scores: torch.Tensor, keep: float, seed: int = 0) -> torch.Tensor:
     return mask
 
 
+def drop_order(n: int, seed: int = 0) -> torch.Tensor:
+    """The rows in the order :func:`keep_mask` breaks ties of equal scores when it drops rows: among
+    equal scores, a row later in its seeded permutation is dropped first (for figures of the rows a
+    selection drops first)."""
+    return torch.randperm(n, generator=torch.Generator().manual_seed(int(seed))).flip(0)
+
+
 class TeacherRows(abc.ABC):
     """Which training rows the teacher supervises (``teacher_rows=``); the rest learn from labels."""
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..evaluation.data_selection import DataSelection, influence_scores
+from ..evaluation.data_selection import DataSelection, drop_order, influence_scores
 from ..evaluation.evaluations import describe_attack_protocol, robust_key
 from ..experiments import costs, pairs
 from ..methods import create_method
@@ -420,6 +420,7 @@ def dropped_images(ctx) -> None:
                 which="least",
                 per_class=8,
                 title=f"{ds}: the lowest {sc} scores per class (dropped first)",
+                order=drop_order(len(sp.train_y)),
             )
             ctx.save_figure(fig, f"dropped_{sc}_{ds}")
 

@@ -767,14 +767,16 @@ def significant_images(
     per_class: int = 8,
     title: str | None = None,
     seed: int | None = None,
+    order: Any = None,
 ) -> Figure:
     """:func:`image_grid` of the ``per_class`` most (or least) significant images per class.
 
     ``significance`` may be any per-sample score (notebook 05 shows the lowest data-selection
     scores, the images a selection drops first). Ties: with ``seed``, in the order of a random
     permutation drawn with it, and the title says how many images the shown ones were drawn from
-    ("8 of 4,932 tied"); without, dataset order (a stable sort). Either way the figure is the same
-    on every run.
+    ("8 of 4,932 tied"); ``order``, a permutation of the rows, breaks them in its order instead (the
+    order a selection drops rows in, e.g. :func:`kdutils.data_selection.drop_order`); without either,
+    dataset order (a stable sort). Either way the figure is the same on every run.
     """
     if which not in ("most", "least"):
         raise ValueError(f"significant_images: which must be 'most' or 'least', got {which!r}")
@@ -783,7 +785,10 @@ def significant_images(
     if not (len(s) == len(labels) == len(x)):
         raise ValueError(f"significant_images: {len(x)} images, {len(labels)} labels, {len(s)} significance values")
     picked, tied = [], []
-    perm = np.random.default_rng(seed).permutation(len(s)) if seed is not None else np.arange(len(s))
+    if order is not None:
+        perm = _to_numpy(order).reshape(-1).astype(np.int64)
+    else:
+        perm = np.random.default_rng(seed).permutation(len(s)) if seed is not None else np.arange(len(s))
     for k in range(len(classes)):
         idx = perm[labels[perm] == k]
         order = np.argsort(-s[idx] if which == "most" else s[idx], kind="stable")
@@ -798,7 +803,13 @@ def significant_images(
     title = title or f"The {which} significant training images per class"
     if tied:
         shown, n_edge = max(tied, key=lambda t: t[1])
-        how = f"at random, seed {seed}" if seed is not None else "in dataset order"
+        how = (
+            "as the selection breaks them"
+            if order is not None
+            else f"at random, seed {seed}"
+            if seed is not None
+            else "in dataset order"
+        )
         title += (
             f"\n(ties {how}: {len(tied)} of {len(classes)} classes tied at the edge, up to {shown} of {n_edge:,} tied)"
         )

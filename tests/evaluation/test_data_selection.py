@@ -253,3 +253,17 @@ def test_teacher_forward_counts_survive_a_resume(digits_split, augment):
     resumed = run(resume=states[0])  # from the end of epoch 1
     assert torch.equal(resumed.teacher_forwards, whole.teacher_forwards)
     assert resumed.history[-1]["loss"] == whole.history[-1]["loss"]
+
+
+def test_drop_order_lists_rows_as_keep_mask_drops_them():
+    """The figures of the rows dropped first use the selection's own tie-break: sorting drop_order's
+    rows by score (stable) is keep_mask's order reversed, ties included."""
+    from kdutils.evaluation.data_selection import drop_order, keep_mask
+
+    scores = torch.tensor([1.0, 0.0, 0.0, 2.0, 0.0, 1.0, 0.0, 3.0])
+    d = drop_order(len(scores))
+    first_dropped = d[torch.argsort(scores[d], stable=True)]
+    for keep in (0.25, 0.5, 0.75):
+        mask = keep_mask(scores, keep)
+        n_drop = int((~mask).sum())
+        assert set(first_dropped[:n_drop].tolist()) == set((~mask).nonzero().flatten().tolist())
