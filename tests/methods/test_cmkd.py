@@ -7,42 +7,14 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from method_reference import ZS, ZT, Y, batch, step_loss
 
 import kdutils as kd
 from kdutils import correlation as corr
 from kdutils.methods import cmkd as cmkd_method
-from kdutils.methods.base import Batch
 from kdutils.methods.cmkd import CMKD, correlation_weights, difficulty
 from kdutils.methods.dist import dist_intra
 from kdutils.train import reduce_terms
-
-G = torch.Generator().manual_seed(0)
-ZS = torch.randn(4, 5, generator=G, dtype=torch.float64) * 2
-
-
-ZT = torch.randn(4, 5, generator=G, dtype=torch.float64) * 2
-
-
-Y = torch.tensor([0, 3, 1, 4])
-
-
-def _batch(zs=ZS, zt=ZT, y=Y):
-    return Batch(
-        x=torch.zeros(len(y), 1, 2, 2),
-        y=y,
-        idx=torch.arange(len(y)),
-        logits=zs,
-        teacher_logits=zt,
-        epoch=0,
-        num_epochs=3,
-        step=0,
-        student=None,
-    )
-
-
-def _loss(method, b):
-    loss, _ = reduce_terms(method(b), method=method.name, epoch=0, step=0)
-    return loss
 
 
 @pytest.mark.parametrize("kind", cmkd_method.DIFFICULTIES)
@@ -92,7 +64,7 @@ def test_weights_schemes():
 
 
 def test_cmkd_per_sample_formula_for_each_weighting():
-    b = _batch()
+    b = batch()
     ce = F.cross_entropy(ZS, Y, reduction="none")
     d = difficulty(ZT)
     lp, ls = corr.pearson_distance(ZS, ZT, 4.0), corr.spearman_distance(ZS, ZT, 4.0, 1.0)
@@ -113,15 +85,15 @@ def test_cmkd_per_sample_formula_for_each_weighting():
 
 
 def test_cmkd_pearson_only_is_dist():
-    b = _batch()
-    dist = _loss(kd.create_method("dist"), b)
-    assert _loss(kd.create_method({"name": "cmkd", "correlation": "pearson"}), b).item() == pytest.approx(
+    b = batch()
+    dist = step_loss(kd.create_method("dist"), b)
+    assert step_loss(kd.create_method({"name": "cmkd", "correlation": "pearson"}), b).item() == pytest.approx(
         dist.item(), abs=1e-10
     )
 
 
 def test_cmkd_standardise_changes_the_inputs_only():
-    b = _batch()
+    b = batch()
     plain = kd.create_method({"name": "cmkd", "standardise": True})(b)
     zs, zt = corr.standardise(ZS), corr.standardise(ZT)
     d = difficulty(ZT)  # read on the raw logits
@@ -131,7 +103,7 @@ def test_cmkd_standardise_changes_the_inputs_only():
 
 @pytest.mark.parametrize("inner", ["kd", "cckd_l", "cckd_t"])
 def test_cmkd_on_top_of_another_method(inner):
-    b = _batch()
+    b = batch()
     plain = kd.create_method(inner)(b)
     own = kd.create_method("cmkd")(b)
     ce = F.cross_entropy(ZS, Y, reduction="none")
@@ -163,11 +135,11 @@ def test_the_intra_class_term_is_gated_to_the_masked_rows(spec):
     y = torch.randint(0, 7, (6,), generator=g)
     mask = torch.tensor([True, False, True, True, False, True])
     m = kd.create_method(spec)
-    terms = dataclasses.replace(m(_batch(zs, zt, y)), mask=mask)
+    terms = dataclasses.replace(m(batch(zs, zt, y)), mask=mask)
     loss, _ = reduce_terms(terms, method=m.name, epoch=0, step=0)
-    subset = _loss(m, _batch(zs[mask], zt[mask], y[mask]))
+    subset = step_loss(m, batch(zs[mask], zt[mask], y[mask]))
     assert loss.item() == pytest.approx(subset.item(), abs=1e-10)
-    unmasked = _loss(m, _batch(zs, zt, y))
+    unmasked = step_loss(m, batch(zs, zt, y))
     assert abs(unmasked.item() - loss.item()) > 1e-3  # the mask matters
     (grad,) = torch.autograd.grad(loss, zs)
     assert grad[~mask].abs().sum() == 0 and grad[mask].abs().sum() > 0

@@ -2,21 +2,10 @@
 
 import numpy as np
 import pytest
-import torch
+from method_reference import ZS, ZT, Y, batch, step_loss
 
 import kdutils as kd
-from kdutils.methods.base import Batch
 from kdutils.methods.dist import dist_inter, dist_intra
-from kdutils.train import reduce_terms
-
-G = torch.Generator().manual_seed(0)
-ZS = torch.randn(4, 5, generator=G, dtype=torch.float64) * 2
-
-
-ZT = torch.randn(4, 5, generator=G, dtype=torch.float64) * 2
-
-
-Y = torch.tensor([0, 3, 1, 4])
 
 
 def _np_dist(z_s, z_t, y, tau, beta, gamma, kd_weight):
@@ -40,25 +29,6 @@ def _np_dist(z_s, z_t, y, tau, beta, gamma, kd_weight):
     return ce + kd_weight * (beta * inter + gamma * intra), inter, intra
 
 
-def _batch(zs=ZS, zt=ZT, y=Y):
-    return Batch(
-        x=torch.zeros(len(y), 1, 2, 2),
-        y=y,
-        idx=torch.arange(len(y)),
-        logits=zs,
-        teacher_logits=zt,
-        epoch=0,
-        num_epochs=3,
-        step=0,
-        student=None,
-    )
-
-
-def _loss(method, b):
-    loss, _ = reduce_terms(method(b), method=method.name, epoch=0, step=0)
-    return loss
-
-
 @pytest.mark.parametrize("tau", [4.0, 1.0])
 def test_dist_golden_against_the_published_formula(tau):
     zs, zt, y = ZS.numpy(), ZT.numpy(), Y.numpy()
@@ -66,9 +36,9 @@ def test_dist_golden_against_the_published_formula(tau):
     total, inter, intra = _np_dist(zs, zt, y, tau, beta=1.0, gamma=1.0, kd_weight=2.0)
     assert dist_inter(ZS, ZT, tau).mean().item() == pytest.approx(inter, abs=1e-10)
     assert dist_intra(ZS, ZT, tau).item() == pytest.approx(intra, abs=1e-10)
-    assert _loss(kd.create_method({"name": "dist", "tau": tau}), _batch()).item() == pytest.approx(total, abs=1e-10)
+    assert step_loss(kd.create_method({"name": "dist", "tau": tau}), batch()).item() == pytest.approx(total, abs=1e-10)
     other = _np_dist(zs, zt, y, tau, beta=0.5, gamma=3.0, kd_weight=1.0)[0]
-    got = _loss(kd.create_method({"name": "dist", "tau": tau, "beta": 0.5, "gamma": 3.0}), _batch())
+    got = step_loss(kd.create_method({"name": "dist", "tau": tau, "beta": 0.5, "gamma": 3.0}), batch())
     assert got.item() == pytest.approx(other, abs=1e-10)
 
 

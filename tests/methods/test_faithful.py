@@ -10,6 +10,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from method_reference import Y6, ce, kl, logits
 
 import kdutils as kd
 from kdutils import losses
@@ -18,37 +19,14 @@ from kdutils.methods import Batch, create_method
 from kdutils.methods.faithful import faithful_gap, faithful_loss
 
 
-def _logits(seed: int, b: int = 6, c: int = 5) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    return torch.randn(b, c, generator=g) * 3
-
-
-def _kl(p_logits, q_logits, tau):
-    """KL(softmax(p / tau) || softmax(q / tau)) per row, written out."""
-    p = [[math.exp(v / tau) for v in row] for row in p_logits.tolist()]
-    q = [[math.exp(v / tau) for v in row] for row in q_logits.tolist()]
-    out = []
-    for pr, qr in zip(p, q):
-        sp, sq = sum(pr), sum(qr)
-        out.append(sum(a / sp * math.log((a / sp) / (b / sq)) for a, b in zip(pr, qr)))
-    return torch.tensor(out)
-
-
-def _ce(z, y):
-    return torch.tensor([math.log(sum(math.exp(v) for v in row)) - row[t] for row, t in zip(z.tolist(), y.tolist())])
-
-
-Y = torch.tensor([0, 1, 2, 3, 4, 0])
-
-
 def test_faithful_gap_and_loss_golden():
     a, b, c, d = (torch.tensor(v) for v in ([0.9, 0.2, 0.5], [0.4, 0.3, 0.5], [0.95, 0.1, 0.7], [0.8, 0.6, 0.2]))
     gap = faithful_gap(a, b, c, d)  # relu(a - b) + relu(c - d)
     torch.testing.assert_close(gap, torch.tensor([0.5 + 0.15, 0.0 + 0.0, 0.0 + 0.5]))
-    zs, zt = _logits(8), _logits(9)
+    zs, zt = logits(8), logits(9)
     g = torch.rand(6, generator=torch.Generator().manual_seed(0))
-    want = 0.1 * _ce(zs, Y) + 0.9 * 16 * _kl(zt, zs, 4.0) + 0.5 * g
-    torch.testing.assert_close(faithful_loss(zs, zt, Y, g, mu=0.5), want, rtol=1e-4, atol=1e-5)
+    want = 0.1 * ce(zs, Y6) + 0.9 * 16 * kl(zt, zs, 4.0) + 0.5 * g
+    torch.testing.assert_close(faithful_loss(zs, zt, Y6, g, mu=0.5), want, rtol=1e-4, atol=1e-5)
 
 
 def test_linear_ramp_start_middle_end():
