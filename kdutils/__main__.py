@@ -1,4 +1,6 @@
-"""Command line: ``python -m kdutils run [--profile P] [--only NAME] [--out DIR] [--figures DIR]``.
+"""Command line: ``python -m kdutils run [--profile P] [--only NAME] [--out DIR] [--figures DIR]``,
+``python -m kdutils report [--out FILE | --check FILE | --update FILE]`` (the committed results
+as Markdown, :mod:`kdutils.report.published`) and ``python -m kdutils list``.
 
 Executes the notebooks with papermill into ``<out>/<profile>/`` (default ``outputs/``), one
 ``results.csv`` beside each executed notebook, then prints a short summary. Figures go to
@@ -236,6 +238,43 @@ def route_parameters(params: dict, nbs: list[Path]) -> dict[str, dict]:
     return {nb: {k: v for k, v in params.items() if k in names} for nb, names in have.items()}
 
 
+def report(args, root: Path) -> int:
+    """``python -m kdutils report``: see its ``--help``."""
+    from .report import published as P
+
+    results = _absolute(args.results) if args.results else root / "results"
+    if not results.is_dir():
+        print(f"error: no results folder at {results} (--results DIR)", file=sys.stderr)
+        return 2
+    try:
+        if args.check:
+            stale = P.stale_blocks(Path(args.check).read_text(), results)
+            for name in stale:
+                print(
+                    f"stale report block in {args.check}: {name} (run: python -m kdutils report --update {args.check})"
+                )
+            return 1 if stale else 0
+        if args.update:
+            path = Path(args.update)
+            old = path.read_text()
+            new = P.update_blocks(old, results)
+            if new != old:
+                path.write_text(new)
+            print(f"{args.update}: {'updated' if new != old else 'already up to date'}")
+            return 0
+        text = P.render(results)
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text)
+        print(f"wrote {args.out}")
+    else:
+        print(text, end="")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     from .core.errors import UnknownNameError
     from .core.io import project_root
@@ -265,9 +304,23 @@ def main(argv: list[str] | None = None) -> int:
         help="extra notebook parameter NAME=VALUE (VALUE parsed as Python literal)",
     )
     sub.add_parser("list", help="list the notebooks")
+    rp = sub.add_parser(
+        "report",
+        help="the committed results (results/) as Markdown tables, without training",
+        description="Print every committed results set (results/<notebook>/<profile>/<dataset>.*) as Markdown: "
+        "test accuracy per method and the claims table. --check FILE: exit 1 when a report block of FILE "
+        "(<!-- report: NOTEBOOK/PROFILE/DATASET accuracy|claims -->) differs from the results; --update FILE "
+        "rewrites those blocks; --out FILE writes the whole report there instead of printing it.",
+    )
+    rp.add_argument("--results", default=None, help="the results folder (default <project>/results)")
+    rp.add_argument("--out", default=None, help="write the report to this file (e.g. docs/results.md)")
+    rp.add_argument("--check", default=None, metavar="FILE", help="fail when FILE's report blocks are stale")
+    rp.add_argument("--update", default=None, metavar="FILE", help="rewrite FILE's report blocks")
     args = ap.parse_args(argv)
 
     root = project_root()
+    if args.cmd == "report":
+        return report(args, root)
     nbs = notebooks(_absolute(getattr(args, "notebooks", None) or root / "notebooks"))
     if args.cmd == "list":
         print("\n".join(p.stem for p in nbs))

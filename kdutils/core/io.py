@@ -16,15 +16,18 @@ Paths: :func:`project_root` (the checkout holding ``kdutils``), :func:`data_root
 
 from __future__ import annotations
 
+import base64
 import errno
 import io
 import json
 import os
 import pickle
 import tempfile
+import zlib
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from .errors import CorruptRecordError, StorageError
@@ -82,6 +85,30 @@ def default_figures_dir(notebook: str, profile: str, outputs: Path | None = None
         folder = project_root() / "figures" / notebook
         return folder / GALLERY[profile] if GALLERY[profile] else folder
     return (Path(outputs) if outputs is not None else default_outputs()) / profile / "figures" / notebook
+
+
+def default_results_dir(notebook: str, profile: str) -> Path:
+    """The committed results of a notebook at a profile: ``results/<notebook>/<profile>`` (written
+    when its figures go to the gallery; :meth:`kdutils.NotebookContext.save_results`)."""
+    return project_root() / "results" / notebook / profile
+
+
+def encode_predictions(pred) -> str:
+    """The predicted class per test image as compact text: base64 of zlib of one byte per image
+    (classes 0..255), or of two bytes behind a ``u16:`` prefix (up to 65,535 classes: ImageNet)."""
+    a = np.asarray(pred)
+    if a.ndim != 1 or (a.size and (a.min() < 0 or a.max() > 65535)):
+        raise ValueError(f"predictions must be one class index in 0..65535 per image, got shape {a.shape}")
+    wide = bool(a.size) and a.max() > 255
+    raw = a.astype("<u2" if wide else np.uint8).tobytes()
+    return ("u16:" if wide else "") + base64.b64encode(zlib.compress(raw, 9)).decode("ascii")
+
+
+def decode_predictions(text: str) -> np.ndarray:
+    """The inverse of :func:`encode_predictions`: an ``int64`` array, one class per image."""
+    wide = text.startswith("u16:")
+    raw = zlib.decompress(base64.b64decode(text[4:] if wide else text))
+    return np.frombuffer(raw, dtype="<u2" if wide else np.uint8).astype(np.int64)
 
 
 def canonical_json(obj: Any) -> str:

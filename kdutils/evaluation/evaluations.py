@@ -32,6 +32,8 @@ registration order; ``kd.scalar_metrics(ev)`` keeps its numbers.
 **Registered here** (the same functions of :mod:`kdutils.metrics` as the notebooks' numbers):
 
 * ``accuracy``: accuracy, nll, ece (15 bins), val_accuracy, reliability (the diagram's bins)
+* ``predictions``: ``test_predictions``, the predicted class per test image as compact text
+  (:func:`kdutils.report.evidence.decode_predictions` reads it; a few kB per run)
 * ``data_usage``: sample_epochs, data_usage, seconds_per_epoch (read from the run)
 * ``agreement`` (teacher): agreement, kl_teacher_student on the test set
 * ``retention`` (teacher): mu_s/mu_f on the training and the test set
@@ -380,6 +382,15 @@ def _accuracy(ctx: EvalContext) -> dict[str, Any]:
         "val_accuracy": M.accuracy(ctx.logits("val"), sp.val_y) if len(sp.val_y) else float("nan"),
         "reliability": M.reliability(z, y),
     }
+
+
+@register_evaluation("predictions", config=which_test_images)
+def _predictions(ctx: EvalContext) -> dict[str, Any]:
+    """The predicted class of every test image, as compact text (:func:`kdutils.io.encode_predictions`):
+    what paired test-set statistics need (:func:`kdutils.report.evidence.two_noise_interval`)."""
+    from ..core.io import encode_predictions
+
+    return {"test_predictions": encode_predictions(ctx.logits("test").argmax(1).cpu().numpy())}
 
 
 @register_evaluation("data_usage")

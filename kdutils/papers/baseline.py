@@ -19,7 +19,6 @@ import pandas as pd
 
 from ..experiments import costs
 from ..report import plots
-from ..report.claims import convergence
 from ..report.results import claim_better, claim_row, claims_frame, format_values, mean_std_table, summarize
 
 NOTEBOOK = "00_kd_baseline"
@@ -233,7 +232,7 @@ def claims(ctx, sweep: pd.DataFrame, best: dict) -> tuple[pd.DataFrame, dict]:
         teacher = ctx.evals[ds, "teacher", 0]["accuracy"]
         d = sweep[(sweep.dataset == ds) & (sweep.split == "test") & (sweep.tau == best[ds])].sort_values("seed")
         gap = teacher - pd.Series(alone).mean()
-        conv = convergence([ctx.runs[ds, m, s].history for m in ARMS for s in ctx.seeds(ds)])
+        conv = ctx.convergence(ds, list(ARMS), longer=list(ARMS))
         named = (
             ("tau = 4 (default)", ctx.values(ds, "KD"), "kd_beats_alone"),
             (f"tau = {best[ds]:g} (picked on validation)", d["value"].tolist(), "kd_tuned_beats_alone"),

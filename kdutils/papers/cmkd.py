@@ -43,6 +43,8 @@ CITATION = (
 
 #: label -> method spec: the same student, recipe, epochs and seeds; only the loss differs (KD:
 #: notebook 00's; DIST: its public form [public]; CMKD: the method's defaults [ours forms])
+#: the 2x-epochs convergence check at full: the student alone, KD and the headline method
+LONGER = ("student alone", "KD", "CMKD")
 METHODS: dict[str, Any] = {"student alone": "ce", "KD": "kd", "DIST": "dist", "CMKD": "cmkd"}
 #: the ablations of our choices (the notebook parameter ``ablations``), each CMKD with one change
 ABLATIONS: dict[str, Any] = {
@@ -444,7 +446,7 @@ def claims(ctx, curves: Curves, ablations: bool = True, max_pairs: int = 0) -> p
     rows = []
     for ds in ctx:
         st = ctx.settings(ds)
-        where, conv = ctx.where(ds), ctx.convergence(ds, list(arms(ablations)))
+        where, conv = ctx.where(ds), ctx.convergence(ds, list(arms(ablations)), longer=LONGER)
         c = curves.curves
         slope = (
             C.steeper(*c[ds]["CMKD"], c[ds]["KD"][1], name_a="CMKD", name_b="KD")

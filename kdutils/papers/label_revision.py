@@ -57,6 +57,8 @@ SWEEP_SEEDS = 2
 SCORERS = ["influence", "confidence", "correct"]
 
 #: label -> (method spec, supervised by the teacher on the selected rows only), with LR in the form
+#: the 2x-epochs convergence check at full: the student alone, KD and the headline method
+LONGER = ("student alone", "KD", "KD+LR")
 #: ``LR_FORM``; :func:`students` puts LR in the notebook's ``lr_form`` and adds the ablation of the form
 ARMS: dict[str, tuple[Any, bool]] = {
     "student alone": ("ce", False),
@@ -463,7 +465,7 @@ def claims(ctx, lr_form: str = LR_FORM, scorer: str = SCORER, keep: float = KEEP
     """
     rows = []
     for ds in ctx:
-        where, conv = ctx.where(ds), ctx.convergence(ds, list(students(lr_form)))
+        where, conv = ctx.where(ds), ctx.convergence(ds, list(students(lr_form)), longer=LONGER)
         misled = C.better_each(
             {"student alone vs KD": ctx.paired(ds, "student alone", "KD", "mu_s_train")},
             what="accuracy on the teacher-wrong training images",

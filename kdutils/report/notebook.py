@@ -33,10 +33,11 @@ from __future__ import annotations
 import contextlib
 import time
 from collections import Counter
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from ..core.errors import ParameterError
@@ -89,6 +90,19 @@ def margins(
     out = rest.merge(ref, on=[*keys, "seed"], how="inner", sort=False)
     out["value"] = (out["value"] - out["_ref"]) * scale
     return out.drop(columns="_ref")[list(frame.columns)].reset_index(drop=True)
+
+
+#: the profiles at which the claims tables train the 2x-epochs convergence check (converged students only)
+LONGER_CHECK_PROFILES = ("full", "paper")
+#: "converged": the run at twice the epochs within this much test accuracy of the normal one
+LONGER_TOL = 0.003
+
+
+def _with_predictions(only: Iterable[str]) -> list[str]:
+    """An explicit list of evaluations, with ``predictions`` added where ``accuracy`` is in it (the
+    per-image results every accuracy claim's interval uses)."""
+    only = list(only)
+    return only + ["predictions"] if "accuracy" in only and "predictions" not in only else only
 
 
 class NotebookContext:
@@ -144,6 +158,8 @@ class NotebookContext:
         self.figures = Path(figures_dir) if figures_dir else default_figures_dir(notebook, profile)
         self.results = Results(notebook, profile)
         self.runs: dict[tuple[str, str, int], Run] = {}
+        #: (dataset, label, seed) -> the Job of each student, what the 2x-epochs check trains again
+        self.jobs: dict[tuple[str, str, int], Job] = {}
         self.evals: dict[tuple[str, str, int], dict] = {}
         self.seconds: dict[str, float] = {}
         self._trained: set[str] = set()  # keys of the runs this context's groups trained in workers
@@ -232,7 +248,7 @@ class NotebookContext:
         """
         exp = self[dataset]
         run = exp.teacher(seed, method=method, force=self.force, **train_kw)
-        ev = exp.evaluate(run, robustness=robustness, **({"only": list(only)} if only is not None else {}))
+        ev = exp.evaluate(run, robustness=robustness, **({"only": _with_predictions(only)} if only is not None else {}))
         self._keep(dataset, label, seed, run, ev, record, None)
         if label not in self._teacher_labels.setdefault(dataset, []):
             self._teacher_labels[dataset].append(label)
@@ -295,6 +311,7 @@ class NotebookContext:
         exp = self[dataset]
         call = dict(label=label, method=method, seed=seed, teacher=teacher, eval_teacher=eval_teacher, **train_kw)
         job = self._job(exp, {**call, "robustness": robustness, "only": only})  # the run's one description
+        self.jobs[dataset, label, seed] = job
         run = exp.train(**job.train_kwargs(), force=self.force)
         ev = exp.evaluate(run, **job.evaluate)
         self._keep(dataset, label, seed, run, ev, record, metrics)
@@ -347,7 +364,7 @@ class NotebookContext:
         ev_teacher = c.pop("eval_teacher", None)
         ev = {"teacher": ev_teacher if ev_teacher is not None else teacher, "robustness": c.pop("robustness", True)}
         if c.get("only") is not None:
-            ev["only"] = list(c.pop("only"))
+            ev["only"] = _with_predictions(c.pop("only"))
         c.pop("only", None), c.pop("metrics", None), c.pop("record", None)
         return Job.student(exp.settings, c.pop("method"), c.pop("seed"), teacher=teacher, label=label, evaluate=ev, **c)
 
@@ -357,7 +374,7 @@ class NotebookContext:
             numbers = scalar_metrics(ev)
             if metrics is not None:
                 numbers = {k: numbers[k] for k in metrics}
-            self.results.add(ds, label, seed, numbers)
+            self.results.add(ds, label, seed, numbers, run=run.key, predictions=ev.get("test_predictions"))
 
     @contextlib.contextmanager
     def timing(self, dataset: str):
@@ -428,11 +445,68 @@ class NotebookContext:
             fig.suptitle(f"{ds}: reliability (seed {first})")
             self.save_figure(fig, f"reliability_{ds}")
 
-    def save_results(self) -> Path:
-        """Write ``results.csv`` into ``ctx.out`` and say where."""
+    def save_results(self, claims: pd.DataFrame | None = None) -> Path:
+        """Write ``results.csv`` (and each run's test predictions, ``predictions.csv``) into
+        ``ctx.out`` and say where. When the figures go to the committed gallery (``quick`` and
+        ``full`` with no ``figures_dir`` given), the results go to the committed
+        ``results/<notebook>/<profile>/<dataset>.*`` as well (:meth:`kdutils.results.Results.publish`:
+        the rows, the predictions, ``claims``' rows of that dataset, the provenance), which
+        ``python -m kdutils report`` reads."""
         path = self.results.save(self.out)
         print(f"wrote {path} ({len(self.results)} rows)")
+        folder = self.published_results_dir()
+        if folder is not None:
+            from .evidence import encode_predictions
+            from .published import LABELS
+
+            for ds in self.datasets:  # the test labels beside the predictions: the files stand alone
+                labels = encode_predictions(self[ds].split.test_y.cpu().numpy())
+                self.results.predictions[ds, LABELS, -1] = ("", labels)
+            if claims is not None:
+                by_where = {self.where(ds): ds for ds in self.datasets}
+                claims = claims.assign(dataset_key=[by_where.get(w, w) for w in claims["dataset"]])
+            files = self.results.publish(folder, self.provenance(), claims)
+            print(f"wrote {len(files)} files of the committed results in {folder}")
         return path
+
+    def published_results_dir(self) -> Path | None:
+        """``results/<notebook>/<profile>`` when this execution writes the committed gallery, else None."""
+        from ..core.io import default_results_dir
+
+        gallery = default_figures_dir(self.notebook, self.profile)
+        if self.figures.resolve() != gallery.resolve():
+            return None
+        return default_results_dir(self.notebook, self.profile)
+
+    def provenance(self) -> dict[str, Any]:
+        """What the committed results were measured with: commit, versions, device, CPU or GPU model,
+        threads, workers, wall time, date, seeds, and the runs trained now against reused."""
+        import datetime
+
+        env = environment()
+        unique = {r.key: r for r in self.runs.values()}.values()
+        st = next(iter(self.experiments.values())).settings
+        return {
+            "notebook": self.notebook,
+            "profile": self.profile,
+            "seeds": {ds: list(self.seeds(ds)) for ds in self.datasets},
+            "git_commit": env.get("git_commit"),
+            "date": datetime.date.today().isoformat(),
+            "python": env.get("python"),
+            "torch": env.get("torch"),
+            "foolbox": env.get("foolbox"),
+            "device": str(next(iter(self.experiments.values())).device),
+            "gpu": env.get("cuda"),
+            "cpu": env.get("cpu"),
+            "cpu_capability": env.get("cpu_capability"),
+            "cpu_threads": env.get("cpu_threads"),
+            "executor": st.executor,
+            "workers": st.workers,
+            "notebook_wall_s": round(time.perf_counter() - self.t_start, 1),
+            "training_and_evaluation_s": {ds: round(self.seconds.get(ds, 0.0), 1) for ds in self.datasets},
+            "runs_trained_now": sum(self.trained_now(r) for r in unique),
+            "runs_reused": sum(not self.trained_now(r) for r in unique),
+        }
 
     @property
     def frame(self) -> pd.DataFrame:
@@ -468,24 +542,40 @@ class NotebookContext:
 
     # ---------------------------------------------------------------- numbers and frames
     def values(self, dataset: str, method: str, metric: str = "accuracy") -> list[float]:
-        """One value per seed (in the dataset's seed order) of ``metric`` for the runs labelled ``method``."""
-        out = [
-            float(self.evals[dataset, method, s][metric])
-            for s in self.seeds(dataset)
-            if (dataset, method, s) in self.evals
-        ]
-        if not out:
+        """One value per seed (in the dataset's seed order) of ``metric`` for the runs labelled ``method``.
+
+        For ``accuracy`` a :class:`~kdutils.report.evidence.SeedValues`: the list, and which test images
+        each seed's model got right (from the ``predictions`` evaluation), so claim rules add the
+        test-set noise to their interval."""
+        seeds = [s for s in self.seeds(dataset) if (dataset, method, s) in self.evals]
+        if not seeds:
             labels = sorted({lb for (d, lb, _) in self.evals if d == dataset})
             raise KeyError(f"no runs labelled {method!r} on {dataset} (labels: {labels})")
-        return out
+        return self._seed_values(dataset, method, seeds, metric)
+
+    def _seed_values(self, dataset: str, method: str, seeds: Sequence[int], metric: str) -> list[float]:
+        from .evidence import SeedValues, decode_predictions
+
+        evs = [self.evals[dataset, method, s] for s in seeds]
+        values = [float(ev[metric]) for ev in evs]
+        if metric != "accuracy" or not all("test_predictions" in ev for ev in evs):
+            return values
+        y = self[dataset].split.test_y.cpu().numpy()
+        correct = np.stack([decode_predictions(ev["test_predictions"]) == y for ev in evs])
+        return SeedValues(values, correct)
 
     def paired(self, dataset: str, a: str, b: str, metric: str = "accuracy") -> tuple[list[float], list[float]]:
-        """``metric`` of ``a`` and of ``b`` on the seeds both have, paired by seed."""
+        """``metric`` of ``a`` and of ``b`` on the seeds both have, paired by seed (with the per-image
+        results for ``accuracy``, as :meth:`values`)."""
         seeds = [s for s in self.seeds(dataset) if (dataset, a, s) in self.evals and (dataset, b, s) in self.evals]
-        return (
-            [float(self.evals[dataset, a, s][metric]) for s in seeds],
-            [float(self.evals[dataset, b, s][metric]) for s in seeds],
-        )
+        return self._seed_values(dataset, a, seeds, metric), self._seed_values(dataset, b, seeds, metric)
+
+    def margin(self, dataset: str, teacher: str = "teacher", alone: str = "student alone"):
+        """The non-inferiority margin at this dataset and profile (:func:`kdutils.report.evidence.scaled_margin`):
+        a third of the gap from the student alone (mean over seeds) to its teacher (seed 0)."""
+        from .evidence import scaled_margin
+
+        return scaled_margin(self.evals[dataset, teacher, 0]["accuracy"], self.values(dataset, alone))
 
     def _selected(self, table: Mapping, methods: Iterable[str] | None, datasets: Iterable[str] | None):
         ms = None if methods is None else list(methods)
@@ -580,8 +670,16 @@ class NotebookContext:
         ]
         return pd.DataFrame(rows, columns=["dataset", *cols, "seed", "value"])
 
-    def convergence(self, dataset: str, methods: Iterable[str] | None = None) -> str:
-        """:func:`kdutils.claims.convergence` of the dataset's students (``methods``; default all but teachers)."""
+    def convergence(self, dataset: str, methods: Iterable[str] | None = None, *, longer: Iterable[str] = ()) -> str:
+        """Whether the students converged, for the claims table's "converged" column.
+
+        ``longer``: the labels (the student alone, KD and the notebook's headline method) whose
+        first seed is trained again at twice the epochs at the profiles of
+        :data:`LONGER_CHECK_PROFILES` (:meth:`longer_runs`): "yes" when every longer run is within
+        :data:`LONGER_TOL` (0.3 points) of the normal one's test accuracy, else "no", with each gain.
+        Elsewhere, and after it, the plateau of the validation curves
+        (:func:`kdutils.claims.convergence` of ``methods``, default all but teachers), which a
+        cosine schedule nearly guarantees and so is shown, never trusted alone."""
         from .claims import convergence
 
         teachers = set(self._teacher_labels.get(dataset, []))
@@ -591,7 +689,33 @@ class NotebookContext:
             for (d, lb, _), r in self.runs.items()
             if d == dataset and lb not in teachers and (ms is None or lb in ms)
         ]
-        return convergence(hist)
+        plateau = convergence(hist)
+        longer = [lb for lb in longer if any(k[0] == dataset and k[1] == lb for k in self.jobs)]
+        if not longer:
+            return plateau
+        if self.profile not in LONGER_CHECK_PROFILES:
+            return f"{plateau}; 2x-epochs check at {', '.join(LONGER_CHECK_PROFILES)} only"
+        gains = self.longer_runs(dataset, longer)
+        ok = all(abs(g) < LONGER_TOL for g in gains.values())
+        text = ", ".join(f"{lb} {g * 100:+.2f}" for lb, g in gains.items())
+        return f"{'yes' if ok else 'no'}: at 2x epochs, seed {self.seeds(dataset)[0]}: {text} points; {plateau}"
+
+    def longer_runs(self, dataset: str, labels: Iterable[str], factor: int = 2) -> dict[str, float]:
+        """Train the first seed of each label again with ``factor`` x its epochs (same method, teacher,
+        recipe otherwise; stored like any run), record it as ``"<label> (2x epochs)"`` and return
+        ``{label: its test accuracy - the normal run's}``."""
+        import dataclasses
+
+        exp, seed, out = self[dataset], self.seeds(dataset)[0], {}
+        for label in labels:
+            job = self.jobs[dataset, label, seed]
+            kw = job.train_kwargs()
+            kw["recipe"] = dataclasses.replace(kw["recipe"], epochs=kw["recipe"].epochs * factor)
+            run = exp.train(**kw, force=self.force)
+            ev = exp.evaluate(run, only=["accuracy", "predictions"])
+            self._keep(dataset, f"{label} ({factor}x epochs)", seed, run, ev, True, ["accuracy", "val_accuracy"])
+            out[label] = float(ev["accuracy"]) - float(self.evals[dataset, label, seed]["accuracy"])
+        return out
 
     def differences(self, pairs: Mapping[str, str], metric: str = "accuracy", **kw) -> pd.DataFrame:
         """``{a: b}``: ``a - b`` per dataset, paired by seed, as :func:`kdutils.results.best_of_many` rows

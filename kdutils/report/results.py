@@ -45,13 +45,22 @@ DEFAULT_LEVEL = 0.90
 
 
 class Results:
-    """Tidy rows of (notebook, profile, dataset, method, seed, metric, value)."""
+    """Tidy rows of (notebook, profile, dataset, method, seed, metric, value, run), and each run's
+    per-image test predictions (:mod:`kdutils.report.evidence`) beside them."""
 
     def __init__(self, notebook: str, profile: str):
         self.notebook, self.profile = notebook, profile
         self._rows: list[dict] = []
+        #: (dataset, method, seed) -> (run key, encoded predictions)
+        self.predictions: dict[tuple[str, str, int], tuple[str, str]] = {}
 
-    def add(self, dataset: str, method: str, seed: int | None, metrics: dict[str, float]) -> None:
+    def add(
+        self, dataset: str, method: str, seed: int | None, metrics: dict[str, float], *, run: str = "",
+        predictions: str | None = None,
+    ) -> None:  # fmt: skip
+        """One row per metric; ``run`` the run's key (blank for derived rows); ``predictions`` the
+        run's encoded test predictions (:func:`kdutils.report.evidence.encode_predictions`)."""
+        seed = -1 if seed is None else int(seed)
         for k, v in metrics.items():
             self._rows.append(
                 {
@@ -59,32 +68,97 @@ class Results:
                     "profile": self.profile,
                     "dataset": dataset,
                     "method": method,
-                    "seed": -1 if seed is None else int(seed),
+                    "seed": seed,
                     "metric": k,
                     "value": float(v),
+                    "run": run,
                 }
             )
+        if predictions is not None:
+            self.predictions[dataset, method, seed] = (run, predictions)
 
     @property
     def frame(self) -> pd.DataFrame:
-        return pd.DataFrame(self._rows, columns=COLUMNS)
+        return pd.DataFrame(self._rows, columns=[*COLUMNS, "run"])
+
+    def predictions_frame(self, dataset: str | None = None) -> pd.DataFrame:
+        """dataset, method, seed, run, test_predictions: one row per run that has them."""
+        rows = [
+            {"dataset": d, "method": m, "seed": s, "run": run, "test_predictions": text}
+            for (d, m, s), (run, text) in self.predictions.items()
+            if dataset is None or d == dataset
+        ]
+        return pd.DataFrame(rows, columns=PREDICTION_COLUMNS)
 
     def save(self, folder: str | Path) -> Path:
+        """``results.csv`` (and ``predictions.csv`` when there are any) in ``folder``."""
         from ..core.io import atomic_write_bytes
 
         path = Path(folder) / "results.csv"
         atomic_write_bytes(self.frame.to_csv(index=False, float_format="%.6g").encode(), path)
+        if self.predictions:
+            atomic_write_bytes(self.predictions_frame().to_csv(index=False).encode(), Path(folder) / "predictions.csv")
         return path
+
+    def publish(self, folder: str | Path, provenance: Mapping, claims: pd.DataFrame | None = None) -> list[Path]:
+        """The committed form, one set of files per dataset in ``folder`` (``results/<notebook>/<profile>``):
+        ``<dataset>.csv`` (the rows), ``<dataset>.predictions.csv`` (per-image test predictions of
+        every run), ``<dataset>.claims.csv`` (the claims table's rows of that dataset, when given)
+        and ``<dataset>.provenance.json``; any of them gzipped (``.gz``) when over 1 MB."""
+        from ..core.io import atomic_write_bytes, atomic_write_json
+        from ..inputs.data import dataset_stem
+
+        folder, out = Path(folder), []
+        frame = self.frame
+        for ds in dict.fromkeys(frame["dataset"]):
+            stem = dataset_stem(ds)
+            tables = {"csv": frame[frame.dataset == ds].to_csv(index=False, float_format="%.6g")}
+            preds = self.predictions_frame(ds)
+            if len(preds):
+                tables["predictions.csv"] = preds.to_csv(index=False)
+            if claims is not None and "dataset_key" in claims:
+                tables["claims.csv"] = claims[claims.dataset_key == ds].drop(columns="dataset_key").to_csv(index=False)
+            for ext, text in tables.items():
+                out.append(_write_maybe_gzipped(folder / f"{stem}.{ext}", text.encode(), atomic_write_bytes))
+            prov = {**provenance, "dataset": ds, "methods": sorted(set(frame[frame.dataset == ds].method))}
+            atomic_write_json(prov, folder / f"{stem}.provenance.json")
+            out.append(folder / f"{stem}.provenance.json")
+        return out
 
     def __len__(self) -> int:
         return len(self._rows)
 
 
+PREDICTION_COLUMNS = ["dataset", "method", "seed", "run", "test_predictions"]
+#: committed files over this size are gzipped
+GZIP_OVER = 1_000_000
+
+
+def _write_maybe_gzipped(path: Path, data: bytes, write) -> Path:
+    """Write ``data`` at ``path``, or gzipped at ``path.gz`` when over :data:`GZIP_OVER` bytes
+    (the other form removed, so one of the two is there)."""
+    import gzip
+
+    plain, packed = path, path.with_name(path.name + ".gz")
+    if len(data) > GZIP_OVER:
+        write(gzip.compress(data, mtime=0), packed)
+        plain.unlink(missing_ok=True)
+        return packed
+    write(data, plain)
+    packed.unlink(missing_ok=True)
+    return plain
+
+
 def read_results(path: str | Path) -> pd.DataFrame:
-    df = pd.read_csv(path)
+    """A results table (``results.csv`` or a committed ``<dataset>.csv[.gz]``); its ``run`` column
+    is optional (blank where a row is not one run's, and missing in tables written before it)."""
+    df = pd.read_csv(path, keep_default_na=False, na_values={"value": ["", "nan", "NaN"]})
     missing = [c for c in COLUMNS if c not in df.columns]
     if missing:
         raise ValueError(f"{path} is not a results table: missing columns {missing}")
+    if "run" not in df.columns:
+        df["run"] = ""
+    df["value"] = pd.to_numeric(df["value"], errors="coerce")
     return df
 
 
@@ -308,6 +382,9 @@ class Verdict:
     unit: str = " points"
     side: str = "above"
     signed: bool = True
+    #: the seed-only paired t interval, when the deciding one also covers the test-set noise
+    #: (:mod:`kdutils.report.evidence`); None when the deciding interval is the seed-only one
+    seed_only: Interval | None = None
 
     @property
     def holds(self) -> bool:
@@ -331,6 +408,14 @@ class Verdict:
         lo, hi = f.format(self.low * scale + 0.0), f.format(self.high * scale + 0.0)
         return f"{est}, {_pct(self.level)} CI [{lo}, {hi}], n = {self.n}"
 
+    def describe_seed_only(self, digits: int = 2) -> str:
+        """The seed-only interval as ``"[-0.20, +1.02]"`` (blank when the verdict has none beside it)."""
+        iv = self.seed_only
+        if iv is None or not (math.isfinite(iv.low) and math.isfinite(iv.high)):
+            return ""
+        f = f"{{:+.{digits}f}}" if self.signed else f"{{:.{digits}f}}"
+        return f"[{f.format(iv.low * self.scale + 0.0)}, {f.format(iv.high * self.scale + 0.0)}]"
+
     def __str__(self) -> str:
         return f"{self.verdict}: {self.describe()} ({self.rule})"
 
@@ -346,8 +431,57 @@ def _decide(iv: Interval, threshold: float, side: str) -> str:
     return HOLDS if iv.high < threshold else FAILS if iv.low > threshold or at else INCONCLUSIVE
 
 
-def _signed_interval(a, b, level: float, higher_is_better: bool) -> Interval:
-    return paired_interval(a, b, level=level) if higher_is_better else paired_interval(b, a, level=level)
+def _diffs(correct_a, correct_b) -> np.ndarray:
+    a, b = np.asarray(correct_a, dtype=float), np.asarray(correct_b, dtype=float)
+    if a.shape != b.shape or a.ndim != 2:
+        raise ValueError(f"paired per-image results need the same (seeds, images) shape, got {a.shape} and {b.shape}")
+    return a - b
+
+
+def two_noise_interval(correct_a, correct_b, *, level: float = DEFAULT_LEVEL) -> Interval:
+    """Interval of ``mean_s(acc_a,s - acc_b,s)`` covering seeds and test images (module docstring).
+
+    ``correct_a``, ``correct_b``: ``(seeds, images)`` 0/1 arrays on the same images in the same
+    seed order. Fewer than two seeds: NaN bounds."""
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    D = _diffs(correct_a, correct_b)
+    S, N = D.shape
+    d = D.mean(axis=1)
+    est = float(d.mean()) if S else math.nan
+    if S < 2:
+        return Interval(est, math.nan, math.nan, level, S)
+    v_seed = float(d.var(ddof=1) / S)
+    e = D.mean(axis=0)
+    v_test = float(e.var(ddof=1) / N) if N > 1 else 0.0
+    v = v_seed + v_test
+    if v == 0.0:
+        return Interval(est, est, est, level, S)
+    df = v * v / ((v_seed * v_seed) / (S - 1) + ((v_test * v_test) / (N - 1) if N > 1 else 0.0))
+    half = float(stats.t.ppf((1.0 + level) / 2.0, df) * math.sqrt(v))
+    return Interval(est, est - half, est + half, level, S)
+
+
+def _with_images(a, b) -> bool:
+    """Both sides carry per-image results (:class:`kdutils.report.evidence.SeedValues` with ``correct``)."""
+    return getattr(a, "correct", None) is not None and getattr(b, "correct", None) is not None
+
+
+def _signed_interval(a, b, level: float, higher_is_better: bool) -> tuple[Interval, Interval | None]:
+    """The deciding interval of the signed difference and, when it covers test-set noise too, the
+    seed-only one beside it (else None): with per-image results on both sides the interval is
+    :func:`kdutils.report.evidence.two_noise_interval` (seeds and test images), otherwise the paired t."""
+    if not higher_is_better:
+        a, b = b, a
+    seed_only = paired_interval(a, b, level=level)
+    if not _with_images(a, b):
+        return seed_only, None
+    return two_noise_interval(a.correct, b.correct, level=level), seed_only
+
+
+def _test_name(a, b) -> str:
+    """How the rule's interval is built, for its text."""
+    return "paired t over seeds and test images" if _with_images(a, b) else "paired t"
 
 
 def _diff_text(label: str, higher_is_better: bool) -> str:
@@ -373,10 +507,16 @@ def claim_better(
     contains ``by``, *not testable* with fewer than two seeds. Each one-sided decision is a
     test at ``(1 + level) / 2`` (95 % by default; 90 % two-sided because with 3 seeds a 95 %
     interval needs t = 4.30). ``by`` is in raw units (0.03 = 3 points of accuracy);
-    ``scale``/``unit`` only shape the text.
+    ``scale``/``unit`` only shape the text. When ``a`` and ``b`` both carry per-image results
+    (:class:`kdutils.report.evidence.SeedValues` with ``correct``) the interval covers the test-set
+    noise too (:func:`kdutils.report.evidence.two_noise_interval`); the seed-only one stays in
+    ``Verdict.seed_only``.
     """
-    iv = _signed_interval(a, b, level, higher_is_better)
-    rule = f"paired t, {_pct(level)} interval of {_diff_text(label, higher_is_better)} above {_num(by * scale)}{unit}"
+    iv, seed_only = _signed_interval(a, b, level, higher_is_better)
+    rule = (
+        f"{_test_name(a, b)}, {_pct(level)} interval of {_diff_text(label, higher_is_better)} above "
+        f"{_num(by * scale)}{unit}"
+    )
     return Verdict(
         _decide(iv, by, "above"),
         iv.estimate,
@@ -390,6 +530,7 @@ def claim_better(
         unit=unit,
         side="above",
         signed=True,
+        seed_only=seed_only,
     )
 
 
@@ -410,14 +551,16 @@ def claim_non_inferior(
     (``b_i - a_i`` when lower is better): *holds* when its low end is above ``-margin``,
     *does not hold* when its high end is below ``-margin``, *inconclusive* otherwise, *not
     testable* with fewer than two seeds. Each one-sided decision is a test at
-    ``(1 + level) / 2``. ``margin`` is in raw units: the default 0.01 is 1 point of accuracy
-    (the project's margin unless a spec says otherwise).
+    ``(1 + level) / 2``. ``margin`` is in raw units (the notebooks pass
+    :func:`kdutils.report.evidence.scaled_margin`'s). Per-image results widen the interval as in
+    :func:`claim_better`.
     """
     if margin < 0:
         raise ValueError(f"margin is a non-negative tolerance, got {margin}")
-    iv = _signed_interval(a, b, level, higher_is_better)
+    iv, seed_only = _signed_interval(a, b, level, higher_is_better)
     rule = (
-        f"paired t, {_pct(level)} interval of {_diff_text(label, higher_is_better)} above {_num(-margin * scale)}{unit}"
+        f"{_test_name(a, b)}, {_pct(level)} interval of {_diff_text(label, higher_is_better)} above "
+        f"{_num(-margin * scale)}{unit}"
         f" (non-inferiority margin {_num(margin * scale)}{unit})"
     )
     return Verdict(
@@ -433,6 +576,7 @@ def claim_non_inferior(
         unit=unit,
         side="above",
         signed=True,
+        seed_only=seed_only,
     )
 
 
@@ -623,7 +767,7 @@ def best_of_many(
     rows, p_up, p_down = [], {}, {}
     for name, (a, b) in pairs.items():
         a, b = _values(a), _values(b)
-        iv = _signed_interval(a, b, level, higher_is_better)
+        iv, _ = _signed_interval(a, b, level, higher_is_better)
         d = a - b if higher_is_better else b - a
         p = _one_sided_p(d, by)
         p_up[name], p_down[name] = p, (1.0 - p if math.isfinite(p) else math.nan)
@@ -707,12 +851,18 @@ def claim_row(
     profile: str,
     measured: str | None = None,
     converged: str | None = None,
+    seed_only: str | None = None,
+    sensitivity: str | None = None,
 ) -> dict:
     """One row of :func:`claims_frame`, its verdict, rule and level taken from ``verdict``.
 
     ``measured`` defaults to ``verdict.describe()`` (estimate, interval, n); ``converged``
-    (whether the students converged at this profile) is added only when given.
+    (whether the students converged at this profile) is added only when given; ``seed_only``
+    (the seed-only interval beside one that also covers test-set noise; default the verdict's
+    own) and ``sensitivity`` (a non-inferiority verdict at half and twice its margin) when not empty.
     """
+    if seed_only is None:
+        seed_only = verdict.describe_seed_only()
     row = {
         "claim": claim,
         "source": source,
@@ -726,6 +876,10 @@ def claim_row(
     }
     if converged is not None:
         row["converged"] = converged
+    if seed_only:
+        row["seed-only interval"] = seed_only
+    if sensitivity:
+        row["margin sensitivity"] = sensitivity
     return row
 
 
@@ -736,11 +890,13 @@ def claims_frame(rows: Iterable[dict]) -> pd.DataFrame:
     """The claims table every notebook ends with (rows from :func:`claim_row`).
 
     Columns: claim, source ([paper] / [public] / [ours]), paper's number, measured, rule,
-    level, profile, dataset, verdict; a "converged" column (before the verdict) only if any
-    row has one. Missing entries are empty strings.
+    level, profile, dataset, verdict; a "seed-only interval" column (after "measured"), a
+    "margin sensitivity" and a "converged" column (before the verdict) only if any row has one.
+    Missing entries are empty strings.
     """
     rows = list(rows)
     cols = list(CLAIM_COLUMNS)
-    if any("converged" in r for r in rows):
-        cols.insert(cols.index("verdict"), "converged")
+    for extra, before in (("seed-only interval", "rule"), ("margin sensitivity", "verdict"), ("converged", "verdict")):
+        if any(extra in r for r in rows):
+            cols.insert(cols.index(before), extra)
     return pd.DataFrame([{c: r.get(c, "") for c in cols} for r in rows], columns=cols)

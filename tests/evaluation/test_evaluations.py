@@ -15,7 +15,15 @@ from kdutils import metrics as M
 from kdutils.evaluations import EVALUATIONS, attack_protocol, describe_attack_protocol, register_evaluation
 from kdutils.registry import Registry
 
-DEFAULT_WITH_TEACHER = {"accuracy", "data_usage", "agreement", "retention", "rank_agreement", "robustness"}
+DEFAULT_WITH_TEACHER = {
+    "accuracy",
+    "predictions",
+    "data_usage",
+    "agreement",
+    "retention",
+    "rank_agreement",
+    "robustness",
+}
 
 
 def _settings(**kw):
@@ -106,10 +114,10 @@ def test_default_set_follows_teacher_and_robustness_flag(env, calls):
     store, t, s = env
     exp = kd.Experiment(_settings(), store)
     ev = exp.evaluate(s, robustness=False)
-    assert set(calls) == {"accuracy", "data_usage"}
+    assert set(calls) == {"accuracy", "predictions", "data_usage"}
     assert "agreement" not in ev and "mu_s_test" not in ev and "robustness" not in ev
     ev = exp.evaluate(s, t, robustness=False)  # only the teacher's evaluations are new
-    assert calls == Counter(accuracy=1, data_usage=1, agreement=1, retention=1, rank_agreement=1)
+    assert calls == Counter(accuracy=1, predictions=1, data_usage=1, agreement=1, retention=1, rank_agreement=1)
     assert "agreement" in ev and "rank_spearman_mean" in ev and "robustness" not in ev
 
 
@@ -214,11 +222,11 @@ def test_corrupt_cached_evaluation_is_recomputed_with_a_warning(env, calls):
     with pytest.warns(UserWarning, match="recomputed") as rec:
         ev2 = kd.Experiment(_settings(), store).evaluate(s, robustness=False)
     assert len([w for w in rec if "recomputed" in str(w.message)]) == 2
-    assert calls == Counter(accuracy=2, data_usage=2)
+    assert calls == Counter(accuracy=2, data_usage=2, predictions=1)
     assert _same(ev1, ev2)
     assert json.loads(acc_file.read_text())["result"]["accuracy"] == ev1["accuracy"]  # rewritten, sound
     kd.Experiment(_settings(), store).evaluate(s, robustness=False)
-    assert calls == Counter(accuracy=2, data_usage=2)
+    assert calls == Counter(accuracy=2, data_usage=2, predictions=1)
 
 
 def test_pgd_steps_change_only_the_robustness_key(env, calls):
@@ -226,7 +234,7 @@ def test_pgd_steps_change_only_the_robustness_key(env, calls):
     kd.Experiment(_settings(pgd_steps=2), store).evaluate(s)
     before = _files(store, s)
     ev = kd.Experiment(_settings(pgd_steps=3), store).evaluate(s)
-    assert calls == Counter(accuracy=1, data_usage=1, robustness=2)
+    assert calls == Counter(accuracy=1, predictions=1, data_usage=1, robustness=2)
     after = _files(store, s)
     rob = sorted(k for k in after if k.startswith("eval-robustness-"))
     assert len(rob) == 2 and len(after) == len(before) + 1
@@ -311,3 +319,18 @@ def test_metric_keys_and_the_epsilon_label_have_one_home():
     )
     assert reexported is format_epsilon and format_epsilon(8 / 255, [0, 4 / 255, 8 / 255]) == "8/255"
     assert format_epsilon(0.0, [0, 4 / 255]) == "0"
+
+
+def test_predictions_are_the_argmax_behind_accuracy(env):
+    """The stored per-image predictions reproduce the run's test accuracy exactly (what the
+    two-noise intervals of kdutils.report.evidence rest on)."""
+    from kdutils.report.evidence import decode_predictions
+
+    store, t, s = env
+    exp = kd.Experiment(_settings(), store)
+    ev = exp.evaluate(s, robustness=False)
+    pred = decode_predictions(ev["test_predictions"])
+    y = exp.split.test_y.cpu().numpy()
+    assert pred.shape == y.shape
+    assert float((pred == y).mean()) == pytest.approx(ev["accuracy"], abs=1e-12)
+    assert "test_predictions" not in kd.scalar_metrics(ev)  # text, not a number of results.csv

@@ -21,7 +21,7 @@ def _plus(values, d, wiggle=(0.0, 0.001, -0.001)):
 def test_non_inferior_each_holds_fails_and_is_inconclusive():
     ok = claims.non_inferior_each({"CCKD-L vs KD": (_plus(KD, 0.002), KD), "CCKD-T vs KD": (_plus(KD, -0.002), KD)})
     assert ok.verdict.verdict == HOLDS and set(ok.parts) == {"CCKD-L vs KD", "CCKD-T vs KD"}
-    assert "-1 point" in ok.verdict.rule and "90 %" in ok.verdict.rule
+    assert "margin, 1 point" in ok.verdict.rule and "90 %" in ok.verdict.rule
     # one comparison 3 points worse, tightly: the whole claim does not hold
     bad = claims.non_inferior_each({"CCKD-L vs KD": (_plus(KD, 0.002), KD), "CCKD-T vs KD": (_plus(KD, -0.03), KD)})
     assert bad.verdict.verdict == FAILS and bad.parts["CCKD-T vs KD"].verdict == FAILS

@@ -279,3 +279,47 @@ def test_the_papers_default_datasets_apply_when_none_are_named(tmp_path):
         "99_test", profile="smoke", output_dir=tmp_path, verbose=False, default_datasets=lambda profile: ["digits"]
     )
     assert ctx.datasets == ["digits"]
+
+
+def test_accuracy_values_carry_which_test_images_each_seed_got_right(ctx):
+    a, b = ctx.paired("digits", "KD+SR", "KD")
+    n_test = len(ctx["digits"].split.test_y)
+    assert a.correct.shape == b.correct.shape == (2, n_test)
+    assert a.correct.mean(axis=1) == pytest.approx(list(a))
+    usage, _ = ctx.paired("digits", "KD+SR", "KD", "data_usage")
+    assert getattr(usage, "correct", None) is None  # per-image results are accuracy's alone
+
+
+def test_the_2x_epochs_check_runs_where_asked_and_can_fail(ctx, monkeypatch):
+    from kdutils.report import notebook as N
+
+    text = ctx.convergence("digits", longer=["KD"])
+    assert text.endswith("2x-epochs check at full, paper only") and "KD (2x epochs)" not in ctx.frame.method.values
+    monkeypatch.setattr(N, "LONGER_CHECK_PROFILES", ("smoke",))
+    text = ctx.convergence("digits", longer=["KD", "student alone"])
+    gain = ctx.evals["digits", "KD (2x epochs)", 0]["accuracy"] - ctx.evals["digits", "KD", 0]["accuracy"]
+    assert text.startswith("yes: " if abs(gain) < N.LONGER_TOL else "no: ")
+    assert f"KD {gain * 100:+.2f}" in text
+    longer = ctx.runs["digits", "KD (2x epochs)", 0]
+    assert longer.config["recipe"]["epochs"] == 2 * ctx.runs["digits", "KD", 0].config["recipe"]["epochs"]
+    monkeypatch.setattr(N, "LONGER_TOL", 0.0)  # nothing is within 0 points: the check fails
+    assert ctx.convergence("digits", longer=["KD"]).startswith("no: ")
+
+
+def test_save_results_publishes_rows_predictions_labels_and_claims(ctx, tmp_path, monkeypatch):
+    from kdutils.report import published as P
+    from kdutils.report.results import claim_better, claim_row, claims_frame
+
+    assert ctx.published_results_dir() is None  # figures outside the gallery: nothing committed
+    folder = tmp_path / "99_test" / "smoke"
+    monkeypatch.setattr(type(ctx), "published_results_dir", lambda self: folder)
+    v = claim_better(*ctx.paired("digits", "KD+SR", "KD"))
+    claims = claims_frame([claim_row("c", "[ours]", "-", v, dataset=ctx.where("digits"), profile="smoke")])
+    ctx.save_results(claims)
+    p = P.find(tmp_path, "99_test", "smoke", "digits")
+    assert P.predictions(p)[P.LABELS, -1].tolist() == ctx["digits"].split.test_y.tolist()
+    redo = P.recheck(p, "KD+SR", "KD")
+    assert redo["two_noise"].low == pytest.approx(v.low, abs=1e-5) and "seeds and test images" in v.rule
+    assert "| c |" in P.claims_table(p)
+    prov = p.provenance
+    assert prov["notebook"] == "99_test" and prov["seeds"] == {"digits": [0, 1]} and prov["torch"]

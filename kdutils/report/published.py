@@ -1,0 +1,212 @@
+"""The committed results, read back: ``python -m kdutils report``.
+
+A notebook executed at ``quick`` or ``full`` into the gallery publishes its numbers under
+``results/<notebook>/<profile>/`` (:meth:`kdutils.results.Results.publish`), one set of files per
+dataset: ``<dataset>.csv`` (every number per run and seed, with the run's key),
+``<dataset>.predictions.csv`` (each run's predicted class per test image), ``<dataset>.claims.csv``
+(the claims table's rows) and ``<dataset>.provenance.json`` (commit, versions, machine, wall
+time). This module turns those files, and nothing else (no model, no training), into the Markdown
+the README and ``docs/results.md`` show:
+
+* :func:`accuracy_table`: test accuracy per method, mean ± std over seeds and the seed count,
+  recomputed from the per-seed rows;
+* :func:`claims_table`: the verdicts with their intervals (seeds and test images), the seed-only
+  interval beside them, the margin's sensitivity and convergence;
+* :func:`recheck`: every accuracy comparison of two methods, recomputed from the per-image
+  predictions with :func:`kdutils.report.evidence.two_noise_interval` (what a reader can redo by hand);
+* :func:`render`: all of it per notebook, profile and dataset.
+
+**README blocks.** A README section between ``<!-- report: NOTEBOOK/PROFILE/DATASET KIND -->``
+and ``<!-- /report -->`` (KIND ``accuracy`` or ``claims``) is :func:`block`'s output for those
+files; ``python -m kdutils report --check README.md`` fails when one differs (a test runs it), and
+``--update README.md`` rewrites them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .results import read_results
+
+#: the claims table's columns shown, in order (those a table has)
+CLAIM_SHOWN = ["claim", "measured", "seed-only interval", "margin sensitivity", "converged", "verdict"]
+KINDS = ("accuracy", "claims")
+#: the row of ``<dataset>.predictions.csv`` that holds the test labels (seed -1)
+LABELS = "(test labels)"
+_BLOCK = re.compile(r"<!-- report: (\S+)/(\S+)/(\S+) (\w+) -->\n(.*?)<!-- /report -->", re.S)
+
+
+@dataclass(frozen=True)
+class Published:
+    """One notebook x profile x dataset of the committed results."""
+
+    notebook: str
+    profile: str
+    dataset: str
+    folder: Path
+
+    def file(self, ext: str) -> Path | None:
+        """``<dataset>.<ext>`` or its gzipped form, whichever is there (None if neither)."""
+        for p in (self.folder / f"{self.dataset}.{ext}", self.folder / f"{self.dataset}.{ext}.gz"):
+            if p.exists():
+                return p
+        return None
+
+    @property
+    def rows(self) -> pd.DataFrame:
+        return read_results(self.file("csv"))
+
+    @property
+    def provenance(self) -> dict:
+        p = self.file("provenance.json")
+        return json.loads(p.read_text()) if p else {}
+
+    @property
+    def name(self) -> str:
+        return f"{self.notebook}/{self.profile}/{self.dataset}"
+
+
+def published(root: str | Path) -> Iterator[Published]:
+    """Every committed results set under ``root`` (``results/``), sorted by notebook, profile, dataset."""
+    root = Path(root)
+    for csv in sorted(root.glob("*/*/*.csv")) + sorted(root.glob("*/*/*.csv.gz")):
+        stem = csv.name.removesuffix(".gz").removesuffix(".csv")
+        if "." in stem:  # <dataset>.predictions.csv, <dataset>.claims.csv
+            continue
+        yield Published(csv.parent.parent.name, csv.parent.name, stem, csv.parent)
+
+
+def find(root: str | Path, notebook: str, profile: str, dataset: str) -> Published:
+    for p in published(root):
+        if (p.notebook, p.profile, p.dataset) == (notebook, profile, dataset):
+            return p
+    have = ", ".join(p.name for p in published(root)) or "none"
+    raise FileNotFoundError(f"no committed results for {notebook}/{profile}/{dataset} under {root}; there are: {have}")
+
+
+def _md(df: pd.DataFrame) -> str:
+    """A plain Markdown table (no dependency on tabulate): ``|`` in cells escaped."""
+    cols = list(df.columns)
+    esc = lambda v: str(v).replace("|", "\\|").replace("\n", " ")  # noqa: E731
+    lines = ["| " + " | ".join(esc(c) for c in cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    lines += ["| " + " | ".join(esc(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join(lines) + "\n"
+
+
+def accuracy_table(p: Published) -> str:
+    """Test accuracy per method (in the order the notebook recorded them): seeds, mean ± std in %."""
+    df = p.rows
+    acc = df[(df.metric == "accuracy") & ~df.method.str.startswith("claim:")]
+    rows = []
+    for method, g in acc.groupby("method", sort=False):
+        v = g.sort_values("seed")["value"].to_numpy() * 100
+        spread = f" ± {v.std(ddof=1):.2f}" if len(v) > 1 else " (n = 1)"
+        rows.append({"method": method, "seeds": len(v), "test accuracy (%)": f"{v.mean():.2f}{spread}"})
+    return _md(pd.DataFrame(rows, columns=["method", "seeds", "test accuracy (%)"]))
+
+
+def claims_table(p: Published) -> str:
+    """The claims table as the notebook decided it (its intervals cover seeds and test images where
+    the per-image predictions exist); blank where no claims were published."""
+    f = p.file("claims.csv")
+    if f is None:
+        return "(no claims table published for these results)\n"
+    df = pd.read_csv(f, keep_default_na=False)
+    return _md(df[[c for c in CLAIM_SHOWN if c in df.columns]])
+
+
+def predictions(p: Published) -> dict[tuple[str, int], np.ndarray]:
+    """``{(method, seed): predicted class per test image}`` from ``<dataset>.predictions.csv``."""
+    from .evidence import decode_predictions
+
+    f = p.file("predictions.csv")
+    if f is None:
+        return {}
+    df = pd.read_csv(f, keep_default_na=False)
+    return {(m, int(s)): decode_predictions(t) for m, s, t in zip(df.method, df.seed, df.test_predictions)}
+
+
+def recheck(p: Published, a: str, b: str) -> dict:
+    """Recompute ``accuracy(a) - accuracy(b)``'s intervals from the committed files alone: the
+    seed-only paired t (the per-seed rows) and the two-noise interval (the per-image predictions
+    against the published test labels, :data:`LABELS`), after checking that the predictions give
+    back each recorded accuracy. ``{"seeds", "seed_only", "two_noise"}`` (no ``two_noise``
+    without predictions)."""
+    from .evidence import two_noise_interval
+    from .results import paired_interval
+
+    df = p.rows
+    acc = df[df.metric == "accuracy"]
+    va = acc[acc.method == a].set_index("seed")["value"]
+    vb = acc[acc.method == b].set_index("seed")["value"]
+    seeds = sorted(set(va.index) & set(vb.index))
+    out = {"seeds": seeds, "seed_only": paired_interval(va[seeds], vb[seeds])}
+    preds = predictions(p)
+    if (LABELS, -1) in preds and all((m, s) in preds for m in (a, b) for s in seeds):
+        y = preds[LABELS, -1]
+        ca = np.stack([preds[a, s] == y for s in seeds])
+        cb = np.stack([preds[b, s] == y for s in seeds])
+        # the file's 6 significant digits
+        if not (np.allclose(ca.mean(1), va[seeds], atol=1e-5) and np.allclose(cb.mean(1), vb[seeds], atol=1e-5)):
+            raise ValueError(f"{p.name}: the predictions do not reproduce the recorded accuracies of {a} and {b}")
+        out["two_noise"] = two_noise_interval(ca, cb)
+    return out
+
+
+def block(p: Published, kind: str) -> str:
+    """One README block's body: the ``accuracy`` or ``claims`` table, with a line saying where from."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown report block kind {kind!r}; valid choices: {', '.join(KINDS)}")
+    prov = p.provenance
+    seeds = prov.get("seeds", {})
+    seeds = seeds.get(p.dataset, seeds) if isinstance(seeds, dict) else seeds
+    where = (
+        f"*From `results/{p.name}.csv` (seeds {seeds}, commit {prov.get('git_commit', '?')}, "
+        f"{prov.get('device', '?')}): regenerate with `python -m kdutils report --update README.md`.*\n\n"
+    )
+    return where + (accuracy_table(p) if kind == "accuracy" else claims_table(p))
+
+
+def render(root: str | Path) -> str:
+    """Every committed results set as Markdown: a heading, the provenance, the accuracy table and
+    the claims table."""
+    parts = ["# Results\n\nGenerated by `python -m kdutils report` from `results/` alone (no training).\n"]
+    for p in published(root):
+        prov = p.provenance
+        parts.append(f"\n## {p.notebook} · {p.profile} · {p.dataset}\n")
+        keys = ("seeds", "git_commit", "date", "device", "cpu", "gpu", "torch", "notebook_wall_s")
+        facts = [f"{k}: {prov[k]}" for k in keys if prov.get(k) not in (None, "", {})]
+        if facts:
+            parts.append("\n" + "; ".join(facts) + "\n")
+        parts.append("\n### Test accuracy\n\n" + accuracy_table(p))
+        parts.append("\n### Claims\n\n" + claims_table(p))
+    return "".join(parts)
+
+
+def update_blocks(text: str, root: str | Path) -> str:
+    """``text`` (a README) with every report block rewritten from ``root``."""
+
+    def fill(m: re.Match) -> str:
+        nb, profile, ds, kind = m.groups()[:4]
+        return (
+            f"<!-- report: {nb}/{profile}/{ds} {kind} -->\n{block(find(root, nb, profile, ds), kind)}<!-- /report -->"
+        )
+
+    return _BLOCK.sub(fill, text)
+
+
+def stale_blocks(text: str, root: str | Path) -> list[str]:
+    """The report blocks of ``text`` that differ from what ``root`` gives now (``NOTEBOOK/PROFILE/DATASET KIND``)."""
+    stale = []
+    for m in _BLOCK.finditer(text):
+        nb, profile, ds, kind, body = m.groups()
+        if body != block(find(root, nb, profile, ds), kind):
+            stale.append(f"{nb}/{profile}/{ds} {kind}")
+    return stale
