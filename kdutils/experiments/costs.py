@@ -73,7 +73,7 @@ from ..core.errors import UnknownNameError
 from ..inputs.models import create_model
 from ..inputs.recipe import Recipe
 from ..methods.base import ATTACK_STEP, IBP_PASS, TRAIN_FACTOR, create_method  # the units of Method.passes
-from ..training.profiles import Settings, configure, merged_sizes
+from ..training.profiles import LONGER_CHECK_PROFILES, Settings, configure, merged_sizes
 
 __all__ = [
     "H100_TF32_DENSE",
@@ -341,6 +341,24 @@ class NotebookPlan:
     datasets: Callable[[str], list[str]]
     parameters: dict[str, Any] = dataclasses.field(default_factory=dict)
     sizes: Callable[[str, str], Mapping[str, Any]] | None = None
+    #: the labels whose first seed the claims table trains again at twice the epochs at the
+    #: profiles of :data:`kdutils.profiles.LONGER_CHECK_PROFILES` (the convergence check)
+    longer: tuple[str, ...] = ()
+
+
+def longer_runs(runs: Sequence[PlannedRun], labels: Sequence[str], st: Settings) -> list[PlannedRun]:
+    """The convergence check's runs: the first seed's run of each of ``labels`` at twice its epochs,
+    at the profiles that train them (none elsewhere)."""
+    if st.profile not in LONGER_CHECK_PROFILES or not st.seeds:
+        return []
+    first = st.seeds[0]
+    return [
+        dataclasses.replace(
+            r, label=f"{r.label} (2x epochs)", recipe=dataclasses.replace(r.recipe, epochs=2 * r.recipe.epochs)
+        )
+        for r in runs
+        if r.role == "student" and r.label in labels and r.seed == first
+    ]
 
 
 NOTEBOOK_PLANS: dict[str, NotebookPlan] = {}
@@ -372,7 +390,9 @@ def plan_runs(
     plan = _plan(notebook)
     out: dict[tuple, PlannedRun] = {}
     for ds in list(datasets) if datasets else plan.datasets(profile):
-        for run in plan.build(_settings(plan, profile, ds, overrides)):
+        st = _settings(plan, profile, ds, overrides)
+        runs = plan.build(st)
+        for run in runs + longer_runs(runs, plan.longer, st):
             out.setdefault(run.key(), run)
     return list(out.values())
 

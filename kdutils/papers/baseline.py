@@ -69,7 +69,9 @@ def plan(st, temperatures=TEMPERATURES) -> list:
 #: the datasets a profile runs when the notebook names none (the profile's one dataset)
 default_datasets = costs.profile_datasets
 
-costs.register_plan(costs.NotebookPlan(NOTEBOOK, plan, default_datasets, {"temperatures": TEMPERATURES}))
+costs.register_plan(
+    costs.NotebookPlan(NOTEBOOK, plan, default_datasets, {"temperatures": TEMPERATURES}, longer=tuple(ARMS))
+)
 
 
 # ---------------------------------------------------------------- the notebook's steps

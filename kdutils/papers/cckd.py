@@ -88,7 +88,7 @@ def plan(st, ablations: bool = True) -> list:
 #: the datasets a profile runs when the notebook names none (the profile's one dataset)
 default_datasets = costs.profile_datasets
 
-costs.register_plan(costs.NotebookPlan(NOTEBOOK, plan, default_datasets, {"ablations": True}))
+costs.register_plan(costs.NotebookPlan(NOTEBOOK, plan, default_datasets, {"ablations": True}, longer=LONGER))
 
 
 # ---------------------------------------------------------------- the notebook's steps

@@ -91,15 +91,17 @@ def arms(ablations: bool = True) -> dict[str, Any]:
     return {**METHODS, **(ABLATIONS if ablations else {}), **COMBINED}
 
 
-#: seeds of each teacher of the stronger-teacher series per profile, fixed before running (protocol v2):
-#: at ``full`` three, and the student of seed s distils from the teacher of seed s, so each seed's
-#: slope carries its own teachers' variance and the interval over seeds covers both levels; else one
-SERIES_TEACHER_SEEDS = {"full": 3}
+#: the profiles at which each teacher of the stronger-teacher series is trained once per student seed,
+#: fixed before running (protocol v2): the student of seed s distils from the teacher of seed s, so
+#: each seed's slope carries its own teachers' variance and the interval over seeds covers both
+#: levels; elsewhere one teacher (seed 0) per size
+SERIES_OWN_TEACHERS = ("full",)
 
 
-def series_teacher_seeds(profile: str) -> list[int]:
-    """The seeds each teacher of the stronger-teacher series trains with (:data:`SERIES_TEACHER_SEEDS`)."""
-    return list(range(SERIES_TEACHER_SEEDS.get(profile, 1)))
+def series_teacher_seeds(profile: str, seeds=(0,)) -> list[int]:
+    """The seeds each teacher of the stronger-teacher series trains with: the student ``seeds`` at
+    the profiles of :data:`SERIES_OWN_TEACHERS`, else ``[0]``."""
+    return list(seeds) if profile in SERIES_OWN_TEACHERS else [0]
 
 
 class Teacher(NamedTuple):
@@ -133,7 +135,7 @@ def teachers(st, stronger_teacher: bool = True, max_pairs: int = 0, series_teach
     all_pairs = pairs.pairs_for(st, max_pairs)
     _, series = _series(st, stronger_teacher, series_teachers)
     return [Teacher(pairs.pair_label("teacher", p, st), p[0], p == all_pairs[0]) for p in all_pairs] + [
-        Teacher(f"teacher {t}", t, False, ts) for t in series for ts in series_teacher_seeds(st.profile)
+        Teacher(f"teacher {t}", t, False, ts) for t in series for ts in series_teacher_seeds(st.profile, st.seeds)
     ]
 
 
@@ -164,7 +166,7 @@ def students(
         for label in (list(every) if i == 0 else PAIR_METHODS)
         for seed in (few if label in FEW else st.seeds)
     ]
-    t_seeds = series_teacher_seeds(st.profile)
+    t_seeds = series_teacher_seeds(st.profile, st.seeds)
     return out + [
         Student(
             f"{m} | teacher {t}",
@@ -208,7 +210,7 @@ def plan(
     ]
 
 
-costs.register_plan(costs.NotebookPlan(NOTEBOOK, plan, default_datasets, dict(PARAMETERS)))
+costs.register_plan(costs.NotebookPlan(NOTEBOOK, plan, default_datasets, dict(PARAMETERS), longer=LONGER))
 
 
 # ---------------------------------------------------------------- the notebook's steps
@@ -366,7 +368,7 @@ def stronger_teacher(ctx, stronger_teacher: bool = True, series_teachers: int = 
     for ds in ctx if stronger_teacher else []:
         st = ctx.settings(ds)
         student, series = pairs.series_for(st, series_teachers)  # trained above, with the other runs
-        t_seeds = series_teacher_seeds(ctx.profile)
+        t_seeds = series_teacher_seeds(ctx.profile, ctx.seeds(ds))
         # per point: the teacher's accuracy per student seed (its own teacher seed where there are several)
         x_seed = [
             [ctx.evals[ds, f"teacher {t}", s if s in t_seeds else 0]["accuracy"] for s in ctx.seeds(ds)] for t in series

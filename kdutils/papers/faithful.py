@@ -152,6 +152,7 @@ costs.register_plan(
         default_datasets,
         {"ard_alpha": ARD_ALPHA, "pgd_variant_seeds": PGD_VARIANT_SEEDS},
         sizes=faithful_setup.sizes,
+        longer=LONGER,
     )
 )
 

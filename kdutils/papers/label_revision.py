@@ -179,6 +179,7 @@ costs.register_plan(
         plan,
         default_datasets,
         {"lr_form": LR_FORM, "scorer": SCORER, "keep": KEEP, "keep_sweep": KEEP_SWEEP, "sweep_seeds": SWEEP_SEEDS},
+        longer=LONGER,
     )
 )
 

@@ -118,6 +118,7 @@ costs.register_plan(
         plan,
         default_datasets,
         {"prune_fractions": PRUNE_FRACTIONS, "fixed_threshold_teacher": "auto"},
+        longer=LONGER,
     )
 )
 

@@ -18,13 +18,14 @@ interval widened by the paired test-set variance::
     v_seed = var_s(d_s) / S          (ddof 1: the training noise)
     v_test = var_i(e_i) / N          (ddof 1: the test set as a sample of images, paired: the
                                       same images for both methods, every seed)
-    half   = t_{(1+level)/2, df} * sqrt(v_seed + v_test)
+    half   = max(t_{(1+level)/2, df} * sqrt(v_seed + v_test),  t_{(1+level)/2, S-1} * sqrt(v_seed))
 
 with Welch-Satterthwaite degrees of freedom ``df = (v_seed + v_test)^2 / (v_seed^2 / (S - 1) +
 v_test^2 / (N - 1))`` (between ``S - 1`` and ``N - 1``: with no test-set noise it is the paired t
-interval exactly). ``v_test`` also holds some within-seed noise that ``v_seed`` already counts, so
-the interval is slightly conservative, never narrower than the seed-only one. Fewer than two
-seeds: NaN bounds (not testable), as for the seed-only rule.
+interval exactly). The second term keeps it never narrower than the seed-only interval: the larger
+degrees of freedom alone could otherwise shorten it when the two variances are alike. ``v_test``
+also holds some within-seed noise that ``v_seed`` already counts, so the interval is slightly
+conservative. Fewer than two seeds: NaN bounds (not testable), as for the seed-only rule.
 
 **A cross-check** (:func:`two_level_bootstrap`): a two-level paired bootstrap: resample the
 seeds, then the test images (one resample of the test set, the same images for both methods and

@@ -47,7 +47,7 @@ from ..experiments.experiment import Experiment, Run, environment, scalar_metric
 from ..experiments.parallel import Job, train_group
 from ..experiments.parameters import check_parameters
 from ..inputs.runtime import cpu_numerics
-from ..training.profiles import DRY_RUN_NOTE, Settings, check_seeds, configure, merged_sizes
+from ..training.profiles import DRY_RUN_NOTE, LONGER_CHECK_PROFILES, Settings, check_seeds, configure, merged_sizes
 from .results import Results
 
 __all__ = ["NotebookContext", "margins", "format_epsilon", "show"]
@@ -92,8 +92,6 @@ def margins(
     return out.drop(columns="_ref")[list(frame.columns)].reset_index(drop=True)
 
 
-#: the profiles at which the claims tables train the 2x-epochs convergence check (converged students only)
-LONGER_CHECK_PROFILES = ("full", "paper")
 #: "converged": the run at twice the epochs within this much test accuracy of the normal one
 LONGER_TOL = 0.003
 

@@ -457,8 +457,10 @@ def two_noise_interval(correct_a, correct_b, *, level: float = DEFAULT_LEVEL) ->
     v = v_seed + v_test
     if v == 0.0:
         return Interval(est, est, est, level, S)
+    q = (1.0 + level) / 2.0
     df = v * v / ((v_seed * v_seed) / (S - 1) + ((v_test * v_test) / (N - 1) if N > 1 else 0.0))
-    half = float(stats.t.ppf((1.0 + level) / 2.0, df) * math.sqrt(v))
+    # never narrower than the seed-only interval: more degrees of freedom must not buy a shorter one
+    half = max(float(stats.t.ppf(q, df) * math.sqrt(v)), float(stats.t.ppf(q, S - 1) * math.sqrt(v_seed)))
     return Interval(est, est - half, est + half, level, S)
 
 

@@ -218,7 +218,23 @@ def test_readme_shows_the_measured_step_times_table():
 def test_notebook_04_adds_the_larger_teacher_at_full_only():
     """Compression (protocol v2): at full a large IBP teacher also distils into the small students."""
     full = costs.estimate("04_faithful", "full").set_index("label")
-    assert full.loc["teacher (large)", "model"] == "ibp_large" and full.loc["KD, large teacher", "runs"] == 3
+    assert full.loc["teacher (large)", "model"] == "ibp_large" and full.loc["KD, large teacher", "runs"] == 5
     assert full.loc["faithful (IBP), large teacher", "model"] == "ibp_small"
     quick = costs.estimate("04_faithful", "quick")
     assert "teacher (large)" not in set(quick.label)
+
+
+def test_full_plans_hold_the_2x_epochs_convergence_runs():
+    """At full (and paper) each notebook's plan adds the first seed of its convergence labels at
+    twice the epochs; at quick there are none."""
+    from kdutils.papers import label_revision
+
+    quick = costs.plan_runs("05_label_revision", "quick", ["mnist"])
+    full = costs.plan_runs("05_label_revision", "full", ["mnist"])
+    assert not [r for r in quick if "2x epochs" in r.label]
+    longer = [r for r in full if "2x epochs" in r.label]
+    assert [r.label for r in longer] == [f"{lb} (2x epochs)" for lb in label_revision.LONGER]
+    normal = {r.label: r for r in full if r.seed == longer[0].seed and r.role == "student"}
+    for r in longer:
+        base = normal[r.label.removesuffix(" (2x epochs)")]
+        assert r.recipe.epochs == 2 * base.recipe.epochs and r.key() != base.key()

@@ -75,6 +75,15 @@ def test_seed_only_holds_but_test_noise_makes_it_inconclusive():
     assert sampling_se(ca, cb) > 0
 
 
+@pytest.mark.parametrize("seed_sd", [0.0, 0.002, 0.005, 0.02])
+def test_never_narrower_than_the_seed_only_interval(seed_sd):
+    rng = np.random.default_rng(5)
+    for _ in range(20):
+        ca, cb = _world(rng, 2000, 3, 0.0, seed_sd)
+        iv, t = two_noise_interval(ca, cb), paired_interval(ca.mean(1), cb.mean(1))
+        assert iv.low <= t.low + 1e-15 and iv.high >= t.high - 1e-15
+
+
 def test_a_real_effect_still_holds_with_both_noises():
     rng = np.random.default_rng(1)
     ca, cb = _world(rng, 10_000, 3, 0.03, 0.002)

@@ -294,7 +294,7 @@ def test_the_2x_epochs_check_runs_where_asked_and_can_fail(ctx, monkeypatch):
     from kdutils.report import notebook as N
 
     text = ctx.convergence("digits", longer=["KD"])
-    assert text.endswith("2x-epochs check at full, paper only") and "KD (2x epochs)" not in ctx.frame.method.values
+    assert text.endswith("2x-epochs check at full only") and "KD (2x epochs)" not in ctx.frame.method.values
     monkeypatch.setattr(N, "LONGER_CHECK_PROFILES", ("smoke",))
     text = ctx.convergence("digits", longer=["KD", "student alone"])
     gain = ctx.evals["digits", "KD (2x epochs)", 0]["accuracy"] - ctx.evals["digits", "KD", 0]["accuracy"]

@@ -111,7 +111,11 @@ def test_report_blocks_check_and_update(tmp_path, capsys):
     assert "## 09_demo · quick · mnist" in (tmp_path / "r.md").read_text()
 
 
-def test_the_readme_quotes_the_committed_results():
-    """Every report block of the README is what ``python -m kdutils report`` computes from results/."""
+def test_the_readme_and_docs_quote_the_committed_results():
+    """Every report block of the README is what ``python -m kdutils report`` computes from results/,
+    and docs/results.md is its whole output."""
     root = project_root()
-    assert P.stale_blocks((root / "README.md").read_text(), root / "results") == []
+    text = (root / "README.md").read_text()
+    assert "<!-- report: " in text
+    assert P.stale_blocks(text, root / "results") == []
+    assert (root / "docs" / "results.md").read_text() == P.render(root / "results")

@@ -124,7 +124,7 @@ def test_evaluation_is_cached(store):
     s = exp.student("kd", seed=0, teacher=t)
     m1 = exp.evaluate(s, t)
     files = list(store.path(s.key).glob("eval-*.json"))
-    assert len(files) == 6  # one per evaluation (kdutils.evaluations): accuracy, data_usage, agreement, ...
+    assert len(files) == 7  # one per evaluation (kdutils.evaluations): accuracy, predictions, data_usage, ...
     for f in files:
         os.utime(f, (1, 1))
     m2 = kd.Experiment(_settings(attack_samples=16, pgd_steps=2), store).evaluate(s, t)
