@@ -17,7 +17,7 @@ the README and ``docs/results.md`` show:
 * :func:`render`: all of it per notebook, profile and dataset.
 
 **README blocks.** A README section between ``<!-- report: NOTEBOOK/PROFILE/DATASET KIND -->``
-and ``<!-- /report -->`` (KIND ``accuracy`` or ``claims``) is :func:`block`'s output for those
+and ``<!-- /report -->`` (KIND ``accuracy``, ``claims`` or ``metrics:NAME,NAME,...``) is :func:`block`'s output for those
 files; ``python -m kdutils report --check README.md`` fails when one differs (a test runs it), and
 ``--update README.md`` rewrites them.
 """
@@ -37,10 +37,12 @@ from .results import read_results
 
 #: the claims table's columns shown, in order (those a table has)
 CLAIM_SHOWN = ["claim", "measured", "seed-only interval", "margin sensitivity", "converged", "verdict"]
-KINDS = ("accuracy", "claims")
+KINDS = ("accuracy", "claims", "metrics:NAME,NAME,...")
+#: metrics shown in % (the others as they are, three decimals)
+PERCENT = ("accuracy", "val_accuracy", "certified@", "crown_certified@", "robust_", "pgd_robust@")
 #: the row of ``<dataset>.predictions.csv`` that holds the test labels (seed -1)
 LABELS = "(test labels)"
-_BLOCK = re.compile(r"<!-- report: (\S+)/(\S+)/(\S+) (\w+) -->\n(.*?)<!-- /report -->", re.S)
+_BLOCK = re.compile(r"<!-- report: (\S+)/(\S+)/(\S+) (\S+) -->\n(.*?)<!-- /report -->", re.S)
 
 
 @dataclass(frozen=True)
@@ -112,6 +114,34 @@ def accuracy_table(p: Published) -> str:
     return _md(pd.DataFrame(rows, columns=["method", "seeds", "test accuracy (%)"]))
 
 
+def _cell(v: np.ndarray, percent: bool) -> str:
+    if not len(v):
+        return ""
+    v = v * 100 if percent else v
+    f = "{:.2f}" if percent else "{:.3f}"
+    return f.format(v.mean()) + (f" ± {f.format(v.std(ddof=1))}" if len(v) > 1 else " (n = 1)")
+
+
+def metrics_table(p: Published, metrics: list[str]) -> str:
+    """Method x ``metrics``: mean ± std over seeds (``(n = 1)`` for a single run; blank where a method
+    has no such metric); metrics of :data:`PERCENT` in %, the others as they are."""
+    df = p.rows
+    df = df[~df.method.str.startswith("claim:")]
+    known = set(df.metric)
+    unknown = [m for m in metrics if m not in known]
+    if unknown:
+        raise ValueError(f"{p.name} has no metric {', '.join(unknown)}; valid choices: {', '.join(sorted(known))}")
+    rows = []
+    for method, g in df[df.metric.isin(metrics)].groupby("method", sort=False):
+        row = {"method": method}
+        for m in metrics:
+            v = g[g.metric == m].sort_values("seed")["value"].to_numpy(dtype=float)
+            pct = m.startswith(PERCENT)
+            row[f"{m} (%)" if pct else m] = _cell(v, pct)
+        rows.append(row)
+    return _md(pd.DataFrame(rows))
+
+
 def claims_table(p: Published) -> str:
     """The claims table as the notebook decided it (its intervals cover seeds and test images where
     the per-image predictions exist); blank where no claims were published."""
@@ -161,8 +191,9 @@ def recheck(p: Published, a: str, b: str) -> dict:
 
 
 def block(p: Published, kind: str) -> str:
-    """One README block's body: the ``accuracy`` or ``claims`` table, with a line saying where from."""
-    if kind not in KINDS:
+    """One README block's body: the ``accuracy``, ``claims`` or ``metrics:a,b,...`` table, with a line
+    saying where from."""
+    if kind not in KINDS[:2] and not kind.startswith("metrics:"):
         raise ValueError(f"unknown report block kind {kind!r}; valid choices: {', '.join(KINDS)}")
     prov = p.provenance
     seeds = prov.get("seeds", {})
@@ -171,6 +202,8 @@ def block(p: Published, kind: str) -> str:
         f"*From `results/{p.name}.csv` (seeds {seeds}, commit {prov.get('git_commit', '?')}, "
         f"{prov.get('device', '?')}): regenerate with `python -m kdutils report --update README.md`.*\n\n"
     )
+    if kind.startswith("metrics:"):
+        return where + metrics_table(p, kind.removeprefix("metrics:").split(","))
     return where + (accuracy_table(p) if kind == "accuracy" else claims_table(p))
 
 

@@ -107,6 +107,11 @@ def test_report_blocks_check_and_update(tmp_path, capsys):
     readme.write_text("<!-- report: 09_demo/quick/cifar10 claims -->\n<!-- /report -->\n")
     assert main(["report", "--results", str(root), "--check", str(readme)]) == 2
     assert "there are: 09_demo/quick/mnist" in capsys.readouterr().err
+    readme.write_text("<!-- report: 09_demo/quick/mnist metrics:accuracy,nll -->\n<!-- /report -->\n")
+    assert main(["report", "--results", str(root), "--update", str(readme)]) == 0
+    assert "| method | accuracy (%) | nll |" in readme.read_text() and "| 0.300 ± 0.000 |" in readme.read_text()
+    with pytest.raises(ValueError, match="valid choices: accuracy, nll"):
+        P.block(P.find(root, "09_demo", "quick", "mnist"), "metrics:ece")
     assert main(["report", "--results", str(root), "--out", str(tmp_path / "r.md")]) == 0
     assert "## 09_demo · quick · mnist" in (tmp_path / "r.md").read_text()
 
