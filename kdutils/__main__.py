@@ -1,6 +1,7 @@
 """Command line: ``python -m kdutils run [--profile P] [--only NAME] [--out DIR] [--figures DIR]``,
 ``python -m kdutils report [--out FILE | --check FILE | --update FILE]`` (the committed results
-as Markdown, :mod:`kdutils.report.published`) and ``python -m kdutils list``.
+as Markdown, :mod:`kdutils.report.published`), ``python -m kdutils strip [--check]`` (notebooks
+without outputs, as the repository keeps them) and ``python -m kdutils list``.
 
 Executes the notebooks with papermill into ``<out>/<profile>/`` (default ``outputs/``), one
 ``results.csv`` beside each executed notebook, then prints a short summary. Figures go to
@@ -238,6 +239,33 @@ def route_parameters(params: dict, nbs: list[Path]) -> dict[str, dict]:
     return {nb: {k: v for k, v in params.items() if k in names} for nb, names in have.items()}
 
 
+#: the notebook metadata kept in the repository: what a save in JupyterLab adds beyond it (the
+#: Python version, widget state, ...) is removed by :func:`strip_notebook`
+KEPT_METADATA = {"kernelspec", "language_info"}
+
+
+def strip_notebook(path: Path) -> bool:
+    """Make a notebook file what the repository keeps (an nbstripout-style clean): no outputs, no
+    execution counts, no widget state or other metadata beyond the kernelspec and
+    ``language_info = {"name": "python"}``, no per-cell metadata but tags. True when it changed."""
+    import json
+
+    text = path.read_text(encoding="utf-8")
+    nb = json.loads(text)
+    nb["metadata"] = {k: v for k, v in nb.get("metadata", {}).items() if k in KEPT_METADATA}
+    if "language_info" in nb["metadata"]:
+        nb["metadata"]["language_info"] = {"name": "python"}
+    for cell in nb.get("cells", []):
+        tags = cell.get("metadata", {}).get("tags")
+        cell["metadata"] = {"tags": tags} if tags else {}
+        if cell.get("cell_type") == "code":
+            cell["outputs"], cell["execution_count"] = [], None
+    new = json.dumps(nb, indent=1, ensure_ascii=False) + "\n"
+    if new != text:
+        path.write_text(new, encoding="utf-8")
+    return new != text
+
+
 def report(args, root: Path) -> int:
     """``python -m kdutils report``: see its ``--help``."""
     from .report import published as P
@@ -316,11 +344,36 @@ def main(argv: list[str] | None = None) -> int:
     rp.add_argument("--out", default=None, help="write the report to this file (e.g. docs/results.md)")
     rp.add_argument("--check", default=None, metavar="FILE", help="fail when FILE's report blocks are stale")
     rp.add_argument("--update", default=None, metavar="FILE", help="rewrite FILE's report blocks")
+    sp = sub.add_parser(
+        "strip",
+        help="clear outputs and extra metadata from notebooks before committing them",
+        description="Clear every output, execution count, widget state and metadata beyond the kernelspec from "
+        "the notebooks (default: the project's notebooks/). --check: change nothing, exit 1 if one would change.",
+    )
+    sp.add_argument("paths", nargs="*", help="notebook files (default: notebooks/[0-9][0-9]_*.ipynb)")
+    sp.add_argument("--check", action="store_true", help="only report the notebooks that are not clean")
     args = ap.parse_args(argv)
 
     root = project_root()
     if args.cmd == "report":
         return report(args, root)
+    if args.cmd == "strip":
+        paths = [Path(p) for p in args.paths] or notebooks(root / "notebooks")
+        dirty = []
+        for p in paths:
+            if args.check:
+                import shutil
+
+                with tempfile.TemporaryDirectory() as d:
+                    tmp = Path(d) / p.name
+                    shutil.copy(p, tmp)
+                    if strip_notebook(tmp):
+                        dirty.append(p)
+            elif strip_notebook(p):
+                dirty.append(p)
+        for p in dirty:
+            print(f"{p}: {'not clean (run: python -m kdutils strip)' if args.check else 'stripped'}")
+        return 1 if args.check and dirty else 0
     nbs = notebooks(_absolute(getattr(args, "notebooks", None) or root / "notebooks"))
     if args.cmd == "list":
         print("\n".join(p.stem for p in nbs))

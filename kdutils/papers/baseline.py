@@ -19,7 +19,15 @@ import pandas as pd
 
 from ..experiments import costs
 from ..report import plots
-from ..report.results import claim_better, claim_row, claims_frame, format_values, mean_std_table, summarize
+from ..report.results import (
+    claim_better,
+    claim_row,
+    claims_frame,
+    format_mean_std,
+    format_values,
+    mean_std_table,
+    summarize,
+)
 
 NOTEBOOK = "00_kd_baseline"
 CITATION = "Hinton, Vinyals and Dean (2015), Distilling the Knowledge in a Neural Network, arXiv 1503.02531"
@@ -218,7 +226,7 @@ def suite_table(ctx) -> pd.DataFrame:
     """Every metric of :data:`SUITE` per arm (and dataset), mean ± std over seeds."""
     df = ctx.frame
     s = summarize(df[df.method.isin(list(ARMS))], SUITE)
-    s["cell"] = [f"{m:.4f} ± {sd:.4f}" for m, sd in zip(s["mean"], s["std"])]
+    s["cell"] = [format_mean_std(m, sd, scale=1.0, digits=4, n=n) for m, sd, n in zip(s["mean"], s["std"], s["n"])]
     cols = [(ds, m) for ds in ctx for m in ARMS]
     return s.pivot(index="metric", columns=["dataset", "method"], values="cell").reindex(SUITE)[cols]
 

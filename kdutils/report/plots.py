@@ -87,8 +87,29 @@ _KEY_LABELS = {
 # ---------------------------------------------------------------------------
 
 
+#: one colour per label (a method, an arm) for the whole notebook: given on first use, in order
+_COLOR_OF: dict[str, tuple[float, float, float]] = {}
+
+
+def color_of(label: Any) -> tuple[float, float, float]:
+    """The colour of ``label`` in every figure of this notebook: the next of seaborn's palette
+    (then ``tab20``) the first time a label is drawn, the same one after (:func:`style` starts afresh)."""
+    key = str(label)
+    if key not in _COLOR_OF:
+        base = sns.color_palette("deep", 10) + sns.color_palette("tab20", 20)[1::2]
+        _COLOR_OF[key] = tuple(base[len(_COLOR_OF) % len(base)])
+    return _COLOR_OF[key]
+
+
+def palette(labels: Sequence[Any]) -> list[tuple[float, float, float]]:
+    """:func:`color_of` each of ``labels``."""
+    return [color_of(lb) for lb in labels]
+
+
 def style(context: str = "notebook", font_scale: float = 1.0) -> None:
-    """Apply the shared look (seaborn ``whitegrid``); call once per notebook."""
+    """Apply the shared look (seaborn ``whitegrid``) and start the notebook's colours afresh
+    (:func:`color_of`); call once per notebook."""
+    _COLOR_OF.clear()
     sns.set_theme(
         style="whitegrid",
         context=context,
@@ -332,59 +353,53 @@ def bar_with_spread(
     title: str | None = None,
     ax: Axes | None = None,
 ) -> Figure:
-    """Bars of the mean over seeds with +-1 std error bars and the seeds' points.
+    """The mean over seeds as a point with a ±1 std interval, and each seed's value beside it.
 
-    ``df`` is tidy, one row per seed.  The y axis is zoomed to the data
-    (per-seed values and error bars, plus a small pad) rather than starting
-    at 0, so differences of half a percent stay visible.
+    ``df`` is tidy, one row per seed. Points, not bars: the y axis is zoomed to the data so that
+    differences of half a point stay visible, and a bar on a zoomed axis would make a 0.5-point
+    gap look like a 2.5x bar. A level with one seed has no interval and says so on its tick
+    ("(n = 1)"); an interval of a quantity that lives in [0, 1] (a share, an accuracy) is clipped
+    to it. Each ``x`` level keeps its notebook colour (:func:`color_of`); with ``hue`` the levels of
+    ``hue`` are dodged side by side and coloured instead.
     """
     _require_columns(df, [x, y, hue], "bar_with_spread")
     fig, ax = _new_axes(ax, (max(4.0, 0.9 * df[x].nunique() * (1 + (hue is not None)) + 1.5), 3.8))
-    hue_order = _levels(df[hue]) if hue is not None else None
-    if order is None:
-        order = _levels(df[x])
-    sns.barplot(
-        data=df,
-        x=x,
-        y=y,
-        hue=hue,
-        order=order,
-        hue_order=hue_order,
-        errorbar="sd",
-        capsize=0.15,
-        err_kws={"linewidth": 1.2},
-        alpha=0.85,
-        ax=ax,
-    )
-    strip_kw: dict[str, Any] = {}
-    if hue is not None:
-        strip_kw = {"hue": hue, "hue_order": hue_order, "dodge": True, "palette": {h: "0.15" for h in hue_order}}
-    else:
-        strip_kw = {"color": "0.15"}
-    # seaborn draws the jitter from numpy's global generator: seed it here (and put the caller's
-    # state back) so the same results give the same figure, byte for byte
-    state = np.random.get_state()
-    np.random.seed(0)
-    try:
-        sns.stripplot(
-            data=df,
-            x=x,
-            y=y,
-            order=order,
-            size=4,
-            jitter=0.12,
-            alpha=0.8,
-            legend=False,
-            ax=ax,
-            **strip_kw,
-        )
-    finally:
-        np.random.set_state(state)
-    ax.set_ylim(*_spread_ylim(df, x, y, hue))
+    order = list(order) if order is not None else _levels(df[x])
+    hue_order = _levels(df[hue]) if hue is not None else [None]
+    vals = pd.to_numeric(df[y], errors="coerce")
+    unit = bool(len(vals.dropna())) and vals.min() >= 0 and vals.max() <= 1
+    width = 0.7 / len(hue_order)
+    rng = np.random.default_rng(0)  # the seeds' jitter: the same results give the same figure
+    counts: dict[Any, int] = {}
+    for i, level in enumerate(order):
+        for j, h in enumerate(hue_order):
+            sub = df[(df[x] == level) & ((df[hue] == h) if hue is not None else True)]
+            v = pd.to_numeric(sub[y], errors="coerce").dropna().to_numpy(dtype=float)
+            counts[level] = max(counts.get(level, 0), len(v))
+            if not len(v):
+                continue
+            pos = i + (j - (len(hue_order) - 1) / 2) * width
+            color = color_of(h if hue is not None else level)
+            mean = float(v.mean())
+            if len(v) > 1:
+                sd = float(v.std(ddof=1))
+                lo, hi = (max(0.0, mean - sd), min(1.0, mean + sd)) if unit else (mean - sd, mean + sd)
+                ax.errorbar([pos], [mean], yerr=[[mean - lo], [hi - mean]], fmt="none", ecolor=color, capsize=5,
+                            linewidth=1.6, zorder=2)  # fmt: skip
+            ax.scatter([pos], [mean], s=70, color=color, edgecolors="0.15", linewidths=0.8, zorder=3,
+                       label=str(h) if hue is not None and i == 0 else None)  # fmt: skip
+            jitter = rng.uniform(-0.12, 0.12, len(v)) * width / 0.7
+            ax.scatter(pos + 0.18 * width / 0.7 + jitter, v, s=14, color="0.25", alpha=0.8, zorder=4)
+    ax.set_xticks(range(len(order)))
+    ax.set_xticklabels([f"{lv}\n(n = 1)" if counts.get(lv) == 1 else str(lv) for lv in order])
+    ax.set_xlim(-0.6, len(order) - 0.4)
+    low, high = _spread_ylim(df, x, y, hue)
+    ax.set_ylim(max(low, 0.0) if unit else low, high)
     ax.set_xlabel(x)
     ax.set_ylabel(ylabel or y)
-    ax.set_title(title or f"{ylabel or y} by {x} (mean ± std over seeds)")
-    if hue is not None and ax.get_legend() is not None:
+    what = "point: mean, whiskers: ± 1 std over seeds, dots: seeds"
+    ax.set_title(f"{title}\n({what})" if title and "±" not in title else title or f"{ylabel or y} by {x} ({what})")
+    if hue is not None:
         ax.legend(title=hue, fontsize="small")
     _rotate_long_ticks(ax)
     return fig
@@ -472,7 +487,7 @@ def line_with_spread(
         levels = list(hue_order) if hue_order is not None else _levels(df[hue])
         n_colors = len(levels)
         groups = [(lv, df[df[hue] == lv]) for lv in levels]
-    colors = sns.color_palette(n_colors=max(n_colors, 1))
+    colors = palette([lv for lv, _ in groups]) if hue is not None else sns.color_palette(n_colors=max(n_colors, 1))
     drawn: list[tuple[Any, np.ndarray, np.ndarray]] = []
     for (level, sub), color in zip(groups, colors):
         if sub.empty:
@@ -713,7 +728,7 @@ def accuracy_vs_usage(
     _require_columns(df, [hue, x, y], "accuracy_vs_usage")
     levels = list(order) if order is not None else _levels(df[hue])
     fig, ax = plt.subplots(figsize=(5.6, 3.9), layout="constrained")
-    colors = sns.color_palette(n_colors=max(len(levels), 1))
+    colors = palette(levels)
     markers = ["o", "s", "^", "D", "v", "P", "X", "*"]
     for i, (level, color) in enumerate(zip(levels, colors)):
         p = df[df[hue] == level]
@@ -848,7 +863,7 @@ def rank_agreement_distributions(
         data[label] = (edges, counts / counts.sum())
     low = min(e[np.flatnonzero(c > 0)[0]] for e, c in data.values())
     fig, (ax_h, ax_c) = plt.subplots(1, 2, figsize=(10.0, 3.8), layout="constrained")
-    colors = sns.color_palette(n_colors=len(data))
+    colors = palette(list(data))
     for (label, (edges, share)), color in zip(data.items(), colors):
         ax_h.stairs(share, edges, color=color, linewidth=1.6, label=str(label))
         cum = np.concatenate([[0.0], np.cumsum(share)])

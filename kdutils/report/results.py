@@ -180,12 +180,17 @@ def format_values(values, *, scale: float = 100.0, digits: int = 2) -> str:
     return format_mean_std(v.mean(), v.std(ddof=1) if len(v) > 1 else float("nan"), scale=scale, digits=digits)
 
 
-def format_mean_std(mean: float, std: float, *, scale: float = 100.0, digits: int = 2) -> str:
+def format_mean_std(mean: float, std: float, *, scale: float = 100.0, digits: int = 2, n: int | None = None) -> str:
     """``"83.57 ± 0.75"``: mean and standard deviation, both multiplied by ``scale``.
 
-    A missing (NaN) standard deviation gives the mean alone.
+    A missing (NaN) standard deviation gives the mean alone; one seed (``n=1``) says so instead of
+    a spread of 0 (``"83.57 (n = 1)"``); a missing mean is a blank cell, never ``nan``.
     """
+    if mean is None or not math.isfinite(float(mean)):
+        return ""
     m = f"{float(mean) * scale:.{digits}f}"
+    if n == 1:
+        return f"{m} (n = 1)"
     if std is None or not math.isfinite(float(std)):
         return m
     return f"{m} ± {float(std) * scale:.{digits}f}"
@@ -199,7 +204,9 @@ def mean_std_table(
     With ``order``, only the methods listed appear, in that order.
     """
     s = summarize(df, [metric])
-    s["cell"] = [format_mean_std(m, sd, scale=scale, digits=digits) for m, sd in zip(s["mean"], s["std"])]
+    s["cell"] = [
+        format_mean_std(m, sd, scale=scale, digits=digits, n=n) for m, sd, n in zip(s["mean"], s["std"], s["n"])
+    ]
     t = s.pivot(index="method", columns="dataset", values="cell")
     if order:
         t = t.reindex([m for m in order if m in t.index])
@@ -225,7 +232,9 @@ def mean_std_cells(
     index = list(index)
     metrics = list(metrics)
     s = summarize(df, metrics, by=index)
-    s["cell"] = [format_mean_std(m, sd, scale=scale, digits=digits) for m, sd in zip(s["mean"], s["std"])]
+    s["cell"] = [
+        format_mean_std(m, sd, scale=scale, digits=digits, n=n) for m, sd, n in zip(s["mean"], s["std"], s["n"])
+    ]
     t = s.pivot(index=index if len(index) > 1 else index[0], columns="metric", values="cell")
     t = t[[m for m in metrics if m in t.columns]]
     t.columns.name = None

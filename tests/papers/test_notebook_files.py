@@ -76,3 +76,35 @@ def test_notebook_defines_no_function_or_class(nb):
             if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda))
         ]
         assert not defined, f"{nb.stem}, cell {i}: {defined} (move it into kdutils)"
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=[nb.stem for nb in NOTEBOOKS])
+def test_committed_notebooks_carry_no_outputs(nb):
+    """What the repository keeps: no outputs, no execution counts, no widget state (issue 33)."""
+    from kdutils.__main__ import main
+
+    assert main(["strip", "--check", str(nb)]) == 0, f"{nb.name} carries outputs or metadata: python -m kdutils strip"
+
+
+def test_a_saved_notebook_strips_back_to_the_committed_bytes(tmp_path):
+    """A JupyterLab save after a run (progress-bar widgets, execution counts, the full language_info,
+    widget state) is undone by ``python -m kdutils strip``, byte for byte."""
+    from kdutils.__main__ import main
+
+    src = NOTEBOOKS[0]
+    nb = json.loads(src.read_text(encoding="utf-8"))
+    for i, cell in enumerate(c for c in nb["cells"] if c["cell_type"] == "code"):
+        cell["execution_count"] = i + 1
+        cell["outputs"] = [
+            {"output_type": "display_data", "metadata": {},
+             "data": {"application/vnd.jupyter.widget-view+json": {"model_id": "x", "version_major": 2},
+                      "text/plain": "cmkd s0: 0%| | 0/6"}}
+        ]  # fmt: skip
+        cell["metadata"]["execution"] = {"iopub.status.busy": "2026-12-07T10:00:00Z"}
+    nb["metadata"]["language_info"] = {"name": "python", "version": "3.11.7", "mimetype": "text/x-python"}
+    nb["metadata"]["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {}}}
+    saved = tmp_path / src.name
+    saved.write_text(json.dumps(nb, indent=1), encoding="utf-8")
+    assert main(["strip", "--check", str(saved)]) == 1
+    assert main(["strip", str(saved)]) == 0
+    assert saved.read_bytes() == src.read_bytes()

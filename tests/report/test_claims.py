@@ -3,6 +3,7 @@
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import stats
 
@@ -212,6 +213,19 @@ def test_format_mean_std():
     assert kd.format_mean_std(0.83571, 0.00749) == "83.57 ± 0.75"
     assert kd.format_mean_std(0.123456, 0.01, scale=1.0, digits=3) == "0.123 ± 0.010"
     assert kd.format_mean_std(0.5, float("nan")) == "50.00"
+    assert kd.format_mean_std(0.5, 0.0, n=1) == "50.00 (n = 1)"  # one seed: no spread, said so (issue 33)
+    assert kd.format_mean_std(float("nan"), 0.0) == ""  # nothing measured: a blank cell, never "nan"
+
+
+def test_tables_say_n_1_instead_of_a_zero_spread():
+    df = pd.DataFrame(
+        {"dataset": "mnist", "method": ["teacher", "KD", "KD"], "seed": [0, 0, 1], "metric": "accuracy",
+         "value": [0.99, 0.97, 0.98]}
+    )  # fmt: skip
+    t = kd.mean_std_table(df, "accuracy", order=["teacher", "KD"])
+    assert t.loc["teacher", "mnist"] == "99.00 (n = 1)" and t.loc["KD", "mnist"] == "97.50 ± 0.71"
+    cells = kd.mean_std_cells(df, ["accuracy"], scale=100.0, digits=2)
+    assert cells.loc[("mnist", "teacher"), "accuracy"] == "99.00 (n = 1)"
 
 
 def test_mean_std_cells():

@@ -187,19 +187,40 @@ def test_training_curves_skips_none_values():
 # ---------------------------------------------------------------------------
 
 
-def test_bar_with_spread_zoomed_ylim():
+def test_bar_with_spread_zoomed_points_never_bars():
+    """A zoomed axis with points and intervals, never bars (a bar on a zoomed axis exaggerates the
+    gap, issue 33); the title says what the point, the bar and the dots are."""
     df = _seed_df()
     fig = plots.bar_with_spread(df, ylabel="accuracy", title="t")
     ax = fig.axes[0]
     lo, hi = ax.get_ylim()
-    assert lo > 0.5, "y axis must not start at 0"
+    assert lo > 0.5, "zoomed to the data"
     assert lo < df["value"].min() and hi > df["value"].max()
     assert hi - lo < 0.2
-    assert ax.get_title() == "t" and ax.get_ylabel() == "accuracy"
-    # 3 bars and the 9 individual seed points
-    assert len(ax.patches) >= 3
-    n_points = sum(len(c.get_offsets()) for c in ax.collections)
-    assert n_points == len(df)
+    assert ax.get_title().startswith("t\n(point: mean, whiskers: ± 1 std over seeds") and ax.get_ylabel() == "accuracy"
+    assert not [p for p in ax.patches if p.get_height() > 0]  # no bars
+    # 3 means and the 9 individual seed points
+    from matplotlib.collections import PathCollection
+
+    n_points = sum(len(c.get_offsets()) for c in ax.collections if isinstance(c, PathCollection))
+    assert n_points == 3 + len(df)
+
+
+def test_bar_with_spread_keeps_colours_and_clips_shares():
+    plots.style()
+    df = pd.DataFrame({"method": ["b", "b", "a", "a"], "value": [0.01, 0.2, 0.5, 0.6]})
+    fig = plots.bar_with_spread(df, order=["a", "b"])
+    ax = fig.axes[0]
+    from matplotlib.collections import PathCollection
+
+    means = [c for c in ax.collections if isinstance(c, PathCollection) and c.get_sizes()[0] == 70]
+    assert [tuple(c.get_facecolor()[0][:3]) for c in means] == [plots.color_of("a"), plots.color_of("b")]
+    fig2 = plots.bar_with_spread(df, order=["b", "a"])  # another order: the same colour per method
+    means2 = [c for c in fig2.axes[0].collections if isinstance(c, PathCollection) and c.get_sizes()[0] == 70]
+    assert tuple(means2[0].get_facecolor()[0][:3]) == plots.color_of("b")
+    assert ax.get_ylim()[0] >= 0.0  # b's mean - sd is below 0: the interval of a share is clipped at 0
+    segs = [seg for c in ax.collections if not isinstance(c, PathCollection) for seg in c.get_segments()]
+    assert min(float(np.min(np.asarray(seg)[:, 1])) for seg in segs) >= 0.0
 
 
 def test_bar_with_spread_hue_order_and_one_seed():
@@ -208,7 +229,7 @@ def test_bar_with_spread_hue_order_and_one_seed():
     )
     fig = plots.bar_with_spread(df, x="method", hue="dataset", order=["student", "kd", "dkd"])
     ax = fig.axes[0]
-    assert [t.get_text() for t in ax.get_xticklabels()] == ["student", "kd", "dkd"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == [f"{m}\n(n = 1)" for m in ["student", "kd", "dkd"]]
     lo, hi = ax.get_ylim()
     assert 0 < lo < df["value"].min() and hi > df["value"].max()
     assert ax.get_legend() is not None
@@ -499,7 +520,7 @@ def test_bar_panels_one_panel_per_metric():
         titles=["mu_S (train)", "mu_F (train)"],
         title="retention",
     )
-    assert [ax.get_title() for ax in fig.axes] == ["mu_S (train)", "mu_F (train)"]
+    assert [ax.get_title().split("\n")[0] for ax in fig.axes] == ["mu_S (train)", "mu_F (train)"]
     assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["student", "kd", "dkd"]
     assert fig.axes[1].get_ylim()[1] < 0.5 < fig.axes[0].get_ylim()[0]  # each panel zoomed to its data
     with pytest.raises(ValueError, match="no values"):
