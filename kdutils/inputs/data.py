@@ -137,6 +137,26 @@ class Split:
 # ---------------------------------------------------------------- loading + cache
 
 
+#: the names the figures and tables show for the datasets [ours]
+DISPLAY_NAMES = {
+    "mnist": "MNIST",
+    "fashion_mnist": "Fashion-MNIST",
+    "cifar10": "CIFAR-10",
+    "cifar100": "CIFAR-100",
+    "imagenet": "ImageNet",
+    "digits": "digits (8x8, scikit-learn)",
+}
+
+
+def display_name(name: str) -> str:
+    """A dataset's name for people: ``fashion_mnist`` -> ``Fashion-MNIST``; an image folder by its folder name."""
+    if name in DISPLAY_NAMES:
+        return DISPLAY_NAMES[name]
+    if name.startswith("image_folder:"):
+        return "images in " + Path(name.split(":", 1)[1]).name
+    return name
+
+
 def dataset_stem(name: str) -> str:
     """A stable file stem for a dataset (figure names, ``[a-z0-9_-]+``): a registered name as it is;
     ``image_folder:PATH`` as ``folder_<last part of PATH, lower-cased, other characters as '-'>``

@@ -392,9 +392,13 @@ class NotebookContext:
         from ..inputs.data import dataset_stem
         from . import plots
 
+        shown = None  # the dataset the figure is about: the one whose name ends its file name
         for ds in sorted(self.datasets, key=len, reverse=True):
             if ds != dataset_stem(ds):
                 name = name.replace(ds, dataset_stem(ds))
+            if shown is None and name.endswith("_" + dataset_stem(ds)):
+                shown = ds
+        plots.caption(fig, self.caption(shown))
         path = plots.save_figure(fig, self.figures, name)
         if show:
             try:
@@ -408,6 +412,27 @@ class NotebookContext:
                 display(fig)
                 plt.close(fig)
         return path
+
+    def caption(self, dataset: str | None = None) -> str:
+        """The line every saved figure carries at its foot: the dataset's display name, the student
+        and teacher, the profile, the epochs and the seeds (the profile alone without a dataset)."""
+        from ..inputs.data import display_name
+
+        if dataset is None:
+            return f"{self.notebook} · {self.profile} profile"
+        st = self.settings(dataset)
+        seeds = list(self.seeds(dataset))
+        seed_text = (
+            f"seeds {seeds[0]}-{seeds[-1]}" if seeds == list(range(seeds[0], seeds[-1] + 1)) else f"seeds {seeds}"
+        )
+        note = self[dataset].split.note
+        shown = display_name(dataset) + (
+            f" ({note.split(' (')[0]})" if note else ""
+        )  # "CIFAR-10 (JPEG copy of CIFAR10)"
+        return (
+            f"{shown} · {st.teacher_model} -> {st.student_model} · {self.profile} profile, "
+            f"students {st.student_recipe.epochs} epochs, {seed_text}"
+        )
 
     def bar_figures(
         self,

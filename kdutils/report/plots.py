@@ -70,6 +70,9 @@ __all__ = [
     "usage_curves",
 ]
 
+#: no figure puts more panels than this side by side (wider ones are unreadable at notebook width)
+MAX_PANELS_PER_ROW = 3
+
 #: A figure name must be a stable file stem made of these characters only.
 NAME_PATTERN = re.compile(r"[a-z0-9_-]+")
 
@@ -116,6 +119,16 @@ def style(context: str = "notebook", font_scale: float = 1.0) -> None:
         font_scale=font_scale,
         rc={"axes.spines.top": False, "axes.spines.right": False},
     )
+
+
+def caption(fig: Figure, text: str) -> None:
+    """A small grey line at the foot of ``fig`` (the dataset, models, profile, epochs and seeds of
+    :meth:`kdutils.NotebookContext.caption`), so a figure read out of its notebook says what it
+    shows; a second call replaces the first."""
+    for t in list(fig.texts):
+        if t.get_gid() == "kd-caption":
+            t.remove()
+    fig.text(0.5, -0.01, text, ha="center", va="top", fontsize="x-small", color="0.35", gid="kd-caption")
 
 
 def save_figure(fig: Figure, folder: str | Path, name: str) -> Path:
@@ -583,6 +596,19 @@ def margin_curves(
     return fig
 
 
+def _epsilon_ticks(ax: Axes, eps: pd.Series) -> None:
+    """Epsilon ticks in their unit: ``k/255`` when every epsilon is a whole number of 1/255 steps
+    (CIFAR's grid), the plain number otherwise; the x label says which."""
+    e = np.unique(pd.to_numeric(eps, errors="coerce").dropna().to_numpy(dtype=float))
+    k = e * 255
+    if len(e) and e.max() <= 32 / 255 + 1e-9 and np.allclose(k, np.round(k), atol=1e-6):
+        ax.xaxis.set_major_locator(mticker.FixedLocator(e))
+        ax.xaxis.set_major_formatter(mticker.FuncFormatter(lambda v, _: f"{round(v * 255):d}/255" if v else "0"))
+        ax.set_xlabel("epsilon (L-inf, in 1/255 of the pixel range)")
+    else:
+        ax.set_xlabel("epsilon (L-inf, pixel range [0, 1])")
+
+
 def _attack_panels(
     df: pd.DataFrame, attacks: Sequence[str], fn: str, *, ylabel: str, ylim: tuple[float, float] | None, title: str
 ) -> Figure:
@@ -616,6 +642,7 @@ def _attack_panels(
         )
         if ylim is not None:
             ax.set_ylim(*ylim)
+        _epsilon_ticks(ax, df["epsilon"])
     for ax in axes[0, 1:]:
         ax.set_ylabel("")
         ax.tick_params(labelleft=True)
@@ -1035,10 +1062,14 @@ def gap_distributions(
     if not hists:
         raise ValueError("gap_distributions: hists is empty")
     kinds = {"empirical": ("empirical (PGD, lower bound)", "C0"), "certified": ("certified (IBP, upper bound)", "C3")}
+    cols = min(MAX_PANELS_PER_ROW, len(hists))
+    rows = math.ceil(len(hists) / cols)
     fig, axes = plt.subplots(
-        1, len(hists), figsize=(3.2 * len(hists), 3.6), sharey=True, squeeze=False, layout="constrained"
+        rows, cols, figsize=(3.4 * cols, 3.3 * rows), sharey=True, squeeze=False, layout="constrained"
     )
-    for ax, (method, pair) in zip(axes[0], hists.items()):
+    for ax in axes.ravel()[len(hists) :]:
+        fig.delaxes(ax)
+    for ax, (method, pair) in zip(axes.ravel(), hists.items()):
         unknown = set(pair) - set(kinds)
         if unknown or not pair:
             raise ValueError(
@@ -1076,8 +1107,9 @@ def gap_distributions(
         ax.set_xlim(0.0, 1.0)
         ax.set_title(str(method))
         ax.set_xlabel("gap max(Delta+, Delta-)")
-    axes[0, 0].set_ylabel("share of points (log)")
-    _widen_for(fig, _legend_beside(axes[0, -1], title="gap"))
+    for ax in axes[:, 0]:
+        ax.set_ylabel("share of points (log)")
+    _widen_for(fig, _legend_beside(axes[0, cols - 1], title="gap"))
     fig.suptitle(title or "Confidence gap per point: empirical vs certified")
     return fig
 
@@ -1169,6 +1201,13 @@ def _reliability_panel(ax: Axes, label: str, r: Mapping[str, Any], legend: bool)
         label="gap",
     )
     ax.plot([0, 1], [0, 1], linestyle="--", color="0.3", linewidth=1, label="perfect calibration")
+    if "count" in r:  # how many test images each bin holds: a near-empty bin's bar means little
+        total = max(float(count.sum()), 1.0)
+        for lo, w, a, c in zip(lower[keep], width, acc[keep], count[keep]):
+            share = c / total
+            text = f"{share:.0%}" if share >= 0.01 else "<1%"
+            ax.text(lo + w / 2, min(a + 0.02, 0.97), text, ha="center",
+                    va="bottom", fontsize=5.5, color="0.25", rotation=90)  # fmt: skip
     ax.set_xlim(0.0, 1.0)
     ax.set_ylim(0.0, 1.0)
     ax.set_aspect("equal")
@@ -1199,7 +1238,7 @@ def reliability_diagrams(rel: Mapping[str, Mapping[str, Any]], ncols: int = 4) -
     if ncols < 1:
         raise ValueError(f"reliability_diagrams: ncols must be >= 1, got {ncols}")
     n = len(rel)
-    cols = min(ncols, n)
+    cols = min(ncols, n, MAX_PANELS_PER_ROW)
     rows = math.ceil(n / cols)
     # "compressed": the constrained layout for square (aspect-equal) panels; the plain one left the
     # figure's title on the first row's panel titles (tests/report/test_plots.py)

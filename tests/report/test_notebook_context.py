@@ -323,3 +323,20 @@ def test_save_results_publishes_rows_predictions_labels_and_claims(ctx, tmp_path
     assert "| c |" in P.claims_table(p)
     prov = p.provenance
     assert prov["notebook"] == "99_test" and prov["seeds"] == {"digits": [0, 1]} and prov["torch"]
+
+
+def test_every_saved_figure_carries_the_dataset_profile_epochs_and_seeds(ctx, tmp_path):
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [0, 1])
+    ctx.save_figure(fig, "demo_digits", show=False)
+    (cap,) = [t.get_text() for t in fig.texts if t.get_gid() == "kd-caption"]
+    assert cap.startswith("digits (8x8, scikit-learn) · lenet5 -> lenet5_half · smoke profile, students 2 epochs")
+    assert cap.endswith("seeds 0-1")
+    ctx.save_figure(fig, "demo_digits", show=False)  # saved twice: still one caption
+    assert len([t for t in fig.texts if t.get_gid() == "kd-caption"]) == 1
+    fig2, _ = plt.subplots()
+    ctx.save_figure(fig2, "overview", show=False)
+    assert [t.get_text() for t in fig2.texts] == ["99_test · smoke profile"]
+    plt.close("all")

@@ -761,3 +761,31 @@ def test_faithful_share_curves_one_panel_per_bound():
     assert [t.get_text() for t in axes[-1].get_legend().get_texts()] == ["KD", "faithful"]
     with pytest.raises(ValueError, match="bound"):
         plots.faithful_share_curves(pd.DataFrame(rows).drop(columns="bound"))
+
+
+def test_no_figure_puts_more_than_three_panels_in_a_row():
+    from kdutils.faithfulness import gap_histogram
+
+    g = torch.Generator().manual_seed(0)
+    h = {m: {"empirical": gap_histogram(torch.rand(50, generator=g))} for m in "abcdef"}
+    fig = plots.gap_distributions(h)
+    cols = {round(ax.get_position().x0, 3) for ax in fig.axes if ax.get_title() in h}
+    assert len(cols) == 3 and len([ax for ax in fig.axes if ax.get_title() in h]) == 6
+    rel = plots.reliability_diagrams({f"m{i}": _rel(i) for i in range(5)}, ncols=4)
+    assert len({round(ax.get_position().x0, 3) for ax in rel.axes}) == 3
+
+
+def test_reliability_bins_say_how_many_images_they_hold():
+    fig = plots.reliability_diagrams({"m": _rel(0)})
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert texts and all(t.endswith("%") for t in texts)
+
+
+def test_cifar_epsilons_are_labelled_in_steps_of_1_255():
+    fig = plots.robustness_curves(_robust_df())  # 0, 2/255, 4/255, 8/255
+    labels = [t.get_text() for t in fig.axes[0].get_xticklabels()]
+    assert "4/255" in labels and "1/255" in fig.axes[0].get_xlabel()
+    df = _robust_df()
+    df["epsilon"] = df["epsilon"] * 255 * 0.05 / 2  # MNIST's grid: 0, 0.05, 0.1, 0.2
+    mnist = plots.robustness_curves(df)
+    assert "pixel range [0, 1]" in mnist.axes[0].get_xlabel()
