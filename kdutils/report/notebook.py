@@ -398,6 +398,9 @@ class NotebookContext:
                 name = name.replace(ds, dataset_stem(ds))
             if shown is None and name.endswith("_" + dataset_stem(ds)):
                 shown = ds
+        from ..inputs.data import display_name
+
+        plots.readable(fig, {**plots.READABLE, **{ds: display_name(ds) for ds in self.datasets}})
         plots.caption(fig, self.caption(shown))
         path = plots.save_figure(fig, self.figures, name)
         if show:

@@ -121,6 +121,47 @@ def style(context: str = "notebook", font_scale: float = 1.0) -> None:
     )
 
 
+#: raw identifiers a figure's titles, labels and legends show as words instead [ours]
+READABLE = {
+    "mu_s_train": "mu_S (train)",
+    "mu_f_train": "mu_F (train)",
+    "mu_s_test": "mu_S (test)",
+    "mu_f_test": "mu_F (test)",
+    "val_acc": "validation accuracy",
+    "train_acc": "training accuracy",
+    "data_usage": "data usage",
+    "val_accuracy": "validation accuracy",
+}
+
+
+def readable(fig: Figure, names: Mapping[str, str]) -> None:
+    """Replace raw identifiers (``fashion_mnist``, ``mu_s_train``) by their display names in every
+    title, axis label, tick label and legend entry of ``fig`` (``names``: identifier -> words; the
+    longest first, whole words only)."""
+    if not names:
+        return
+    pattern = re.compile(
+        r"(?<![\w/])(" + "|".join(re.escape(k) for k in sorted(names, key=len, reverse=True)) + r")(?![\w])"
+    )
+
+    def fix(t) -> None:
+        text = t.get_text()
+        new = pattern.sub(lambda m: names[m.group(1)], text)
+        if new != text:
+            t.set_text(new)
+
+    texts = list(fig.texts) + ([fig._suptitle] if fig._suptitle is not None else [])
+    for ax in fig.axes:
+        texts += [ax.title, ax._left_title, ax._right_title, ax.xaxis.label, ax.yaxis.label, *ax.texts]
+        leg = ax.get_legend()
+        if leg is not None:
+            texts += [*leg.get_texts(), leg.get_title()]
+    for leg in fig.legends:
+        texts += [*leg.get_texts(), leg.get_title()]
+    for t in texts:
+        fix(t)
+
+
 def caption(fig: Figure, text: str) -> None:
     """A small grey line at the foot of ``fig`` (the dataset, models, profile, epochs and seeds of
     :meth:`kdutils.NotebookContext.caption`), so a figure read out of its notebook says what it

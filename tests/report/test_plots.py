@@ -789,3 +789,19 @@ def test_cifar_epsilons_are_labelled_in_steps_of_1_255():
     df["epsilon"] = df["epsilon"] * 255 * 0.05 / 2  # MNIST's grid: 0, 0.05, 0.1, 0.2
     mnist = plots.robustness_curves(df)
     assert "pixel range [0, 1]" in mnist.axes[0].get_xlabel()
+
+
+def test_readable_names_replace_raw_identifiers_in_titles_labels_and_legends():
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [0, 1], label="mu_s_train")
+    ax.legend()
+    ax.set_title("fashion_mnist: mu_s_train (training set)")
+    ax.set_ylabel("val_acc")
+    fig.suptitle("mnist and fashion_mnist")
+    plots.readable(fig, {**plots.READABLE, "fashion_mnist": "Fashion-MNIST", "mnist": "MNIST"})
+    assert ax.get_title() == "Fashion-MNIST: mu_S (train) (training set)"
+    assert fig._suptitle.get_text() == "MNIST and Fashion-MNIST"  # whole words: fashion_mnist is not mnist
+    assert ax.get_ylabel() == "validation accuracy" and ax.get_legend().get_texts()[0].get_text() == "mu_S (train)"
+    plt.close(fig)
