@@ -416,6 +416,12 @@ def longest_first(jobs: list[Job], dataset: str, image: tuple[Sequence[int], int
     return [jobs[i] for i in order]
 
 
+def _minutes(seconds: float) -> str:
+    """``"12 min"`` (``"<1 min"`` under a minute): the estimate of a group's time left, from the mean
+    time per finished run so far (runs go longest first, so it errs long)."""
+    return "<1 min" if seconds < 60 else f"{seconds / 60:.0f} min"
+
+
 def _run_elsewhere(exp: Experiment, jobs: list[Job], name: str, workers: int, threads: int, desc: str) -> set[str]:
     """Train ``jobs`` on executor ``name``; returns the keys its workers trained (not those they
     found finished, by another process, when they got to them)."""
@@ -441,12 +447,14 @@ def _run_elsewhere(exp: Experiment, jobs: list[Job], name: str, workers: int, th
     ]
     events.emit(f"{desc}: {len(jobs)} runs on executor {name}")
     bar = progress_bar(total=len(payloads), desc=f"{desc} ({name})", disable=not exp.progress, leave=False)
-    trained = set()
+    trained, t0 = set(), time.perf_counter()
     try:  # counted here: a disabled bar (progress=False, as in a batch) counts nothing
         for done, (p, (key, secs, here)) in enumerate(EXECUTORS.get(name)(payloads, workers, threads), 1):
             bar.update(1)
             how = "" if here else " (trained by another process on this store)"
-            events.emit(f"  finished {p.label or key} ({done}/{len(payloads)}) in {secs:.0f} s, run {key}{how}")
+            left = len(payloads) - done
+            eta = f"; about {_minutes((time.perf_counter() - t0) / done * left)} left" if left else ""
+            events.emit(f"  finished {p.label or key} ({done}/{len(payloads)}) in {secs:.0f} s, run {key}{how}{eta}")
             if here:
                 trained.add(key)
     finally:

@@ -145,6 +145,13 @@ def test_notebook_teachers_and_students_in_parallel_match_serial(tmp_path, monke
         if ln.strip().startswith("finished ") and " run " in ln and "/" in ln
     ]
     assert sorted(counts) == ["1/2", "1/4", "2/2", "2/4", "3/4", "4/4"], counts
+    # and says about how long the group has left, until its last run
+    done = [
+        ln
+        for ln in (tmp_path / "events").read_text().splitlines()
+        if ln.strip().startswith("finished ") and " run " in ln and "/" in ln
+    ]
+    assert all(("min left" in ln) == ("(2/2)" not in ln and "(4/4)" not in ln) for ln in done), done
 
 
 def test_a_run_asked_for_twice_is_trained_once(tmp_path, monkeypatch):
