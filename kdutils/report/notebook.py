@@ -496,12 +496,13 @@ class NotebookContext:
         return path
 
     def published_results_dir(self) -> Path | None:
-        """``results/<notebook>/<profile>`` when this execution writes the committed gallery, else None."""
-        from ..core.io import default_results_dir
+        """``results/<notebook>/<profile>`` when this execution writes the committed gallery (``quick``
+        and ``full`` with the default figures folder), else None."""
+        from ..core.io import GALLERY, default_results_dir
 
         gallery = default_figures_dir(self.notebook, self.profile)
-        if self.figures.resolve() != gallery.resolve():
-            return None
+        if self.profile not in GALLERY or self.figures.resolve() != gallery.resolve():
+            return None  # smoke and paper: their figures are not the gallery's, nor their results
         return default_results_dir(self.notebook, self.profile)
 
     def provenance(self) -> dict[str, Any]:

@@ -340,3 +340,13 @@ def test_every_saved_figure_carries_the_dataset_profile_epochs_and_seeds(ctx, tm
     ctx.save_figure(fig2, "overview", show=False)
     assert [t.get_text() for t in fig2.texts] == ["99_test · smoke profile"]
     plt.close("all")
+
+
+def test_only_the_gallery_profiles_publish_results():
+    """smoke and paper never write results/ (a smoke batch in a clone leaves it clean), quick and full
+    do when their figures go to the gallery."""
+    for profile, publishes in (("smoke", False), ("paper", False), ("quick", True), ("full", True)):
+        c = kd.NotebookContext("99_test", profile=profile, datasets=["digits"], verbose=False)
+        assert (c.published_results_dir() is not None) is publishes, profile
+        if publishes:
+            assert c.published_results_dir() == kd.project_root() / "results" / "99_test" / profile
