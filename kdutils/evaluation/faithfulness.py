@@ -80,6 +80,31 @@ def predictions(teacher: nn.Module, student: nn.Module, x: Tensor, y: Tensor, ba
     return _cat(pt, torch.int64), _cat(ps, torch.int64)
 
 
+def true_class_confidence(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 256) -> Tensor:
+    """The model's softmax probability of the true class per image, (N,) float CPU tensor."""
+    out = []
+    with torch.no_grad(), evaluating(model):
+        for xb, yb in _batches(model, x, y, batch_size):
+            out.append(_prob(model, xb, yb).float().cpu())
+    return _cat(out, torch.float32)
+
+
+#: the teacher's true-class confidence the slice figure's image is picked nearest to [ours]: not
+#: saturated (a slice around p = 0.9999 is one flat colour), not borderline either
+SLICE_CONFIDENCE = 0.9
+
+
+def slice_image(ok: Tensor, confidence: Tensor, target: float = SLICE_CONFIDENCE) -> int:
+    """The image a confidence slice is drawn around: among those every model classifies right
+    (``ok``), the one whose teacher confidence in its true class is nearest ``target`` (ties: the
+    first). Without any such image, the first image (an untrained dry run's networks)."""
+    if not bool(ok.any()):
+        return 0
+    dist = (confidence.double() - target).abs()
+    dist[~ok] = float("inf")
+    return int(torch.argmin(dist))
+
+
 def local_disagreement(
     teacher: nn.Module,
     student: nn.Module,

@@ -293,7 +293,9 @@ def main_table(ctx, delta: float) -> None:
 
 def confidence_slices(ctx, slice_directions: str = "gradient") -> None:
     """Fig. 1 again, for our models: the true class's confidence over a 2-D slice around a test image
-    that the teacher and both sliced students classify correctly."""
+    that the teacher and both sliced students classify correctly, the one whose teacher confidence is
+    nearest :data:`kdutils.faithfulness.SLICE_CONFIDENCE` (0.9: not a saturated image, whose slice
+    would be one flat colour) [ours]."""
     for ds in ctx:
         sp, first, n = ctx[ds].split, ctx.seeds(ds)[0], ctx.settings(ds).attack_samples
         models = {"teacher": ctx.runs[ds, "teacher", 0].model, **{m: ctx.runs[ds, m, first].model for m in SLICED}}
@@ -303,7 +305,8 @@ def confidence_slices(ctx, slice_directions: str = "gradient") -> None:
         if not ok.any():  # e.g. a dry run's untrained networks: the first image the teacher gets right, else the first
             ok = (correct[0][0] == y) if (correct[0][0] == y).any() else (y == y)
             print(f"{ds}: no image among the first {n} that the teacher and both students classify correctly")
-        i = int(ok.nonzero()[0, 0])
+        conf = faithfulness.true_class_confidence(models["teacher"], x, y)
+        i = faithfulness.slice_image(ok, conf)  # not a saturated image: its slice would be one flat colour
         eps = ctx.settings(ds).faithful_eps
         sl = faithfulness.confidence_slice(
             models,
@@ -315,8 +318,11 @@ def confidence_slices(ctx, slice_directions: str = "gradient") -> None:
             resolution=41,
             seed=0,
         )
+        name = sp.classes[int(sp.test_y[i])] if sp.classes else str(int(sp.test_y[i]))
         fig = plots.confidence_slices(
-            sl, title=f"{ds}: test image {i} (class {int(sp.test_y[i])}), eps {eps:.4g}, seed {first}"
+            sl,
+            title=f"{ds}: test image {i} ({name}; the teacher's confidence {float(conf[i]):.3f}, the image nearest "
+            f"{faithfulness.SLICE_CONFIDENCE:g} that every model gets right), eps {eps:.4g}, seed {first}",
         )
         ctx.save_figure(fig, f"confidence_slice_{ds}")
         print(

@@ -51,3 +51,19 @@ def test_faithful_share_and_histogram():
     assert faithfulness.faithful_share(gap, [0.01, 0.1, 1.0]) == [0.2, 0.6, 1.0]
     h = faithfulness.gap_histogram(gap, bins=4)
     assert h["counts"] == [3, 0, 1, 1] and len(h["edges"]) == 5
+
+
+def test_the_slice_image_is_neither_saturated_nor_wrong():
+    from kdutils.faithfulness import slice_image, true_class_confidence
+
+    ok = torch.tensor([True, True, False, True, True])
+    conf = torch.tensor([0.99999, 0.5, 0.9, 0.93, 0.85])
+    assert slice_image(ok, conf) == 3  # 0.93 is nearest 0.9 among the right ones (image 2 is wrong)
+    assert slice_image(ok, conf, target=0.6) == 1
+    assert slice_image(torch.zeros(5, dtype=torch.bool), conf) == 0
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
+    x, y = torch.rand(6, 1, 2, 2), torch.tensor([0, 1, 2, 0, 1, 2])
+    p = true_class_confidence(net, x, y)
+    with torch.no_grad():
+        want = net(x).softmax(1)[torch.arange(6), y]
+    assert torch.allclose(p, want) and p.shape == (6,)
