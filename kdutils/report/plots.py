@@ -339,6 +339,7 @@ def _finite(v: Any) -> bool:
 def training_curves(
     histories: Mapping[str, Sequence[Mapping[str, Any]]],
     keys: Sequence[str] = ("loss", "train_acc", "val_acc"),
+    groups: Mapping[str, str] | None = None,
 ) -> Figure:
     """One subplot per history key, one line per run label.
 
@@ -346,7 +347,8 @@ def training_curves(
     ``"epoch"`` field and metric fields).  The x value is each record's
     ``"epoch"``; records whose value for a key is missing, ``None`` or
     non-finite are left out of that line.  A key absent from all records is
-    skipped.
+    skipped. ``groups`` (label -> method): the runs of one method share its notebook colour
+    (:func:`color_of`) and differ by line style (the seeds of a method), instead of a colour each.
     """
     if not histories:
         raise ValueError("training_curves: histories is empty")
@@ -354,14 +356,25 @@ def training_curves(
     if not present:
         raise ValueError(f"training_curves: none of the keys {list(keys)} has a value in any record")
     fig, axes = plt.subplots(1, len(present), figsize=(4.2 * len(present), 3.4), squeeze=False, layout="constrained")
-    colors = sns.color_palette(n_colors=max(len(histories), 1))
+    if groups is None:
+        colors = sns.color_palette(n_colors=max(len(histories), 1))
+        styles = ["-"] * len(histories)
+    else:
+        colors = [color_of(groups.get(lb, lb)) for lb in histories]
+        seen: dict[str, int] = {}
+        styles = []
+        for lb in histories:
+            g = groups.get(lb, lb)
+            styles.append(("-", "--", ":", "-.")[seen.get(g, 0) % 4])
+            seen[g] = seen.get(g, 0) + 1
     for ax, key in zip(axes[0], present):
-        for (label, recs), color in zip(histories.items(), colors):
+        for (label, recs), color, ls in zip(histories.items(), colors, styles):
             pts = [(r.get("epoch", i + 1), float(r[key])) for i, r in enumerate(recs) if _finite(r.get(key))]
             if not pts:
                 continue
             xs, ys = zip(*pts)
-            ax.plot(xs, ys, marker="o" if len(xs) <= 30 else None, markersize=3, color=color, label=str(label))
+            ax.plot(xs, ys, marker="o" if len(xs) <= 30 else None, markersize=3, color=color, linestyle=ls,
+                    label=str(label))  # fmt: skip
         ax.set_title(_KEY_LABELS.get(key, key.replace("_", " ")))
         ax.set_xlabel("epoch")
         ax.set_ylabel(key)
@@ -786,7 +799,7 @@ def accuracy_vs_usage(
     order: Sequence[Any] | None = None,
     title: str | None = None,
 ) -> Figure:
-    """One point per run: accuracy against the data it used (both in percent).
+    """One point per run: accuracy (a fraction, as in every figure) against the data it used (in % of KD's).
 
     ``df`` is wide, one row per method and seed, with columns ``hue``, ``x``
     (sample-epochs relative to KD) and ``y`` (e.g.
@@ -804,7 +817,7 @@ def accuracy_vs_usage(
             continue
         ax.scatter(
             p[x].astype(float) * 100,
-            p[y].astype(float) * 100,
+            p[y].astype(float),
             label=str(level),
             s=42,
             color=color,
@@ -814,7 +827,7 @@ def accuracy_vs_usage(
             zorder=3,
         )
     ax.set_xlabel("sample-epochs in the backward pass (% of KD)")
-    ax.set_ylabel("test accuracy (%)")
+    ax.set_ylabel("test accuracy")  # a fraction, as in every figure of the suite
     ax.set_title(title or "Accuracy vs data used")
     _widen_for(fig, _legend_beside(ax, title=hue))
     return fig

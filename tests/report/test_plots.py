@@ -483,7 +483,9 @@ def test_accuracy_vs_usage_one_point_per_run():
     ax = fig.axes[0]
     offsets = np.concatenate([c.get_offsets() for c in ax.collections])
     np.testing.assert_allclose(sorted(offsets[:, 0]), [10, 12, 100, 100])
-    np.testing.assert_allclose(sorted(offsets[:, 1]), [96.8, 96.9, 97.0, 97.1])
+    np.testing.assert_allclose(
+        sorted(offsets[:, 1]), [0.968, 0.969, 0.970, 0.971]
+    )  # accuracy a fraction, as everywhere
     assert ax.get_title() == "mnist: accuracy vs data used" and _right_of(fig, ax.get_legend(), ax)
 
 
@@ -805,3 +807,16 @@ def test_readable_names_replace_raw_identifiers_in_titles_labels_and_legends():
     assert fig._suptitle.get_text() == "MNIST and Fashion-MNIST"  # whole words: fashion_mnist is not mnist
     assert ax.get_ylabel() == "validation accuracy" and ax.get_legend().get_texts()[0].get_text() == "mu_S (train)"
     plt.close(fig)
+
+
+def test_training_curves_colour_by_method_and_style_by_seed():
+    plots.style()
+    rec = [{"epoch": 1, "val_acc": 0.5}, {"epoch": 2, "val_acc": 0.6}]
+    hist = {"KD s0": rec, "KD s1": rec, "student alone s0": rec}
+    fig = plots.training_curves(
+        hist, keys=("val_acc",), groups={"KD s0": "KD", "KD s1": "KD", "student alone s0": "student alone"}
+    )
+    lines = fig.axes[0].get_lines()
+    assert lines[0].get_color() == lines[1].get_color() != lines[2].get_color()
+    assert lines[0].get_linestyle() != lines[1].get_linestyle()
+    assert tuple(matplotlib.colors.to_rgb(lines[0].get_color())) == pytest.approx(plots.color_of("KD"))
