@@ -221,8 +221,9 @@ class Experiment:
         weights: Weighting | None = None,
         role: str = "student",
         teacher_rows: TeacherRows | None = None,
+        label: str | None = None,
     ) -> str:
-        """The key :meth:`train` gives these arguments (nothing is trained)."""
+        """The key :meth:`train` gives these arguments (nothing is trained; ``label`` is no part of it)."""
         return self._plan(method, seed, model, recipe, teacher, selection, weights, teacher_rows)[2]
 
     def is_finished(self, train_kwargs: dict, evaluate: dict | None = None) -> bool:
@@ -259,8 +260,11 @@ class Experiment:
         role: str = "student",
         force: bool = False,
         teacher_rows: TeacherRows | None = None,
+        label: str | None = None,
     ) -> Run:
-        """Train (or reuse, or resume) one run. ``force=True`` retrains from scratch.
+        """Train (or reuse, or resume) one run. ``force=True`` retrains from scratch. ``label``: the
+        notebook's name for the run (``"CMKD, Pearson only"``), shown by its progress bar and events;
+        no part of the run's key.
 
         ``selection`` (train on some rows of the training split only, e.g. after pruning:
         :class:`kdutils.selection.DropLeastSignificant`, ``DropRandom``) and ``weights`` (one
@@ -295,7 +299,7 @@ class Experiment:
             elif (done := self._stored(key, config)) is not None:
                 return done
             return self._train_claimed(
-                key, config, method, seed, model, recipe, teacher, sample_weight, train_rows, teacher_rows, role
+                key, config, method, seed, model, recipe, teacher, sample_weight, train_rows, teacher_rows, role, label
             )
 
     def _stored(self, key: str, config: dict | None = None) -> Run | None:
@@ -318,18 +322,34 @@ class Experiment:
         )
 
     def _train_claimed(
-        self, key, config, method, seed, model, recipe, teacher, sample_weight, train_rows, teacher_rows, role
+        self,
+        key,
+        config,
+        method,
+        seed,
+        model,
+        recipe,
+        teacher,
+        sample_weight,
+        train_rows,
+        teacher_rows,
+        role,
+        label=None,
     ) -> Run:
         """Train run ``key`` (resuming from its checkpoint if there is one); the caller holds its claim."""
         uses_teacher = config["teacher"] is not None
         resume = self.store.load_checkpoint(key)
         net = self.new_model(model, seed)
         self.store.begin(key, config)
-        label = f"{role} {model} {method.name} s{seed}"
+        what = f"{role} {model} {method.name} s{seed}"
+        # the progress bar's name: the notebook's label where there is one (seven CMKD ablations are not
+        # "cmkd s0" seven times), the run's role, model and method otherwise
+        label = f"{label} s{seed}" if label else what
         epochs = f"{recipe.epochs} epoch" + ("s" if recipe.epochs != 1 else "")
         if resume:
             epochs += f", resuming after epoch {resume['epoch']}"
-        events.emit(f"training {label} on {self.settings.dataset} ({epochs}, run {key})")
+        named = f"{label} ({what})" if label != what else what
+        events.emit(f"training {named} on {self.settings.dataset} ({epochs}, run {key})")
         t0 = time.perf_counter()
         split, t_logits = self.split, None
         rows_mask = teacher_rows.mask(self) if teacher_rows is not None else None

@@ -103,6 +103,8 @@ class Job:
         )
         if self.teacher_rows is not None:  # absent otherwise: callers of older signatures keep working
             kw["teacher_rows"] = self.teacher_rows
+        if self.label:  # the notebook's name for the run: its progress bar's, never its key's
+            kw["label"] = self.label
         return kw
 
 

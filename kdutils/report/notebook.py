@@ -738,6 +738,7 @@ class NotebookContext:
             job = self.jobs[dataset, label, seed]
             kw = job.train_kwargs()
             kw["recipe"] = dataclasses.replace(kw["recipe"], epochs=kw["recipe"].epochs * factor)
+            kw["label"] = f"{label} ({factor}x epochs)"
             run = exp.train(**kw, force=self.force)
             ev = exp.evaluate(run, only=["accuracy", "predictions"])
             self._keep(dataset, f"{label} ({factor}x epochs)", seed, run, ev, True, ["accuracy", "val_accuracy"])

@@ -152,6 +152,12 @@ def test_notebook_teachers_and_students_in_parallel_match_serial(tmp_path, monke
         if ln.strip().startswith("finished ") and " run " in ln and "/" in ln
     ]
     assert all(("min left" in ln) == ("(2/2)" not in ln and "(4/4)" not in ln) for ln in done), done
+    # a run is named by the notebook's label (seven CMKD ablations are not "cmkd s0" seven times)
+    started = [
+        ln.strip() for ln in (tmp_path / "events").read_text().splitlines() if ln.strip().startswith("training ")
+    ]
+    students = [ln for ln in started if "student " in ln]
+    assert students and all(" (student " in ln for ln in students), students
 
 
 def test_a_run_asked_for_twice_is_trained_once(tmp_path, monkeypatch):
