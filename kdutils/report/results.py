@@ -747,8 +747,8 @@ def _one_sided_p(iv_d: np.ndarray, by: float) -> float:
         return math.nan
     x = iv_d.mean() - by
     se = iv_d.std(ddof=1) / math.sqrt(n)
-    if se == 0:
-        return 0.0 if x > 0 else 1.0 if x < 0 else 0.5
+    if se == 0:  # identical differences (two seeds alike): no spread to test by, not a certainty
+        return math.nan
     return float(stats.t.sf(x / se, n - 1))
 
 
@@ -769,7 +769,9 @@ def best_of_many(
     ``uncorrected`` and ``corrected``: the one-sided test at the level the intervals use,
     alpha = (1 - level) / 2 (5 % by default): *holds* when p (resp. p_holm) < alpha, *does
     not hold* when the opposite one-sided test (diff < by) is significant (resp. after Holm
-    over the family), else *inconclusive*; *not testable* with fewer than two seeds.
+    over the family), else *inconclusive*; *not testable* with fewer than two seeds, or when the
+    differences are all identical (two seeds alike: a zero-width interval is no certainty; the
+    ``note`` column says so, and the bounds are blank).
     Uncorrected *holds* is the same as :func:`claim_better` holding. The best of a family
     can hold uncorrected and not after the correction: that is why a best-of-many number
     never decides a claim alone.
@@ -782,14 +784,18 @@ def best_of_many(
         d = a - b if higher_is_better else b - a
         p = _one_sided_p(d, by)
         p_up[name], p_down[name] = p, (1.0 - p if math.isfinite(p) else math.nan)
+        flat = len(d) >= 2 and float(d.std(ddof=1)) == 0.0
         rows.append(
             {
                 "comparison": name,
                 "estimate": iv.estimate * scale,
-                "low": iv.low * scale,
-                "high": iv.high * scale,
+                "low": math.nan if flat else iv.low * scale,
+                "high": math.nan if flat else iv.high * scale,
                 "n": iv.n,
                 "p": p,
+                "note": f"no interval: the {len(d)} differences are identical (no spread between seeds)"
+                if flat
+                else "",
             }
         )
     h_up, h_down = holm(p_up), holm(p_down)
@@ -804,7 +810,7 @@ def best_of_many(
         r["p_holm"] = h_up[k]
         r["uncorrected"] = decide(p_up[k], p_down[k])
         r["corrected"] = decide(h_up[k], h_down[k])
-    cols = ["comparison", "estimate", "low", "high", "n", "p", "p_holm", "uncorrected", "corrected"]
+    cols = ["comparison", "estimate", "low", "high", "n", "p", "p_holm", "uncorrected", "corrected", "note"]
     out = pd.DataFrame(rows, columns=cols)
     return out.sort_values("estimate", ascending=False, kind="stable", na_position="last").reset_index(drop=True)
 

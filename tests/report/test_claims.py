@@ -191,7 +191,18 @@ def test_best_of_many_holds_uncorrected_not_after_holm():
     ):
         family[f"v{k}"] = (list(np.add(base, d)), base)
     t = kd.best_of_many(family)
-    assert list(t.columns) == ["comparison", "estimate", "low", "high", "n", "p", "p_holm", "uncorrected", "corrected"]
+    assert list(t.columns) == [
+        "comparison",
+        "estimate",
+        "low",
+        "high",
+        "n",
+        "p",
+        "p_holm",
+        "uncorrected",
+        "corrected",
+        "note",
+    ]
     assert len(t) == 8 and t["estimate"].is_monotonic_decreasing
     best = t.iloc[0]
     assert best["comparison"] == "best" and best["estimate"] == pytest.approx(2.0) and best["n"] == 3
@@ -341,3 +352,14 @@ def test_the_stronger_teacher_series_trains_a_teacher_per_student_seed_at_full_f
         if " | teacher " in s.label:  # the series' students distil from the teacher of their own seed
             assert by_index[s.teacher].seed == s.seed and by_index[s.teacher].model == s.label.split("teacher ")[1]
     assert {t.seed for t in cmkd.teachers(kd.configure("quick", "fashion_mnist"))} == {0}
+
+
+def test_best_of_many_refuses_a_zero_width_interval_from_identical_differences():
+    """Two seeds with the same difference (+29.69 [29.69, 29.69], n = 2) are not a certainty: not
+    testable, the bounds blank and the note saying why (issue 33)."""
+    t = kd.best_of_many({"flat": ([0.5, 0.6], [0.2, 0.3]), "real": ([0.5, 0.62, 0.55], [0.4, 0.5, 0.47])})
+    flat = t[t.comparison == "flat"].iloc[0]
+    assert flat.uncorrected == flat.corrected == NOT_TESTABLE
+    assert math.isnan(flat.low) and math.isnan(flat.high) and "identical" in flat.note
+    real = t[t.comparison == "real"].iloc[0]
+    assert real.note == "" and real.low < real.estimate < real.high
