@@ -1,6 +1,6 @@
 """Profiles pick sizes, never code paths.
 
-* ``smoke``: seconds per notebook on a laptop CPU, offline: scikit-learn's 8x8 digits,
+* ``smoke``: minutes per notebook on a laptop CPU (it checks code paths), offline: scikit-learn's 8x8 digits,
   a couple of epochs. Used by the tests.
 * ``quick``: minutes per notebook on 2 CPU cores, on the real small datasets (MNIST,
   Fashion-MNIST, a CIFAR-10 subset). The default when a person opens a notebook.
