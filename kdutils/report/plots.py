@@ -70,6 +70,10 @@ __all__ = [
     "usage_curves",
 ]
 
+#: the markers and dash patterns of a figure's lines, in order (with its colour, each line's own)
+MARKERS = ("o", "s", "^", "D", "v", "P", "X")
+DASHES = ("-", "--", ":")
+
 #: no figure puts more panels than this side by side (wider ones are unreadable at notebook width)
 MAX_PANELS_PER_ROW = 3
 
@@ -556,7 +560,7 @@ def line_with_spread(
         groups = [(lv, df[df[hue] == lv]) for lv in levels]
     colors = palette([lv for lv, _ in groups]) if hue is not None else sns.color_palette(n_colors=max(n_colors, 1))
     drawn: list[tuple[Any, np.ndarray, np.ndarray]] = []
-    for (level, sub), color in zip(groups, colors):
+    for k, ((level, sub), color) in enumerate(zip(groups, colors)):
         if sub.empty:
             continue
         stats = (
@@ -568,7 +572,9 @@ def line_with_spread(
         xs = stats.index.to_numpy()
         mean = stats["mean"].to_numpy(dtype=float)
         sd = stats["std"].to_numpy(dtype=float)
-        ax.plot(xs, mean, marker="o", markersize=4, color=color, label=None if level is None else str(level))
+        # a marker and a dash pattern per line besides its colour: seven methods stay apart in print too
+        ax.plot(xs, mean, marker=MARKERS[k % len(MARKERS)], markersize=4, color=color,
+                linestyle=DASHES[(k // len(MARKERS)) % len(DASHES)], label=None if level is None else str(level))  # fmt: skip
         drawn.append((level, xs, mean))
         if np.isfinite(sd).any():
             band = np.where(np.isfinite(sd), sd, 0.0)

@@ -255,7 +255,7 @@ def test_line_with_spread_band_per_hue():
     fig = plots.line_with_spread(_sweep_df(), x="tau", xlabel="temperature", logx=True)
     ax = fig.axes[0]
     assert len(ax.get_lines()) == 2
-    assert all(line.get_marker() == "o" for line in ax.get_lines())
+    assert [line.get_marker() for line in ax.get_lines()] == ["o", "s"]  # a marker per line, besides its colour
     assert len(ax.collections) == 2  # one band per method
     assert ax.get_xscale() == "log"
     assert ax.get_xlabel() == "temperature" and ax.get_title()
