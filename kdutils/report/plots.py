@@ -560,6 +560,8 @@ def line_with_spread(
         groups = [(lv, df[df[hue] == lv]) for lv in levels]
     colors = palette([lv for lv, _ in groups]) if hue is not None else sns.color_palette(n_colors=max(n_colors, 1))
     drawn: list[tuple[Any, np.ndarray, np.ndarray]] = []
+    vals = pd.to_numeric(df[y], errors="coerce").dropna()
+    unit = bool(len(vals)) and vals.min() >= 0 and vals.max() <= 1
     for k, ((level, sub), color) in enumerate(zip(groups, colors)):
         if sub.empty:
             continue
@@ -578,7 +580,10 @@ def line_with_spread(
         drawn.append((level, xs, mean))
         if np.isfinite(sd).any():
             band = np.where(np.isfinite(sd), sd, 0.0)
-            ax.fill_between(xs, mean - band, mean + band, color=color, alpha=0.2, linewidth=0)
+            lo, hi = mean - band, mean + band
+            if unit:  # a share or an accuracy: its band stays in [0, 1]
+                lo, hi = np.clip(lo, 0.0, 1.0), np.clip(hi, 0.0, 1.0)
+            ax.fill_between(xs, lo, hi, color=color, alpha=0.2, linewidth=0)
     if logx:
         xv = pd.to_numeric(df[x], errors="coerce")
         if (xv > 0).all():

@@ -820,3 +820,10 @@ def test_training_curves_colour_by_method_and_style_by_seed():
     assert lines[0].get_color() == lines[1].get_color() != lines[2].get_color()
     assert lines[0].get_linestyle() != lines[1].get_linestyle()
     assert tuple(matplotlib.colors.to_rgb(lines[0].get_color())) == pytest.approx(plots.color_of("KD"))
+
+
+def test_bands_of_shares_stay_in_0_1():
+    df = pd.DataFrame({"method": "a", "x": [0, 0, 1, 1], "seed": [0, 1, 0, 1], "value": [0.0, 0.1, 0.95, 1.0]})
+    ax = plots.line_with_spread(df, x="x").axes[0]
+    ys = np.concatenate([p.vertices[:, 1] for c in ax.collections for p in c.get_paths()])
+    assert ys.min() >= 0.0 and ys.max() <= 1.0
