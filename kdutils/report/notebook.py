@@ -533,6 +533,9 @@ class NotebookContext:
             "training_and_evaluation_s": {ds: round(self.seconds.get(ds, 0.0), 1) for ds in self.datasets},
             "runs_trained_now": sum(self.trained_now(r) for r in unique),
             "runs_reused": sum(not self.trained_now(r) for r in unique),
+            # the stored runs' own training time (their epochs' seconds, summed), whenever they trained:
+            # the wall time above is this execution's, which is seconds when every run is reused
+            "runs_training_s": round(sum(float(h.get("seconds", 0.0)) for r in unique for h in r.history), 1),
         }
 
     @property

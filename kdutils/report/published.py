@@ -214,7 +214,7 @@ def render(root: str | Path) -> str:
     for p in published(root):
         prov = p.provenance
         parts.append(f"\n## {p.notebook} · {p.profile} · {p.dataset}\n")
-        keys = ("seeds", "git_commit", "date", "device", "cpu", "gpu", "torch", "notebook_wall_s")
+        keys = ("seeds", "git_commit", "date", "device", "cpu", "gpu", "torch", "notebook_wall_s", "runs_training_s")
         facts = [f"{k}: {prov[k]}" for k in keys if prov.get(k) not in (None, "", {})]
         if facts:
             parts.append("\n" + "; ".join(facts) + "\n")

@@ -323,6 +323,9 @@ def test_save_results_publishes_rows_predictions_labels_and_claims(ctx, tmp_path
     assert "| c |" in P.claims_table(p)
     prov = p.provenance
     assert prov["notebook"] == "99_test" and prov["seeds"] == {"digits": [0, 1]} and prov["torch"]
+    assert prov["runs_training_s"] > 0 and prov["runs_trained_now"] + prov["runs_reused"] == len(
+        {r.key for r in ctx.runs.values()}
+    )
 
 
 def test_every_saved_figure_carries_the_dataset_profile_epochs_and_seeds(ctx, tmp_path):
