@@ -198,8 +198,7 @@ def _margin(margin) -> tuple[float, str]:
 
 def _noise(pairs) -> str:
     """The interval's name in a rule's text: test images too when every pair carries them."""
-    both = all(getattr(a, "correct", None) is not None and getattr(b, "correct", None) is not None
-               for a, b in pairs)  # fmt: skip
+    both = all(getattr(a, "correct", None) is not None and getattr(b, "correct", None) is not None for a, b in pairs)
     return "paired t over seeds and test images" if pairs and both else "paired t"
 
 

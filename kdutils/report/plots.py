@@ -377,8 +377,9 @@ def training_curves(
             if not pts:
                 continue
             xs, ys = zip(*pts)
-            ax.plot(xs, ys, marker="o" if len(xs) <= 30 else None, markersize=3, color=color, linestyle=ls,
-                    label=str(label))  # fmt: skip
+            ax.plot(
+                xs, ys, marker="o" if len(xs) <= 30 else None, markersize=3, color=color, linestyle=ls, label=str(label)
+            )
         ax.set_title(_KEY_LABELS.get(key, key.replace("_", " ")))
         ax.set_xlabel("epoch")
         ax.set_ylabel(key)
@@ -455,10 +456,26 @@ def bar_with_spread(
             if len(v) > 1:
                 sd = float(v.std(ddof=1))
                 lo, hi = (max(0.0, mean - sd), min(1.0, mean + sd)) if unit else (mean - sd, mean + sd)
-                ax.errorbar([pos], [mean], yerr=[[mean - lo], [hi - mean]], fmt="none", ecolor=color, capsize=5,
-                            linewidth=1.6, zorder=2)  # fmt: skip
-            ax.scatter([pos], [mean], s=70, color=color, edgecolors="0.15", linewidths=0.8, zorder=3,
-                       label=str(h) if hue is not None and i == 0 else None)  # fmt: skip
+                ax.errorbar(
+                    [pos],
+                    [mean],
+                    yerr=[[mean - lo], [hi - mean]],
+                    fmt="none",
+                    ecolor=color,
+                    capsize=5,
+                    linewidth=1.6,
+                    zorder=2,
+                )
+            ax.scatter(
+                [pos],
+                [mean],
+                s=70,
+                color=color,
+                edgecolors="0.15",
+                linewidths=0.8,
+                zorder=3,
+                label=str(h) if hue is not None and i == 0 else None,
+            )
             jitter = rng.uniform(-0.12, 0.12, len(v)) * width / 0.7
             ax.scatter(pos + 0.18 * width / 0.7 + jitter, v, s=14, color="0.25", alpha=0.8, zorder=4)
     ax.set_xticks(range(len(order)))
@@ -575,8 +592,15 @@ def line_with_spread(
         mean = stats["mean"].to_numpy(dtype=float)
         sd = stats["std"].to_numpy(dtype=float)
         # a marker and a dash pattern per line besides its colour: seven methods stay apart in print too
-        ax.plot(xs, mean, marker=MARKERS[k % len(MARKERS)], markersize=4, color=color,
-                linestyle=DASHES[(k // len(MARKERS)) % len(DASHES)], label=None if level is None else str(level))  # fmt: skip
+        ax.plot(
+            xs,
+            mean,
+            marker=MARKERS[k % len(MARKERS)],
+            markersize=4,
+            color=color,
+            linestyle=DASHES[(k // len(MARKERS)) % len(DASHES)],
+            label=None if level is None else str(level),
+        )
         drawn.append((level, xs, mean))
         if np.isfinite(sd).any():
             band = np.where(np.isfinite(sd), sd, 0.0)
@@ -1271,8 +1295,9 @@ def _reliability_panel(ax: Axes, label: str, r: Mapping[str, Any], legend: bool)
         for lo, w, a, c in zip(lower[keep], width, acc[keep], count[keep]):
             share = c / total
             text = f"{share:.0%}" if share >= 0.01 else "<1%"
-            ax.text(lo + w / 2, min(a + 0.02, 0.97), text, ha="center",
-                    va="bottom", fontsize=5.5, color="0.25", rotation=90)  # fmt: skip
+            ax.text(
+                lo + w / 2, min(a + 0.02, 0.97), text, ha="center", va="bottom", fontsize=5.5, color="0.25", rotation=90
+            )
     ax.set_xlim(0.0, 1.0)
     ax.set_ylim(0.0, 1.0)
     ax.set_aspect("equal")

@@ -55,9 +55,15 @@ class Results:
         self.predictions: dict[tuple[str, str, int], tuple[str, str]] = {}
 
     def add(
-        self, dataset: str, method: str, seed: int | None, metrics: dict[str, float], *, run: str = "",
+        self,
+        dataset: str,
+        method: str,
+        seed: int | None,
+        metrics: dict[str, float],
+        *,
+        run: str = "",
         predictions: str | None = None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         """One row per metric; ``run`` the run's key (blank for derived rows); ``predictions`` the
         run's encoded test predictions (:func:`kdutils.report.evidence.encode_predictions`)."""
         seed = -1 if seed is None else int(seed)

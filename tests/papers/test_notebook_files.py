@@ -96,10 +96,15 @@ def test_a_saved_notebook_strips_back_to_the_committed_bytes(tmp_path):
     for i, cell in enumerate(c for c in nb["cells"] if c["cell_type"] == "code"):
         cell["execution_count"] = i + 1
         cell["outputs"] = [
-            {"output_type": "display_data", "metadata": {},
-             "data": {"application/vnd.jupyter.widget-view+json": {"model_id": "x", "version_major": 2},
-                      "text/plain": "cmkd s0: 0%| | 0/6"}}
-        ]  # fmt: skip
+            {
+                "output_type": "display_data",
+                "metadata": {},
+                "data": {
+                    "application/vnd.jupyter.widget-view+json": {"model_id": "x", "version_major": 2},
+                    "text/plain": "cmkd s0: 0%| | 0/6",
+                },
+            }
+        ]
         cell["metadata"]["execution"] = {"iopub.status.busy": "2026-12-07T10:00:00Z"}
     nb["metadata"]["language_info"] = {"name": "python", "version": "3.11.7", "mimetype": "text/x-python"}
     nb["metadata"]["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {}}}

@@ -230,9 +230,14 @@ def test_format_mean_std():
 
 def test_tables_say_n_1_instead_of_a_zero_spread():
     df = pd.DataFrame(
-        {"dataset": "mnist", "method": ["teacher", "KD", "KD"], "seed": [0, 0, 1], "metric": "accuracy",
-         "value": [0.99, 0.97, 0.98]}
-    )  # fmt: skip
+        {
+            "dataset": "mnist",
+            "method": ["teacher", "KD", "KD"],
+            "seed": [0, 0, 1],
+            "metric": "accuracy",
+            "value": [0.99, 0.97, 0.98],
+        }
+    )
     t = kd.mean_std_table(df, "accuracy", order=["teacher", "KD"])
     assert t.loc["teacher", "mnist"] == "99.00 (n = 1)" and t.loc["KD", "mnist"] == "97.50 ± 0.71"
     cells = kd.mean_std_cells(df, ["accuracy"], scale=100.0, digits=2)

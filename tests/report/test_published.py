@@ -25,8 +25,14 @@ def _results(rng, n=500):
             ok = rng.random(n) < p
             pred = np.where(ok, y, (y + 1) % 10)
             correct[method, seed] = ok
-            res.add("mnist", method, seed, {"accuracy": ok.mean(), "nll": 0.3}, run=f"{method[:2]}{seed}",
-                    predictions=encode_predictions(pred))  # fmt: skip
+            res.add(
+                "mnist",
+                method,
+                seed,
+                {"accuracy": ok.mean(), "nll": 0.3},
+                run=f"{method[:2]}{seed}",
+                predictions=encode_predictions(pred),
+            )
     res.add("mnist", "teacher", 0, {"accuracy": 0.95}, run="t0")
     res.predictions["mnist", P.LABELS, -1] = ("", encode_predictions(y))
     v = claim_better(
@@ -43,8 +49,11 @@ def test_publish_writes_rows_predictions_claims_and_provenance(tmp_path):
     root, tmp_path = tmp_path, tmp_path / "09_demo" / "quick"
     files = res.publish(tmp_path, {"git_commit": "abc", "seeds": {"mnist": [0, 1, 2]}, "device": "cpu"}, claims)
     assert sorted(f.name for f in files) == [
-        "mnist.claims.csv", "mnist.csv", "mnist.predictions.csv", "mnist.provenance.json",
-    ]  # fmt: skip
+        "mnist.claims.csv",
+        "mnist.csv",
+        "mnist.predictions.csv",
+        "mnist.provenance.json",
+    ]
     rows = R.read_results(tmp_path / "mnist.csv")
     assert set(rows.run) == {"KD0", "KD1", "KD2", "st0", "st1", "st2", "t0"}
     assert json.loads((tmp_path / "mnist.provenance.json").read_text())["dataset"] == "mnist"
