@@ -58,6 +58,8 @@ from .results import (
     DEFAULT_LEVEL,
     NOT_TESTABLE,
     Verdict,
+    _test_name,
+    _with_images,
     claim_all,
     claim_better,
     claim_mean_above,
@@ -197,9 +199,10 @@ def _margin(margin) -> tuple[float, str]:
 
 
 def _noise(pairs) -> str:
-    """The interval's name in a rule's text: test images too when every pair carries them."""
-    both = all(getattr(a, "correct", None) is not None and getattr(b, "correct", None) is not None for a, b in pairs)
-    return "paired t over seeds and test images" if pairs and both else "paired t"
+    """The interval's name in a rule's text (:func:`kdutils.results._test_name`): test images too when
+    every pair carries them."""
+    pairs = list(pairs)
+    return _test_name(*pairs[0]) if pairs and all(_with_images(a, b) for a, b in pairs) else "paired t"
 
 
 def non_inferior_each(
@@ -235,8 +238,10 @@ def non_inferior_each(
 
 
 def _sensitivity(decide, margin: float) -> str:
-    """The verdict at half and at twice the margin, for the claims table."""
-    return f"margin/2: {decide(margin / 2).verdict.verdict}; 2 x margin: {decide(2 * margin).verdict.verdict}"
+    """The verdict at half and at twice the margin (:func:`kdutils.evidence.sensitivity`), for the claims table."""
+    from .evidence import sensitivity
+
+    return "; ".join(f"{k}: {v}" for k, v in sensitivity(lambda m: decide(m).verdict.verdict, margin).items())
 
 
 def better_each(

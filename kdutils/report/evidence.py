@@ -49,13 +49,13 @@ carry them and paired test-set statistics can be computed later without the mode
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..core.io import decode_predictions, encode_predictions
-from .results import DEFAULT_LEVEL, Interval, _diffs, paired_interval, two_noise_interval
+from .results import DEFAULT_LEVEL, Interval, _diffs, two_noise_interval
 
 __all__ = [
     "MARGIN_FRACTION",
@@ -118,11 +118,6 @@ def two_level_bootstrap(
     q = (1.0 - level) / 2.0
     low, high = np.quantile(stats_, [q, 1.0 - q])
     return Interval(est, float(low), float(high), level, S)
-
-
-def seed_only(a: Sequence[float], b: Sequence[float], *, level: float = DEFAULT_LEVEL) -> Interval:
-    """The seed-only paired t interval (:func:`kdutils.results.paired_interval`), kept as a column."""
-    return paired_interval(a, b, level=level)
 
 
 @dataclass(frozen=True)

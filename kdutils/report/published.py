@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .results import read_results
+from .results import format_mean_std, read_results
 
 #: the claims table's columns shown, in order (those a table has)
 CLAIM_SHOWN = ["claim", "measured", "seed-only interval", "margin sensitivity", "converged", "verdict"]
@@ -108,18 +108,17 @@ def accuracy_table(p: Published) -> str:
     acc = df[(df.metric == "accuracy") & ~df.method.str.startswith("claim:")]
     rows = []
     for method, g in acc.groupby("method", sort=False):
-        v = g.sort_values("seed")["value"].to_numpy() * 100
-        spread = f" ± {v.std(ddof=1):.2f}" if len(v) > 1 else " (n = 1)"
-        rows.append({"method": method, "seeds": len(v), "test accuracy (%)": f"{v.mean():.2f}{spread}"})
+        v = g.sort_values("seed")["value"].to_numpy(dtype=float)
+        rows.append({"method": method, "seeds": len(v), "test accuracy (%)": _cell(v, percent=True)})
     return _md(pd.DataFrame(rows, columns=["method", "seeds", "test accuracy (%)"]))
 
 
 def _cell(v: np.ndarray, percent: bool) -> str:
+    """Mean ± std over seeds (:func:`kdutils.results.format_mean_std`), in % or as it is."""
     if not len(v):
         return ""
-    v = v * 100 if percent else v
-    f = "{:.2f}" if percent else "{:.3f}"
-    return f.format(v.mean()) + (f" ± {f.format(v.std(ddof=1))}" if len(v) > 1 else " (n = 1)")
+    sd = float(v.std(ddof=1)) if len(v) > 1 else float("nan")
+    return format_mean_std(float(v.mean()), sd, scale=100.0 if percent else 1.0, digits=2 if percent else 3, n=len(v))
 
 
 def metrics_table(p: Published, metrics: list[str]) -> str:
