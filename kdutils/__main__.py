@@ -291,7 +291,7 @@ def report(args, root: Path) -> int:
             print(f"{args.update}: {'updated' if new != old else 'already up to date'}")
             return 0
         text = P.render(results)
-    except FileNotFoundError as exc:
+    except (OSError, ValueError) as exc:  # a missing file or results set, an unknown block kind or metric
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.out:
@@ -359,6 +359,10 @@ def main(argv: list[str] | None = None) -> int:
         return report(args, root)
     if args.cmd == "strip":
         paths = [Path(p) for p in args.paths] or notebooks(root / "notebooks")
+        missing = [str(p) for p in paths if not p.is_file()]
+        if missing:
+            print(f"error: no notebook file {', '.join(missing)}", file=sys.stderr)
+            return 2
         dirty = []
         for p in paths:
             if args.check:

@@ -121,6 +121,11 @@ def test_report_blocks_check_and_update(tmp_path, capsys):
     assert "| method | accuracy (%) | nll |" in readme.read_text() and "| 0.300 ± 0.000 |" in readme.read_text()
     with pytest.raises(ValueError, match="valid choices: accuracy, nll"):
         P.block(P.find(root, "09_demo", "quick", "mnist"), "metrics:ece")
+    readme.write_text("<!-- report: 09_demo/quick/mnist metrics:nope -->\n<!-- /report -->\n")
+    assert main(["report", "--results", str(root), "--check", str(readme)]) == 2  # one line, no traceback
+    assert "valid choices" in capsys.readouterr().err
+    assert main(["strip", str(tmp_path / "missing.ipynb")]) == 2
+    assert "no notebook file" in capsys.readouterr().err
     assert main(["report", "--results", str(root), "--out", str(tmp_path / "r.md")]) == 0
     assert "## 09_demo · quick · mnist" in (tmp_path / "r.md").read_text()
 
