@@ -37,6 +37,7 @@ from __future__ import annotations
 import ctypes
 import os
 import platform
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -217,14 +218,51 @@ def evaluating(model: nn.Module) -> Iterator[nn.Module]:
             m.training = was_training
 
 
-def progress_bar(*args, **kw):
-    """A tqdm progress bar: the notebook widget where ipywidgets is installed (the ``lab`` extra),
-    else the text bar, so that a kernel without ipywidgets shows a bar instead of tqdm.auto's
-    "IProgress not found" warning (every batch run of ``make reproduce`` with the test extra printed it)."""
-    import importlib.util
+class _DisplayLine:
+    """The file a notebook's progress bar writes to: one ``text/plain`` output that each write
+    replaces (an IPython display handle), so a bar is one line that updates in place, with no widget
+    and no stream of carriage returns; when the bar closes with ``leave=False`` the line is emptied,
+    so a saved notebook keeps no dead bar (issue 33). ``handle``: anything with ``update(data, raw=True)``."""
 
-    if importlib.util.find_spec("ipywidgets") is not None:
-        from tqdm.auto import tqdm
-    else:
-        from tqdm import tqdm
+    _ESCAPES = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+    encoding = "utf-8"  # tqdm then draws the smooth unicode bar
+
+    def __init__(self, handle: Any = None):
+        if handle is None:
+            from IPython.display import display
+
+            handle = display({"text/plain": ""}, raw=True, display_id=True)
+        self.handle, self.text = handle, ""
+
+    def write(self, s: str) -> None:
+        lines = [ln.strip() for ln in re.split(r"[\r\n]", self._ESCAPES.sub("", s))]
+        if not any(lines) and "\r" not in s:  # a bare newline between writes: nothing to show
+            return
+        text = next((ln for ln in reversed(lines) if ln), "")  # the latest state; blank once cleared
+        if text != self.text:
+            self.text = text
+            self.handle.update({"text/plain": text}, raw=True)
+
+    def flush(self) -> None:
+        pass
+
+
+def _in_notebook() -> bool:
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover - IPython comes with the notebook stack
+        return False
+    shell = get_ipython()
+    return shell is not None and type(shell).__name__ == "ZMQInteractiveShell"
+
+
+def progress_bar(*args, **kw):
+    """A tqdm progress bar that leaves nothing behind: in a Jupyter kernel a text line that updates
+    in place (:class:`_DisplayLine`, emptied when a ``leave=False`` bar closes, so a saved notebook
+    holds no widget and no dead bar), elsewhere tqdm's text bar on stderr. Disabled bars (tests, a
+    papermill batch) write nothing."""
+    from tqdm import tqdm
+
+    if not kw.get("disable") and "file" not in kw and _in_notebook():
+        kw["file"] = _DisplayLine()
     return tqdm(*args, **kw)

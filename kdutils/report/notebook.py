@@ -282,7 +282,7 @@ class NotebookContext:
             self._trained.update(
                 train_group(exp, jobs, desc=desc or f"{self.notebook} {dataset} teachers", read_back=False) or []
             )
-        return [self.teacher(dataset, **c) for c in calls]
+        return self._each(dataset, calls, self.teacher, desc or "teachers")
 
     def student(
         self,
@@ -351,7 +351,28 @@ class NotebookContext:
             self._trained.update(
                 train_group(exp, jobs, desc=desc or f"{self.notebook} {dataset}", read_back=False) or []
             )
-        return [self.student(dataset, **c) for c in calls]
+        return self._each(dataset, calls, self.student, desc or "runs")
+
+    def _each(self, dataset: str, calls: list[dict], one: Any, what: str) -> list[Run]:
+        """``one(dataset, **call)`` for each call under one bar, "<dataset>: <what> k/N [elapsed<left]"
+        with the run's label and seed beside it: it counts what follows training too (reading
+        each run back, its evaluations where they run here: every run at smoke or on a GPU), and
+        empties itself when done (:func:`kdutils.runtime.progress_bar`)."""
+        from ..inputs.data import display_name
+        from ..inputs.runtime import progress_bar
+
+        out = []
+        with progress_bar(
+            total=len(calls),
+            desc=f"{display_name(dataset)}: {what}",
+            disable=not self[dataset].progress or len(calls) < 2,
+            leave=False,
+        ) as bar:
+            for c in calls:
+                bar.set_postfix_str(f"{c.get('label', what)} s{c.get('seed', 0)}", refresh=False)
+                out.append(one(dataset, **c))
+                bar.update(1)
+        return out
 
     @staticmethod
     def _job(exp: Experiment, call: Mapping[str, Any]) -> Job:

@@ -64,18 +64,46 @@ def test_an_experiment_on_a_missing_device_stops_before_loading(cpu_only):
         kd.Experiment(kd.configure("smoke", device="cuda", progress=False))
 
 
-def test_progress_bar_without_ipywidgets_is_the_text_bar(monkeypatch):
-    import importlib.util
-    import warnings
-
+def test_progress_bar_outside_a_notebook_is_the_text_bar():
     import tqdm
 
     from kdutils.runtime import progress_bar
 
-    real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "ipywidgets" else real(name, *a))
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # tqdm.auto's "IProgress not found" would fail here
-        bar = progress_bar(total=3, disable=True)
+    bar = progress_bar(total=3, disable=True)
     assert type(bar) is tqdm.std.tqdm
     bar.close()
+
+
+class _Handle:
+    def __init__(self):
+        self.shown = []
+
+    def update(self, data, raw=False):
+        assert raw and set(data) == {"text/plain"}
+        self.shown.append(data["text/plain"])
+
+
+@pytest.mark.parametrize("leave", [False, True])
+def test_a_notebook_bar_is_one_line_updated_in_place_and_emptied_when_it_closes(leave):
+    """Issue 33: a saved notebook keeps no dead progress bar. In a kernel the bar writes to one
+    display output (no widget, no carriage returns); a leave=False bar empties it when done, even
+    with a nested bar beside it (tqdm's cursor moves are dropped)."""
+    from tqdm import tqdm
+
+    from kdutils.inputs.runtime import _DisplayLine
+
+    outer, inner = _Handle(), _Handle()
+    with tqdm(range(3), desc="KD s0", file=_DisplayLine(outer), leave=leave, mininterval=0) as bar:
+        for _ in bar:
+            with tqdm(range(2), desc="epoch", file=_DisplayLine(inner), leave=False, mininterval=0) as b:
+                for _ in b:
+                    pass
+    assert all("\r" not in t and "\x1b" not in t and "\n" not in t for t in outer.shown + inner.shown)
+    assert outer.shown[0].startswith("KD s0:") and "0/3" in outer.shown[0]
+    assert any("3/3" in t for t in outer.shown)
+    if leave:
+        assert "3/3" in outer.shown[-1]
+    else:
+        assert outer.shown[-1] == "" and "3/3" in outer.shown[-2]
+    assert inner.shown[-1] == ""
+    assert "\u2588" in "".join(outer.shown)  # unicode blocks: the file says utf-8

@@ -353,3 +353,29 @@ def test_only_the_gallery_profiles_publish_results():
         assert (c.published_results_dir() is not None) is publishes, profile
         if publishes:
             assert c.published_results_dir() == kd.project_root() / "results" / "99_test" / profile
+
+
+def test_a_group_has_one_bar_over_its_runs_and_their_evaluations(ctx, monkeypatch):
+    """Issue 33: one bar per group, "<dataset>: runs k/N", counting each run as it is read back
+    and evaluated (the part that ran with no progress at all), named by the run's label."""
+    import io
+
+    import tqdm
+
+    import kdutils.inputs.runtime as runtime
+
+    bars = []
+
+    def recording(*args, **kw):
+        kw["file"] = io.StringIO()
+        bars.append(tqdm.tqdm(*args, **{**kw, "mininterval": 0}))
+        return bars[-1]
+
+    monkeypatch.setattr(runtime, "progress_bar", recording)
+    monkeypatch.setattr(ctx["digits"], "progress", True)
+    teacher = ctx.teacher("digits")
+    ctx.students("digits", METHODS, teacher, robustness=["KD", "KD+SR"])
+    group = [b for b in bars if b.desc.startswith("digits") and b.desc.endswith(": runs")]
+    assert len(group) == 1 and group[0].total == len(METHODS) * 2 and group[0].n == group[0].total
+    text = group[0].fp.getvalue()
+    assert "digits (8x8, scikit-learn): runs" in text and "KD+SR s1" in text and f"{group[0].total}/{group[0].total}" in text
