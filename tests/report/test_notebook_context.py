@@ -378,4 +378,8 @@ def test_a_group_has_one_bar_over_its_runs_and_their_evaluations(ctx, monkeypatc
     group = [b for b in bars if b.desc.startswith("digits") and b.desc.endswith(": runs")]
     assert len(group) == 1 and group[0].total == len(METHODS) * 2 and group[0].n == group[0].total
     text = group[0].fp.getvalue()
-    assert "digits (8x8, scikit-learn): runs" in text and "KD+SR s1" in text and f"{group[0].total}/{group[0].total}" in text
+    assert (
+        "digits (8x8, scikit-learn): runs" in text
+        and "KD+SR s1" in text
+        and f"{group[0].total}/{group[0].total}" in text
+    )
