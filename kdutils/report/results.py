@@ -453,6 +453,23 @@ def _diffs(correct_a, correct_b) -> np.ndarray:
     return a - b
 
 
+def _two_noise_parts(D: np.ndarray) -> tuple[float, float, float, float, int]:
+    """``(estimate, variance, Welch df, seed-only variance, seeds)`` of the mean per-seed difference
+    of a ``(seeds, images)`` array of paired per-image differences (module docstring)."""
+    S, N = D.shape
+    d = D.mean(axis=1)
+    est = float(d.mean()) if S else math.nan
+    if S < 2:
+        return est, math.nan, math.nan, math.nan, S
+    v_seed = float(d.var(ddof=1) / S)
+    v_test = float(D.mean(axis=0).var(ddof=1) / N) if N > 1 else 0.0
+    v = v_seed + v_test
+    if v == 0.0:
+        return est, 0.0, math.inf, 0.0, S
+    df = v * v / ((v_seed * v_seed) / (S - 1) + ((v_test * v_test) / (N - 1) if N > 1 else 0.0))
+    return est, v, df, v_seed, S
+
+
 def two_noise_interval(correct_a, correct_b, *, level: float = DEFAULT_LEVEL) -> Interval:
     """Interval of ``mean_s(acc_a,s - acc_b,s)`` covering seeds and test images (module docstring).
 
@@ -460,23 +477,27 @@ def two_noise_interval(correct_a, correct_b, *, level: float = DEFAULT_LEVEL) ->
     seed order. Fewer than two seeds: NaN bounds."""
     if not 0.0 < level < 1.0:
         raise ValueError(f"level must be in (0, 1), got {level}")
-    D = _diffs(correct_a, correct_b)
-    S, N = D.shape
-    d = D.mean(axis=1)
-    est = float(d.mean()) if S else math.nan
+    est, v, df, v_seed, S = _two_noise_parts(_diffs(correct_a, correct_b))
     if S < 2:
         return Interval(est, math.nan, math.nan, level, S)
-    v_seed = float(d.var(ddof=1) / S)
-    e = D.mean(axis=0)
-    v_test = float(e.var(ddof=1) / N) if N > 1 else 0.0
-    v = v_seed + v_test
     if v == 0.0:
         return Interval(est, est, est, level, S)
     q = (1.0 + level) / 2.0
-    df = v * v / ((v_seed * v_seed) / (S - 1) + ((v_test * v_test) / (N - 1) if N > 1 else 0.0))
     # never narrower than the seed-only interval: more degrees of freedom must not buy a shorter one
     half = max(float(stats.t.ppf(q, df) * math.sqrt(v)), float(stats.t.ppf(q, S - 1) * math.sqrt(v_seed)))
     return Interval(est, est - half, est + half, level, S)
+
+
+def two_noise_p(correct_a, correct_b, *, by: float = 0.0) -> float:
+    """One-sided p-value for ``mean difference > by`` with the variance of :func:`two_noise_interval`
+    (seeds and test images), never smaller than the seed-only paired t's (as the interval is never
+    narrower); NaN with fewer than two seeds or no spread at all."""
+    D = _diffs(correct_a, correct_b)
+    est, v, df, v_seed, S = _two_noise_parts(D)
+    if S < 2 or v == 0.0:
+        return math.nan
+    p = float(stats.t.sf((est - by) / math.sqrt(v), df))
+    return max(p, _one_sided_p(D.mean(axis=1), by))
 
 
 def _with_images(a, b) -> bool:
@@ -770,8 +791,9 @@ def best_of_many(
 
     One row per comparison ``name: (a, b)`` (paired by seed), sorted by estimate, best first.
     Columns: ``comparison``; ``estimate``, ``low``, ``high`` (the paired t interval of the signed
-    difference, two-sided at ``level``, times ``scale``); ``n``; ``p`` (one-sided paired t
-    p-value for ``diff > by``); ``p_holm`` (Holm-adjusted over the family, :func:`holm`);
+    difference, two-sided at ``level``, times ``scale``; with per-image results on both sides, the
+    interval with both noises, :func:`two_noise_interval`); ``n``; ``p`` (one-sided p-value for
+    ``diff > by``, of the same interval: paired t, or :func:`two_noise_p`); ``p_holm`` (Holm-adjusted over the family, :func:`holm`);
     ``uncorrected`` and ``corrected``: the one-sided test at the level the intervals use,
     alpha = (1 - level) / 2 (5 % by default): *holds* when p (resp. p_holm) < alpha, *does
     not hold* when the opposite one-sided test (diff < by) is significant (resp. after Holm
@@ -785,10 +807,13 @@ def best_of_many(
     alpha = (1.0 - level) / 2.0
     rows, p_up, p_down = [], {}, {}
     for name, (a, b) in pairs.items():
-        a, b = _values(a), _values(b)
         iv, _ = _signed_interval(a, b, level, higher_is_better)
-        d = a - b if higher_is_better else b - a
-        p = _one_sided_p(d, by)
+        d = _values(a) - _values(b) if higher_is_better else _values(b) - _values(a)
+        if _with_images(a, b):  # accuracy with per-image results: the p-value of the interval's own noise
+            hi, lo = (a, b) if higher_is_better else (b, a)
+            p = two_noise_p(hi.correct, lo.correct, by=by)
+        else:
+            p = _one_sided_p(d, by)
         p_up[name], p_down[name] = p, (1.0 - p if math.isfinite(p) else math.nan)
         flat = len(d) >= 2 and float(d.std(ddof=1)) == 0.0
         rows.append(
