@@ -434,7 +434,14 @@ def run_frame(
 def _frame(runs: list, notebook: str, profile: str, overrides: dict) -> pd.DataFrame:
     """:func:`run_frame` of runs already planned (``runs``, in :func:`plan_runs`' order)."""
     plan = _plan(notebook)
-    settings = {ds: _settings(plan, profile, ds, overrides) for ds in dict.fromkeys(r.dataset for r in runs)}
+    return planned_frame(
+        runs, {ds: _settings(plan, profile, ds, overrides) for ds in dict.fromkeys(r.dataset for r in runs)}
+    )
+
+
+def planned_frame(runs: Sequence[PlannedRun], settings: Mapping[str, Settings]) -> pd.DataFrame:
+    """:func:`run_frame` of ``runs`` planned on ``settings`` (dataset -> the settings they were planned
+    on: a notebook's own, overrides included), e.g. a context's (notebook 06's FLOPs column)."""
     rows, cached = [], {}
     for r in runs:
         st = settings[r.dataset]

@@ -10,7 +10,7 @@ import torch
 from ..core.registry import check_choice
 from ..numerics import attacks, losses
 from ._robust import check_attack, check_weight
-from .base import ATTACK_STEP, TRAIN_FACTOR, Batch, Method, Terms, register_method
+from .base import ATTACK_STEP, TRAIN_FACTOR, Batch, Entry, Method, Terms, register_method
 
 ARD_ATTACKS = ("ce", "kl")
 
@@ -47,6 +47,14 @@ class ARD(Method):
     default eps is faithful.md's 0.1 for MNIST [paper, Fig. 1]. The teacher's clean logits are
     the batch's (cached or per batch).
     """
+
+    leaderboard = (
+        Entry(
+            "ARD",
+            lambda st: {"name": "ard", "alpha": 0.9, "eps": st.faithful_eps, "steps": st.train_pgd_steps},
+            source="[paper] Goldblum et al. 2020; alpha 0.9 [ours] (notebook 04); eps and steps the profile's",
+        ),
+    )
 
     tau: float = 30.0
     alpha: float = 1.0

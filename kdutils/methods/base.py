@@ -143,11 +143,47 @@ ATTACK_STEP = TRAIN_FACTOR
 IBP_PASS = 2
 
 
+#: the blocks of notebook 06's leaderboard: which teacher-student pair a row trains on
+BLOCKS = ("standard", "interval")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One row of notebook 06's leaderboard (:mod:`kdutils.papers.comparison`), declared by the method
+    file it belongs to (:attr:`Method.leaderboard`).
+
+    ``spec``: the method spec with its paper's defaults, or a function of the dataset's
+    :class:`~kdutils.profiles.Settings` returning one (for an attack's epsilon and steps).
+    ``block``: ``"standard"`` (the profile's teacher-student pair) or ``"interval"`` (the pair of
+    interval-bound networks of notebook 04, for methods that need bounds). ``needs``: what the run
+    needs besides the pair's teacher, from :data:`kdutils.papers.comparison.NEEDS` (``"sr teacher"``,
+    ``"significance"``, ``"selection"``). ``source``: where its defaults come from."""
+
+    label: str
+    spec: Any
+    block: str = "standard"
+    needs: tuple[str, ...] = ()
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        if self.block not in BLOCKS:
+            raise UnknownNameError("leaderboard block", self.block, BLOCKS)
+
+    def method_spec(self, settings: Any) -> Any:
+        """The method spec on one dataset's settings."""
+        return self.spec(settings) if callable(self.spec) else self.spec
+
+
 class Method:
     """Base of every method. Subclasses are dataclasses registered in :data:`METHODS`."""
 
     name: ClassVar[str] = "method"
     needs_teacher: ClassVar[bool] = True
+    #: notebook 06's rows for this method (:class:`Entry`, each with its paper's defaults); None: one
+    #: row named after the method, with its defaults. A new method file appears in 06 with no other change.
+    leaderboard: ClassVar[tuple[Entry, ...] | None] = None
+    #: why notebook 06 leaves this method out (non-empty: not comparable, with the reason)
+    not_comparable: ClassVar[str] = ""
 
     def forward(self, b: Batch) -> torch.Tensor:
         """The student logits this method trains on (one train-mode forward on ``b.x``)."""

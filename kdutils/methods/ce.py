@@ -5,13 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..numerics import losses
-from .base import Batch, Method, Terms, register_method
+from .base import Batch, Entry, Method, Terms, register_method
 
 
 @register_method("ce")
 @dataclass
 class CrossEntropy(Method):
     """``l_i = CE(y_i, z_S(x_i))``. Also the teacher's own training."""
+
+    leaderboard = (Entry("student alone", "ce", source="no teacher: the reference every method must beat"),)
 
     needs_teacher = False
 

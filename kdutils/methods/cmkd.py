@@ -25,7 +25,7 @@ import torch
 
 from ..core.errors import UnknownNameError
 from ..numerics import correlation as corrloss
-from .base import Batch, BatchTerm, Terms, Wrapper, create_method, register_method
+from .base import Batch, BatchTerm, Entry, Terms, Wrapper, create_method, register_method
 from .dist import dist_intra
 
 #: the difficulty measures, the weighting schemes and the correlation terms CMKD accepts
@@ -131,6 +131,8 @@ class CMKD(Wrapper):
     ``intra`` ``1 - mean_j rho_j`` over the whole batch (a diagnostic, before any gate; without
     tau^2), and the inner method's parts (``ce`` for the default).
     """
+
+    leaderboard = (Entry("CMKD", "cmkd", source="[paper] Niu et al. 2024 (notebook 02)"),)
 
     inner: Any = "ce"
     tau: float = 4.0

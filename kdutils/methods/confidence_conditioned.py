@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from ..numerics import losses
-from .base import Batch, Method, Terms, register_method
+from .base import Batch, Entry, Method, Terms, register_method
 
 
 def teacher_confidence(z_t: torch.Tensor, y: torch.Tensor, tau: float = 1.0) -> torch.Tensor:
@@ -73,6 +73,8 @@ class CCKDLoss(Method):
     temperature (1.0 [public]). ``kd_scale`` None: tau^2 [ours]; 1.0 the literal Fig. 1c balance.
     """
 
+    leaderboard = (Entry("CCKD-L", "cckd_l", source="[paper] Mishra and Sundaram 2021 (notebook 01)"),)
+
     tau: float = 4.0
     lambda_tau: float | None = None
     kd_scale: float | None = None
@@ -90,6 +92,8 @@ class CCKDTarget(Method):
 
     ``lambda_tau`` and ``kd_scale`` as in :class:`CCKDLoss`.
     """
+
+    leaderboard = (Entry("CCKD-T", "cckd_t", source="[paper] Mishra and Sundaram 2021 (notebook 01)"),)
 
     tau: float = 4.0
     lambda_tau: float | None = None

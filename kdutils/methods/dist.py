@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 
 from ..numerics import correlation, losses
-from .base import Batch, Method, Terms, register_method
+from .base import Batch, Entry, Method, Terms, register_method
 
 
 def dist_inter(z_s: torch.Tensor, z_t: torch.Tensor, tau: float = 4.0) -> torch.Tensor:
@@ -52,6 +52,8 @@ class DIST(Method):
     DIST trains with batch 64 and drops the last partial batch (``Recipe(drop_last=True)``),
     since the intra-class term depends on the batch.
     """
+
+    leaderboard = (Entry("DIST", "dist", source="[public] Huang et al. 2022 (notebook 02)"),)
 
     tau: float = 4.0
     beta: float = 2.0

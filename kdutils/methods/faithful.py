@@ -12,7 +12,7 @@ from ..core.registry import check_choice
 from ..inputs.runtime import evaluating
 from ..numerics import attacks, ibp, losses
 from ._robust import check_attack, check_ramp
-from .base import ATTACK_STEP, IBP_PASS, TRAIN_FACTOR, Batch, Method, Terms, register_method
+from .base import ATTACK_STEP, IBP_PASS, TRAIN_FACTOR, Batch, Entry, Method, Terms, register_method
 from .kd import kd_loss
 
 BOUNDS = ("ibp", "pgd")
@@ -95,6 +95,20 @@ class Faithful(Method):
     ``eps(t) = eps * r(t)`` and ``mu(t) = mu * r(t)`` (both 0 during the warm-up, when the loss is
     plain KD). ``eps`` 0.1: faithful.md's MNIST epsilon [paper, Fig. 1]; ``mu`` 1 [ours].
     """
+
+    leaderboard = (
+        Entry(
+            "faithful (PGD)",
+            lambda st: {"name": "faithful", "bound": "pgd", "eps": st.faithful_eps, "steps": st.train_pgd_steps},
+            source="[paper] Lamb et al. 2023, PGD-estimated bounds (notebook 04)",
+        ),
+        Entry(
+            "faithful (IBP)",
+            lambda st: {"name": "faithful", "bound": "ibp", "space": "prob", "eps": st.faithful_eps},
+            block="interval",
+            source="[paper] Lamb et al. 2023, IBP bounds, the spec's probability-space term (notebook 04)",
+        ),
+    )
 
     tau: float = 4.0
     ce_weight: float = 0.1

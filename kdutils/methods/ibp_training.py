@@ -9,7 +9,7 @@ import torch
 
 from ..numerics import ibp, losses
 from ._robust import check_attack, check_ramp, check_weight
-from .base import IBP_PASS, TRAIN_FACTOR, Batch, Method, Terms, register_method
+from .base import IBP_PASS, TRAIN_FACTOR, Batch, Entry, Method, Terms, register_method
 
 
 def ibp_loss(z: torch.Tensor, z_worst: torch.Tensor, y: torch.Tensor, kappa: float) -> torch.Tensor:
@@ -45,6 +45,15 @@ class IBPTraining(Method):
     train MNIST at a somewhat larger epsilon than they test]. eps in pixel units, the ball
     clipped to [0, 1]. Needs a model IBP can bound (``ibp_small``, ``ibp_medium``, ``ibp_large``).
     """
+
+    leaderboard = (
+        Entry(
+            "IBP (no teacher)",
+            lambda st: {"name": "ibp", "eps": st.faithful_eps},
+            block="interval",
+            source="[paper] Gowal et al. 2018 (notebook 04's control)",
+        ),
+    )
 
     needs_teacher = False
     eps: float = 0.1

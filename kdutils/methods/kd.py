@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from ..numerics import losses
-from .base import Batch, Method, Terms, register_method
+from .base import Batch, Entry, Method, Terms, register_method
 
 
 def kd_loss(
@@ -31,6 +31,11 @@ def kd_loss(
 @dataclass
 class KD(Method):
     """``l_i = ce_weight * CE(y_i, z_S) + kd_weight * tau^2 KL(p_T || p_S)`` (:func:`kd_loss`)."""
+
+    leaderboard = (
+        Entry("KD", "kd", source="[paper] Hinton et al. 2015; tau 4, CE weight 0.1 [ours] (notebook 00)"),
+        Entry("KD+DS", "kd", needs=("selection",), source="[paper] Lan et al. 2024's data selection (notebook 05)"),
+    )
 
     tau: float = 4.0
     ce_weight: float = 0.1

@@ -48,7 +48,7 @@ import torch.nn.functional as F
 
 from ..core.errors import UnknownNameError
 from ..numerics import losses
-from .base import Batch, EpochEnd, Method, Terms, Wrapper, create_method, register_method
+from .base import Batch, Entry, EpochEnd, Method, Terms, Wrapper, create_method, register_method
 
 FORMS = ("mse", "kl")
 #: how the ``mse`` form averages its batch: ``groups`` [public, RLD]: the mean over the rows the
@@ -172,6 +172,13 @@ def revised_logits(z_t: torch.Tensor, y: torch.Tensor, eta: float = 0.8, tau: fl
 @dataclass
 class LabelRevision(Wrapper):
     """Label revision: LR's own loss (``inner=None``) or another method's targets revised (module docstring)."""
+
+    leaderboard = (
+        Entry(
+            "KD+LR", {"name": "lr", "form": "kl"}, source="[paper] Lan et al. 2024: KD on revised targets (notebook 05)"
+        ),
+        Entry("RLD loss (MSE form)", {"name": "lr", "form": "mse"}, source="[public] RLD's code (notebook 05)"),
+    )
 
     inner: Any = None
     form: str = "mse"

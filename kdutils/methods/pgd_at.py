@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from ..numerics import attacks, losses
 from ._robust import check_attack
-from .base import ATTACK_STEP, Batch, Method, Terms, register_method
+from .base import ATTACK_STEP, Batch, Entry, Method, Terms, register_method
 
 
 @register_method("pgd_at")
@@ -23,6 +23,14 @@ class PGDAT(Method):
     Madry et al. use eps 0.3, 40 steps of 0.01 on MNIST [public]; the defaults (eps 0.1, 10
     steps) are faithful.md's epsilon [paper, Fig. 1] at a CPU budget [ours].
     """
+
+    leaderboard = (
+        Entry(
+            "PGD-AT (no teacher)",
+            lambda st: {"name": "pgd_at", "eps": st.faithful_eps, "steps": st.train_pgd_steps},
+            source="[paper] Madry et al. 2018; eps and steps the profile's",
+        ),
+    )
 
     needs_teacher = False
     eps: float = 0.1

@@ -9,7 +9,7 @@ import torch
 
 from ..numerics import attacks, losses
 from ._robust import check_attack, check_weight
-from .base import ATTACK_STEP, TRAIN_FACTOR, Batch, Method, Terms, register_method
+from .base import ATTACK_STEP, TRAIN_FACTOR, Batch, Entry, Method, Terms, register_method
 
 
 def rslad_loss(
@@ -45,6 +45,14 @@ class RSLAD(Method):
     mode; RSLAD's code: eps 8/255, 10 steps of 2/255 on CIFAR-10 [public]. Default eps: faithful.md's
     0.1 for MNIST [paper, Fig. 1]; step 2.5 eps / steps.
     """
+
+    leaderboard = (
+        Entry(
+            "RSLAD",
+            lambda st: {"name": "rslad", "eps": st.faithful_eps, "steps": st.train_pgd_steps},
+            source="[paper] Zi et al. 2021 (notebook 04); eps and steps the profile's",
+        ),
+    )
 
     tau: float = 1.0
     adv_weight: float = 5 / 6

@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from ..core.errors import UnknownNameError
-from .base import Batch, Terms, Wrapper, combine_masks, create_method, register_method
+from .base import Batch, Entry, Terms, Wrapper, combine_masks, create_method, register_method
 
 DELTAS = ("margin", "true_prob")
 
@@ -71,6 +71,13 @@ def sr_gate(logits: torch.Tensor, y: torch.Tensor, eta: float, delta: str = "mar
 @dataclass
 class SelfRegulated(Wrapper):
     """Wrap ``inner`` (a method name or spec) with the SR gate; see the module docstring."""
+
+    leaderboard = (
+        Entry("KD+SR", "kd+sr", source="[paper] Mishra and Sundaram 2021 (notebook 01)"),
+        Entry("CCKD-L+SR", "cckd_l+sr", source="[paper] Mishra and Sundaram 2021 (notebook 01)"),
+        Entry("CCKD-T+SR", "cckd_t+sr", source="[paper] Mishra and Sundaram 2021 (notebook 01)"),
+        Entry("regulated", "kd+sr", needs=("sr teacher",), source="[paper] Mishra and Sundaram 2021 (notebook 03)"),
+    )
 
     inner: Any = field(default_factory=lambda: {"name": "kd"})
     delta: str = "margin"

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from ..core.errors import UnknownNameError
-from .base import Batch, Terms, Wrapper, combine_masks, create_method, register_method
+from .base import Batch, Entry, Terms, Wrapper, combine_masks, create_method, register_method
 
 WEIGHTINGS = ("max", "epochs", "sqrt")
 
@@ -56,6 +56,21 @@ class SignificanceWeighted(Wrapper):
     The weights come with the data (``Batch.sample_weight``: pass
     ``sample_weight=significance_weights(teacher.participation)`` to the trainer).
     """
+
+    leaderboard = (
+        Entry(
+            "significance-based",
+            "significance",
+            needs=("sr teacher", "significance"),
+            source="[paper] Mishra and Sundaram 2021 (notebook 03)",
+        ),
+        Entry(
+            "hybrid",
+            "significance+sr",
+            needs=("sr teacher", "significance"),
+            source="[paper] Mishra and Sundaram 2021 (notebook 03)",
+        ),
+    )
 
     inner: Any = field(default_factory=lambda: {"name": "kd"})
     normalise: bool = True

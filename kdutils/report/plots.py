@@ -1456,3 +1456,61 @@ def keep_ratio_curves(
     ax.xaxis.set_major_locator(mticker.FixedLocator(sorted(pd.unique(df["keep"].astype(float)))))
     ax.xaxis.set_major_formatter(mticker.PercentFormatter(1.0, decimals=0))
     return fig
+
+
+def pareto_front(x: Sequence[float], y: Sequence[float]) -> list[int]:
+    """Indices of the points no other point beats on both axes (lower ``x``, higher ``y``: cost and
+    accuracy), ordered by ``x``. A point with a NaN coordinate is never on the front."""
+    pts = [(float(a), float(b), i) for i, (a, b) in enumerate(zip(x, y)) if np.isfinite(a) and np.isfinite(b)]
+    front, best = [], -np.inf
+    for a, b, i in sorted(pts, key=lambda p: (p[0], -p[1])):
+        if b > best:
+            front.append(i)
+            best = b
+    return front
+
+
+def method_scatter(
+    x: pd.Series,
+    y: pd.Series,
+    *,
+    xlabel: str,
+    ylabel: str,
+    pareto: bool = False,
+    logx: bool = False,
+    title: str | None = None,
+) -> Figure:
+    """One point per method (``x`` and ``y`` indexed by method label, e.g. means over seeds), each in
+    its colour (:func:`color_of`) and named in the legend beside the axes (two columns past 14
+    methods, the figure as tall as the legend needs); ``pareto``: the front of :func:`pareto_front`
+    (lower x, higher y) joined by a line and its points ringed; ``logx``: a log x axis (costs that
+    span orders of magnitude)."""
+    labels = list(x.index)
+    ncol = 1 if len(labels) <= 14 else 2
+    height = max(4.2, 0.27 * math.ceil((len(labels) + pareto) / ncol) + 1.0)
+    fig, ax = plt.subplots(figsize=(6.2, height), layout="constrained")
+    markers = ["o", "s", "^", "D", "v", "P", "X", "*"]
+    for i, label in enumerate(labels):
+        ax.scatter(
+            float(x[label]),
+            float(y[label]),
+            s=46,
+            color=color_of(label),
+            marker=markers[i % len(markers)],
+            edgecolors="white",
+            linewidths=0.5,
+            zorder=3,
+            label=str(label),
+        )
+    if pareto:
+        front = pareto_front(x.values, y.values)
+        if front:
+            ax.plot(x.values[front], y.values[front], color="0.3", lw=1, ls="--", zorder=2, label="Pareto front")
+            ax.scatter(x.values[front], y.values[front], s=130, facecolors="none", edgecolors="0.3", zorder=2)
+    if logx:
+        ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title or f"{ylabel} vs {xlabel}")
+    _widen_for(fig, _legend_beside(ax, title="method", ncol=ncol))
+    return fig

@@ -1,5 +1,6 @@
 """Adding a method is one file: a copy of the package gets ``kdutils/methods/toy_kd.py`` and
-nothing else, and the new method is in the registry, in the cost plan and trains at smoke.
+nothing else, and the new method is in the registry, in the cost plan, in notebook 06's
+leaderboard (its rows and its plan) and trains at smoke.
 
 The file is the README's "Adding a method" example (kept equal by the test below).
 """
@@ -53,6 +54,12 @@ assert toy > plain, (toy, plain)
 exp = kd.Experiment(kd.configure("smoke", teacher_epochs=1, epochs=1, progress=False, device="cpu"))
 run = exp.student("toy_kd", seed=0, teacher=exp.teacher())
 assert not run.reused and len(run.history) == 1 and run.config["method"] == {"name": "toy_kd", "tau": 2.0}
+# notebook 06 lists it as a row of its own, with its defaults, and plans its runs: no edit there
+from kdutils.papers import comparison
+assert "toy_kd" in comparison.arms(), list(comparison.arms())
+st = kd.configure("smoke")
+assert {r.label for r in comparison.plan(st)} >= {"toy_kd"}
+assert "toy_kd" in set(comparison.entries_frame().label)
 print("toy_kd ok", round(toy / plain, 3))
 """
 

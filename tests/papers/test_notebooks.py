@@ -164,6 +164,11 @@ EXPECT = {
             ),
         ],
     },
+    "06_comparison": {
+        "figures": [f"{f}_digits" for f in kd.papers.paper("06_comparison").FIGURES],
+        "methods": ["teacher", *kd.papers.paper("06_comparison").arms()],
+        "metrics": ["train_tflop", "train_seconds", "rank_spearman_mean", "mu_s_train", "certified@0.05"],
+    },
 }
 
 
@@ -175,6 +180,7 @@ PAPER_DATASET = {
     "03_self_regulated": "fashion_mnist",
     "04_faithful": "cifar10",
     "05_label_revision": "cifar100",
+    "06_comparison": "fashion_mnist",
 }
 
 #: notebook parameters of the dry-run test that cut the CIFAR-100 notebooks' grids, not their code
