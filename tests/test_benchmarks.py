@@ -47,6 +47,8 @@ TINY = {
     ),
     "gpu_determinism.py": (["--device", "cpu", "--steps", "1"], "lenet5_half <- lenet5, KD_DETERMINISTIC=1"),
     "paper_cost.py": ([], "Estimated, not measured."),
+    # a smoke run of every notebook takes minutes: the tiny run clones and lists them
+    "bench_smoke.py": (["--plan"], "would measure at smoke: 00_kd_baseline, 01_cckd"),
     "bench_paper_steps.py": None,
 }
 

@@ -222,8 +222,29 @@ def render(root: str | Path) -> str:
     return "".join(parts)
 
 
+_OPEN = re.compile(r"<!-- report: \S+/\S+/\S+ \S+ -->")
+_CLOSE = "<!-- /report -->"
+
+
+def check_markers(text: str) -> None:
+    """Every opening marker has its ``<!-- /report -->`` before the next opening one (else a block
+    would swallow the text up to a later block's end): a ValueError naming the line otherwise."""
+    opens = [m.start() for m in _OPEN.finditer(text)]
+    for i, start in enumerate(opens):
+        close = text.find(_CLOSE, start)
+        nxt = opens[i + 1] if i + 1 < len(opens) else len(text)
+        if close < 0 or close > nxt:
+            line = text.count("\n", 0, start) + 1
+            raise ValueError(
+                f"the report block opened on line {line} has no {_CLOSE} before the next block: add it "
+                f"(an empty block is filled by --update)"
+            )
+
+
 def update_blocks(text: str, root: str | Path) -> str:
-    """``text`` (a README) with every report block rewritten from ``root``."""
+    """``text`` (a README) with every report block rewritten from ``root`` (its markers checked first:
+    :func:`check_markers`)."""
+    check_markers(text)
 
     def fill(m: re.Match) -> str:
         nb, profile, ds, kind = m.groups()[:4]
@@ -236,6 +257,7 @@ def update_blocks(text: str, root: str | Path) -> str:
 
 def stale_blocks(text: str, root: str | Path) -> list[str]:
     """The report blocks of ``text`` that differ from what ``root`` gives now (``NOTEBOOK/PROFILE/DATASET KIND``)."""
+    check_markers(text)
     stale = []
     for m in _BLOCK.finditer(text):
         nb, profile, ds, kind, body = m.groups()

@@ -130,6 +130,24 @@ def test_report_blocks_check_and_update(tmp_path, capsys):
     assert "## 09_demo · quick · mnist" in (tmp_path / "r.md").read_text()
 
 
+def test_a_block_without_its_end_marker_stops_the_update_and_loses_nothing(tmp_path, capsys):
+    """A block opened without ``<!-- /report -->`` once swallowed 250 README lines up to the next
+    block's end marker; now --update and --check refuse it, naming the line, and write nothing."""
+    res, claims, _ = _results(np.random.default_rng(3))
+    root = tmp_path / "results"
+    res.publish(root / "09_demo" / "quick", {"seeds": {"mnist": [0, 1, 2]}}, claims)
+    readme = tmp_path / "README.md"
+    text = (
+        "intro\n<!-- report: 09_demo/quick/mnist accuracy -->\nprose a reader wrote\n"
+        "<!-- report: 09_demo/quick/mnist claims -->\n<!-- /report -->\nend\n"
+    )
+    readme.write_text(text)
+    for flag in ("--update", "--check"):
+        assert main(["report", "--results", str(root), flag, str(readme)]) == 2
+        assert "opened on line 2 has no <!-- /report -->" in capsys.readouterr().err
+    assert readme.read_text() == text
+
+
 def test_the_readme_and_docs_quote_the_committed_results():
     """Every report block of the README is what ``python -m kdutils report`` computes from results/,
     and docs/results.md is its whole output."""
