@@ -56,6 +56,9 @@ import numpy as np
 
 from .results import (
     DEFAULT_LEVEL,
+    FAILS,
+    HOLDS,
+    INCONCLUSIVE,
     NOT_TESTABLE,
     Verdict,
     _test_name,
@@ -70,6 +73,8 @@ from .results import (
 )
 
 __all__ = [
+    "Findings",
+    "findings",
     "NON_INFERIORITY_MARGIN",
     "DATA_SAVING",
     "RETENTION_THRESHOLD",
@@ -578,3 +583,41 @@ def convergence(
     last, total = max(spans, key=lambda s: s[1])
     text = f"{key.replace('_', ' ')} {g * 100:+.1f} points over the last {last} of {total} epochs"
     return f"no ({text})" if g >= tol else f"plateau ({text})"
+
+
+class Findings(str):
+    """Markdown text that a notebook shows rendered (``_repr_markdown_``) and prints as itself."""
+
+    def _repr_markdown_(self) -> str:
+        return str(self)
+
+
+#: what each verdict says, in words a reader can act on (the thresholds are the rules', in the table)
+_IN_WORDS = {
+    HOLDS: "**holds**: every interval of its rule lies on the claim's side of the threshold",
+    FAILS: "**does not hold**: an interval of its rule lies wholly on the other side of the threshold",
+    INCONCLUSIVE: "**inconclusive**: an interval of its rule contains the threshold, so these seeds cannot decide it",
+}
+
+
+def findings(table, *, decided_only: bool = False) -> Findings:
+    """ "What we found": one sentence per row of a claims table (:func:`kdutils.results.claims_frame`),
+    generated from its verdict and its measured interval, never typed: the claim, where it was
+    decided (dataset, profile), the verdict in words and the numbers behind it. ``decided_only``: the
+    rows that hold or do not hold, with a count of the others (06's long table)."""
+    rows = [r._asdict() for r in table.itertuples(index=False)] if len(table) else []
+    shown = [r for r in rows if r.get("verdict") in (HOLDS, FAILS)] if decided_only else rows
+    lines = ["**What we found** (generated from the claims table above):", ""]
+    for d in shown:
+        verdict = str(d.get("verdict", ""))
+        said = _IN_WORDS.get(verdict, f"**{verdict}**" if verdict else "no verdict")
+        where = ", ".join(str(d[k]) for k in ("dataset", "profile") if d.get(k))
+        measured = str(d.get("measured", "")).strip()
+        if measured and not measured.startswith("not measured"):
+            measured = f"measured {measured}"
+        lines.append(f"- {d['claim']} ({where}): {said}" + (f"; {measured}." if measured else "."))
+    if decided_only and len(rows) > len(shown):
+        lines.append(f"- the other {len(rows) - len(shown)} rows are inconclusive or not testable (the table above).")
+    if not shown:
+        lines.append("- no claim was decided in this run.")
+    return Findings("\n".join(lines))

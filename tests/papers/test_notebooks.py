@@ -274,6 +274,7 @@ def test_notebook_smoke_then_nbval(nb, tmp_path):
     for name in expect["figures"]:
         p = fig / f"{name}.png"
         assert p.exists() and p.stat().st_size > 1000, f"figure {p} missing"
+    assert "What we found" in out.read_text(), "the findings after the claims table (kd.claims.findings)"
 
     again = nb.stem not in NBVAL_SAME_STORE
     env = {**os.environ, "MPLBACKEND": "Agg"}

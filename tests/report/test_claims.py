@@ -368,3 +368,36 @@ def test_best_of_many_refuses_a_zero_width_interval_from_identical_differences()
     assert math.isnan(flat.low) and math.isnan(flat.high) and "identical" in flat.note
     real = t[t.comparison == "real"].iloc[0]
     assert real.note == "" and real.low < real.estimate < real.high
+
+
+def test_what_we_found_is_generated_from_the_verdicts():
+    """Issue 35.4: the sentence after each claims table comes from its rows, never typed: each claim
+    with where it was decided, its verdict in words and its measured interval."""
+    import pandas as pd
+
+    from kdutils.report.claims import findings
+
+    table = pd.DataFrame(
+        {
+            "claim": ["KD beats the student alone", "CMKD keeps the ranking", "state of the art on CIFAR-100"],
+            "measured": [
+                "+0.64, 90 % CI [+0.45, +0.84], n = 3",
+                "-0.01, 90 % CI [-0.03, +0.00], n = 3",
+                "not measured: paper profile",
+            ],
+            "dataset": ["mnist", "mnist", "mnist"],
+            "profile": ["quick"] * 3,
+            "verdict": ["holds", "inconclusive", "not testable at this profile"],
+        }
+    )
+    text = findings(table)
+    assert text._repr_markdown_() == str(text)
+    lines = [ln for ln in text.splitlines() if ln.startswith("- ")]
+    assert len(lines) == 3
+    assert lines[0].startswith("- KD beats the student alone (mnist, quick): **holds**")
+    assert "measured +0.64, 90 % CI [+0.45, +0.84], n = 3." in lines[0]
+    assert "**inconclusive**" in lines[1] and "cannot decide" in lines[1]
+    assert "**not testable at this profile**; not measured: paper profile." in lines[2]
+    short = findings(table, decided_only=True)
+    assert "KD beats" in short and "CMKD" not in short and "the other 2 rows" in short
+    assert "no claim was decided" in findings(table.iloc[1:], decided_only=True)
