@@ -616,8 +616,11 @@ def findings(table, *, decided_only: bool = False) -> Findings:
         if measured and not measured.startswith("not measured"):
             measured = f"measured {measured}"
         lines.append(f"- {d['claim']} ({where}): {said}" + (f"; {measured}." if measured else "."))
-    if decided_only and len(rows) > len(shown):
-        lines.append(f"- the other {len(rows) - len(shown)} rows are inconclusive or not testable (the table above).")
+    rest = len(rows) - len(shown)
     if not shown:
-        lines.append("- no claim was decided in this run.")
+        lines.append(
+            f"- no claim holds or fails here: {'all ' if rest else ''}{rest} rows inconclusive or not testable."
+        )
+    elif rest:
+        lines.append(f"- the other {rest} rows are inconclusive or not testable (the claims table has them).")
     return Findings("\n".join(lines))

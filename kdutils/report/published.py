@@ -37,7 +37,7 @@ from .results import format_mean_std, read_results
 
 #: the claims table's columns shown, in order (those a table has)
 CLAIM_SHOWN = ["claim", "measured", "seed-only interval", "margin sensitivity", "converged", "verdict"]
-KINDS = ("accuracy", "claims", "metrics:NAME,NAME,...")
+KINDS = ("accuracy", "claims", "findings", "metrics:NAME,NAME,...")
 #: metrics shown in % (the others as they are, three decimals)
 PERCENT = ("accuracy", "val_accuracy", "certified@", "crown_certified@", "robust_", "pgd_robust@")
 #: the row of ``<dataset>.predictions.csv`` that holds the test labels (seed -1)
@@ -189,10 +189,21 @@ def recheck(p: Published, a: str, b: str) -> dict:
     return out
 
 
+def findings_text(p: Published) -> str:
+    """The claims that hold or do not hold, one sentence each with its interval, generated from the
+    committed claims table (:func:`kdutils.claims.findings`, ``decided_only``), never typed."""
+    from .claims import findings
+
+    f = p.file("claims.csv")
+    if f is None:
+        return "(no claims table published for these results)\n"
+    return str(findings(pd.read_csv(f, keep_default_na=False), decided_only=True)) + "\n"
+
+
 def block(p: Published, kind: str) -> str:
-    """One README block's body: the ``accuracy``, ``claims`` or ``metrics:a,b,...`` table, with a line
-    saying where from."""
-    if kind not in KINDS[:2] and not kind.startswith("metrics:"):
+    """One README block's body: the ``accuracy``, ``claims``, ``findings`` or ``metrics:a,b,...``
+    block, with a line saying where from."""
+    if kind not in KINDS[:3] and not kind.startswith("metrics:"):
         raise ValueError(f"unknown report block kind {kind!r}; valid choices: {', '.join(KINDS)}")
     prov = p.provenance
     seeds = prov.get("seeds", {})
@@ -203,7 +214,7 @@ def block(p: Published, kind: str) -> str:
     )
     if kind.startswith("metrics:"):
         return where + metrics_table(p, kind.removeprefix("metrics:").split(","))
-    return where + (accuracy_table(p) if kind == "accuracy" else claims_table(p))
+    return where + {"accuracy": accuracy_table, "claims": claims_table, "findings": findings_text}[kind](p)
 
 
 def render(root: str | Path) -> str:

@@ -400,4 +400,4 @@ def test_what_we_found_is_generated_from_the_verdicts():
     assert "**not testable at this profile**; not measured: paper profile." in lines[2]
     short = findings(table, decided_only=True)
     assert "KD beats" in short and "CMKD" not in short and "the other 2 rows" in short
-    assert "no claim was decided" in findings(table.iloc[1:], decided_only=True)
+    assert "no claim holds or fails here: all 2 rows" in findings(table.iloc[1:], decided_only=True)

@@ -128,6 +128,11 @@ def test_report_blocks_check_and_update(tmp_path, capsys):
     assert "no notebook file" in capsys.readouterr().err
     assert main(["report", "--results", str(root), "--out", str(tmp_path / "r.md")]) == 0
     assert "## 09_demo · quick · mnist" in (tmp_path / "r.md").read_text()
+    readme.write_text("<!-- report: 09_demo/quick/mnist findings -->\n<!-- /report -->\n")
+    assert main(["report", "--results", str(root), "--update", str(readme)]) == 0
+    found = readme.read_text()
+    assert claims.verdict.tolist() == ["inconclusive"]  # the demo's one claim: nothing decided to report
+    assert "**What we found**" in found and "- no claim holds or fails here: all 1 rows inconclusive" in found
 
 
 def test_a_block_without_its_end_marker_stops_the_update_and_loses_nothing(tmp_path, capsys):
