@@ -274,9 +274,13 @@ def report(args, root: Path) -> int:
     if not results.is_dir():
         print(f"error: no results folder at {results} (--results DIR)", file=sys.stderr)
         return 2
+    from .papers import PAPERS
+
+    about = {nb: (m.SHORT, m.TEACHES) for nb, m in PAPERS.items()}
+    smoke = root / "benchmarks" / "results" / "smoke_times.csv"
     try:
         if args.check:
-            stale = P.stale_blocks(Path(args.check).read_text(), results)
+            stale = P.stale_blocks(Path(args.check).read_text(), results, about, smoke)
             for name in stale:
                 print(
                     f"stale report block in {args.check}: {name} (run: python -m kdutils report --update {args.check})"
@@ -285,7 +289,7 @@ def report(args, root: Path) -> int:
         if args.update:
             path = Path(args.update)
             old = path.read_text()
-            new = P.update_blocks(old, results)
+            new = P.update_blocks(old, results, about, smoke)
             if new != old:
                 path.write_text(new)
             print(f"{args.update}: {'updated' if new != old else 'already up to date'}")

@@ -31,6 +31,9 @@ from ..report.results import (
 
 NOTEBOOK = "00_kd_baseline"
 CITATION = "Hinton, Vinyals and Dean (2015), Distilling the Knowledge in a Neural Network, arXiv 1503.02531"
+#: the notebook in a few words (the README's table, :func:`kdutils.report.published.overview`)
+SHORT = "Hinton et al. 2015, KD"
+TEACHES = "the teacher-student protocol, temperature, calibration, robustness, and how a claim is decided"
 
 #: label -> method spec: the same student, the same recipe and seeds; only the loss differs
 ARMS: dict[str, Any] = {"student alone": "ce", "KD": "kd"}

@@ -26,6 +26,9 @@ from ..report.results import claims_frame, mean_std_cells, mean_std_table
 
 NOTEBOOK = "01_cckd"
 CITATION = "Mishra and Sundaram, Confidence Conditioned Knowledge Distillation, arXiv 2107.06993 (2021)"
+#: the notebook in a few words (the README's table, :func:`kdutils.report.published.overview`)
+SHORT = "Mishra & Sundaram 2021, CCKD"
+TEACHES = "trusting the teacher per sample by its confidence; self-regulation that skips learnt samples"
 
 #: label -> method spec: the same student, recipe, epochs and seeds; only the loss differs ("x+sr":
 #: x inside the self-regulation gate)

@@ -40,6 +40,9 @@ CITATION = (
     "Niu, Wang, Cai, Hou, Efficient and Robust Knowledge Distillation from A Stronger Teacher Based on "
     "Correlation Matching, arXiv 2410.06561 (2024)"
 )
+#: the notebook in a few words (the README's table, :func:`kdutils.report.published.overview`)
+SHORT = "Niu et al. 2024, CMKD"
+TEACHES = "matching correlations (Pearson, Spearman) instead of KL; distilling from stronger teachers"
 
 #: label -> method spec: the same student, recipe, epochs and seeds; only the loss differs (KD:
 #: notebook 00's; DIST: its public form [public]; CMKD: the method's defaults [ours forms])

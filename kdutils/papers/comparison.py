@@ -46,6 +46,9 @@ from ..report.results import HOLDS, INCONCLUSIVE, best_of_many, claims_frame, me
 
 NOTEBOOK = "06_comparison"
 CITATION = "every method of notebooks 00-05 on one protocol (no paper of its own; each row cites its method's)"
+#: the notebook in a few words (the README's table, :func:`kdutils.report.published.overview`)
+SHORT = "every method above"
+TEACHES = "which method to use for what: one pair, one recipe, one leaderboard"
 
 #: the reference of every comparison, and the student trained alone (each block trains both on its pair)
 REFERENCE, ALONE = "KD", "student alone"

@@ -31,6 +31,9 @@ from ..report.results import claims_frame, mean_std_cells
 
 NOTEBOOK = "04_faithful"
 CITATION = "Lamb, Bunel, Dvijotham, Kumar, Torr, Eiras, Faithful Knowledge Distillation, arXiv 2306.04431 (2023)"
+#: the notebook in a few words (the README's table, :func:`kdutils.report.published.overview`)
+SHORT = "Lamb et al. 2023, faithful KD"
+TEACHES = "whether a student stays close to its teacher around each input: attacks, IBP and CROWN bounds"
 
 #: the notebook parameter ``ard_alpha``'s default: ARD's weight of the KL on PGD points, 1 - alpha on
 #: the clean CE [ours: the spec's "KL + CE"; ARD's code: 1.0]

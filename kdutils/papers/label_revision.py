@@ -46,6 +46,9 @@ CITATION = (
     "Lan, Cheung, Xu, Liu, Hu, Li, Chen, Improve Knowledge Distillation via Label Revision and Data Selection, "
     "arXiv 2404.03693 (2024)"
 )
+#: the notebook in a few words (the README's table, :func:`kdutils.report.published.overview`)
+SHORT = "Lan et al. 2024, LR + DS"
+TEACHES = "revising the teacher's wrong targets and selecting which samples it supervises"
 
 #: the notebook parameters' defaults: LR's loss in KD+LR (``kl``: KD on the revised targets, the claim's
 #: arm | ``mse``: RLD's own loss [public]; the other form is trained beside it as its own named arm), DS's

@@ -33,6 +33,9 @@ CITATION = (
     "Mishra and Sundaram, Self Regulated Learning Mechanism for Data Efficient Knowledge Distillation, "
     "arXiv 2102.07125 (2021)"
 )
+#: the notebook in a few words (the README's table, :func:`kdutils.report.published.overview`)
+SHORT = "Mishra & Sundaram 2021, self-regulated KD"
+TEACHES = "a self-regulated teacher's significance of each sample; data-efficient distillation"
 
 #: teacher label -> method spec: the same architecture and recipe (seed 0); each run is recorded as
 #: ``teacher <label>``

@@ -607,7 +607,7 @@ def findings(table, *, decided_only: bool = False) -> Findings:
     rows that hold or do not hold, with a count of the others (06's long table)."""
     rows = [r._asdict() for r in table.itertuples(index=False)] if len(table) else []
     shown = [r for r in rows if r.get("verdict") in (HOLDS, FAILS)] if decided_only else rows
-    lines = ["**What we found** (generated from the claims table above):", ""]
+    lines = ["**What we found** (generated from the claims table, not typed):", ""]
     for d in shown:
         verdict = str(d.get("verdict", ""))
         said = _IN_WORDS.get(verdict, f"**{verdict}**" if verdict else "no verdict")

@@ -154,10 +154,34 @@ def test_a_block_without_its_end_marker_stops_the_update_and_loses_nothing(tmp_p
 
 
 def test_the_readme_and_docs_quote_the_committed_results():
-    """Every report block of the README is what ``python -m kdutils report`` computes from results/,
-    and docs/results.md is its whole output."""
+    """Every report block of the README and of docs/*.md is what ``python -m kdutils report`` computes
+    from results/ (the README's overview also from the measured smoke times), and docs/results.md is
+    its whole output."""
+    from kdutils.papers import PAPERS
+
     root = project_root()
-    text = (root / "README.md").read_text()
-    assert "<!-- report: " in text
-    assert P.stale_blocks(text, root / "results") == []
+    about = {nb: (m.SHORT, m.TEACHES) for nb, m in PAPERS.items()}
+    smoke = root / "benchmarks" / "results" / "smoke_times.csv"
+    pages = [root / "README.md", *sorted((root / "docs").glob("*.md"))]
+    assert "<!-- report: overview -->" in pages[0].read_text()
+    for page in pages:
+        assert P.stale_blocks(page.read_text(), root / "results", about, smoke) == [], page.name
     assert (root / "docs" / "results.md").read_text() == P.render(root / "results")
+
+
+def test_the_readme_stays_a_front_door():
+    """Issue 35: under 200 lines, with a contents list; running one notebook on MNIST, CMKD's verdict
+    and what full costs within its first 100 lines; no link that leaves a clone."""
+    import re
+
+    text = (project_root() / "README.md").read_text()
+    lines = text.splitlines()
+    assert len(lines) < 200, len(lines)
+    first = "\n".join(lines[:100])
+    assert "**Contents:**" in first
+    assert "datasets=['mnist']" in first and 'datasets = ["mnist"]' in first
+    assert "02_cmkd/quick/fashion_mnist findings" in first and "`full`" in first
+    for target in re.findall(r"\]\(([^)#\s]+)", text):
+        assert not target.startswith("../"), f"a README link leaves the clone: {target}"
+        if not target.startswith("http"):
+            assert (project_root() / target).exists(), f"a README link leads nowhere: {target}"
