@@ -50,7 +50,7 @@ from .inputs.models import MODELS, count_parameters, create_model, model_names
 from .inputs.recipe import Recipe
 from .methods import METHODS, Batch, Method, Terms, create_method, method_names, register_method
 from .numerics import attacks, correlation, ibp, losses, metrics
-from .report import claims
+from .report import claims, exercises
 from .report.notebook import NotebookContext
 from .report.results import (
     DEFAULT_LEVEL,
@@ -119,6 +119,7 @@ _alias_moved_modules()
 
 
 __all__ = [
+    "exercises",
     "losses",
     "correlation",
     "metrics",

@@ -18,6 +18,7 @@ from typing import Any
 import pandas as pd
 
 from ..experiments import costs
+from ..report import exercises as X
 from ..report import plots
 from ..report.results import (
     claim_better,
@@ -314,4 +315,33 @@ __all__ = [
     "suite_table",
     "claims",
     "check_lines",
+]
+
+# ---------------------------------------------------------------- exercises (issue 35)
+EXERCISES = [
+    X.Exercise(
+        "00.1",
+        "Read the claims table before you run: predict the verdict of 'KD at tau = 4 beats the student "
+        "alone' (holds / does not hold / inconclusive), run, then check your answer with "
+        "`kd.exercises.check(paper.EXERCISES, '00.1', answer=..., table=claims)`.",
+        "At smoke and quick the students train a few epochs: KD at tau = 4 is often no better than the student "
+        "alone (the committed quick Fashion-MNIST run: does not hold), while the temperature picked on validation "
+        "does better. The point: a verdict is about this recipe and these seeds, not about KD in general.",
+        checker=X.predict_verdict("KD at tau = 4"),
+    ),
+    X.Exercise(
+        "00.2",
+        "Change the temperature: set `temperatures = [1.0, 16.0]`. Predict which one the validation split picks, "
+        "then check with `answer=<tau>` and `table=claims`: the second claim names the picked temperature.",
+        "Usually the lower one at a few epochs (a high tau flattens the targets and slows learning); the picked "
+        "temperature is in the second claim's text. Whatever it is, the test accuracy is reported at it, never chosen on test.",
+        checker=X.predict_number_in_claim("picked on validation", r"tau = ([0-9.]+)"),
+    ),
+    X.Exercise(
+        "00.3",
+        "Seeds: run with `seeds = 2`, then `seeds = 4`. Predict how the interval of the KD gain changes.",
+        "It narrows roughly like 1 / sqrt(seeds) times the t quantile (t drops from 6.3 at 2 seeds to 2.4 at 4); "
+        "the part from the test images' noise does not shrink with seeds (the 'seed-only interval' column).",
+        minutes=3,
+    ),
 ]

@@ -21,6 +21,7 @@ from ..experiments import costs
 from ..methods import create_method, self_regulation
 from ..methods.confidence_conditioned import cckd_l_loss, cckd_t_target, teacher_confidence
 from ..report import claims as C
+from ..report import exercises as X
 from ..report import plots
 from ..report.results import claims_frame, mean_std_cells, mean_std_table
 
@@ -289,3 +290,31 @@ def check_lines(ctx, table: pd.DataFrame) -> None:
                 + " ".join(str(ctx.runs[ds, label, s].sample_epochs) for s in seeds)
             )
     print("verdicts:", list(table["verdict"]))
+
+
+# ---------------------------------------------------------------- exercises (issue 35)
+EXERCISES = [
+    X.Exercise(
+        "01.1",
+        "Predict: is self-regulation data efficient here (the claim 'CCKD is data efficient': at least 10 % "
+        "fewer sample-epochs than KD)? Check with `answer=...` and `table=table`.",
+        "It holds at every profile run so far: SR skips the samples the student already gets right with confidence.",
+        checker=X.predict_verdict("data efficient"),
+    ),
+    X.Exercise(
+        "01.2",
+        "Drop the teacher's confidence: does CCKD-L (trust the teacher per sample) get a higher or lower test "
+        "accuracy than plain KD? Predict 'higher' or 'lower', then check with `ctx=ctx`.",
+        "No fixed answer: at a few epochs the difference is within the seeds' noise; the generalisation claim's "
+        "interval says whether it is real. Ask which way lambda moves the loss on the teacher's mistakes.",
+        checker=X.predict_direction("CCKD-L", "KD"),
+    ),
+    X.Exercise(
+        "01.3",
+        "Add a method in one file: copy the README's `toy_kd` into `kdutils/methods/toy_kd.py`, restart the kernel "
+        "and check with `answer='toy_kd'`; then train it: `ctx.students(ctx.datasets[0], {'toy': 'toy_kd'}, teachers[ctx.datasets[0]])`.",
+        "The method is registered with no other change (and appears in notebook 06's leaderboard); a test does the same.",
+        checker=X.registered("toy_kd"),
+        minutes=5,
+    ),
+]

@@ -31,6 +31,7 @@ from ..methods import create_method
 from ..methods.cmkd import CMKD
 from ..numerics import correlation as corr
 from ..report import claims as C
+from ..report import exercises as X
 from ..report import plots
 from ..report.notebook import show
 from ..report.results import claims_frame, curve_slopes, mean_std_cells, mean_std_table, slope_table
@@ -551,3 +552,30 @@ def check_lines(ctx, table: pd.DataFrame, curves: Curves, ablations: bool = True
         for m, (xs, ys) in curves.curves.get(ds, {}).items():
             print(f"  {m:>4} stronger-teacher slope per seed: " + " ".join(f"{v:.4f}" for v in curve_slopes(xs, ys)))
     print("verdicts:", list(table["verdict"]))
+
+
+# ---------------------------------------------------------------- exercises (issue 35)
+EXERCISES = [
+    X.Exercise(
+        "02.1",
+        "Predict the verdict of 'a stronger teacher does not give a proportionally stronger student under "
+        "KL-based KD' (CMKD's curve steeper than KD's), then check with `table=table`.",
+        "At quick on Fashion-MNIST it holds (KD's slope is flat, CMKD's positive); at smoke anything can happen: "
+        "three tiny teachers on digits.",
+        checker=X.predict_verdict("stronger teacher"),
+    ),
+    X.Exercise(
+        "02.2",
+        "Rank agreement: does CMKD keep the teacher's ranking of the classes better than KD? Predict 'higher' or "
+        "'lower' for CMKD's mean Spearman rho, then check with `ctx=ctx`.",
+        "Often lower or level: the default CMKD reads its difficulty at tau_d = 1 and leans on its Pearson term "
+        "(close to DIST), and KD's KL matches the whole distribution, ranking included.",
+        checker=X.predict_direction("CMKD", "KD", "rank_spearman_mean"),
+    ),
+    X.Exercise(
+        "02.3",
+        "Set `series_teachers = 2` and re-run: what does a slope from two teachers tell you?",
+        "Little: a ratio of two small differences; the third teacher gives the curve its range (README notes on CIFAR-10).",
+        minutes=4,
+    ),
+]

@@ -41,6 +41,7 @@ from ..evaluation.selection import SignificanceWeights
 from ..experiments import costs
 from ..methods import METHODS, create_method
 from ..methods.base import BLOCKS, Entry
+from ..report import exercises as X
 from ..report import plots
 from ..report.results import HOLDS, INCONCLUSIVE, best_of_many, claims_frame, mean_std_cells
 
@@ -421,3 +422,31 @@ def check_lines(ctx, table: pd.DataFrame) -> None:
                 accs = " ".join(f"{ctx.evals[ds, label, s]['accuracy']:.4f}" for s in ctx.seeds(ds))
                 print(f"{ds} {label:>32}: {accs}")
     print("verdicts:", list(table["verdict"]))
+
+
+# ---------------------------------------------------------------- exercises (issue 35)
+EXERCISES = [
+    X.Exercise(
+        "06.1",
+        "Before running: which method of the standard block will have the highest test accuracy? Check with "
+        "`answer='<label>'` and `ctx=ctx`.",
+        "At quick the correlation methods (DIST, CMKD) lead on Fashion-MNIST; at smoke anything can; the leaderboard's "
+        "verdicts say which differences from KD are more than noise.",
+        checker=X.predict_best(lambda ctx: list(arms("standard"))),
+    ),
+    X.Exercise(
+        "06.2",
+        "Is the fastest method also on the Pareto front of accuracy against training cost? Read the figure.",
+        "The student alone is the cheapest point and on the front by construction; the question is what each extra "
+        "TFLOP buys.",
+    ),
+    X.Exercise(
+        "06.3",
+        "Add a method in one file (the README's `toy_kd`), restart the kernel and re-run: does it appear in the "
+        "leaderboard with no change to this notebook? Check with `answer='toy_kd'`.",
+        "Yes: the leaderboard reads the method registry (a test does the same); a method that cannot be compared "
+        "declares `not_comparable` with a reason.",
+        checker=X.registered("toy_kd"),
+        minutes=5,
+    ),
+]

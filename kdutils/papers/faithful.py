@@ -25,6 +25,7 @@ from ..methods.ibp_training import ibp_loss
 from ..methods.rslad import rslad_loss
 from ..numerics import losses
 from ..report import claims as C
+from ..report import exercises as X
 from ..report import plots
 from ..report.notebook import show
 from ..report.results import claims_frame, mean_std_cells
@@ -509,3 +510,29 @@ def check_lines(ctx, table: pd.DataFrame, delta: float) -> None:
                 + " ".join(f"{x[at_delta('crown_gap_faithful_tc', delta)]:.4f}" for x in ev)
             )
     print("verdicts:", list(table["verdict"]))
+
+
+# ---------------------------------------------------------------- exercises (issue 35)
+EXERCISES = [
+    X.Exercise(
+        "04.1",
+        "Predict the verdict of 'standard distillation leaves students unfaithful near data points', then check "
+        "with `table=table`.",
+        "Holds wherever it was run: a KD student disagrees with its teacher somewhere in the eps-ball of a large "
+        "share of the test points, found by attacks.",
+        checker=X.predict_verdict("leaves students unfaithful"),
+    ),
+    X.Exercise(
+        "04.2",
+        "Does the faithful (IBP) student reach a higher or lower clean test accuracy than KD? Predict, then check "
+        "with `ctx=ctx`.",
+        "Lower: training against interval bounds costs clean accuracy at these sizes (the price of certifiability).",
+        checker=X.predict_direction("faithful (IBP)", "KD"),
+    ),
+    X.Exercise(
+        "04.3",
+        "Change `delta` (the faithfulness threshold) to 0.05 and to 0.2: how do the shares of faithful points move?",
+        "They rise with delta for every student; the ordering of the students is what the claims are about.",
+        minutes=3,
+    ),
+]

@@ -38,6 +38,7 @@ from ..methods.label_revision import (
     teacher_wrong,
 )
 from ..report import claims as C
+from ..report import exercises as X
 from ..report import plots
 from ..report.results import claims_frame, mean_std_cells, mean_std_table
 
@@ -551,3 +552,29 @@ def check_lines(
             )
         print("  teacher forwards:", forwards[forwards.dataset == ds]["teacher forwards"].tolist())
     print("verdicts:", list(table["verdict"]))
+
+
+# ---------------------------------------------------------------- exercises (issue 35)
+EXERCISES = [
+    X.Exercise(
+        "05.1",
+        "Predict the verdict of 'erroneous teacher supervision misleads the student' (the student alone beats KD "
+        "on the training images the teacher gets wrong), then check with `table=table`.",
+        "Held on MNIST at quick (+5.7 points), inconclusive on Fashion-MNIST: the claim depends on how many and "
+        "which images the teacher gets wrong.",
+        checker=X.predict_verdict("misleads"),
+    ),
+    X.Exercise(
+        "05.2",
+        "Does KD on revised targets (KD+LR) get the teacher-wrong training images right more often than plain KD? "
+        "Predict 'higher' or 'lower' for mu_S on the training set, then check with `ctx=ctx`.",
+        "Higher: the revised target puts the true class on top where the teacher is wrong.",
+        checker=X.predict_direction("KD+LR", "KD", "mu_s_train"),
+    ),
+    X.Exercise(
+        "05.3",
+        "Set `keep = 0.5`: half the rows get the teacher's supervision. Predict the accuracy change of KD+DS.",
+        "Usually a small drop at quick: the dropped rows keep their labels, but lose the teacher's soft targets.",
+        minutes=4,
+    ),
+]

@@ -25,6 +25,7 @@ from ..evaluation.selection import DropLeastSignificant, DropRandom, Significanc
 from ..experiments import costs
 from ..methods.significance import significance_weights
 from ..report import claims as C
+from ..report import exercises as X
 from ..report import plots
 from ..report.results import claims_frame, mean_std_cells, mean_std_table
 
@@ -335,3 +336,30 @@ def check_lines(ctx, table: pd.DataFrame) -> None:
                 + " ".join(str(ctx.runs[ds, label, s].sample_epochs) for s in seeds)
             )
     print("verdicts:", list(table["verdict"]))
+
+
+# ---------------------------------------------------------------- exercises (issue 35)
+EXERCISES = [
+    X.Exercise(
+        "03.1",
+        "Predict the verdict of '... while using significantly fewer samples' (the three methods at least 10 % "
+        "below KD's sample-epochs), then check with `table=table`.",
+        "Holds for the regulated and hybrid students (the SR gate skips samples); the significance-weighted student "
+        "still sees every sample, so the rule's 'each of' is what decides.",
+        checker=X.predict_verdict("fewer samples"),
+    ),
+    X.Exercise(
+        "03.2",
+        "Pruning: after dropping the least significant 30 % of the training set, is the KD student's accuracy "
+        "higher or lower than after dropping a random 30 %? Predict, then check with `ctx=ctx`.",
+        "Not what the paper's intuition suggests at a few epochs: the least significant images are the easy ones, "
+        "and dropping them can cost as much as a random drop (the committed quick runs: does not hold at 50 %).",
+        checker=X.predict_direction("KD minus least significant 0.3", "KD minus random 0.3"),
+    ),
+    X.Exercise(
+        "03.3",
+        "Set `weighting = 'sqrt'` and compare the significance-based student with the default.",
+        "Square-root weights are flatter: the student sees more of the rare, hard images; differences stay small at quick.",
+        minutes=3,
+    ),
+]

@@ -275,6 +275,7 @@ def test_notebook_smoke_then_nbval(nb, tmp_path):
         p = fig / f"{name}.png"
         assert p.exists() and p.stat().st_size > 1000, f"figure {p} missing"
     assert "What we found" in out.read_text(), "the findings after the claims table (kd.claims.findings)"
+    assert "*instructor:*" in out.read_text() and "no answer given yet" in out.read_text(), "the exercises"
 
     again = nb.stem not in NBVAL_SAME_STORE
     env = {**os.environ, "MPLBACKEND": "Agg"}
