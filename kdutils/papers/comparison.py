@@ -356,7 +356,8 @@ def verdicts(ctx, level: float = 0.9) -> pd.DataFrame:
                                 f"{metric} ({'higher' if higher else 'lower'} is better): paired by seed, "
                                 f"{level:.0%} interval"
                                 + (" with test-set noise" if metric == "accuracy" else "")
-                                + f", Holm over the {len(pairs)} methods of the {block} block"
+                                + f", Holm over the {len(pairs)} methods of the {block} block (the interval is"
+                                " unadjusted; the Holm-adjusted p decides)"
                             ),
                             "level": f"{level:.0%}",
                             "profile": ctx.profile,
@@ -371,7 +372,8 @@ def _measured(r, metric: str, higher: bool) -> str:
     sign = "" if higher else " (reduction)"
     if not np.isfinite(r.low):
         return f"{r.estimate:+.2f} points{sign}, n = {r.n}" + (f"; {r.note}" if r.note else "")
-    return f"{r.estimate:+.2f} [{r.low:+.2f}, {r.high:+.2f}] points{sign}, n = {r.n}, Holm p = {r.p_holm:.3f}"
+    p = r.p_holm_below if r.corrected == "does not hold" else r.p_holm  # the p of the side that decided
+    return f"{r.estimate:+.2f} [{r.low:+.2f}, {r.high:+.2f}] points{sign}, n = {r.n}, Holm p = {p:.3f}"
 
 
 def verdict_grid(table: pd.DataFrame) -> pd.DataFrame:

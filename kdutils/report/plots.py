@@ -1507,8 +1507,11 @@ def method_scatter(
         if front:
             ax.plot(x.values[front], y.values[front], color="0.3", lw=1, ls="--", zorder=2, label="Pareto front")
             ax.scatter(x.values[front], y.values[front], s=130, facecolors="none", edgecolors="0.3", zorder=2)
-    if logx:
+    if logx:  # ticks at 1, 2 and 5 times a power of ten, written plainly; no labels on the minor ticks
         ax.set_xscale("log")
+        ax.xaxis.set_major_locator(mticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(mticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(mticker.NullFormatter())
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title or f"{ylabel} vs {xlabel}")

@@ -793,7 +793,8 @@ def best_of_many(
     Columns: ``comparison``; ``estimate``, ``low``, ``high`` (the paired t interval of the signed
     difference, two-sided at ``level``, times ``scale``; with per-image results on both sides, the
     interval with both noises, :func:`two_noise_interval`); ``n``; ``p`` (one-sided p-value for
-    ``diff > by``, of the same interval: paired t, or :func:`two_noise_p`); ``p_holm`` (Holm-adjusted over the family, :func:`holm`);
+    ``diff > by``, of the same interval: paired t, or :func:`two_noise_p`); ``p_holm`` (Holm-adjusted over the family, :func:`holm`)
+    and ``p_holm_below`` (the same for the opposite test, ``diff < by``: what a *does not hold* rests on);
     ``uncorrected`` and ``corrected``: the one-sided test at the level the intervals use,
     alpha = (1 - level) / 2 (5 % by default): *holds* when p (resp. p_holm) < alpha, *does
     not hold* when the opposite one-sided test (diff < by) is significant (resp. after Holm
@@ -838,10 +839,22 @@ def best_of_many(
 
     for r in rows:
         k = r["comparison"]
-        r["p_holm"] = h_up[k]
+        r["p_holm"], r["p_holm_below"] = h_up[k], h_down[k]
         r["uncorrected"] = decide(p_up[k], p_down[k])
         r["corrected"] = decide(h_up[k], h_down[k])
-    cols = ["comparison", "estimate", "low", "high", "n", "p", "p_holm", "uncorrected", "corrected", "note"]
+    cols = [
+        "comparison",
+        "estimate",
+        "low",
+        "high",
+        "n",
+        "p",
+        "p_holm",
+        "p_holm_below",
+        "uncorrected",
+        "corrected",
+        "note",
+    ]
     out = pd.DataFrame(rows, columns=cols)
     return out.sort_values("estimate", ascending=False, kind="stable", na_position="last").reset_index(drop=True)
 

@@ -199,6 +199,7 @@ def test_best_of_many_holds_uncorrected_not_after_holm():
         "n",
         "p",
         "p_holm",
+        "p_holm_below",
         "uncorrected",
         "corrected",
         "note",
