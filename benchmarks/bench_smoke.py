@@ -107,19 +107,25 @@ def main(argv: list[str] | None = None) -> int:
     }
     df = pd.DataFrame([{**r, **facts} for r in rows])
     args.out.mkdir(parents=True, exist_ok=True)
-    df.to_csv(args.out / "smoke_times.csv", index=False)
+    old = args.out / "smoke_times.csv"
+    if old.exists():  # --only: the other notebooks keep their last measurement (with its own commit and date)
+        kept = pd.read_csv(old)
+        df = pd.concat([kept[~kept.notebook.isin(df.notebook)], df]).sort_values("notebook", kind="stable")
+    df.to_csv(old, index=False)
+    rows = df.to_dict("records")
     lines = [
         "# Notebooks at `smoke`: measured wall time",
         "",
-        f"`python benchmarks/bench_smoke.py` at commit {facts['commit']} on {facts['date']}: a fresh clone, an empty run",
+        f"`python benchmarks/bench_smoke.py` (last run at commit {facts['commit']} on {facts['date']}): a fresh clone, an empty run",
         f"store, one notebook at a time, nothing else running; {facts['cpu']}, {facts['cores']} cores, torch",
         f"{facts['torch']} with {facts['torch_threads']} intra-op threads. Kernel start included. Smoke is for checking",
         f"code paths: over {LIMIT_S} s a notebook's smoke sizes are cut (issue 33).",
         "",
-        "| notebook | seconds | runs trained | within 2 min |",
-        "| --- | --- | --- | --- |",
+        "| notebook | seconds | runs trained | within 2 min | commit |",
+        "| --- | --- | --- | --- | --- |",
         *(
-            f"| `{r['notebook']}` | {r['seconds']:.0f} | {r['runs_trained']} | {'yes' if r['seconds'] <= LIMIT_S else 'no'} |"
+            f"| `{r['notebook']}` | {r['seconds']:.0f} | {r['runs_trained']} | {'yes' if r['seconds'] <= LIMIT_S else 'no'} "
+            f"| {r['commit']} |"
             for r in rows
         ),
         "",

@@ -42,10 +42,10 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
             student_model="ibp_small",
             faithful_eps=0.05,
             teacher_epochs=8,
-            student_epochs=4,
+            student_epochs=3,
             train_pgd_steps=2,
             pgd_steps=3,
-            attack_samples=64,
+            attack_samples=48,
         ),
     },
     # 2 CPU cores, under 15 min per dataset: a 10k-image training subset (stratified), 1k
