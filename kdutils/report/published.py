@@ -210,7 +210,7 @@ def block(p: Published, kind: str) -> str:
     seeds = seeds.get(p.dataset, seeds) if isinstance(seeds, dict) else seeds
     where = (
         f"*From `results/{p.name}.csv` (seeds {seeds}, commit {prov.get('git_commit', '?')}, "
-        f"{prov.get('device', '?')}): regenerate with `python -m kdutils report --update README.md`.*\n\n"
+        f"{prov.get('device', '?')}): regenerate with `python -m kdutils report --update <this file>`.*\n\n"
     )
     if kind.startswith("metrics:"):
         return where + metrics_table(p, kind.removeprefix("metrics:").split(","))
