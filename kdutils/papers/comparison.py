@@ -43,7 +43,7 @@ from ..methods import METHODS, create_method
 from ..methods.base import BLOCKS, Entry
 from ..report import exercises as X
 from ..report import plots
-from ..report.results import HOLDS, INCONCLUSIVE, best_of_many, claims_frame, mean_std_cells
+from ..report.results import HOLDS, INCONCLUSIVE, Verdict, _pct, best_of_many, claim_row, claims_frame, mean_std_cells
 
 NOTEBOOK = "06_comparison"
 CITATION = "every method of notebooks 00-05 on one protocol (no paper of its own; each row cites its method's)"
@@ -345,25 +345,24 @@ def verdicts(ctx, level: float = 0.9) -> pd.DataFrame:
                     continue
                 pairs = {lb: ctx.paired(ds, lb, ref, metric) for lb in others}
                 table = best_of_many(pairs, level=level, higher_is_better=higher)
+                rule = (
+                    f"{metric} ({'higher' if higher else 'lower'} is better): paired by seed, {_pct(level)} interval"
+                    + (" with test-set noise" if metric == "accuracy" else "")
+                    + f", Holm over the {len(pairs)} methods of the {block} block (the interval is unadjusted;"
+                    " the Holm-adjusted p decides)"
+                )
                 for r in table.itertuples(index=False):
+                    v = Verdict(r.corrected, r.estimate / 100, r.low / 100, r.high / 100, level, r.n, 0.0, rule)
                     rows.append(
-                        {
-                            "claim": f"{r.comparison} beats {ref} on {family}",
-                            "source": "[ours] notebook 06's leaderboard",
-                            "paper's number": "",
-                            "measured": _measured(r, metric, higher),
-                            "rule": (
-                                f"{metric} ({'higher' if higher else 'lower'} is better): paired by seed, "
-                                f"{level:.0%} interval"
-                                + (" with test-set noise" if metric == "accuracy" else "")
-                                + f", Holm over the {len(pairs)} methods of the {block} block (the interval is"
-                                " unadjusted; the Holm-adjusted p decides)"
-                            ),
-                            "level": f"{level:.0%}",
-                            "profile": ctx.profile,
-                            "dataset": ctx.where(ds),
-                            "verdict": r.corrected,
-                        }
+                        claim_row(
+                            f"{r.comparison} beats {ref} on {family}",
+                            "[ours] notebook 06's leaderboard",
+                            "",
+                            v,
+                            dataset=ctx.where(ds),
+                            profile=ctx.profile,
+                            measured=_measured(r, metric, higher),
+                        )
                     )
     return claims_frame(rows)
 

@@ -38,6 +38,7 @@ from .results import format_mean_std, read_results
 #: the claims table's columns shown, in order (those a table has)
 CLAIM_SHOWN = ["claim", "measured", "seed-only interval", "margin sensitivity", "converged", "verdict"]
 KINDS = ("accuracy", "claims", "findings", "metrics:NAME,NAME,...")
+NO_CLAIMS = "(no claims table published for these results)\n"
 #: metrics shown in % (the others as they are, three decimals)
 PERCENT = ("accuracy", "val_accuracy", "certified@", "crown_certified@", "robust_", "pgd_robust@")
 #: the row of ``<dataset>.predictions.csv`` that holds the test labels (seed -1)
@@ -69,6 +70,12 @@ class Published:
     def provenance(self) -> dict:
         p = self.file("provenance.json")
         return json.loads(p.read_text()) if p else {}
+
+    @property
+    def claims(self) -> pd.DataFrame | None:
+        """The published claims table (None when the notebook published none)."""
+        f = self.file("claims.csv")
+        return pd.read_csv(f, keep_default_na=False) if f is not None else None
 
     @property
     def name(self) -> str:
@@ -144,10 +151,9 @@ def metrics_table(p: Published, metrics: list[str]) -> str:
 def claims_table(p: Published) -> str:
     """The claims table as the notebook decided it (its intervals cover seeds and test images where
     the per-image predictions exist); blank where no claims were published."""
-    f = p.file("claims.csv")
-    if f is None:
-        return "(no claims table published for these results)\n"
-    df = pd.read_csv(f, keep_default_na=False)
+    df = p.claims
+    if df is None:
+        return NO_CLAIMS
     return _md(df[[c for c in CLAIM_SHOWN if c in df.columns]])
 
 
@@ -194,10 +200,8 @@ def findings_text(p: Published) -> str:
     committed claims table (:func:`kdutils.claims.findings`, ``decided_only``), never typed."""
     from .claims import findings
 
-    f = p.file("claims.csv")
-    if f is None:
-        return "(no claims table published for these results)\n"
-    return str(findings(pd.read_csv(f, keep_default_na=False), decided_only=True)) + "\n"
+    df = p.claims
+    return NO_CLAIMS if df is None else str(findings(df, decided_only=True)) + "\n"
 
 
 def block(p: Published, kind: str) -> str:
@@ -218,15 +222,22 @@ def block(p: Published, kind: str) -> str:
 
 
 _OVERVIEW = re.compile(r"<!-- report: overview -->\n(.*?)<!-- /report -->", re.S)
-#: dataset names as a reader knows them (the overview's cells)
-_SHOWN = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST", "cifar10": "CIFAR-10 subset", "digits": "digits"}
 
 
-def _verdict_counts(p: Published) -> str:
-    f = p.file("claims.csv")
-    if f is None:
+def _shown(dataset: str, claims: pd.DataFrame | None) -> str:
+    """The dataset as a reader knows it (:func:`kdutils.data.display_name`), with the note its claims
+    table carries (``ctx.where``: e.g. the JPEG copy of CIFAR-10)."""
+    from ..inputs.data import display_name
+
+    where = claims["dataset"] if claims is not None else []
+    note = next((w[len(dataset) :].strip() for w in where if w.startswith(dataset + " (")), "")
+    return f"{display_name(dataset)} {note}".strip()
+
+
+def _verdict_counts(claims: pd.DataFrame | None) -> str:
+    if claims is None:
         return "no claims table"
-    v = pd.read_csv(f, keep_default_na=False)["verdict"].tolist()
+    v = claims["verdict"].tolist()
     first = v[0] if v else "none"
     n = {w: sum(x == w for x in v) for w in ("holds", "does not hold")}
     rest = len(v) - sum(n.values())
@@ -252,8 +263,9 @@ def overview(root: str | Path, notebooks: Mapping[str, tuple[str, str]], smoke: 
             mins = p.provenance.get("runs_training_s")
             took = f", {float(mins) / 60:.0f} min of training" if mins is not None else ""
             anchor = f"{p.notebook}--{p.profile}--{p.dataset}"  # the heading of render()
+            claims = p.claims
             cells.append(
-                f"[{_SHOWN.get(p.dataset, p.dataset)}, {p.profile}](docs/results.md#{anchor}){took}: {_verdict_counts(p)}"
+                f"[{_shown(p.dataset, claims)}, {p.profile}](docs/results.md#{anchor}){took}: {_verdict_counts(claims)}"
             )
         smoke_s = times.get(nb)
         rows.append(
