@@ -510,6 +510,31 @@ def _certified(ctx: EvalContext) -> dict[str, Any]:
     return _curve("certified", list(ctx.settings.epsilons), accs)
 
 
+def validation_certification_protocol(settings: "Settings") -> dict:
+    """Every setting of the ``val_certified`` evaluation (its cache configuration), labelled."""
+    return {
+        "method": "interval bound propagation (kdutils.ibp)",
+        "box": "l_inf ball clipped to [0, 1]",
+        "images": "every image of the validation split (after val_subset)",
+        "val_subset": settings.val_subset,
+        "eps": float(settings.faithful_eps),
+        "batch_size": _ATTACK_BATCH,
+    }
+
+
+@register_evaluation("val_certified", config=validation_certification_protocol, default=False)
+def _val_certified(ctx: EvalContext) -> dict[str, Any]:
+    """IBP-certified accuracy on the **validation** split at the notebook's eps (``faithful_eps``):
+    what notebook 04 chooses its teacher's architecture by (never the test set).
+    ``val_certified`` and ``val_n`` (the images it counts)."""
+    p, sp = validation_certification_protocol(ctx.settings), ctx.split
+    n = len(sp.val_y)
+    if n == 0:
+        return {"val_certified": float("nan"), "val_n": 0}
+    acc = ibp.certified_accuracy(ctx.run.model, sp.val_x, sp.val_y, p["eps"], batch_size=p["batch_size"])
+    return {"val_certified": acc, "val_n": n}
+
+
 @register_evaluation(
     "crown_certified", config=lambda st: {**certification_protocol(st), "verifier": "crown"}, default=False
 )

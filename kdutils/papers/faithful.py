@@ -128,11 +128,28 @@ def default_datasets(profile: str) -> list[str]:
     return faithful_setup.default_datasets(profile) or costs.profile_datasets(profile)
 
 
+#: the evaluations of each candidate teacher: what the choice reads (the validation split) and clean accuracy
+CANDIDATE_EVALS = ["accuracy", "val_certified"]
+
+
+def candidate_label(model: str) -> str:
+    """The label a candidate teacher architecture is recorded under (the chosen one also as "teacher")."""
+    return f"teacher candidate {model}"
+
+
+def candidates(st) -> tuple[str, ...]:
+    """The teacher architectures this dataset's settings choose among (:func:`kdutils.faithful_setup.teacher_candidates`)."""
+    return faithful_setup.teacher_candidates(st.profile, st.dataset, st.teacher_model)
+
+
 def plan(st, ard_alpha: float = ARD_ALPHA, pgd_variant_seeds: int = PGD_VARIANT_SEEDS) -> list:
-    """The runs the notebook trains on one dataset's settings (for :mod:`kdutils.costs`)."""
+    """The runs the notebook trains on one dataset's settings (for :mod:`kdutils.costs`): every
+    candidate teacher, then the students of the first (the expected choice; the cost of a student
+    barely depends on which candidate teaches it, except faithful KD's bounds through a larger one)."""
+    rivals = [costs.planned_teacher(st, candidate_label(m), teacher_spec(st), model=m) for m in candidates(st)[1:]]
     t = costs.planned_teacher(st, "teacher", teacher_spec(st))
     variant = faithful_setup.variant_seeds(st.profile, st.seeds, pgd_variant_seeds)
-    runs = [t] + [
+    runs = [t, *rivals] + [
         costs.planned_student(st, label, spec, s, t)
         for label, spec in specs(st, ard_alpha).items()
         for s in (variant if label == VARIANT else st.seeds)
@@ -186,7 +203,7 @@ def sizes_table(ctx, pgd_variant_seeds: int = PGD_VARIANT_SEEDS) -> pd.DataFrame
         rows.append(
             {
                 "dataset": ds,
-                "teacher": st.teacher_model,
+                "teacher (candidates, chosen on validation)": " | ".join(candidates(st)),
                 "student": st.student_model,
                 "eps": st.faithful_eps,
                 "teacher epochs": st.teacher_recipe.epochs,
@@ -204,16 +221,75 @@ def sizes_table(ctx, pgd_variant_seeds: int = PGD_VARIANT_SEEDS) -> pd.DataFrame
     return pd.DataFrame(rows).set_index("dataset").T
 
 
-def train_teachers(ctx) -> None:
-    """Each dataset's robust teacher (IBP training), its clean, PGD and certified accuracy at eps."""
+def choose_teachers(ctx) -> pd.DataFrame:
+    """Protocol v2, item 2: each dataset's teacher architecture chosen on the **validation split**.
+    Every candidate (:func:`candidates`, simplest first) is trained as the teacher would be (IBP
+    training, seed 0) and scored by its IBP-certified accuracy at eps on the validation images;
+    :func:`kdutils.faithful_setup.choose_teacher` (the one-standard-error rule) picks. No test image
+    is read. Returns one row per candidate; :func:`chosen` reads the choice back."""
+    rows = []
     for ds in ctx:
         st = ctx.settings(ds)
+        models = candidates(st)
         with ctx.timing(ds):
-            teacher = ctx.teacher(ds, "teacher", teacher_spec(st), model=st.teacher_model, only=TEACHER_EVALS)
+            ctx.teacher_group(
+                ds,
+                [
+                    dict(
+                        label=candidate_label(m),
+                        method=teacher_spec(st),
+                        model=m,
+                        robustness=False,
+                        only=CANDIDATE_EVALS,
+                    )
+                    for m in models
+                ],
+                desc=f"{ds}: teacher candidates",
+            )
+        pick, why = chosen(ctx, ds)
+        top = max(models, key=lambda m: ctx.evals[ds, candidate_label(m), 0]["val_certified"])
+        for m in models:
+            ev = ctx.evals[ds, candidate_label(m), 0]
+            rows.append(
+                {
+                    "dataset": ds,
+                    "candidate": m,
+                    "validation images": ev["val_n"],
+                    "validation accuracy": ev["val_accuracy"],
+                    f"validation certified @ {st.faithful_eps:.4g} (IBP)": ev["val_certified"],
+                    "seconds per epoch": round(ctx.runs[ds, candidate_label(m), 0].seconds_per_epoch, 2),
+                    "highest (plain argmax)": "yes" if m == top else "",
+                    "chosen (one-SE rule)": "yes" if m == pick else "",
+                }
+            )
+        print(f"{ds}: {why}")
+    return pd.DataFrame(rows).set_index(["dataset", "candidate"])
+
+
+def chosen(ctx, ds: str) -> tuple[str, str]:
+    """The teacher architecture :func:`choose_teachers` chose for ``ds``, and why."""
+    st = ctx.settings(ds)
+    scores = []
+    for m in candidates(st):
+        ev = ctx.evals[ds, candidate_label(m), 0]
+        scores.append((m, float(ev["val_certified"]), int(ev["val_n"])))
+    return faithful_setup.choose_teacher(scores)
+
+
+def train_teachers(ctx) -> None:
+    """Each dataset's robust teacher (IBP training; the architecture :func:`choose_teachers` chose on
+    the validation split), its clean, PGD and certified accuracy at eps."""
+    for ds in ctx:
+        st = ctx.settings(ds)
+        if (ds, candidate_label(candidates(st)[0]), 0) not in ctx.evals:
+            choose_teachers(ctx)
+        model, _ = chosen(ctx, ds)
+        with ctx.timing(ds):
+            teacher = ctx.teacher(ds, "teacher", teacher_spec(st), model=model, only=TEACHER_EVALS)
         eps = st.faithful_eps
         ev, e = ctx.evals[ds, "teacher", 0], f"{eps:.4g}"
         print(
-            f"{ds}: teacher {st.teacher_model} ({'reused' if teacher.reused else 'trained'}) at eps {e}: clean "
+            f"{ds}: teacher {model} ({'reused' if teacher.reused else 'trained'}) at eps {e}: clean "
             f"{ev['accuracy']:.4f}, PGD {ev[at_eps('pgd_robust', eps)]:.4f}, certified {ev[at_eps('certified', eps)]:.4f}"
         )
         if ev[at_eps("certified", eps)] < 0.2:

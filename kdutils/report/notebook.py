@@ -267,7 +267,9 @@ class NotebookContext:
             s = exp.settings
             jobs = []
             for c in calls:
-                kw = {k: v for k, v in c.items() if k not in ("label", "method", "robustness", "record", "seed")}
+                kw = {
+                    k: v for k, v in c.items() if k not in ("label", "method", "robustness", "record", "seed", "only")
+                }
                 jobs.append(
                     Job(
                         c.get("method", "ce"),

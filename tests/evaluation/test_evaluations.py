@@ -334,3 +334,29 @@ def test_predictions_are_the_argmax_behind_accuracy(env):
     assert pred.shape == y.shape
     assert float((pred == y).mean()) == pytest.approx(ev["accuracy"], abs=1e-12)
     assert "test_predictions" not in kd.scalar_metrics(ev)  # text, not a number of results.csv
+
+
+def test_val_certified_reads_the_validation_split_only(env, calls, monkeypatch):
+    """Notebook 04's teacher choice (protocol v2, item 2) reads validation images, never the test set."""
+    from kdutils import ibp
+    from kdutils.evaluations import validation_certification_protocol
+
+    store, t, s = env
+    st = _settings()
+    exp = kd.Experiment(st, store)
+    sp = exp.split
+    seen = []
+    real = ibp.certified_accuracy
+
+    def spy(model, x, y, eps, **kw):
+        seen.append((x.data_ptr(), eps))
+        return real(model, x, y, eps, **kw)
+
+    monkeypatch.setattr(ibp, "certified_accuracy", spy)
+    ev = exp.evaluate(t, only=["val_certified"])
+    assert seen == [(sp.val_x.data_ptr(), st.faithful_eps)], "one call, on the validation images, at faithful_eps"
+    assert ev["val_n"] == len(sp.val_y) > 0
+    assert ev["val_certified"] == real(t.model, sp.val_x, sp.val_y, st.faithful_eps)
+    assert validation_certification_protocol(st)["eps"] == st.faithful_eps
+    exp.evaluate(t, only=["val_certified"])
+    assert calls["val_certified"] == 1  # cached like every evaluation

@@ -64,10 +64,13 @@ def test_runs_of_notebook_04_at_paper():
     assert e.runs.sum() == 1 + 7 * 5 and set(e.dataset) == {"cifar10"} and set(e.epochs) == {160}
     assert e.loc["teacher", "model"] == "ibp_large" and set(e.model.drop("teacher")) == {"ibp_medium"}
     assert (e.images_per_epoch == 45000).all() and "teacher logits" not in set(e.role)  # crop + flip: per batch
-    # quick: MNIST, ibp_small for all, faithful (PGD) on one seed (faithful_setup.VARIANT_SEEDS)
+    # quick: MNIST, ibp_small for all but the second teacher candidate (chosen on validation),
+    # faithful (PGD) on one seed (faithful_setup.VARIANT_SEEDS)
     q = costs.estimate("04_faithful", "quick").set_index("label")
     assert set(q.dataset) == {"mnist"} and q.loc["faithful (PGD)", "runs"] == 1 and q.loc["KD", "runs"] == 3
-    assert set(q.model) == {"ibp_small"} and q.loc["KD", "images_per_epoch"] == 10000
+    assert q.loc["teacher candidate ibp_medium", "model"] == "ibp_medium"
+    assert set(q.model.drop("teacher candidate ibp_medium")) == {"ibp_small"}
+    assert q.loc["KD", "images_per_epoch"] == 10000
     assert costs.plan_runs("04_faithful", "smoke")[0].dataset == "digits"  # no default datasets at smoke
 
 
