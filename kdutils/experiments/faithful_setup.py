@@ -64,7 +64,7 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
     # validation images scored per epoch, the full 10k test set for accuracy and the first 500
     # test images for the attacks and bounds; 3-step PGD inside training, 5 in the evaluations.
     # Teacher: chosen by the notebook on the validation split among TEACHER_CANDIDATES (ibp_small,
-    # the students' own architecture, first; ibp_medium about 5x its time per epoch here); the
+    # the students' own architecture, first; ibp_medium about 5x its forward FLOPs); the
     # choice and its numbers are in the notebook's "Choosing the teacher" table and in
     # results/04_faithful/<profile>/<dataset>.csv (the "teacher candidate ..." rows). An earlier
     # choice of ibp_small read test-set certified accuracy: protocol v2 replaced it. With PyTorch's

@@ -257,13 +257,21 @@ def choose_teachers(ctx) -> pd.DataFrame:
                     "validation images": ev["val_n"],
                     "validation accuracy": ev["val_accuracy"],
                     f"validation certified @ {st.faithful_eps:.4g} (IBP)": ev["val_certified"],
-                    "seconds per epoch": round(ctx.runs[ds, candidate_label(m), 0].seconds_per_epoch, 2),
+                    "forward MFLOP per image": round(_mflop(ctx, ds, m), 2),
                     "highest (plain argmax)": "yes" if m == top else "",
                     "chosen (one-SE rule)": "yes" if m == pick else "",
                 }
             )
         print(f"{ds}: {why}")
     return pd.DataFrame(rows).set_index(["dataset", "candidate"])
+
+
+def _mflop(ctx, ds: str, model: str) -> float:
+    """A candidate's forward cost per image (:func:`kdutils.costs.forward_flops`; the seconds per epoch
+    of stored runs depend on what else the machine did while each trained, so they are not compared)."""
+    sp = ctx[ds].split
+    net = ctx.runs[ds, candidate_label(model), 0].model
+    return costs.forward_flops(net, (sp.in_channels, sp.input_size, sp.input_size)) / 1e6
 
 
 def chosen(ctx, ds: str) -> tuple[str, str]:
