@@ -188,6 +188,31 @@ class DropRandom(Selection):
         return {"fraction": self.fraction, "seed": self.seed}
 
 
+@_register(SELECTIONS, "keep_random")
+@dataclass(frozen=True)
+class KeepRandom(Selection):
+    """Keep ``rows`` rows drawn at random (``seed`` of ``torch.randperm``, CPU generator), all of
+    them when the split has no more: a fixed-size training subset, e.g. notebook 06's interval block
+    at ``quick`` (:data:`kdutils.papers.comparison.INTERVAL_ROWS`)."""
+
+    count: int
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.count, bool) or not isinstance(self.count, int) or self.count < 1:
+            from ..core.errors import ParameterError
+
+            raise ParameterError("count", self.count, "a positive int (the number of training rows kept)")
+        object.__setattr__(self, "seed", int(self.seed))
+
+    def rows(self, n: int) -> torch.Tensor:
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed))
+        return order[: min(self.count, n)].sort().values
+
+    def params(self) -> dict[str, Any]:
+        return {"count": self.count, "seed": self.seed}
+
+
 @_register(WEIGHTINGS, "significance")
 @dataclass(frozen=True, eq=False)
 class SignificanceWeights(Weighting):

@@ -277,16 +277,26 @@ def _method(spec: Any) -> tuple[str, bool]:
     return json.dumps(m.params(), sort_keys=True), bool(m.needs_teacher)
 
 
-def _teacher(st: Settings, label: str, spec: Any = "ce", *, model: str | None = None, seed: int = 0) -> PlannedRun:
+def _teacher(
+    st: Settings, label: str, spec: Any = "ce", *, model: str | None = None, seed: int = 0, rows_share: float = 1.0
+) -> PlannedRun:
     method, _ = _method(spec)
-    return PlannedRun(st.dataset, "teacher", label, model or st.teacher_model, method, seed, st.teacher_recipe)
+    return PlannedRun(
+        st.dataset, "teacher", label, model or st.teacher_model, method, seed, st.teacher_recipe, rows_share=rows_share
+    )
 
 
 def planned_teacher(
-    st: Settings, label: str, spec: Any = "ce", *, model: str | None = None, seed: int = 0
+    st: Settings, label: str, spec: Any = "ce", *, model: str | None = None, seed: int = 0, rows_share: float = 1.0
 ) -> PlannedRun:
-    """The planned teacher run of ``st`` (what a paper module's plan lists; seed 0 unless given)."""
-    return _teacher(st, label, spec, model=model, seed=seed)
+    """The planned teacher run of ``st`` (what a paper module's plan lists; seed 0 unless given;
+    ``rows_share``: the share of the training rows it trains on)."""
+    return _teacher(st, label, spec, model=model, seed=seed, rows_share=rows_share)
+
+
+def train_rows(st: Settings) -> int:
+    """The number of training rows of ``st``'s split (after ``train_subset`` and the validation split)."""
+    return _split_rows(st)[0]
 
 
 def planned_student(st: Settings, label: str, spec: Any, seed: int, teacher: PlannedRun | None, **kw) -> PlannedRun:

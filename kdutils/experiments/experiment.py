@@ -142,10 +142,14 @@ class Experiment:
         model: str | None = None,
         recipe: Recipe | None = None,
         force: bool = False,
+        selection: Selection | None = None,
     ) -> Run:
-        """The dataset's teacher (trained alone with ``method``, shared by every notebook)."""
+        """The dataset's teacher (trained alone with ``method``, shared by every notebook); with
+        ``selection``, on those training rows only (:meth:`train`)."""
         model, recipe = self.settings.model_and_recipe("teacher", model, recipe)
-        return self.train(method, seed=seed, model=model, recipe=recipe, role="teacher", force=force)
+        return self.train(
+            method, seed=seed, model=model, recipe=recipe, role="teacher", force=force, selection=selection
+        )
 
     def student(
         self,

@@ -175,3 +175,16 @@ def test_experiment_rejects_bare_tensors(exp_teacher):
         exp.student("kd", seed=0, teacher=sr_teacher, selection=torch.arange(10))
     with pytest.raises(TypeError):
         exp.student("kd", seed=0, teacher=sr_teacher, train_rows=torch.arange(10), train_rows_id="x")
+
+
+def test_keep_random_keeps_exactly_count_rows_sorted_and_names_itself():
+    sel = kd.KeepRandom(30, seed=1)
+    rows = sel.rows(100)
+    assert len(rows) == 30 and len(set(rows.tolist())) == 30 and torch.equal(rows, rows.sort().values)
+    assert torch.equal(rows, kd.KeepRandom(30, seed=1).rows(100))  # deterministic
+    assert not torch.equal(rows, kd.KeepRandom(30, seed=2).rows(100))
+    assert torch.equal(kd.KeepRandom(500).rows(100), torch.arange(100))  # no more rows than the split has
+    assert sel.identity() == {"name": "keep_random", "count": 30, "seed": 1} and "keep_random" in SELECTIONS
+    for bad in (0, -3, 2.5, True):
+        with pytest.raises(kd.ParameterError, match="positive int"):
+            kd.KeepRandom(bad)

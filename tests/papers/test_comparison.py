@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 import kdutils as kd
+from kdutils.experiments import costs
 from kdutils.methods import METHODS
 from kdutils.methods.base import Entry, Method, Terms
 from kdutils.papers import comparison as C
@@ -43,6 +44,19 @@ def test_each_block_has_its_own_reference_rows_and_the_interval_block_its_pair()
     teachers = {r.label: r.teacher.label if r.teacher else None for r in runs if r.role == "student"}
     assert teachers["regulated"] == C.SR_TEACHER and teachers["KD"] == C.TEACHER
     assert teachers["KD | IBP pair"] == C.INTERVAL_TEACHER and teachers["student alone"] is None
+
+
+def test_the_interval_block_trains_on_a_10k_subset_at_quick_only():
+    quick = kd.configure("quick", "fashion_mnist", **C.sizes("quick", "fashion_mnist"))
+    runs = C.plan(quick)
+    share = {r.label: r.rows_share for r in runs}
+    n = costs.train_rows(quick)
+    assert share["teacher | IBP pair"] == share["faithful (IBP) | IBP pair"] == pytest.approx(10000 / n)
+    assert share["KD"] == share["teacher"] == share["faithful (PGD)"] == 1.0
+    assert C.interval_selection(quick).identity() == {"name": "keep_random", "count": 10000, "seed": 0}
+    for profile in ("smoke", "full", "paper"):
+        st = kd.configure(profile, "fashion_mnist")
+        assert C.interval_selection(st) is None and all(r.rows_share == 1.0 for r in C.plan(st))
 
 
 def test_adversarial_rows_train_at_the_datasets_epsilon_with_the_profiles_steps():
@@ -119,3 +133,31 @@ def test_the_verdict_grid_reads_better_worse_and_inconclusive():
     assert grid.loc[("mnist", "DIST"), "calibration"] == "worse"
     assert grid.loc[("mnist", "CMKD"), "accuracy"] == "inconclusive"
     assert list(grid.columns) == ["accuracy", "calibration"]
+
+
+def test_the_interval_blocks_teacher_and_students_train_on_its_rows(tmp_path, monkeypatch):
+    """With a subset for the interval block (as at quick), its teacher and every one of its students
+    carry the same rows in their run keys; the standard block's runs carry none."""
+    monkeypatch.setitem(C.INTERVAL_ROWS, "smoke", 200)
+    interval = C.arms("interval")
+    keep = {k: interval[k] for k in ("KD | IBP pair", "IBP (no teacher) | IBP pair")}
+    standard = {"KD": C.arms("standard")["KD"]}
+    monkeypatch.setattr(C, "arms", lambda block=None: {**standard, **keep} if block is None else None)
+    ctx = kd.NotebookContext(
+        "06_test",
+        profile="smoke",
+        seeds=1,
+        output_dir=tmp_path,
+        figures_dir=tmp_path,
+        verbose=False,
+        progress=False,
+        sizes=C.sizes,
+        overrides={"dry_run": True},
+        store=kd.RunStore(tmp_path / "runs"),
+    )
+    C.train(ctx)
+    rows = {"name": "keep_random", "count": 200, "seed": 0}
+    for label in ("teacher | IBP pair", *keep):
+        assert ctx.runs["digits", label, 0].config["train_rows"] == rows, label
+    assert "train_rows" not in ctx.runs["digits", "KD", 0].config
+    assert "train_rows" not in ctx.runs["digits", "teacher", 0].config
