@@ -94,17 +94,55 @@ _KEY_LABELS = {
 # ---------------------------------------------------------------------------
 
 
-#: one colour per label (a method, an arm) for the whole notebook: given on first use, in order
+#: the labels every notebook shares (the teacher, the student alone, KD, notebook 06's rows), each with
+#: one colour in every figure of the suite (:func:`suite_colors`); a notebook's own labels (ablations,
+#: variants) take the colours of :data:`_OWN_PALETTE` on first use
+_SUITE_FIRST = ("teacher", "student alone", "KD")
 _COLOR_OF: dict[str, tuple[float, float, float]] = {}
+_SUITE: dict[str, tuple[float, float, float]] = {}
+
+
+def _suite_palette() -> list[tuple[float, float, float]]:
+    """30 colours: seaborn's deep, then its dark, then tab20's light halves."""
+    return sns.color_palette("deep", 10) + sns.color_palette("dark", 10) + sns.color_palette("tab20", 20)[1::2]
+
+
+def _own_palette() -> list[tuple[float, float, float]]:
+    """A notebook's own labels: evenly spaced hues (husl), lighter than the suite's colours."""
+    return sns.color_palette("husl", 12, desat=0.8)
+
+
+def suite_colors() -> dict[str, tuple[float, float, float]]:
+    """label -> colour of every label the notebooks share: the teacher, the student alone, KD, then
+    notebook 06's rows in its order (:func:`kdutils.papers.comparison.arms`; an interval-pair row
+    as its method, "faithful (IBP)" as in notebook 04) and the self-regulated teacher; the same in
+    every notebook, so KD is one colour across 00-06."""
+    if not _SUITE:
+        from ..papers import comparison  # at call time: comparison imports this module
+
+        labels = list(_SUITE_FIRST)
+        for lb in [*comparison.arms(), comparison.SR_TEACHER]:
+            lb = lb.removesuffix(comparison.INTERVAL_SUFFIX)
+            if lb not in labels:
+                labels.append(lb)
+        base = _suite_palette()
+        _SUITE.update({lb: tuple(base[i % len(base)]) for i, lb in enumerate(labels)})
+    return dict(_SUITE)
 
 
 def color_of(label: Any) -> tuple[float, float, float]:
-    """The colour of ``label`` in every figure of this notebook: the next of seaborn's palette
-    (then ``tab20``) the first time a label is drawn, the same one after (:func:`style` starts afresh)."""
+    """The colour of ``label`` in every figure: a shared label's (:func:`suite_colors`) in every
+    notebook; any other label the next of its own palette the first time it is drawn in this
+    notebook, the same one after (:func:`style` starts those afresh)."""
+    from ..papers.comparison import INTERVAL_SUFFIX
+
     key = str(label)
+    suite = suite_colors()
+    if key.removesuffix(INTERVAL_SUFFIX) in suite:  # notebook 06's interval pair: the method's colour
+        return suite[key.removesuffix(INTERVAL_SUFFIX)]
     if key not in _COLOR_OF:
-        base = sns.color_palette("deep", 10) + sns.color_palette("tab20", 20)[1::2]
-        _COLOR_OF[key] = tuple(base[len(_COLOR_OF) % len(base)])
+        own = _own_palette()
+        _COLOR_OF[key] = tuple(own[len(_COLOR_OF) % len(own)])
     return _COLOR_OF[key]
 
 

@@ -827,3 +827,18 @@ def test_bands_of_shares_stay_in_0_1():
     ax = plots.line_with_spread(df, x="x").axes[0]
     ys = np.concatenate([p.vertices[:, 1] for c in ax.collections for p in c.get_paths()])
     assert ys.min() >= 0.0 and ys.max() <= 1.0
+
+
+def test_shared_labels_have_one_colour_in_every_notebook_and_own_labels_others():
+    plots.style()
+    suite = plots.suite_colors()
+    assert len(set(suite.values())) == len(suite), "two shared labels with one colour"
+    assert {"teacher", "student alone", "KD", "CMKD", "DIST", "ARD", "faithful (IBP)", "IBP (no teacher)"} <= set(suite)
+    own = plots.color_of("CMKD, Pearson only")  # a notebook's own label, drawn first
+    kd_before = plots.color_of("KD")
+    plots.style()  # the next notebook
+    plots.color_of("KD tau=4")
+    assert plots.color_of("KD") == kd_before == suite["KD"]  # whatever was drawn before it
+    assert plots.color_of("KD | IBP pair") == suite["KD"]  # notebook 06's interval pair: the method's colour
+    assert plots.color_of("faithful (IBP) | IBP pair") == suite["faithful (IBP)"]
+    assert own not in suite.values() and plots.color_of("KD tau=4") not in suite.values()
