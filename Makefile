@@ -2,6 +2,7 @@
 #   make reproduce   create .venv if needed, install, execute every notebook at PROFILE (default quick)
 #   make test        create .venv if needed, install, run the whole test suite
 #   make lab         JupyterLab from .venv; the notebooks' kernel "python3" is .venv's own Python (nothing registered)
+#   make site        the results site in site/ (open site/index.html; works offline), from the committed files
 # NOVENV=1 (reproduce, test): no .venv and no pip install; $(PYTHON) (then python3 by default) runs as it
 # is, with the package and its dependencies importable already (e.g. PYTHONPATH=<project root> on the lent GPU
 # machine, whose image has torch but no network: README "On a GPU"). OUTDIR=DIR: the batch writes to DIR
@@ -23,7 +24,7 @@ EXTRAS ?= test
 PROFILE ?= quick
 ONLY   ?=
 
-.PHONY: setup reproduce test lab clean-runs
+.PHONY: setup reproduce test lab site clean-runs
 setup: $(VENV)/.installed-$(EXTRAS)
 
 $(VENV)/.installed-$(EXTRAS): pyproject.toml
@@ -41,6 +42,10 @@ test: $(NEEDS)
 lab: setup
 	$(BIN)/python -m pip install -q -e ".[lab]"
 	$(BIN)/jupyter lab notebooks/
+
+site: $(NEEDS)
+	$(if $(novenv),,$(BIN)/python -m pip install -q -e ".[site]")
+	$(RUN) -m kdutils site --out site
 
 clean-runs:
 	rm -rf runs outputs

@@ -356,11 +356,41 @@ def main(argv: list[str] | None = None) -> int:
     )
     sp.add_argument("paths", nargs="*", help="notebook files (default: notebooks/[0-9][0-9]_*.ipynb)")
     sp.add_argument("--check", action="store_true", help="only report the notebooks that are not clean")
+    st = sub.add_parser(
+        "site",
+        help="the results site: README, docs and executed notebooks as static HTML that works offline",
+        description="Build site/ (open site/index.html; math with no network). Executed notebooks come from "
+        "docs/executed/ (committed) and each --executed DIR (a batch's --out). --publish DIR copies a batch's "
+        "executed notebooks into docs/executed/, cleaned (one parameters cell, relative paths, figures from "
+        "the committed gallery), and builds nothing.",
+    )
+    st.add_argument("--out", default="site", help="the site folder (default site/)")
+    st.add_argument("--executed", action="append", default=[], metavar="DIR", help="a batch's output folder")
+    st.add_argument("--publish", default=None, metavar="DIR", help="publish a batch's executed notebooks")
     args = ap.parse_args(argv)
 
     root = project_root()
     if args.cmd == "report":
         return report(args, root)
+    if args.cmd == "site":
+        from .report import site
+
+        for d in [*args.executed, *([args.publish] if args.publish else [])]:
+            if not Path(d).is_dir():
+                print(f"error: no folder {d} (give a batch's --out, e.g. outputs/)", file=sys.stderr)
+                return 2
+        if args.publish:
+            for f in site.publish(_absolute(args.publish), root=root):
+                print(f"published {f.relative_to(root)}")
+            return 0
+        try:
+            built = site.build(_absolute(args.out), root=root, executed=[_absolute(d) for d in args.executed])
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        n = sum(len(v) for v in built.executed.values())
+        print(f"wrote {len(built.pages)} pages ({n} executed notebooks) to {built.out} in {built.seconds:.1f} s")
+        return 0
     if args.cmd == "strip":
         paths = [Path(p) for p in args.paths] or notebooks(root / "notebooks")
         missing = [str(p) for p in paths if not p.is_file()]

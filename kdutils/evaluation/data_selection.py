@@ -1,4 +1,4 @@
-"""DS: data selection (Lan, Cheung, et al., arXiv 2404.03693; spec ``papers/label_revision.md``).
+"""DS: data selection (Lan, Cheung, et al., arXiv 2404.03693; spec ``docs/papers/label_revision.md``).
 
 [public summary only] A score picks the training rows supervised by the teacher; the others are
 supervised by the labels alone, and the teacher is never run on them. Estimator, ratio and

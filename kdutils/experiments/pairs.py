@@ -4,7 +4,7 @@ A profile names one teacher and one student per dataset
 (:data:`kdutils.profiles.DATASET_DEFAULTS`). The CMKD notebook needs more:
 
 * :data:`PAIRS`: the teacher -> student pairs per dataset. CIFAR-100: the five pairs of the
-  CRD/RepDistiller benchmark that DIST and CMKD report on [public, ``papers/cmkd.md``]; every
+  CRD/RepDistiller benchmark that DIST and CMKD report on [public, ``docs/papers/cmkd.md``]; every
   other dataset: the profile's own pair only. :func:`pairs_for` puts the profile's pair first:
   the **primary pair**, on which the claims are decided.
 * :data:`TEACHER_SERIES`: per dataset, one student and teachers of growing size for the
@@ -68,7 +68,7 @@ TEACHER_SERIES: dict[str, tuple[str, tuple[str, ...]]] = {
     "cifar100": ("resnet8x4", ("resnet56", "resnet110", "wrn_40_2", "resnet32x4")),
 }
 
-#: CIFAR-100 top-1 (%) [public, the CRD and DIST READMEs, as quoted in papers/cmkd.md]; None: not reported
+#: CIFAR-100 top-1 (%) [public, the CRD and DIST READMEs, as quoted in docs/papers/cmkd.md]; None: not reported
 REFERENCE: dict[tuple[str, str], dict[str, float | None]] = {
     ("resnet32x4", "resnet8x4"): {"teacher": 79.42, "student": 72.50, "KD": 73.33, "DIST": 76.31},
     ("wrn_40_2", "wrn_40_1"): {"teacher": 75.61, "student": 71.98, "KD": 73.54, "DIST": 74.43},

@@ -2,7 +2,7 @@
 
 No code and no numbers are public; the parts are the paper's [paper] (Pearson and Spearman
 correlation losses, weighted per sample by difficulty, a differentiable sort for the ranks), the
-exact forms this project's [ours] (``papers/cmkd.md``). Losses in :mod:`kdutils.correlation`.
+exact forms this project's [ours] (``docs/papers/cmkd.md``). Losses in :mod:`kdutils.correlation`.
 
 **On top of another method** ("CMKD works with other KD methods" [paper]): CMKD is a wrapper
 whose ``inner`` method's per-sample loss takes the place of the cross-entropy. ``inner`` is

@@ -1,7 +1,7 @@
 """DIST: knowledge distillation from a stronger teacher by correlation (Huang et al., NeurIPS 2022).
 
 Public code ``hunto/DIST_KD`` [public]; the baseline and the Pearson part of CMKD
-(``papers/cmkd.md``). Losses in :mod:`kdutils.correlation`.
+(``docs/papers/cmkd.md``). Losses in :mod:`kdutils.correlation`.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""LR: label revision (Lan, Cheung, et al., arXiv 2404.03693, 2024; spec ``papers/label_revision.md``).
+"""LR: label revision (Lan, Cheung, et al., arXiv 2404.03693, 2024; spec ``docs/papers/label_revision.md``).
 
 Where the teacher is wrong, its target is revised towards the label before the student learns
 from it: ``p~ = beta p_T + (1 - beta) y`` with ``beta = eta / (p_T[max] - p_T[y] + 1)``

@@ -14,7 +14,7 @@ Sources:
   cosine of the centred vectors with ``eps = 1e-8`` added to the product of the norms.
 * CMKD: Niu, Wang, Cai, Hou, arXiv 2410.06561 (2024): Pearson and Spearman correlation losses
   weighted per sample by difficulty [paper]; the exact forms here (the soft rank, the
-  difficulty measures, the weights) are this project's [ours] (``papers/cmkd.md``).
+  difficulty measures, the weights) are this project's [ours] (``docs/papers/cmkd.md``).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Notebook 01: Confidence Conditioned Knowledge Distillation (CCKD-L, CCKD-T, self-regulation).
 
 Mishra and Sundaram, *Confidence Conditioned Knowledge Distillation*, arXiv 2107.06993 (2021)
-(``../shared/papers/cckd.md``). The single home of the notebook's arms and ablations, its figures
+(``docs/papers/cckd.md``). The single home of the notebook's arms and ablations, its figures
 and its four claims (each one comparison named in advance, with its rule); the notebook
 ``notebooks/01_cckd.ipynb`` shows and calls them, and the cost plan is built from them here.
 Sources of each choice: [paper] the abstract, Fig. 1 and Algorithm 1; [public] the

@@ -1,7 +1,7 @@
 """Notebook 02: CMKD, correlation matching knowledge distillation from a stronger teacher.
 
 Niu, Wang, Cai and Hou, *Efficient and Robust Knowledge Distillation from A Stronger Teacher Based on
-Correlation Matching*, arXiv 2410.06561 (2024) (``../shared/papers/cmkd.md``). The single home of the
+Correlation Matching*, arXiv 2410.06561 (2024) (``docs/papers/cmkd.md``). The single home of the
 notebook's arms (the methods, the ablations, CMKD on top of other methods), its teacher -> student
 pairs and stronger-teacher series (from :mod:`kdutils.pairs`), its figures and its claims (each one
 comparison named in advance, with its rule); the notebook ``notebooks/02_cmkd.ipynb`` shows and calls

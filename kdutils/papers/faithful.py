@@ -1,7 +1,7 @@
 """Notebook 04: Faithful knowledge distillation.
 
 Lamb, Bunel, Dvijotham, Kumar, Torr and Eiras, *Faithful Knowledge Distillation*, arXiv 2306.04431
-(``../shared/papers/faithful.md``). The single home of the notebook's robust teacher, its students
+(``docs/papers/faithful.md``). The single home of the notebook's robust teacher, its students
 (KD, ARD, RSLAD and faithful KD with an interval bound or PGD), its figures and its three claims
 (each decided by comparisons named in advance); the notebook ``notebooks/04_faithful.ipynb`` shows
 and calls them, and the cost plan is built from :func:`teacher_spec` and :func:`specs` here. The

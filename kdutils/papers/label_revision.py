@@ -1,7 +1,7 @@
 """Notebook 05: knowledge distillation with label revision (LR) and data selection (DS).
 
 Lan, Cheung, Xu, Liu, Hu, Li, Chen, *Improve Knowledge Distillation via Label Revision and Data
-Selection*, arXiv 2404.03693 (2024) (``../shared/papers/label_revision.md``). The single home of the
+Selection*, arXiv 2404.03693 (2024) (``docs/papers/label_revision.md``). The single home of the
 notebook's students, its keep-ratio sweep, its figures and its four claims (each one comparison named
 in advance, with its rule); the notebook ``notebooks/05_label_revision.ipynb`` shows and calls them,
 and the cost plan is built from them here. Sources of each choice: [paper] the abstract; [public] the

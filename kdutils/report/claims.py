@@ -1,6 +1,6 @@
 """The paper notebooks' claim rules, as named functions on the statistics of :mod:`kdutils.results`.
 
-Every rule follows the team's ``papers/README.md`` ("How every claims table decides"): one
+Every rule follows the team's ``docs/papers/README.md`` ("How every claims table decides"): one
 comparison named in advance, paired by seed, a two-sided t interval at ``level`` (90 % by
 default, so each one-sided decision is a 95 % test), *holds* / *does not hold* when the
 interval is on one side of the threshold, *inconclusive* when it straddles it, *not testable*
@@ -99,7 +99,7 @@ __all__ = [
     "every",
 ]
 
-#: non-inferiority margin, raw units (1 point of accuracy) [ours, papers/README.md]
+#: non-inferiority margin, raw units (1 point of accuracy) [ours, docs/papers/README.md]
 NON_INFERIORITY_MARGIN = 0.01
 #: "uses significantly fewer samples": a saving of at least 10 % of KD's sample-epochs [ours]
 DATA_SAVING = 0.10

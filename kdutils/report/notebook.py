@@ -435,7 +435,9 @@ class NotebookContext:
             if get_ipython() is not None:
                 import matplotlib.pyplot as plt
 
-                display(fig)
+                # the saved file's name rides with the output, so a published copy of the executed
+                # notebook can show the committed file instead of a second copy (kdutils.report.site)
+                display(fig, metadata={"kdutils": {"figure": _figure_name(path)}})
                 plt.close(fig)
         return path
 
@@ -846,3 +848,15 @@ class NotebookContext:
             name = ", ".join([str(method), *(f"eps {v}" if k == "epsilon" else str(v) for k, v in zip(keys, kv))])
             out[name] = (m["value"].tolist(), m["value_ref"].tolist())
         return out
+
+
+def _figure_name(path: Path) -> str:
+    """A saved figure's path as the site looks it up: ``figures/...`` from the project root when it is
+    inside the project's gallery, else ``<notebook folder>/<file>``."""
+    from ..core.io import project_root
+
+    path = Path(path).resolve()
+    try:
+        return path.relative_to(project_root()).as_posix()
+    except ValueError:
+        return f"{path.parent.name}/{path.name}"

@@ -6,7 +6,7 @@ seed x metric) next to its executed copy. Tests, the batch summary and users' ow
 plots read that one file.
 
 A claim's verdict is computed from measured numbers by the claim functions below,
-never typed. The rule, shared by every notebook (the team's ``papers/README.md``,
+never typed. The rule, shared by every notebook (the team's ``docs/papers/README.md``,
 "How every claims table decides"):
 
 * Each claim names **one comparison in advance**; comparisons are **paired by seed**.

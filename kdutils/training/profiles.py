@@ -52,7 +52,7 @@ EXECUTORS: Registry[Callable] = Registry("executor")
 PROFILES = ("smoke", "quick", "full", "paper")
 
 #: per dataset: the teacher/student pair, the base recipe, the attack budgets.
-#: Source of every choice: shared/papers/cckd.md (MNIST, Fashion-MNIST, CIFAR-10, [ours]
+#: Source of every choice: docs/papers/cckd.md (MNIST, Fashion-MNIST, CIFAR-10, [ours]
 #: recipe: Adam 1e-3, cosine, batch 128) and cmkd.md (CIFAR-100: the CRD protocol).
 _ADAM = Recipe(epochs=1, batch_size=128, optimizer="adam", lr=1e-3, schedule="cosine")
 _CRD = Recipe(

@@ -380,3 +380,24 @@ def test_smoke_batch_leaves_a_clone_clean(tmp_path):
         figures = list((clone / "outputs" / "smoke" / "figures" / nb.stem).glob("*.png"))
         assert figures, f"{nb.stem}: no smoke figures under outputs/smoke/figures/"
         assert (clone / "outputs" / "smoke" / nb.name).exists()
+    # the results site from these smoke outputs (issue 35): one page per executed notebook, nothing
+    # loaded from outside the site, no absolute path of this machine, and the clone still clean
+    pytest.importorskip("nbconvert", reason="the site extra is not installed")
+    pytest.importorskip("jupyter_server_mathjax", reason="the site extra is not installed")
+    r = subprocess.run(
+        [sys.executable, "-m", "kdutils", "site", "--out", "site", "--executed", "outputs"],
+        cwd=clone, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    sys.path.insert(0, str(ROOT / "tests" / "report"))
+    from site_checks import static_problems
+
+    for nb in [nb for nb in NOTEBOOKS if nb.stem[:2] in BATCH_ONLY[1::2]]:
+        page = clone / "site" / "executed" / "smoke" / f"{nb.stem}.html"
+        assert page.exists(), sorted(p.name for p in (clone / "site").rglob("*.html"))
+        assert "injected-parameters" not in page.read_text()
+    assert static_problems(clone / "site") == []
+    status = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=all"], cwd=clone, capture_output=True, text=True, check=True
+    ).stdout
+    assert status == "", f"building the site changed the clone:\n{status}"
