@@ -108,8 +108,10 @@ def _suite_palette() -> list[tuple[float, float, float]]:
 
 
 def _own_palette() -> list[tuple[float, float, float]]:
-    """A notebook's own labels: evenly spaced hues (husl), lighter than the suite's colours."""
-    return sns.color_palette("husl", 12, desat=0.8)
+    """A notebook's own labels: 12 evenly spaced hues (husl, a little desaturated), taken far apart
+    first (0, 6, 3, 9, ...), so that the first few labels of a figure do not look alike."""
+    hues = sns.color_palette("husl", 12, desat=0.8)
+    return [hues[i] for i in (0, 6, 3, 9, 1, 7, 4, 10, 2, 8, 5, 11)]
 
 
 def suite_colors() -> dict[str, tuple[float, float, float]]:
