@@ -92,7 +92,7 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
     # dataset on 2 cores with the worker pool; measured there beside other work, 7 of MNIST's 19
     # runs took about 80 min (faithful PGD about 40-55 s per epoch); quiet, unmeasured. Run on
     # one H100 (2026-11-26, 8 workers per dataset, both at once): 5.5 min per dataset, plateau
-    # +0.1 points over the last 4 of 20 epochs (README, notebook 04's full section). The paper's full 60k and PGD-10
+    # +0.1 points over the last 4 of 20 epochs (docs/results-notes.md, notebook 04). The paper's full 60k and PGD-10
     # inside training cost about 100x quick, days on a CPU: that is the paper profile's job.
     "full": {
         "*": dict(

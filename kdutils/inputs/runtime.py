@@ -96,7 +96,7 @@ def cpu_numerics() -> dict[str, Any]:
     """What decides a CPU's numbers in this process, read (never changed): the CPU's model, the
     vector instruction set torch's kernels use (AVX2, AVX512, ...) and the intra-op thread count. A
     fixed seed repeats its numbers on the same kind of CPU at the same thread count only: another
-    CPU or another thread count sums in another order (README, "Another machine, other digits").
+    CPU or another thread count sums in another order (docs/results-notes.md, "Another machine, other digits").
     Recorded by :func:`kdutils.environment` and with every run trained on the CPU (not in its key)."""
     return {
         "cpu": cpu_model(),

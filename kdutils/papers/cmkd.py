@@ -575,7 +575,7 @@ EXERCISES = [
     X.Exercise(
         "02.3",
         "Set `series_teachers = 2` and re-run: what does a slope from two teachers tell you?",
-        "Little: a ratio of two small differences; the third teacher gives the curve its range (README notes on CIFAR-10).",
+        "Little: a ratio of two small differences; the third teacher gives the curve its range (docs/results-notes.md, notebook 02 on CIFAR-10).",
         minutes=4,
     ),
 ]
