@@ -357,8 +357,10 @@ def build(out: Path | str = "site", *, root: Path | str | None = None, executed:
         runs[path.parent.name, path.stem] = nbformat.read(path, as_version=4)
     for folder in executed or []:
         for path in _executed_files(folder):
-            nb = clean_executed(nbformat.read(path, as_version=4), batch_dir=Path(folder), figures_root=root)
-            runs[_set_of(nbformat.read(path, as_version=4), path.parent.name), path.stem] = nb
+            raw = nbformat.read(path, as_version=4)
+            runs[_set_of(raw, path.parent.name), path.stem] = clean_executed(
+                raw, batch_dir=Path(folder), figures_root=root
+            )
 
     notebooks = sorted(p.stem for p in (root / "notebooks").glob("*.ipynb") if _NOTEBOOK.match(p.stem))
     known = {"README.md": "index.html"}
