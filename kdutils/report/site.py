@@ -240,8 +240,13 @@ def _rel(target: str, page: str) -> str:
 
 
 def _nav(page: str) -> str:
-    links = [("index.html", "Home"), ("docs/results.html", "Results"), ("notebooks/index.html", "Notebooks"),
-             ("docs/teaching.html", "Teaching"), ("docs/papers/README.html", "Papers")]  # fmt: skip
+    links = [
+        ("index.html", "Home"),
+        ("docs/results.html", "Results"),
+        ("notebooks/index.html", "Notebooks"),
+        ("docs/teaching.html", "Teaching"),
+        ("docs/papers/README.html", "Papers"),
+    ]
     return '<nav class="kd-site">' + "".join(f'<a href="{_rel(t, page)}">{n}</a>' for t, n in links) + "</nav>"
 
 
@@ -397,8 +402,15 @@ def build(out: Path | str = "site", *, root: Path | str | None = None, executed:
             if sets
             else "<p>No executed copy in this site: the source follows (run it, then build with --executed).</p>"
         )
-        write(page, re.sub(r"(<main[^>]*>|<body[^>]*>" + re.escape(_nav(page)) + ")", lambda m: m.group(1) + head,
-                           _notebook_html(nb, page), count=1))  # fmt: skip
+        write(
+            page,
+            re.sub(
+                r"(<main[^>]*>|<body[^>]*>" + re.escape(_nav(page)) + ")",
+                lambda m: m.group(1) + head,
+                _notebook_html(nb, page),
+                count=1,
+            ),
+        )
         items.append(f'<li><a href="{stem}.html">{stem}</a>' + (f" (executed: {links})" if sets else "") + "</li>")
     index = "notebooks/index.html"
     write(index, _page("Notebooks", "<h1>Notebooks</h1><ul>" + "".join(items) + "</ul>", index))

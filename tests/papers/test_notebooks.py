@@ -386,8 +386,12 @@ def test_smoke_batch_leaves_a_clone_clean(tmp_path):
     pytest.importorskip("jupyter_server_mathjax", reason="the site extra is not installed")
     r = subprocess.run(
         [sys.executable, "-m", "kdutils", "site", "--out", "site", "--executed", "outputs"],
-        cwd=clone, env=env, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        cwd=clone,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     sys.path.insert(0, str(ROOT / "tests" / "report"))
     from site_checks import static_problems

@@ -71,8 +71,15 @@ def browser_problems(site: Path, *, executable: str) -> tuple[list[str], dict]:
     base = f"http://127.0.0.1:{server.server_address[1]}/"
     problems: list[str] = []
     counts = {"pages": 0, "math pages": 0, "images": 0}
-    flags = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-             "--disable-component-update", "--disable-sync"]  # fmt: skip
+    flags = [
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+    ]
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=executable, headless=True, args=flags)

@@ -30,11 +30,12 @@ def _executed_notebook(batch: Path, project: Path) -> nbformat.NotebookNode:
     code.outputs = [
         nbformat.v4.new_output("stream", text=f"wrote {batch}/smoke/00_x/results.csv\nrun store: /tmp/xyz/store7\n"),
         nbformat.v4.new_output(
-            "display_data", data={"image/png": "iVBORw0KGgo=", "text/plain": "<Figure>"},
+            "display_data",
+            data={"image/png": "iVBORw0KGgo=", "text/plain": "<Figure>"},
             metadata={"kdutils": {"figure": "figures/00_x/acc_mnist.png"}},
         ),
         nbformat.v4.new_output("display_data", data={"image/png": "iVBORw0KGgo=", "text/plain": "<Figure>"}),
-    ]  # fmt: skip
+    ]
     nb.cells = [nbformat.v4.new_markdown_cell("# 00 x\n\n$$a_i = b^2$$"), params, injected, code]
     nb.metadata["papermill"] = {"parameters": {"profile": "smoke", "datasets": ["mnist"]}}
     return nb
