@@ -145,6 +145,8 @@ IBP_PASS = 2
 
 #: the blocks of notebook 06's leaderboard: which teacher-student pair a row trains on
 BLOCKS = ("standard", "interval")
+#: what a row of the interval block adds to its label in notebook 06 (its own pair's student alone and KD)
+INTERVAL_SUFFIX = " | IBP pair"
 
 
 @dataclass(frozen=True)
@@ -305,3 +307,17 @@ def create_method(spec: str | dict | Method, **params) -> Method:
 
 def method_names() -> list[str]:
     return METHODS.names()
+
+
+def leaderboard_rows() -> list[Entry]:
+    """Every row notebook 06's leaderboard can have, in the registry's order: each registered method's
+    declared rows (:attr:`Method.leaderboard`), or one row named after it with its defaults; methods
+    that declare themselves not comparable are left out. Notebook 06 checks and orders them
+    (:func:`kdutils.papers.comparison.entries`); the figures of every notebook colour by them."""
+    rows: list[Entry] = []
+    for name in METHODS.names():
+        cls = METHODS.get(name)
+        if cls.not_comparable:
+            continue
+        rows += list(cls.leaderboard) if cls.leaderboard is not None else [Entry(name, name, source=f"{name} defaults")]
+    return rows

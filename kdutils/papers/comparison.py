@@ -40,7 +40,7 @@ from ..evaluation.evaluations import at_eps, robust_key
 from ..evaluation.selection import KeepRandom, SignificanceWeights
 from ..experiments import costs
 from ..methods import METHODS, create_method
-from ..methods.base import BLOCKS, Entry
+from ..methods.base import BLOCKS, INTERVAL_SUFFIX, Entry, leaderboard_rows
 from ..report import exercises as X
 from ..report import plots
 from ..report.results import HOLDS, INCONCLUSIVE, Verdict, _pct, best_of_many, claim_row, claims_frame, mean_std_cells
@@ -55,7 +55,6 @@ TEACHES = "which method to use for what: one pair, one recipe, one leaderboard"
 REFERENCE, ALONE = "KD", "student alone"
 #: the interval block's pair: notebook 04's network, its teacher trained with IBP at the dataset's eps
 INTERVAL_MODEL = "ibp_small"
-INTERVAL_SUFFIX = " | IBP pair"
 #: the teachers: the pair's teacher (notebooks 00-02, 05), 03's self-regulated teacher, the interval pair's
 TEACHER, SR_TEACHER, INTERVAL_TEACHER = "teacher", "teacher SR (schedule)", "teacher" + INTERVAL_SUFFIX
 #: DS's scorer and keep ratio, and significance's weighting: notebooks 05's and 03's defaults [ours]
@@ -135,12 +134,7 @@ def entries() -> list[Entry]:
     """Every row of the leaderboard, in the registry's order (the student alone and KD first):
     each registered method's declared rows, or one row named after it with its defaults. Labels
     are unique; a row's needs must be in :data:`NEEDS`."""
-    rows = []
-    for name in METHODS.names():
-        cls = METHODS.get(name)
-        if cls.not_comparable:
-            continue
-        rows += list(cls.leaderboard) if cls.leaderboard is not None else [Entry(name, name, source=f"{name} defaults")]
+    rows = leaderboard_rows()
     seen: set[str] = set()
     for e in rows:
         if e.label in seen:

@@ -98,6 +98,7 @@ _KEY_LABELS = {
 #: one colour in every figure of the suite (:func:`suite_colors`); a notebook's own labels (ablations,
 #: variants) take the colours of :data:`_OWN_PALETTE` on first use
 _SUITE_FIRST = ("teacher", "student alone", "KD")
+_SUITE_LAST = ("teacher SR (schedule)",)  # notebook 03's and 06's self-regulated teacher
 _COLOR_OF: dict[str, tuple[float, float, float]] = {}
 _SUITE: dict[str, tuple[float, float, float]] = {}
 
@@ -116,15 +117,15 @@ def _own_palette() -> list[tuple[float, float, float]]:
 
 def suite_colors() -> dict[str, tuple[float, float, float]]:
     """label -> colour of every label the notebooks share: the teacher, the student alone, KD, then
-    notebook 06's rows in its order (:func:`kdutils.papers.comparison.arms`; an interval-pair row
-    as its method, "faithful (IBP)" as in notebook 04) and the self-regulated teacher; the same in
-    every notebook, so KD is one colour across 00-06."""
+    notebook 06's rows block by block in the registry's order (:func:`kdutils.methods.base.leaderboard_rows`;
+    an interval-pair row as its method, "faithful (IBP)" as in notebook 04) and the self-regulated
+    teacher; the same in every notebook, so KD is one colour across 00-06."""
     if not _SUITE:
-        from ..papers import comparison  # at call time: comparison imports this module
+        from ..methods.base import BLOCKS, leaderboard_rows
 
+        rows = leaderboard_rows()
         labels = list(_SUITE_FIRST)
-        for lb in [*comparison.arms(), comparison.SR_TEACHER]:
-            lb = lb.removesuffix(comparison.INTERVAL_SUFFIX)
+        for lb in [e.label for b in BLOCKS for e in rows if e.block == b] + list(_SUITE_LAST):
             if lb not in labels:
                 labels.append(lb)
         base = _suite_palette()
@@ -136,7 +137,7 @@ def color_of(label: Any) -> tuple[float, float, float]:
     """The colour of ``label`` in every figure: a shared label's (:func:`suite_colors`) in every
     notebook; any other label the next of its own palette the first time it is drawn in this
     notebook, the same one after (:func:`style` starts those afresh)."""
-    from ..papers.comparison import INTERVAL_SUFFIX
+    from ..methods.base import INTERVAL_SUFFIX
 
     key = str(label)
     suite = suite_colors()
