@@ -381,6 +381,10 @@ def _finite(v: Any) -> bool:
         return False
 
 
+#: the line styles of one method's seeds in :func:`training_curves` (five seeds at full: five styles)
+_SEED_STYLES = ("-", "--", ":", "-.", (0, (1, 1)), (0, (5, 1)), (0, (3, 1, 1, 1, 1, 1)))
+
+
 def training_curves(
     histories: Mapping[str, Sequence[Mapping[str, Any]]],
     keys: Sequence[str] = ("loss", "train_acc", "val_acc"),
@@ -400,7 +404,9 @@ def training_curves(
     present = [k for k in keys if any(_finite(r.get(k)) for recs in histories.values() for r in recs)]
     if not present:
         raise ValueError(f"training_curves: none of the keys {list(keys)} has a value in any record")
-    fig, axes = plt.subplots(1, len(present), figsize=(4.2 * len(present), 3.4), squeeze=False, layout="constrained")
+    beside = len(histories) > 6  # a legend inside the axes would hide the curves: put it beside the panels
+    width = 4.2 * len(present) + (2.4 if beside else 0.0)
+    fig, axes = plt.subplots(1, len(present), figsize=(width, 3.4), squeeze=False, layout="constrained")
     if groups is None:
         colors = sns.color_palette(n_colors=max(len(histories), 1))
         styles = ["-"] * len(histories)
@@ -410,7 +416,7 @@ def training_curves(
         styles = []
         for lb in histories:
             g = groups.get(lb, lb)
-            styles.append(("-", "--", ":", "-.")[seen.get(g, 0) % 4])
+            styles.append(_SEED_STYLES[seen.get(g, 0) % len(_SEED_STYLES)])
             seen[g] = seen.get(g, 0) + 1
     for ax, key in zip(axes[0], present):
         for (label, recs), color, ls in zip(histories.items(), colors, styles):
@@ -425,7 +431,11 @@ def training_curves(
         ax.set_xlabel("epoch")
         ax.set_ylabel(key)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    axes[0, 0].legend(fontsize="small")
+    if beside:
+        handles, labels = axes[0, 0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="outside right center", fontsize="small")
+    else:
+        axes[0, 0].legend(fontsize="small")
     fig.suptitle("Training curves")
     return fig
 

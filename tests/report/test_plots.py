@@ -842,3 +842,20 @@ def test_shared_labels_have_one_colour_in_every_notebook_and_own_labels_others()
     assert plots.color_of("KD | IBP pair") == suite["KD"]  # notebook 06's interval pair: the method's colour
     assert plots.color_of("faithful (IBP) | IBP pair") == suite["faithful (IBP)"]
     assert own not in suite.values() and plots.color_of("KD tau=4") not in suite.values()
+
+
+def test_training_curves_of_many_runs_put_the_legend_beside_and_give_each_seed_a_style():
+    plots.style()
+    h = {
+        f"{m} s{s}": [{"epoch": e, "val_acc": 0.9 + 0.001 * e * (s + 1)} for e in (1, 2, 3)]
+        for m in ("a", "b")
+        for s in range(5)
+    }
+    fig = plots.training_curves(h, keys=("val_acc",), groups={k: k.split()[0] for k in h})
+    ax = fig.axes[0]
+    assert ax.get_legend() is None and len(fig.legends) == 1  # ten runs: beside the panel, not over the curves
+    assert len(set(map(repr, plots._SEED_STYLES[:5]))) == 5  # five seeds of one method, five line styles
+    assert len({ln.get_color() for ln in ax.get_lines()[:5]}) == 1  # one method, one colour
+    few = plots.training_curves(dict(list(h.items())[:4]), keys=("val_acc",))
+    assert few.axes[0].get_legend() is not None and not few.legends
+    matplotlib.pyplot.close("all")
