@@ -375,6 +375,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "site":
         from .report import site
 
+        try:
+            import jupyter_server_mathjax  # noqa: F401
+            import markdown  # noqa: F401
+            import nbconvert  # noqa: F401
+        except ImportError as exc:
+            print(
+                f"error: the site needs the 'site' extra ({exc.name} is missing): pip install -e '.[site]' "
+                "(make site installs it)",
+                file=sys.stderr,
+            )
+            return 2
+
         for d in [*args.executed, *([args.publish] if args.publish else [])]:
             if not Path(d).is_dir():
                 print(f"error: no folder {d} (give a batch's --out, e.g. outputs/)", file=sys.stderr)

@@ -259,3 +259,14 @@ def test_parameters_go_to_the_notebooks_that_have_them(tmp_path):
         "mean 'temperatures'\\? 00_kd_baseline takes it",
     ):
         route_parameters({"temperature": [1.0]}, chosen)
+
+
+def test_site_without_its_extra_or_with_a_missing_folder_says_what_to_do(monkeypatch, capsys, tmp_path):
+    from kdutils.__main__ import main
+
+    assert main(["site", "--out", str(tmp_path / "s"), "--executed", str(tmp_path / "nowhere")]) == 2
+    assert "no folder" in capsys.readouterr().err
+    monkeypatch.setitem(sys.modules, "nbconvert", None)  # as if the site extra were not installed
+    assert main(["site", "--out", str(tmp_path / "s")]) == 2
+    err = capsys.readouterr().err
+    assert "site' extra" in err and "pip install -e '.[site]'" in err and "Traceback" not in err

@@ -287,10 +287,10 @@ def chosen(ctx, ds: str) -> tuple[str, str]:
 def train_teachers(ctx) -> None:
     """Each dataset's robust teacher (IBP training; the architecture :func:`choose_teachers` chose on
     the validation split), its clean, PGD and certified accuracy at eps."""
+    if any((ds, candidate_label(candidates(ctx.settings(ds))[0]), 0) not in ctx.evals for ds in ctx):
+        choose_teachers(ctx)
     for ds in ctx:
         st = ctx.settings(ds)
-        if (ds, candidate_label(candidates(st)[0]), 0) not in ctx.evals:
-            choose_teachers(ctx)
         model, _ = chosen(ctx, ds)
         with ctx.timing(ds):
             teacher = ctx.teacher(ds, "teacher", teacher_spec(st), model=model, only=TEACHER_EVALS)

@@ -45,6 +45,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from ..methods.base import BLOCKS, INTERVAL_SUFFIX, leaderboard_rows
+
 __all__ = [
     "accuracy_vs_usage",
     "bar_panels",
@@ -121,8 +123,6 @@ def suite_colors() -> dict[str, tuple[float, float, float]]:
     an interval-pair row as its method, "faithful (IBP)" as in notebook 04) and the self-regulated
     teacher; the same in every notebook, so KD is one colour across 00-06."""
     if not _SUITE:
-        from ..methods.base import BLOCKS, leaderboard_rows
-
         rows = leaderboard_rows()
         labels = list(_SUITE_FIRST)
         for lb in [e.label for b in BLOCKS for e in rows if e.block == b] + list(_SUITE_LAST):
@@ -137,8 +137,6 @@ def color_of(label: Any) -> tuple[float, float, float]:
     """The colour of ``label`` in every figure: a shared label's (:func:`suite_colors`) in every
     notebook; any other label the next of its own palette the first time it is drawn in this
     notebook, the same one after (:func:`style` starts those afresh)."""
-    from ..methods.base import INTERVAL_SUFFIX
-
     key = str(label)
     suite = suite_colors()
     if key.removesuffix(INTERVAL_SUFFIX) in suite:  # notebook 06's interval pair: the method's colour

@@ -147,7 +147,7 @@ def clean_executed(nb: Any, *, batch_dir: Path | None = None, figures_root: Path
     :meth:`kdutils.NotebookContext.save_figure`) replaced by a reference to that file."""
     nb = copy.deepcopy(nb)
     roots = _roots(batch_dir)
-    for m in _PROJECT.finditer(json.dumps(nb, default=str).replace("\\/", "/")):
+    for m in _PROJECT.finditer(json.dumps(nb, default=str)):
         roots.setdefault(m.group(1), "")  # the batch ran in another checkout (a worktree)
     cells = nb.cells
     injected = next((c for c in cells if "injected-parameters" in c.get("metadata", {}).get("tags", [])), None)

@@ -8,6 +8,23 @@ import kdutils as kd
 from kdutils.errors import UnknownNameError
 
 
+def _smoke_context(tmp_path, overrides: dict):
+    """Notebook 04's context at smoke on a private store, with its own sizes and ``overrides``."""
+    from kdutils import faithful_setup
+
+    return kd.NotebookContext(
+        "04_test",
+        profile="smoke",
+        output_dir=tmp_path,
+        figures_dir=tmp_path,
+        verbose=False,
+        progress=False,
+        sizes=faithful_setup.sizes,
+        overrides=overrides,
+        store=kd.RunStore(tmp_path / "runs"),
+    )
+
+
 def test_faithful_eps_follows_the_dataset():
     assert kd.configure("quick", "cifar10").faithful_eps == pytest.approx(2 / 255)
     assert kd.configure("quick", "mnist").faithful_eps == 0.1
@@ -47,16 +64,7 @@ def test_notebook_context_sizes_then_overrides(tmp_path):
     merged = _merged(faithful_setup.sizes, "smoke", "digits", {"epochs": 1, "teacher_model": "ibp_medium"})
     assert merged["teacher_model"] == "ibp_medium" and "student_epochs" not in merged and merged["epochs"] == 1
     assert _merged(None, "smoke", "digits", {"lr": 0.1}) == {"lr": 0.1}
-    ctx = kd.NotebookContext(
-        "04_test",
-        profile="smoke",
-        output_dir=tmp_path,
-        figures_dir=tmp_path,
-        verbose=False,
-        sizes=faithful_setup.sizes,
-        overrides={"epochs": 2},
-        store=kd.RunStore(tmp_path / "runs"),
-    )
+    ctx = _smoke_context(tmp_path, {"epochs": 2})
     st = ctx.settings("digits")
     assert (st.teacher_model, st.faithful_eps, st.train_pgd_steps) == ("ibp_small", 0.05, 2)
     assert st.student_recipe.epochs == 2 and st.teacher_recipe.epochs == 8
@@ -104,17 +112,7 @@ def test_notebook_04_chooses_its_teacher_on_validation_and_trains_that_one(tmp_p
     from kdutils.papers import faithful as paper
 
     monkeypatch.setitem(faithful_setup.TEACHER_CANDIDATES, "smoke", ("ibp_small", "ibp_medium"))
-    ctx = kd.NotebookContext(
-        "04_test",
-        profile="smoke",
-        output_dir=tmp_path,
-        figures_dir=tmp_path,
-        verbose=False,
-        progress=False,
-        sizes=faithful_setup.sizes,
-        overrides={"dry_run": True},
-        store=kd.RunStore(tmp_path / "runs"),
-    )
+    ctx = _smoke_context(tmp_path, {"dry_run": True})
     table = paper.choose_teachers(ctx)
     assert list(table.index.get_level_values("candidate")) == ["ibp_small", "ibp_medium"]
     assert (table["chosen (one-SE rule)"] == "yes").sum() == 1

@@ -353,6 +353,13 @@ def test_notebook_paper_dry_run(nb, tmp_path, monkeypatch):
 BATCH_ONLY = ["--only", "00", "--only", "04"]
 
 
+def _status(clone: Path) -> str:
+    """``git status`` of ``clone``, untracked files included ("" when clean)."""
+    return subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=all"], cwd=clone, capture_output=True, text=True, check=True
+    ).stdout
+
+
 @pytest.mark.notebook
 def test_smoke_batch_leaves_a_clone_clean(tmp_path):
     """`python -m kdutils run --profile smoke` in a fresh clone: the notebooks run, their figures
@@ -372,10 +379,7 @@ def test_smoke_batch_leaves_a_clone_clean(tmp_path):
         timeout=1200,
     )
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
-    status = subprocess.run(
-        ["git", "status", "--porcelain", "--untracked-files=all"], cwd=clone, capture_output=True, text=True, check=True
-    ).stdout
-    assert status == "", f"a smoke batch changed the clone:\n{status}"
+    assert _status(clone) == "", f"a smoke batch changed the clone:\n{_status(clone)}"
     for nb in [nb for nb in NOTEBOOKS if nb.stem[:2] in BATCH_ONLY[1::2]]:
         figures = list((clone / "outputs" / "smoke" / "figures" / nb.stem).glob("*.png"))
         assert figures, f"{nb.stem}: no smoke figures under outputs/smoke/figures/"
@@ -401,7 +405,4 @@ def test_smoke_batch_leaves_a_clone_clean(tmp_path):
         assert page.exists(), sorted(p.name for p in (clone / "site").rglob("*.html"))
         assert "injected-parameters" not in page.read_text()
     assert static_problems(clone / "site") == []
-    status = subprocess.run(
-        ["git", "status", "--porcelain", "--untracked-files=all"], cwd=clone, capture_output=True, text=True, check=True
-    ).stdout
-    assert status == "", f"building the site changed the clone:\n{status}"
+    assert _status(clone) == "", f"building the site changed the clone:\n{_status(clone)}"
