@@ -113,3 +113,19 @@ def test_a_saved_notebook_strips_back_to_the_committed_bytes(tmp_path):
     assert main(["strip", "--check", str(saved)]) == 1
     assert main(["strip", str(saved)]) == 0
     assert saved.read_bytes() == src.read_bytes()
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=[nb.stem for nb in NOTEBOOKS])
+def test_notebook_is_valid_nbformat_with_unique_cell_ids(nb):
+    """nbformat 4.5 wants a unique id on every cell; without one, every read (papermill, nbval, the
+    site) warns and JupyterLab rewrites the file on the next save."""
+    import warnings
+
+    import nbformat
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        node = nbformat.read(nb, as_version=nbformat.NO_CONVERT)
+        nbformat.validate(node)
+    ids = [c.get("id") for c in node.cells]
+    assert all(ids) and len(set(ids)) == len(ids), f"{nb.name}: cells without a unique id"
