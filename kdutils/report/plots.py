@@ -193,15 +193,15 @@ def readable(fig: Figure, names: Mapping[str, str]) -> None:
         if new != text:
             t.set_text(new)
 
-    texts = list(fig.texts) + ([fig._suptitle] if fig._suptitle is not None else [])
-    for ax in fig.axes:
-        texts += [ax.title, ax._left_title, ax._right_title, ax.xaxis.label, ax.yaxis.label, *ax.texts]
-        leg = ax.get_legend()
-        if leg is not None:
-            texts += [*leg.get_texts(), leg.get_title()]
-    for leg in fig.legends:
-        texts += [*leg.get_texts(), leg.get_title()]
-    for t in texts:
+    from matplotlib.text import Text
+
+    for ax in fig.axes:  # tick labels are re-made from the axis' formatter at draw time: fix them there
+        for axis, ticks, setter in ((ax.xaxis, ax.get_xticks, ax.set_xticks), (ax.yaxis, ax.get_yticks, ax.set_yticks)):
+            labels = [t.get_text() for t in axis.get_ticklabels()]
+            new = [pattern.sub(lambda m: names[m.group(1)], t) for t in labels]
+            if new != labels and len(new) == len(ticks()):
+                setter(ticks(), new)
+    for t in fig.findobj(match=Text):  # every title, label, legend entry and free text (public API only)
         fix(t)
 
 

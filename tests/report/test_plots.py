@@ -804,8 +804,23 @@ def test_readable_names_replace_raw_identifiers_in_titles_labels_and_legends():
     fig.suptitle("mnist and fashion_mnist")
     plots.readable(fig, {**plots.READABLE, "fashion_mnist": "Fashion-MNIST", "mnist": "MNIST"})
     assert ax.get_title() == "Fashion-MNIST: mu_S (train) (training set)"
-    assert fig._suptitle.get_text() == "MNIST and Fashion-MNIST"  # whole words: fashion_mnist is not mnist
+    assert fig.get_suptitle() == "MNIST and Fashion-MNIST"  # whole words: fashion_mnist is not mnist
     assert ax.get_ylabel() == "validation accuracy" and ax.get_legend().get_texts()[0].get_text() == "mu_S (train)"
+    plt.close(fig)
+
+
+def test_readable_names_reach_categorical_tick_labels_after_drawing():
+    """Tick labels are re-made by the axis' formatter when the figure is drawn: the display name must
+    survive a draw (a saved figure), and numeric ticks stay as they were."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    ax.bar(["fashion_mnist", "mnist"], [0.5, 0.7])
+    y_before = [t.get_text() for t in ax.get_yticklabels()]
+    plots.readable(fig, {"fashion_mnist": "Fashion-MNIST", "mnist": "MNIST"})
+    fig.canvas.draw()
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["Fashion-MNIST", "MNIST"]
+    assert [t.get_text() for t in ax.get_yticklabels()] == y_before
     plt.close(fig)
 
 
