@@ -461,8 +461,8 @@ def claims(ctx, lr_form: str = LR_FORM, scorer: str = SCORER, keep: float = KEEP
     rules are :mod:`kdutils.claims`' and are printed in the table), all [ours]:
 
     1. erroneous teacher supervision misleads the student: accuracy on the training images the teacher
-       gets wrong (mu_S on the training set), the student alone minus KD, above 0 (LR's fit of its own
-       targets there is exploration);
+       gets wrong (mu_S on the training set), the student alone minus KD, above 0, the interval covering
+       the seeds and the sampling of those images (LR's fit of its own targets there is exploration);
     2. LR improves KD: test accuracy, KD+LR minus KD, above 0;
     3. DS improves KD further: test accuracy, KD+LR+DS (the notebook's ``scorer`` and ``keep``) minus
        KD+LR, above 0;
@@ -474,6 +474,7 @@ def claims(ctx, lr_form: str = LR_FORM, scorer: str = SCORER, keep: float = KEEP
         misled = C.better_each(
             {"student alone vs KD": ctx.paired(ds, "student alone", "KD", "mu_s_train")},
             what="accuracy on the teacher-wrong training images",
+            n_images=ctx.teacher_mistakes(ds),
         )
         rows.append(
             misled.row(

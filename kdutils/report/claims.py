@@ -121,7 +121,8 @@ class Checked:
 
     verdict: Verdict
     parts: Mapping[str, Verdict] = field(default_factory=dict)
-    #: the "measured" text when there are no numbers to show (e.g. :func:`only_at` elsewhere)
+    #: the "measured" text when the numbers alone do not say it (:func:`only_at` elsewhere: nothing
+    #: measured; :func:`retention_above`: how many images the share is on)
     note: str = ""
     #: a non-inferiority claim's verdict at half and at twice its margin
     sensitivity: str = ""
@@ -257,22 +258,28 @@ def better_each(
     what: str = "accuracy",
     scale: float = 100.0,
     unit: str = " points",
+    n_images: int | None = None,
 ) -> Checked:
     """Each ``name: (a, b)`` better than ``by`` (``a - b`` paired by seed); all must hold.
 
     Names read like "CMKD vs KD". Per part :func:`kdutils.results.claim_better`: the paired t
     interval of ``a - b`` at ``level`` above ``by`` holds, below it does not. ``what`` names the
     quantity in the rule; ``scale`` / ``unit`` shape the text (``scale=1, unit=""`` for a
-    correlation).
+    correlation). ``n_images``: the quantities are shares on a fixed set of that many images (the
+    teacher-wrong training images): the interval covers their sampling too
+    (:func:`kdutils.results.share_interval`).
     """
     if not pairs:
         raise ValueError("better_each needs at least one comparison")
     parts = {
-        name: claim_better(a, b, by=by, level=level, label=name.replace(" vs ", " - "), scale=scale, unit=unit)
+        name: claim_better(
+            a, b, by=by, level=level, label=name.replace(" vs ", " - "), scale=scale, unit=unit, n_images=n_images
+        )
         for name, (a, b) in pairs.items()
     }
+    noise = _noise(pairs.values()) if n_images is None else f"paired t over seeds and the {n_images} images"
     rule = (
-        f"each of {', '.join(pairs)} better: {_noise(pairs.values())}, {_pct(level)} interval of the {what} difference "
+        f"each of {', '.join(pairs)} better: {noise}, {_pct(level)} interval of the {what} difference "
         f"above {by * scale:g}{unit}; all must hold"
     )
     return all_of(parts, rule)
@@ -493,10 +500,20 @@ def retention_above(
     *,
     level: float = DEFAULT_LEVEL,
     label: str = "mu_S (training set)",
+    n_images: int | None = None,
 ) -> Checked:
-    """mu_S (share of the teacher's mistakes the student gets right) above ``threshold``, over seeds."""
-    v = claim_mean_above(mu_s, threshold, level=level, label=label, scale=1.0, unit="")
-    return Checked(v, {label: v})
+    """mu_S (share of the teacher's mistakes the student gets right) above ``threshold``, over seeds.
+
+    ``n_images``: how many training images the teacher gets wrong (:meth:`NotebookContext.teacher_mistakes`);
+    with it the interval covers the sampling of those images as well as the seeds
+    (:func:`kdutils.results.share_interval`), so a verdict on ten images is as wide as ten images make it,
+    and the label says how many."""
+    if n_images is None:
+        v = claim_mean_above(mu_s, threshold, level=level, label=label, scale=1.0, unit="")
+        return Checked(v, {label: v})
+    label = f"{label}, on {n_images} teacher-wrong images"
+    v = claim_mean_above(mu_s, threshold, level=level, label=label, scale=1.0, unit="", n_images=n_images)
+    return Checked(v, {label: v}, note=f"{v.describe()}, on the {n_images} training images the teacher gets wrong")
 
 
 # --------------------------------------------------------------------------- robustness

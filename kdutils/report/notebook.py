@@ -156,6 +156,7 @@ class NotebookContext:
         self.figures = Path(figures_dir) if figures_dir else default_figures_dir(notebook, profile)
         self.results = Results(notebook, profile)
         self.runs: dict[tuple[str, str, int], Run] = {}
+        self._teacher_mistakes: dict[tuple[str, str], int] = {}
         #: (dataset, label, seed) -> the Job of each student, what the 2x-epochs check trains again
         self.jobs: dict[tuple[str, str, int], Job] = {}
         self.evals: dict[tuple[str, str, int], dict] = {}
@@ -624,6 +625,19 @@ class NotebookContext:
         results for ``accuracy``, as :meth:`values`)."""
         seeds = [s for s in self.seeds(dataset) if (dataset, a, s) in self.evals and (dataset, b, s) in self.evals]
         return self._seed_values(dataset, a, seeds, metric), self._seed_values(dataset, b, seeds, metric)
+
+    def teacher_mistakes(self, dataset: str, teacher: str = "teacher") -> int:
+        """How many training images the teacher (seed 0) gets wrong: the images mu_S is measured on, so
+        the claims on it can count their sampling (:func:`kdutils.report.claims.retention_above`). Computed
+        once per dataset and written to the results table (metric ``n_teacher_wrong_train`` of the
+        teacher), so the interval can be recomputed from ``results/``."""
+        cache = self._teacher_mistakes
+        if (dataset, teacher) not in cache:
+            exp, run = self[dataset], self.runs[dataset, teacher, 0]
+            n = int((exp.logits(run, "train", persist=True).argmax(dim=1).cpu() != exp.split.train_y.cpu()).sum())
+            cache[dataset, teacher] = n
+            self.results.add(dataset, teacher, 0, {"n_teacher_wrong_train": n}, run=run.key)
+        return cache[dataset, teacher]
 
     def margin(self, dataset: str, teacher: str = "teacher", alone: str = "student alone"):
         """The non-inferiority margin at this dataset and profile (:func:`kdutils.report.evidence.scaled_margin`):

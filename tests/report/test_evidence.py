@@ -192,3 +192,66 @@ def test_two_noise_p_decides_exactly_as_its_interval_and_best_of_many_uses_both(
     row = best_of_many({"a - b": (va, vb)}).iloc[0]
     assert row.p == two_noise_p(a, b) and row.uncorrected == "inconclusive"
     assert best_of_many({"a - b": (list(va), list(vb))}).iloc[0].uncorrected == "holds"  # seeds only
+
+
+# ---------------------------------------------------------------- shares on a fixed set of images (mu_S)
+
+
+def _share_world(rng, n_images, seeds, p, seed_sd):
+    """A student's accuracy on ``n_images`` images drawn from a population where its chance on an image is
+    ``q_i`` (mean ``p``) and every seed shares the image's luck (hard images are hard for every seed)."""
+    q = np.clip(rng.beta(2.0, 2.0 * (1 - p) / p, n_images), 0, 1)
+    u = rng.random(n_images)
+    return np.array([(u < q + rng.normal(0, seed_sd)).mean() for _ in range(seeds)])
+
+
+def test_share_interval_is_conservative_on_few_images_while_seed_only_undercovers():
+    """The population share is covered near the nominal 90 % on 30 images even where the bound is attained
+    (every seed shares each image's outcome, as here; 0.87-0.91 over 1,000 worlds at 10-1,000 images),
+    where the seed-only interval misses it most of the time (0.25-0.60)."""
+    from kdutils.report.results import mean_interval, share_interval
+
+    rng = np.random.default_rng(3)
+    p, trials, hits, hits_seed = 0.3, 300, 0, 0
+    for _ in range(trials):
+        x = _share_world(rng, 30, 3, p, 0.01)
+        iv, t = share_interval(x, n_images=30), mean_interval(x)
+        assert iv.low <= t.low + 1e-12 and iv.high >= t.high - 1e-12  # never narrower
+        hits += iv.low <= p <= iv.high
+        hits_seed += t.low <= p <= t.high
+    assert hits / trials >= 0.84, hits / trials
+    assert hits_seed / trials < 0.6, hits_seed / trials
+
+
+def test_share_interval_on_many_images_is_the_seed_only_one_and_zero_is_not_certain():
+    from kdutils.report.results import mean_interval, share_interval
+
+    x = np.array([0.20, 0.22, 0.19, 0.21, 0.20])
+    wide, t = share_interval(x, n_images=10**9), mean_interval(x)
+    assert wide.low == pytest.approx(t.low, abs=1e-6) and wide.high == pytest.approx(t.high, abs=1e-6)
+    zero = share_interval([0.0, 0.0, 0.0], n_images=10)  # 0 of 10 on every seed: a width, not a point
+    assert zero.low < 0 < zero.high < 0.5
+    assert share_interval([0.0, 0.0, 0.0], n_images=2).high > 0.5  # two images cannot say "below a half"
+    assert math.isnan(share_interval([0.1, 0.2], n_images=0).estimate)
+    assert math.isnan(share_interval([0.1], n_images=50).low)
+    with pytest.raises(ValueError, match="one value per seed"):
+        share_interval([0.1, 0.2], [0.1], n_images=5)
+
+
+def test_ten_images_turn_a_seed_only_verdict_inconclusive():
+    """mu_S of 0.45 on every seed (tiny seed spread): seed-only says "does not hold" against 0.5; on the
+    ten teacher-wrong images it rests on, the interval straddles 0.5; on 10,000 images it holds its ground."""
+    from kdutils.report.claims import retention_above
+    from kdutils.report.results import claim_mean_above
+
+    mu = [0.44, 0.45, 0.46]
+    assert claim_mean_above(mu, 0.5).verdict == FAILS
+    ten = retention_above(mu, n_images=10)
+    assert ten.verdict.verdict == INCONCLUSIVE
+    assert "10 training images the teacher gets wrong" in ten.measured and "10 images (binomial bound)" in ten.verdict.rule
+    assert ten.verdict.seed_only is not None and ten.verdict.seed_only.high < 0.5
+    assert retention_above(mu, n_images=10_000).verdict.verdict == FAILS
+    # the paired form (05's claim 1): equal shares on 8 images are not "does not hold"
+    same = claim_better([0.0, 0.0, 0.0], [0.0, 0.0, 0.0], n_images=8, scale=1.0, unit="")
+    assert same.verdict == INCONCLUSIVE and "8 images" in same.rule
+    assert claim_better([0.0, 0.0, 0.0], [0.0, 0.0, 0.0], scale=1.0, unit="").verdict == FAILS
