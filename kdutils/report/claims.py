@@ -507,12 +507,10 @@ def retention_above(
     ``n_images``: how many training images the teacher gets wrong (:meth:`NotebookContext.teacher_mistakes`);
     with it the interval covers the sampling of those images as well as the seeds
     (:func:`kdutils.results.share_interval`), so a verdict on ten images is as wide as ten images make it,
-    and the label says how many."""
-    if n_images is None:
-        v = claim_mean_above(mu_s, threshold, level=level, label=label, scale=1.0, unit="")
-        return Checked(v, {label: v})
-    label = f"{label}, on {n_images} teacher-wrong images"
+    and the measured text says how many."""
     v = claim_mean_above(mu_s, threshold, level=level, label=label, scale=1.0, unit="", n_images=n_images)
+    if n_images is None:
+        return Checked(v, {label: v})
     return Checked(v, {label: v}, note=f"{v.describe()}, on the {n_images} training images the teacher gets wrong")
 
 
