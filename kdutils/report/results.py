@@ -500,50 +500,79 @@ def two_noise_p(correct_a, correct_b, *, by: float = 0.0) -> float:
     return max(p, _one_sided_p(D.mean(axis=1), by))
 
 
+def _share_parts(a, b, n_a: int, n_b: int | None) -> tuple[float, float, float, float, int]:
+    """``(estimate, variance, Welch df, seed-only variance, seeds)`` of a share (or a paired difference of
+    shares) over seeds, the image part of the variance bounded as :func:`share_interval` says."""
+    xa = _values(a)
+    xb = None if b is None else _values(b)
+    if xb is not None and len(xb) != len(xa):
+        raise ValueError(f"paired shares need one value per seed on both sides, got {len(xa)} and {len(xb)}")
+    counts = [int(n_a)] + ([] if xb is None else [int(n_a if n_b is None else n_b)])
+    if any(n < 0 for n in counts):
+        raise ValueError(f"image counts must be >= 0, got {counts}")
+    x = xa if xb is None else xa - xb
+    S = len(x)
+    if S == 0 or 0 in counts:
+        return math.nan, math.nan, math.nan, math.nan, S
+    est = float(x.mean())
+    if S < 2:
+        return est, math.nan, math.nan, math.nan, S
+
+    def se(v: np.ndarray, n: int) -> float:  # p kept half an image from 0 and 1: 0 of 10 is not certain
+        p = min(max(float(v.mean()), 0.5 / n), 1.0 - 0.5 / n)
+        return math.sqrt(p * (1.0 - p) / n)
+
+    v_seed = float(x.var(ddof=1) / S)
+    v_img = (se(xa, counts[0]) + (se(xb, counts[1]) if xb is not None else 0.0)) ** 2
+    v = v_seed + v_img
+    if v == 0.0:
+        return est, 0.0, math.inf, 0.0, S
+    n_min = min(counts)
+    df = v * v / ((v_seed * v_seed) / (S - 1) + ((v_img * v_img) / (n_min - 1) if n_min > 1 else 0.0))
+    return est, v, df, v_seed, S
+
+
 def share_interval(
-    a: Iterable[float], b: Iterable[float] | None = None, *, n_images: int, level: float = DEFAULT_LEVEL
+    a: Iterable[float],
+    b: Iterable[float] | None = None,
+    *,
+    n_images: int,
+    n_images_b: int | None = None,
+    level: float = DEFAULT_LEVEL,
 ) -> Interval:
     """Interval of a share measured on a fixed set of ``n_images`` images (e.g. the student's accuracy on the
     training images its teacher gets wrong, mu_S), one value per seed; with ``b`` the paired difference
-    ``a - b``. It covers the seeds and the sampling of those images when only the count is stored: the
-    image part of the variance is bounded by the binomial one, ``p (1 - p) / N`` per share (for a
-    difference ``(sqrt(p_a (1 - p_a)) + sqrt(p_b (1 - p_b)))^2 / N``), which no correlation between seeds
-    or between the two models can exceed (it is attained when every seed shares each image's outcome; the
-    coverage is then near the nominal level, tests/report/test_evidence.py); ``p`` is the mean share kept
-    half an image from 0 and 1 (``[0.5 / N, 1 - 0.5 / N]``), so a share of 0 on every seed still has a
-    width that shrinks with ``N``. Welch degrees of freedom as
+    ``a - b`` (``b`` on ``n_images_b`` images when its set differs, e.g. another teacher's mistakes).
+    It covers the seeds and the sampling of those images when only the counts are stored: the image
+    part of the variance is bounded by the binomial one, ``p (1 - p) / N`` per share, and for a
+    difference by ``(se_a + se_b)^2`` with ``se = sqrt(p (1 - p) / N)``, which no correlation between
+    seeds, images or the two models can exceed (it is attained when every seed shares each image's
+    outcome; the coverage is then near the nominal level, tests/report/test_evidence.py); ``p`` is the
+    mean share kept half an image from 0 and 1 (``[0.5 / N, 1 - 0.5 / N]``), so a share of 0 on every
+    seed still has a width that shrinks with ``N``. Welch degrees of freedom as
     :func:`two_noise_interval`'s, and never narrower than the seed-only t interval. Ten images make a
     wide interval, which is the point: a verdict on ten images says so. Fewer than two seeds: NaN
     bounds; no image: NaN estimate."""
     if not 0.0 < level < 1.0:
         raise ValueError(f"level must be in (0, 1), got {level}")
-    if int(n_images) < 0:
-        raise ValueError(f"n_images must be a count >= 0, got {n_images}")
-    xa = _values(a)
-    xb = None if b is None else _values(b)
-    if xb is not None and len(xb) != len(xa):
-        raise ValueError(f"paired shares need one value per seed on both sides, got {len(xa)} and {len(xb)}")
-    x = xa if xb is None else xa - xb
-    S, N = len(x), int(n_images)
-    if N == 0 or S == 0:
-        return Interval(math.nan, math.nan, math.nan, level, S)
-    est = float(x.mean())
-    if S < 2:
+    est, v, df, v_seed, S = _share_parts(a, b, n_images, n_images_b)
+    if not math.isfinite(v):
         return Interval(est, math.nan, math.nan, level, S)
-
-    def sd(v: np.ndarray) -> float:  # p kept half an image from 0 and 1: a share of 0 on 10 images is not certain
-        p = min(max(float(v.mean()), 0.5 / N), 1.0 - 0.5 / N)
-        return math.sqrt(p * (1.0 - p))
-
-    v_seed = float(x.var(ddof=1) / S)
-    v_img = ((sd(xa) if xb is None else sd(xa) + sd(xb)) ** 2) / N
-    v = v_seed + v_img
     if v == 0.0:
         return Interval(est, est, est, level, S)
-    df = v * v / ((v_seed * v_seed) / (S - 1) + ((v_img * v_img) / (N - 1) if N > 1 else 0.0))
     q = (1.0 + level) / 2.0
     half = max(float(stats.t.ppf(q, df) * math.sqrt(v)), float(stats.t.ppf(q, S - 1) * math.sqrt(v_seed)))
     return Interval(est, est - half, est + half, level, S)
+
+
+def share_p(a, b, *, n_images: int, n_images_b: int | None = None, by: float = 0.0) -> float:
+    """One-sided p-value for ``mean(a - b) > by`` with the variance of :func:`share_interval`, never
+    smaller than the seed-only paired t's; NaN with fewer than two seeds, no image, or no spread."""
+    est, v, df, _, S = _share_parts(a, b, n_images, n_images_b)
+    if not (math.isfinite(v) and v > 0.0):
+        return math.nan
+    p = float(stats.t.sf((est - by) / math.sqrt(v), df))
+    return max(p, _one_sided_p(_values(a) - _values(b), by))
 
 
 def _with_images(a, b) -> bool:
@@ -845,6 +874,7 @@ def best_of_many(
     level: float = DEFAULT_LEVEL,
     higher_is_better: bool = True,
     scale: float = 100.0,
+    n_images: Mapping[str, tuple[int, int]] | None = None,
 ) -> pd.DataFrame:
     """Exploration of many paired comparisons, with and without a multiple-comparison correction.
 
@@ -862,20 +892,28 @@ def best_of_many(
     ``note`` column says so, and the bounds are blank).
     Uncorrected *holds* is the same as :func:`claim_better` holding. The best of a family
     can hold uncorrected and not after the correction: that is why a best-of-many number
-    never decides a claim alone.
+    never decides a claim alone. ``n_images``: ``{name: (images of a, images of b)}`` where the
+    values are shares on fixed image sets (mu_S): their interval and p-value are
+    :func:`share_interval`'s and :func:`share_p`'s.
     """
     alpha = (1.0 - level) / 2.0
     rows, p_up, p_down = [], {}, {}
     for name, (a, b) in pairs.items():
-        iv, _ = _signed_interval(a, b, level, higher_is_better)
-        d = _values(a) - _values(b) if higher_is_better else _values(b) - _values(a)
-        if _with_images(a, b):  # accuracy with per-image results: the p-value of the interval's own noise
-            hi, lo = (a, b) if higher_is_better else (b, a)
+        hi, lo = (a, b) if higher_is_better else (b, a)
+        d = _values(hi) - _values(lo)
+        shares = n_images is not None and name in n_images
+        if shares:  # shares on fixed image sets: their own noise
+            n_hi, n_lo = n_images[name] if higher_is_better else n_images[name][::-1]
+            iv = share_interval(hi, lo, n_images=n_hi, n_images_b=n_lo, level=level)
+            p = share_p(hi, lo, n_images=n_hi, n_images_b=n_lo, by=by)
+        elif _with_images(a, b):  # accuracy with per-image results: the p-value of the interval's own noise
+            iv, _ = _signed_interval(a, b, level, higher_is_better)
             p = two_noise_p(hi.correct, lo.correct, by=by)
         else:
+            iv, _ = _signed_interval(a, b, level, higher_is_better)
             p = _one_sided_p(d, by)
         p_up[name], p_down[name] = p, (1.0 - p if math.isfinite(p) else math.nan)
-        flat = len(d) >= 2 and float(d.std(ddof=1)) == 0.0
+        flat = not shares and len(d) >= 2 and float(d.std(ddof=1)) == 0.0  # (the image noise gives shares a width)
         rows.append(
             {
                 "comparison": name,

@@ -256,3 +256,29 @@ def test_ten_images_turn_a_seed_only_verdict_inconclusive():
     same = claim_better([0.0, 0.0, 0.0], [0.0, 0.0, 0.0], n_images=8, scale=1.0, unit="")
     assert same.verdict == INCONCLUSIVE and "8 images" in same.rule
     assert claim_better([0.0, 0.0, 0.0], [0.0, 0.0, 0.0], scale=1.0, unit="").verdict == FAILS
+
+
+def test_share_p_and_best_of_many_decide_as_the_share_interval():
+    """best_of_many with image counts (notebook 06's teacher-errors family): its interval is
+    share_interval's, its p-value decides as that interval does, and identical differences still get
+    the images' width instead of "no interval"; other sets (another teacher's mistakes) count apart."""
+    from kdutils.report.results import best_of_many, share_interval, share_p
+
+    rng = np.random.default_rng(7)
+    for _ in range(200):
+        a, b = rng.uniform(0, 0.4, 3), rng.uniform(0, 0.4, 3)
+        n_a, n_b = int(rng.integers(5, 500)), int(rng.integers(5, 500))
+        iv = share_interval(a, b, n_images=n_a, n_images_b=n_b)
+        p = share_p(a, b, n_images=n_a, n_images_b=n_b)
+        assert (iv.low > 0) == (p < 0.05)
+    table = best_of_many(
+        {"x": ([0.1, 0.1, 0.1], [0.1, 0.1, 0.1]), "y": ([0.30, 0.32, 0.31], [0.10, 0.11, 0.09])},
+        n_images={"x": (20, 20), "y": (577, 577)},
+        scale=1.0,
+    ).set_index("comparison")
+    assert table.loc["x", "note"] == "" and table.loc["x", "low"] < 0 < table.loc["x", "high"]
+    assert table.loc["x", "uncorrected"] == INCONCLUSIVE and table.loc["y", "corrected"] == HOLDS
+    y = share_interval([0.30, 0.32, 0.31], [0.10, 0.11, 0.09], n_images=577)
+    assert table.loc["y", "low"] == pytest.approx(y.low) and table.loc["y", "high"] == pytest.approx(y.high)
+    wide = share_interval([0.3, 0.32, 0.31], [0.1, 0.11, 0.09], n_images=577, n_images_b=12)
+    assert wide.high - wide.low > y.high - y.low
