@@ -146,14 +146,19 @@ def sr_usage(ctx, ablations: bool = True) -> pd.DataFrame:
 
 
 def retention(ctx) -> pd.DataFrame:
-    """mu_S and mu_F on the training set (a figure per dataset); all four, mean ± std."""
+    """mu_S and mu_F on the training set (a figure per dataset, each panel saying how many images its
+    share is of); all four, mean ± std."""
     df, distilled = ctx.frame, list(ARMS)[1:]
     for ds in ctx:
+        wrong, n = ctx.teacher_mistakes(ds), len(ctx[ds].split.train_y)
         fig = plots.bar_panels(
             df[(df.dataset == ds) & df.method.isin(distilled)],
             ["mu_s_train", "mu_f_train"],
             order=distilled,
-            titles=[f"{ds}: mu_s_train (training set)", f"{ds}: mu_f_train (training set)"],
+            titles=[
+                f"{ds}: mu_s_train, on the {wrong:,} training images the teacher gets wrong",
+                f"{ds}: mu_f_train, on the {n - wrong:,} it gets right",
+            ],
         )
         ctx.save_figure(fig, f"retention_{ds}")
     return mean_std_cells(df[df.method.isin(distilled)], RETENTION, order=distilled)
