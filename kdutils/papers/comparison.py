@@ -375,11 +375,18 @@ def verdicts(ctx, level: float = 0.9) -> pd.DataFrame:
                 if metric == "mu_s_train":  # shares of each teacher's training mistakes: count their images
                     n = {lb: ctx.teacher_mistakes(ds, teacher_label(lb)) for lb in [ref, *others]}
                     counts = {lb: (n[lb], n[ref]) for lb in others}
+                elif family == "robustness":  # shares of the attacked test images
+                    counts = {lb: (ctx.attack_images(ds),) * 2 for lb in others}
                 table = best_of_many(pairs, level=level, higher_is_better=higher, n_images=counts)
                 rule = (
                     f"{metric} ({'higher' if higher else 'lower'} is better): paired by seed, {_pct(level)} interval"
                     + (" with test-set noise" if metric == "accuracy" else "")
-                    + (" with the sampling of the teacher-wrong training images" if counts else "")
+                    + (
+                        f" with the sampling of the {'teacher-wrong training' if family != 'robustness' else 'attacked test'}"
+                        " images"
+                        if counts
+                        else ""
+                    )
                     + f", Holm over the {len(pairs)} methods of the {block} block (the interval is unadjusted;"
                     " the Holm-adjusted p decides)"
                 )

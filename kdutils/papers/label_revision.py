@@ -453,7 +453,7 @@ def robustness(ctx) -> pd.DataFrame:
         fig = plots.robustness_curves(rob[rob.dataset == ds], title=f"{ds}: robust accuracy")
         ctx.save_figure(fig, f"robustness_{ds}")
     ctx.reliability_figures(MAIN, ncols=4)
-    return ctx.best_of_many(rob[rob.epsilon > 0], "KD", exclude=["student alone"])
+    return ctx.best_of_many(rob[rob.epsilon > 0], "KD", exclude=["student alone"], n_images=ctx.attack_images)
 
 
 def claims(ctx, lr_form: str = LR_FORM, scorer: str = SCORER, keep: float = KEEP) -> pd.DataFrame:

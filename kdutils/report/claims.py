@@ -532,14 +532,22 @@ def robust_setting(dataset: str, epsilons: Sequence[float]) -> tuple[float, floa
 
 
 def robust_margin(
-    a: Sequence[float], b: Sequence[float], *, points: float, level: float = DEFAULT_LEVEL, label: str = "a - b"
+    a: Sequence[float],
+    b: Sequence[float],
+    *,
+    points: float,
+    level: float = DEFAULT_LEVEL,
+    label: str = "a - b",
+    n_images: int | None = None,
 ) -> Checked:
     """Is ``a``'s robust accuracy above ``b``'s by at least ``points`` (the paper's number), paired by seed?
 
     Holds when the lower end of the paired t interval (two-sided at ``level``) of ``a - b``
-    reaches ``points / 100``; does not hold when its upper end stays below.
+    reaches ``points / 100``; does not hold when its upper end stays below. ``n_images``: how many
+    test images were attacked (:meth:`NotebookContext.attack_images`); with it the interval counts
+    their sampling too (:func:`kdutils.results.share_interval`).
     """
-    v = claim_better(a, b, by=points / 100.0, level=level, label=label)
+    v = claim_better(a, b, by=points / 100.0, level=level, label=label, n_images=n_images)
     return Checked(v, {label: v})
 
 
