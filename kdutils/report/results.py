@@ -488,16 +488,25 @@ def two_noise_interval(correct_a, correct_b, *, level: float = DEFAULT_LEVEL) ->
     return Interval(est, est - half, est + half, level, S)
 
 
-def two_noise_p(correct_a, correct_b, *, by: float = 0.0) -> float:
-    """One-sided p-value for ``mean difference > by`` with the variance of :func:`two_noise_interval`
-    (seeds and test images), never smaller than the seed-only paired t's (as the interval is never
-    narrower); NaN with fewer than two seeds or no spread at all."""
+def _never_below_seed_only(raw: float, d: np.ndarray, by: float, below: bool) -> float:
+    """The one-sided p of a wider interval's variance (``raw``: for ``diff > by``), never smaller than the
+    seed-only paired t's on the same side: ``below`` tests ``diff < by`` (what *does not hold* rests on)."""
+    seed = _one_sided_p(d, by)
+    if below:
+        raw, seed = 1.0 - raw, (1.0 - seed if math.isfinite(seed) else seed)
+    return max(raw, seed) if math.isfinite(seed) else raw
+
+
+def two_noise_p(correct_a, correct_b, *, by: float = 0.0, below: bool = False) -> float:
+    """One-sided p-value for ``mean difference > by`` (``below``: ``< by``) with the variance of
+    :func:`two_noise_interval` (seeds and test images), never smaller than the seed-only paired t's on
+    the same side (as the interval is never narrower); NaN with fewer than two seeds or no spread at all."""
     D = _diffs(correct_a, correct_b)
     est, v, df, v_seed, S = _two_noise_parts(D)
     if S < 2 or v == 0.0:
         return math.nan
     p = float(stats.t.sf((est - by) / math.sqrt(v), df))
-    return max(p, _one_sided_p(D.mean(axis=1), by))
+    return _never_below_seed_only(p, D.mean(axis=1), by, below)
 
 
 def _share_parts(a, b, n_a: int, n_b: int | None) -> tuple[float, float, float, float, int]:
@@ -565,14 +574,15 @@ def share_interval(
     return Interval(est, est - half, est + half, level, S)
 
 
-def share_p(a, b, *, n_images: int, n_images_b: int | None = None, by: float = 0.0) -> float:
-    """One-sided p-value for ``mean(a - b) > by`` with the variance of :func:`share_interval`, never
-    smaller than the seed-only paired t's; NaN with fewer than two seeds, no image, or no spread."""
+def share_p(a, b, *, n_images: int, n_images_b: int | None = None, by: float = 0.0, below: bool = False) -> float:
+    """One-sided p-value for ``mean(a - b) > by`` (``below``: ``< by``) with the variance of
+    :func:`share_interval`, never smaller than the seed-only paired t's on the same side; NaN with fewer
+    than two seeds, no image, or no spread."""
     est, v, df, _, S = _share_parts(a, b, n_images, n_images_b)
     if not (math.isfinite(v) and v > 0.0):
         return math.nan
     p = float(stats.t.sf((est - by) / math.sqrt(v), df))
-    return max(p, _one_sided_p(_values(a) - _values(b), by))
+    return _never_below_seed_only(p, _values(a) - _values(b), by, below)
 
 
 def _with_images(a, b) -> bool:
@@ -855,6 +865,11 @@ def holm(pvalues: Mapping[str, float]) -> dict[str, float]:
     return out
 
 
+def _flat(d: np.ndarray) -> bool:
+    """Differences identical up to rounding (two seeds alike: ``0.0147 - 0.0147`` computed two ways)."""
+    return float(np.ptp(d)) <= 1e-12 * max(1.0, float(np.abs(d).max()))
+
+
 def _one_sided_p(iv_d: np.ndarray, by: float) -> float:
     """Paired t p-value for mean(d) > by (NaN with fewer than 2 values)."""
     n = len(iv_d)
@@ -862,7 +877,7 @@ def _one_sided_p(iv_d: np.ndarray, by: float) -> float:
         return math.nan
     x = iv_d.mean() - by
     se = iv_d.std(ddof=1) / math.sqrt(n)
-    if se == 0:  # identical differences (two seeds alike): no spread to test by, not a certainty
+    if _flat(iv_d):  # identical differences (two seeds alike): no spread to test by, not a certainty
         return math.nan
     return float(stats.t.sf(x / se, n - 1))
 
@@ -905,15 +920,16 @@ def best_of_many(
         if shares:  # shares on fixed image sets: their own noise
             n_hi, n_lo = n_images[name] if higher_is_better else n_images[name][::-1]
             iv = share_interval(hi, lo, n_images=n_hi, n_images_b=n_lo, level=level)
-            p = share_p(hi, lo, n_images=n_hi, n_images_b=n_lo, by=by)
+            p, p_below = (share_p(hi, lo, n_images=n_hi, n_images_b=n_lo, by=by, below=w) for w in (False, True))
         elif _with_images(a, b):  # accuracy with per-image results: the p-value of the interval's own noise
             iv, _ = _signed_interval(a, b, level, higher_is_better)
-            p = two_noise_p(hi.correct, lo.correct, by=by)
+            p, p_below = (two_noise_p(hi.correct, lo.correct, by=by, below=w) for w in (False, True))
         else:
             iv, _ = _signed_interval(a, b, level, higher_is_better)
             p = _one_sided_p(d, by)
-        p_up[name], p_down[name] = p, (1.0 - p if math.isfinite(p) else math.nan)
-        flat = not shares and len(d) >= 2 and float(d.std(ddof=1)) == 0.0  # (the image noise gives shares a width)
+            p_below = 1.0 - p if math.isfinite(p) else math.nan
+        p_up[name], p_down[name] = p, p_below
+        flat = not shares and len(d) >= 2 and _flat(d)  # (the image noise gives shares a width)
         rows.append(
             {
                 "comparison": name,

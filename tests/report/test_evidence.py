@@ -296,3 +296,25 @@ def test_robust_margin_counts_the_attacked_images():
     assert few.verdict.verdict == INCONCLUSIVE and "the 200 images (binomial bound)" in few.verdict.rule
     assert few.verdict.seed_only is not None and few.verdict.seed_only.low > 0.03
     assert robust_margin(a, b, points=3.0, n_images=100_000).verdict.verdict == HOLDS
+
+
+def test_does_not_hold_rests_on_a_p_no_smaller_than_the_seed_only_one():
+    """Both sides of best_of_many's test keep the rule "never bolder than the seeds alone": the p for
+    ``diff < 0`` of a two-noise or share interval is not smaller than the seed-only t's (its Welch
+    degrees of freedom must not buy significance), and it is below alpha exactly when the interval lies
+    below 0 (200 random cases each)."""
+    from kdutils.report.results import _one_sided_p, share_interval, share_p, two_noise_interval, two_noise_p
+
+    rng = np.random.default_rng(11)
+    for _ in range(200):
+        S, N = int(rng.integers(2, 6)), int(rng.integers(50, 400))
+        a = (rng.random((S, N)) < rng.uniform(0.5, 0.9)).astype(float)
+        b = (rng.random((S, N)) < rng.uniform(0.5, 0.9)).astype(float)
+        seed_below = 1.0 - _one_sided_p((a - b).mean(1), 0.0)  # NaN (no spread) where seeds tie: then no bound
+        p = two_noise_p(a, b, below=True)
+        assert not p < seed_below - 1e-12
+        assert (two_noise_interval(a, b).high < 0) == (p < 0.05)
+        x, y = a.mean(1), b.mean(1)
+        q = share_p(x, y, n_images=N, below=True)
+        assert not q < seed_below - 1e-12
+        assert (share_interval(x, y, n_images=N).high < 0) == (q < 0.05)
