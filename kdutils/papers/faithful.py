@@ -521,42 +521,55 @@ def claims(ctx, delta: float) -> pd.DataFrame:
        the main table: under IBP a student not trained with bounds certifies nothing, so it cannot fail);
     4. the control [ours]: the teacher's bounds add verifiability beyond IBP training alone: FAITHFUL's
        CROWN-certified delta-faithful share above CONTROL's, paired by seed.
+
+    Every quantity is a mean over the same teacher-correct evaluation points of a per-point value in
+    [0, 1], so every interval counts the sampling of those points as well as the seeds
+    (:func:`kdutils.results.share_interval`, a bound that needs only their number).
     """
     rows = []
     for ds in ctx:
         where, conv = ctx.where(ds), ctx.convergence(ds, MAIN, longer=LONGER)
         share = at_delta("gap_faithful_tc", delta)
         certified = at_delta("crown_gap_faithful_tc", delta)
+        # every quantity below is a mean over the same teacher-correct evaluation points (values in [0, 1]):
+        # the intervals count their sampling too
+        n = int(ctx.values(ds, "KD", "crown_gap_points_tc")[0])
         unfaithful = C.every(
             {
                 "disagreement": C.above_each(
                     {"KD disagreement rate": ctx.values(ds, "KD", "disagreement_rate_teacher_correct")},
                     0.0,
                     what="disagreement rate",
+                    n_images=n,
                 ),
                 "gap": C.above_each(
-                    {"KD mean gap": ctx.values(ds, "KD", "gap_mean_tc")}, delta, what="mean empirical gap"
+                    {"KD mean gap": ctx.values(ds, "KD", "gap_mean_tc")}, delta, what="mean empirical gap", n_images=n
                 ),
             }
         )
         narrows = C.every(
             {
                 "gap": C.lower_each(
-                    {f"{FAITHFUL} vs KD": ctx.paired(ds, FAITHFUL, "KD", "gap_mean_tc")}, what="mean empirical gap"
+                    {f"{FAITHFUL} vs KD": ctx.paired(ds, FAITHFUL, "KD", "gap_mean_tc")},
+                    what="mean empirical gap",
+                    n_images=n,
                 ),
                 "share": C.better_each(
                     {f"{FAITHFUL} vs KD": ctx.paired(ds, FAITHFUL, "KD", share)},
                     what=f"empirical {delta:g}-faithful share",
+                    n_images=n,
                 ),
             }
         )
         verifiable = C.better_each(
             {f"{FAITHFUL} vs {b}": ctx.paired(ds, FAITHFUL, b, certified) for b in ("ARD", "RSLAD")},
             what=f"CROWN-certified {delta:g}-faithful share",
+            n_images=n,
         )
         control = C.better_each(
             {f"{FAITHFUL} vs {CONTROL}": ctx.paired(ds, FAITHFUL, CONTROL, certified)},
             what=f"CROWN-certified {delta:g}-faithful share",
+            n_images=n,
         )
         for checked, claim, source, number in (
             (unfaithful, "standard distillation leaves students unfaithful near data points",

@@ -293,23 +293,35 @@ def lower_each(
     what: str = "gap",
     scale: float = 1.0,
     unit: str = "",
+    n_images: int | None = None,
 ) -> Checked:
     """Each ``name: (a, b)`` lower than ``b`` by more than ``by`` (``b - a`` paired by seed); all must hold.
 
     Names read like "faithful vs KD" (the faithful student's gap below KD's). Per part
     :func:`kdutils.results.claim_better` with ``higher_is_better=False``: the paired t interval
-    of ``b - a`` at ``level`` above ``by`` holds, below it does not.
+    of ``b - a`` at ``level`` above ``by`` holds, below it does not. ``n_images``: the quantities are
+    means over a fixed set of that many images of a per-image value in [0, 1] (a gap, a share), whose
+    sampling the interval counts (:func:`kdutils.results.share_interval`: its bound holds for any such value).
     """
     if not pairs:
         raise ValueError("lower_each needs at least one comparison")
     parts = {
         name: claim_better(
-            a, b, by=by, level=level, higher_is_better=False, label=name.replace(" vs ", " - "), scale=scale, unit=unit
+            a,
+            b,
+            by=by,
+            level=level,
+            higher_is_better=False,
+            label=name.replace(" vs ", " - "),
+            scale=scale,
+            unit=unit,
+            n_images=n_images,
         )
         for name, (a, b) in pairs.items()
     }
+    noise = "paired t" if n_images is None else f"paired t over seeds and the {n_images} images"
     rule = (
-        f"each of {', '.join(pairs)} lower: paired t, {_pct(level)} interval of the {what} reduction "
+        f"each of {', '.join(pairs)} lower: {noise}, {_pct(level)} interval of the {what} reduction "
         f"above {by * scale:g}{unit}; all must hold"
     )
     return all_of(parts, rule)
@@ -323,21 +335,25 @@ def above_each(
     what: str = "mean",
     scale: float = 1.0,
     unit: str = "",
+    n_images: int | None = None,
 ) -> Checked:
     """Each ``name: values per seed`` with its mean above ``threshold``; all must hold.
 
     Per part :func:`kdutils.results.claim_mean_above`: the one-sample t interval (two-sided at
     ``level``) above ``threshold`` holds, below it does not, *not testable* with one seed. A
-    rate that is 0 on every seed does not hold (its interval is the point 0).
+    rate that is 0 on every seed does not hold (its interval is the point 0). ``n_images``: each
+    value is a mean over a fixed set of that many images of a per-image value in [0, 1], whose sampling
+    the interval counts (:func:`kdutils.results.share_interval`; a rate of 0 then keeps a width).
     """
     if not values:
         raise ValueError("above_each needs at least one quantity")
     parts = {
-        name: claim_mean_above(v, threshold, level=level, label=name, scale=scale, unit=unit)
+        name: claim_mean_above(v, threshold, level=level, label=name, scale=scale, unit=unit, n_images=n_images)
         for name, v in values.items()
     }
+    over = "seeds" if n_images is None else f"seeds and the {n_images} images"
     rule = (
-        f"each of {', '.join(values)}: one-sample t over seeds, {_pct(level)} interval of the {what} above "
+        f"each of {', '.join(values)}: one-sample t over {over}, {_pct(level)} interval of the {what} above "
         f"{threshold * scale:g}{unit}; all must hold"
     )
     return all_of(parts, rule)

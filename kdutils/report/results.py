@@ -550,7 +550,8 @@ def share_interval(
     level: float = DEFAULT_LEVEL,
 ) -> Interval:
     """Interval of a share measured on a fixed set of ``n_images`` images (e.g. the student's accuracy on the
-    training images its teacher gets wrong, mu_S), one value per seed; with ``b`` the paired difference
+    training images its teacher gets wrong, mu_S; or any mean over those images of a per-image value in
+    [0, 1], such as a confidence gap: its variance is bounded the same way), one value per seed; with ``b`` the paired difference
     ``a - b`` (``b`` on ``n_images_b`` images when its set differs, e.g. another teacher's mistakes).
     It covers the seeds and the sampling of those images when only the counts are stored: the image
     part of the variance is bounded by the binomial one, ``p (1 - p) / N`` per share, and for a
