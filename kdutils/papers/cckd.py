@@ -178,7 +178,7 @@ def robustness(ctx) -> pd.DataFrame:
             margin[margin.dataset == ds], reference="KD", title=f"{ds}: margin over KD (paired by seed)"
         )
         ctx.save_figure(fig, f"robust_margin_{ds}")
-    return ctx.best_of_many(rob[rob.epsilon > 0], "KD", exclude=["student alone"], n_images=ctx.attack_images)
+    return ctx.best_of_many(rob[rob.epsilon > 0], "KD", exclude=["student alone"])
 
 
 def reliability(ctx) -> pd.DataFrame:
@@ -258,7 +258,6 @@ def claims(ctx, explore: pd.DataFrame) -> pd.DataFrame:
             *ctx.paired(ds, "CCKD-T+SR", "KD", robust_key("fgsm", eps)),
             points=points,
             label=f"CCKD-T+SR - KD, FGSM, eps {eps_text}",
-            n_images=ctx.attack_images(ds),
         )
         best = explore[explore.dataset == ds].iloc[0]
         rows.append(

@@ -435,7 +435,7 @@ def robustness(ctx) -> pd.DataFrame:
         fig = plots.robustness_curves(rob[rob.dataset == ds], title=f"{ds}: robust accuracy")
         ctx.save_figure(fig, f"robustness_{ds}")
     ctx.reliability_figures(ROBUST, ncols=4)
-    explore = ctx.best_of_many(rob[rob.epsilon > 0], "KD", exclude=["student alone"], n_images=ctx.attack_images)
+    explore = ctx.best_of_many(rob[rob.epsilon > 0], "KD", exclude=["student alone"])
     return explore.groupby("dataset").head(6).round(4)
 
 

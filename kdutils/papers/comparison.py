@@ -177,11 +177,6 @@ def reference(block: str) -> str:
     return label_in(_reference_rows()[1], block)
 
 
-def teacher_label(label: str) -> str:
-    """The teacher a row distils from and is evaluated against (its mu_S counts that teacher's mistakes)."""
-    e, block = arms()[label]
-    return INTERVAL_TEACHER if block == "interval" else SR_TEACHER if "sr teacher" in e.needs else TEACHER
-
 
 def interval_teacher_spec(st) -> dict:
     """The interval pair's teacher: IBP training at the dataset's eps (the method's schedule)."""
@@ -371,22 +366,10 @@ def verdicts(ctx, level: float = 0.9) -> pd.DataFrame:
                 if metric not in set(ctx.frame.metric):
                     continue
                 pairs = {lb: ctx.paired(ds, lb, ref, metric) for lb in others}
-                counts = None
-                if metric == "mu_s_train":  # shares of each teacher's training mistakes: count their images
-                    n = {lb: ctx.teacher_mistakes(ds, teacher_label(lb)) for lb in [ref, *others]}
-                    counts = {lb: (n[lb], n[ref]) for lb in others}
-                elif family == "robustness":  # shares of the attacked test images
-                    counts = {lb: (ctx.attack_images(ds),) * 2 for lb in others}
-                table = best_of_many(pairs, level=level, higher_is_better=higher, n_images=counts)
+                table = best_of_many(pairs, level=level, higher_is_better=higher)
                 rule = (
                     f"{metric} ({'higher' if higher else 'lower'} is better): paired by seed, {_pct(level)} interval"
                     + (" with test-set noise" if metric == "accuracy" else "")
-                    + (
-                        f" with the sampling of the {'teacher-wrong training' if family != 'robustness' else 'attacked test'}"
-                        " images"
-                        if counts
-                        else ""
-                    )
                     + f", Holm over the {len(pairs)} methods of the {block} block (the interval is unadjusted;"
                     " the Holm-adjusted p decides)"
                 )

@@ -258,28 +258,22 @@ def better_each(
     what: str = "accuracy",
     scale: float = 100.0,
     unit: str = " points",
-    n_images: int | None = None,
 ) -> Checked:
     """Each ``name: (a, b)`` better than ``by`` (``a - b`` paired by seed); all must hold.
 
     Names read like "CMKD vs KD". Per part :func:`kdutils.results.claim_better`: the paired t
     interval of ``a - b`` at ``level`` above ``by`` holds, below it does not. ``what`` names the
     quantity in the rule; ``scale`` / ``unit`` shape the text (``scale=1, unit=""`` for a
-    correlation). ``n_images``: the quantities are shares on a fixed set of that many images (the
-    teacher-wrong training images): the interval covers their sampling too
-    (:func:`kdutils.results.share_interval`).
+    correlation).
     """
     if not pairs:
         raise ValueError("better_each needs at least one comparison")
     parts = {
-        name: claim_better(
-            a, b, by=by, level=level, label=name.replace(" vs ", " - "), scale=scale, unit=unit, n_images=n_images
-        )
+        name: claim_better(a, b, by=by, level=level, label=name.replace(" vs ", " - "), scale=scale, unit=unit)
         for name, (a, b) in pairs.items()
     }
-    noise = _noise(pairs.values()) if n_images is None else f"paired t over seeds and the {n_images} images"
     rule = (
-        f"each of {', '.join(pairs)} better: {noise}, {_pct(level)} interval of the {what} difference "
+        f"each of {', '.join(pairs)} better: {_noise(pairs.values())}, {_pct(level)} interval of the {what} difference "
         f"above {by * scale:g}{unit}; all must hold"
     )
     return all_of(parts, rule)
@@ -293,35 +287,23 @@ def lower_each(
     what: str = "gap",
     scale: float = 1.0,
     unit: str = "",
-    n_images: int | None = None,
 ) -> Checked:
     """Each ``name: (a, b)`` lower than ``b`` by more than ``by`` (``b - a`` paired by seed); all must hold.
 
     Names read like "faithful vs KD" (the faithful student's gap below KD's). Per part
     :func:`kdutils.results.claim_better` with ``higher_is_better=False``: the paired t interval
-    of ``b - a`` at ``level`` above ``by`` holds, below it does not. ``n_images``: the quantities are
-    means over a fixed set of that many images of a per-image value in [0, 1] (a gap, a share), whose
-    sampling the interval counts (:func:`kdutils.results.share_interval`: its bound holds for any such value).
+    of ``b - a`` at ``level`` above ``by`` holds, below it does not.
     """
     if not pairs:
         raise ValueError("lower_each needs at least one comparison")
     parts = {
         name: claim_better(
-            a,
-            b,
-            by=by,
-            level=level,
-            higher_is_better=False,
-            label=name.replace(" vs ", " - "),
-            scale=scale,
-            unit=unit,
-            n_images=n_images,
+            a, b, by=by, level=level, higher_is_better=False, label=name.replace(" vs ", " - "), scale=scale, unit=unit
         )
         for name, (a, b) in pairs.items()
     }
-    noise = "paired t" if n_images is None else f"paired t over seeds and the {n_images} images"
     rule = (
-        f"each of {', '.join(pairs)} lower: {noise}, {_pct(level)} interval of the {what} reduction "
+        f"each of {', '.join(pairs)} lower: paired t, {_pct(level)} interval of the {what} reduction "
         f"above {by * scale:g}{unit}; all must hold"
     )
     return all_of(parts, rule)
@@ -554,16 +536,15 @@ def robust_margin(
     points: float,
     level: float = DEFAULT_LEVEL,
     label: str = "a - b",
-    n_images: int | None = None,
 ) -> Checked:
     """Is ``a``'s robust accuracy above ``b``'s by at least ``points`` (the paper's number), paired by seed?
 
     Holds when the lower end of the paired t interval (two-sided at ``level``) of ``a - b``
-    reaches ``points / 100``; does not hold when its upper end stays below. ``n_images``: how many
-    test images were attacked (:meth:`NotebookContext.attack_images`); with it the interval counts
-    their sampling too (:func:`kdutils.results.share_interval`).
+    reaches ``points / 100``; does not hold when its upper end stays below. Seed-only: the robustness
+    evaluation keeps no per-image record, and from counts alone the only bound on the attacked images'
+    share ignores the pairing.
     """
-    v = claim_better(a, b, by=points / 100.0, level=level, label=label, n_images=n_images)
+    v = claim_better(a, b, by=points / 100.0, level=level, label=label)
     return Checked(v, {label: v})
 
 

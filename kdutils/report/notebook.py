@@ -42,7 +42,7 @@ import pandas as pd
 
 from ..core.errors import ParameterError
 from ..core.io import default_figures_dir, default_output_dir
-from ..evaluation.evaluations import attack_protocol, format_epsilon  # format_epsilon re-exported: the one epsilon label
+from ..evaluation.evaluations import format_epsilon  # re-exported: the one epsilon label
 from ..experiments.experiment import Experiment, Run, environment, scalar_metrics
 from ..experiments.parallel import Job, train_group
 from ..experiments.parameters import check_parameters
@@ -639,11 +639,6 @@ class NotebookContext:
             self.results.add(dataset, teacher, 0, {"n_teacher_wrong_train": n}, run=run.key)
         return cache[dataset, teacher]
 
-    def attack_images(self, dataset: str) -> int:
-        """How many test images the robustness evaluation attacks (the first ``attack_samples``): robust
-        accuracies are shares of that fixed set, and the claims on them count its sampling."""
-        return min(int(attack_protocol(self.settings(dataset))["n"]), len(self[dataset].split.test_y))
-
     def margin(self, dataset: str, teacher: str = "teacher", alone: str = "student alone"):
         """The non-inferiority margin at this dataset and profile (:func:`kdutils.report.evidence.scaled_margin`):
         a third of the gap from the student alone (mean over seeds) to its teacher (seed 0)."""
@@ -814,21 +809,17 @@ class NotebookContext:
         keys: Iterable[str] = ("attack", "epsilon"),
         exclude: Iterable[str] = (),
         top: int | None = None,
-        n_images: Callable[[str], int] | None = None,
         **kw,
     ) -> pd.DataFrame:
         """Exploration per dataset: :func:`kdutils.results.best_of_many` over every method x ``keys``
         margin over ``reference`` in ``frame`` (paired by seed, Holm-corrected), with a ``dataset``
-        column; ``top``: the best rows of each dataset only; ``n_images(dataset)``: the values are shares
-        of that many fixed images (robust accuracy: :meth:`attack_images`), whose sampling the intervals
-        count. It never decides a claim."""
+        column; ``top``: the best rows of each dataset only. It never decides a claim."""
         from .results import best_of_many
 
         parts = []
         for ds in [d for d in self.datasets if (frame["dataset"] == d).any()]:
             pairs = self.comparison_pairs(frame[frame["dataset"] == ds], reference, keys=keys, exclude=exclude)
-            counts = None if n_images is None else {k: (n_images(ds),) * 2 for k in pairs}
-            t = best_of_many(pairs, n_images=counts, **kw)
+            t = best_of_many(pairs, **kw)
             parts.append((t if top is None else t.head(top)).assign(family=len(pairs)).assign(dataset=ds))
         if not parts:
             return pd.DataFrame()

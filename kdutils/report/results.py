@@ -509,81 +509,40 @@ def two_noise_p(correct_a, correct_b, *, by: float = 0.0, below: bool = False) -
     return _never_below_seed_only(p, D.mean(axis=1), by, below)
 
 
-def _share_parts(a, b, n_a: int, n_b: int | None) -> tuple[float, float, float, float, int]:
-    """``(estimate, variance, Welch df, seed-only variance, seeds)`` of a share (or a paired difference of
-    shares) over seeds, the image part of the variance bounded as :func:`share_interval` says."""
-    xa = _values(a)
-    xb = None if b is None else _values(b)
-    if xb is not None and len(xb) != len(xa):
-        raise ValueError(f"paired shares need one value per seed on both sides, got {len(xa)} and {len(xb)}")
-    counts = [int(n_a)] + ([] if xb is None else [int(n_a if n_b is None else n_b)])
-    if any(n < 0 for n in counts):
-        raise ValueError(f"image counts must be >= 0, got {counts}")
-    x = xa if xb is None else xa - xb
-    S = len(x)
-    if S == 0 or 0 in counts:
-        return math.nan, math.nan, math.nan, math.nan, S
-    est = float(x.mean())
-    if S < 2:
-        return est, math.nan, math.nan, math.nan, S
+def share_interval(values: Iterable[float], *, n_images: int, level: float = DEFAULT_LEVEL) -> Interval:
+    """Interval of a share measured on a fixed set of ``n_images`` images, one value per seed (the
+    student's accuracy on the training images its teacher gets wrong, mu_S; or any mean over those
+    images of a per-image value in [0, 1], such as a confidence gap). It covers the seeds and the
+    sampling of those images when only their number is stored: the image part of the variance is
+    bounded by ``p (1 - p) / N`` (no [0, 1] value with mean ``p`` varies more, whatever the correlation
+    between seeds; the bound is attained when every seed shares each image's outcome, and the coverage
+    is then near the nominal level, tests/report/test_evidence.py), with ``p`` the mean share kept half
+    an image from 0 and 1 (``[0.5 / N, 1 - 0.5 / N]``), so a share of 0 on every seed still has a width
+    that shrinks with ``N``. Welch degrees of freedom as :func:`two_noise_interval`'s, and never
+    narrower than the seed-only t interval. Ten images make a wide interval, which is the point: a
+    verdict on ten images says so. Fewer than two seeds: NaN bounds; no image: NaN estimate.
 
-    def se(v: np.ndarray, n: int) -> float:  # p kept half an image from 0 and 1: 0 of 10 is not certain
-        p = min(max(float(v.mean()), 0.5 / n), 1.0 - 0.5 / n)
-        return math.sqrt(p * (1.0 - p) / n)
-
-    v_seed = float(x.var(ddof=1) / S)
-    v_img = (se(xa, counts[0]) + (se(xb, counts[1]) if xb is not None else 0.0)) ** 2
-    v = v_seed + v_img
-    if v == 0.0:
-        return est, 0.0, math.inf, 0.0, S
-    n_min = min(counts)
-    df = v * v / ((v_seed * v_seed) / (S - 1) + ((v_img * v_img) / (n_min - 1) if n_min > 1 else 0.0))
-    return est, v, df, v_seed, S
-
-
-def share_interval(
-    a: Iterable[float],
-    b: Iterable[float] | None = None,
-    *,
-    n_images: int,
-    n_images_b: int | None = None,
-    level: float = DEFAULT_LEVEL,
-) -> Interval:
-    """Interval of a share measured on a fixed set of ``n_images`` images (e.g. the student's accuracy on the
-    training images its teacher gets wrong, mu_S; or any mean over those images of a per-image value in
-    [0, 1], such as a confidence gap: its variance is bounded the same way), one value per seed; with ``b`` the paired difference
-    ``a - b`` (``b`` on ``n_images_b`` images when its set differs, e.g. another teacher's mistakes).
-    It covers the seeds and the sampling of those images when only the counts are stored: the image
-    part of the variance is bounded by the binomial one, ``p (1 - p) / N`` per share, and for a
-    difference by ``(se_a + se_b)^2`` with ``se = sqrt(p (1 - p) / N)``, which no correlation between
-    seeds, images or the two models can exceed (it is attained when every seed shares each image's
-    outcome; the coverage is then near the nominal level, tests/report/test_evidence.py); ``p`` is the
-    mean share kept half an image from 0 and 1 (``[0.5 / N, 1 - 0.5 / N]``), so a share of 0 on every
-    seed still has a width that shrinks with ``N``. Welch degrees of freedom as
-    :func:`two_noise_interval`'s, and never narrower than the seed-only t interval. Ten images make a
-    wide interval, which is the point: a verdict on ten images says so. Fewer than two seeds: NaN
-    bounds; no image: NaN estimate."""
+    One-sample only: for a paired difference of two shares the bound from counts alone,
+    ``(se_a + se_b)^2``, ignores the pairing and is far too wide for two models that agree on most
+    images; a paired interval needs per-image records (:func:`two_noise_interval`)."""
     if not 0.0 < level < 1.0:
         raise ValueError(f"level must be in (0, 1), got {level}")
-    est, v, df, v_seed, S = _share_parts(a, b, n_images, n_images_b)
-    if not math.isfinite(v):
+    x, N = _values(values), int(n_images)
+    if N < 0:
+        raise ValueError(f"n_images must be a count >= 0, got {n_images}")
+    S = len(x)
+    if S == 0 or N == 0:
+        return Interval(math.nan, math.nan, math.nan, level, S)
+    est = float(x.mean())
+    if S < 2:
         return Interval(est, math.nan, math.nan, level, S)
-    if v == 0.0:
-        return Interval(est, est, est, level, S)
+    p = min(max(est, 0.5 / N), 1.0 - 0.5 / N)
+    v_seed, v_img = float(x.var(ddof=1) / S), p * (1.0 - p) / N
+    v = v_seed + v_img
+    df = v * v / ((v_seed * v_seed) / (S - 1) + ((v_img * v_img) / (N - 1) if N > 1 else 0.0))
     q = (1.0 + level) / 2.0
     half = max(float(stats.t.ppf(q, df) * math.sqrt(v)), float(stats.t.ppf(q, S - 1) * math.sqrt(v_seed)))
     return Interval(est, est - half, est + half, level, S)
-
-
-def share_p(a, b, *, n_images: int, n_images_b: int | None = None, by: float = 0.0, below: bool = False) -> float:
-    """One-sided p-value for ``mean(a - b) > by`` (``below``: ``< by``) with the variance of
-    :func:`share_interval`, never smaller than the seed-only paired t's on the same side; NaN with fewer
-    than two seeds, no image, or no spread."""
-    est, v, df, _, S = _share_parts(a, b, n_images, n_images_b)
-    if not (math.isfinite(v) and v > 0.0):
-        return math.nan
-    p = float(stats.t.sf((est - by) / math.sqrt(v), df))
-    return _never_below_seed_only(p, _values(a) - _values(b), by, below)
 
 
 def _with_images(a, b) -> bool:
@@ -622,7 +581,6 @@ def claim_better(
     label: str = "a - b",
     scale: float = 100.0,
     unit: str = " points",
-    n_images: int | None = None,
 ) -> Verdict:
     """Superiority: is ``a`` better than ``b`` by more than ``by``, paired by seed?
 
@@ -635,17 +593,13 @@ def claim_better(
     ``scale``/``unit`` only shape the text. When ``a`` and ``b`` both carry per-image results
     (:class:`kdutils.report.evidence.SeedValues` with ``correct``) the interval covers the test-set
     noise too (:func:`kdutils.report.evidence.two_noise_interval`); the seed-only one stays in
-    ``Verdict.seed_only``. ``n_images``: ``a`` and ``b`` are shares on a fixed set of that many images
-    (only the count stored): the interval is :func:`share_interval`'s (seeds and those images).
+    ``Verdict.seed_only``.
     """
-    if n_images is not None:
-        sa, sb = (a, b) if higher_is_better else (b, a)
-        iv, seed_only = share_interval(sa, sb, n_images=n_images, level=level), paired_interval(sa, sb, level=level)
-        test = f"paired t over seeds and the {int(n_images)} images (binomial bound)"
-    else:
-        iv, seed_only = _signed_interval(a, b, level, higher_is_better)
-        test = _test_name(a, b)
-    rule = f"{test}, {_pct(level)} interval of {_diff_text(label, higher_is_better)} above {_num(by * scale)}{unit}"
+    iv, seed_only = _signed_interval(a, b, level, higher_is_better)
+    rule = (
+        f"{_test_name(a, b)}, {_pct(level)} interval of {_diff_text(label, higher_is_better)} above "
+        f"{_num(by * scale)}{unit}"
+    )
     return Verdict(
         _decide(iv, by, "above"),
         iv.estimate,
@@ -890,7 +844,6 @@ def best_of_many(
     level: float = DEFAULT_LEVEL,
     higher_is_better: bool = True,
     scale: float = 100.0,
-    n_images: Mapping[str, tuple[int, int]] | None = None,
 ) -> pd.DataFrame:
     """Exploration of many paired comparisons, with and without a multiple-comparison correction.
 
@@ -908,21 +861,14 @@ def best_of_many(
     ``note`` column says so, and the bounds are blank).
     Uncorrected *holds* is the same as :func:`claim_better` holding. The best of a family
     can hold uncorrected and not after the correction: that is why a best-of-many number
-    never decides a claim alone. ``n_images``: ``{name: (images of a, images of b)}`` where the
-    values are shares on fixed image sets (mu_S): their interval and p-value are
-    :func:`share_interval`'s and :func:`share_p`'s.
+    never decides a claim alone.
     """
     alpha = (1.0 - level) / 2.0
     rows, p_up, p_down = [], {}, {}
     for name, (a, b) in pairs.items():
         hi, lo = (a, b) if higher_is_better else (b, a)
         d = _values(hi) - _values(lo)
-        shares = n_images is not None and name in n_images
-        if shares:  # shares on fixed image sets: their own noise
-            n_hi, n_lo = n_images[name] if higher_is_better else n_images[name][::-1]
-            iv = share_interval(hi, lo, n_images=n_hi, n_images_b=n_lo, level=level)
-            p, p_below = (share_p(hi, lo, n_images=n_hi, n_images_b=n_lo, by=by, below=w) for w in (False, True))
-        elif _with_images(a, b):  # accuracy with per-image results: the p-value of the interval's own noise
+        if _with_images(a, b):  # accuracy with per-image results: the p-value of the interval's own noise
             iv, _ = _signed_interval(a, b, level, higher_is_better)
             p, p_below = (two_noise_p(hi.correct, lo.correct, by=by, below=w) for w in (False, True))
         else:
@@ -930,7 +876,7 @@ def best_of_many(
             p = _one_sided_p(d, by)
             p_below = 1.0 - p if math.isfinite(p) else math.nan
         p_up[name], p_down[name] = p, p_below
-        flat = not shares and len(d) >= 2 and _flat(d)  # (the image noise gives shares a width)
+        flat = len(d) >= 2 and _flat(d)
         rows.append(
             {
                 "comparison": name,
