@@ -177,7 +177,6 @@ def reference(block: str) -> str:
     return label_in(_reference_rows()[1], block)
 
 
-
 def interval_teacher_spec(st) -> dict:
     """The interval pair's teacher: IBP training at the dataset's eps (the method's schedule)."""
     return {"name": "ibp", "eps": st.faithful_eps}
