@@ -47,6 +47,7 @@ from ..experiments.experiment import Experiment, Run, environment, scalar_metric
 from ..experiments.parallel import Job, train_group
 from ..experiments.parameters import check_parameters
 from ..inputs.runtime import cpu_numerics
+from ..methods.label_revision import teacher_wrong  # the one definition of a teacher's mistake
 from ..training.profiles import DRY_RUN_NOTE, LONGER_CHECK_PROFILES, Settings, check_seeds, configure, merged_sizes
 from .results import Results
 
@@ -634,7 +635,7 @@ class NotebookContext:
         cache = self._teacher_mistakes
         if (dataset, teacher) not in cache:
             exp, run = self[dataset], self.runs[dataset, teacher, 0]
-            n = int((exp.logits(run, "train", persist=True).argmax(dim=1).cpu() != exp.split.train_y.cpu()).sum())
+            n = int(teacher_wrong(exp.logits(run, "train", persist=True).cpu(), exp.split.train_y.cpu()).sum())
             cache[dataset, teacher] = n
             self.results.add(dataset, teacher, 0, {"n_teacher_wrong_train": n}, run=run.key)
         return cache[dataset, teacher]

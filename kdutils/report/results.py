@@ -453,6 +453,19 @@ def _diffs(correct_a, correct_b) -> np.ndarray:
     return a - b
 
 
+def _welch_df(v_seed: float, v_img: float, S: int, N: int) -> float:
+    """Welch-Satterthwaite degrees of freedom of ``v_seed + v_img`` (seeds: S - 1, images: N - 1)."""
+    v = v_seed + v_img
+    return v * v / ((v_seed * v_seed) / (S - 1) + ((v_img * v_img) / (N - 1) if N > 1 else 0.0))
+
+
+def _half_width(v: float, df: float, v_seed: float, S: int, level: float) -> float:
+    """Half-width of a two-noise interval, never narrower than the seed-only t interval: more degrees
+    of freedom must not buy a shorter one."""
+    q = (1.0 + level) / 2.0
+    return max(float(stats.t.ppf(q, df) * math.sqrt(v)), float(stats.t.ppf(q, S - 1) * math.sqrt(v_seed)))
+
+
 def _two_noise_parts(D: np.ndarray) -> tuple[float, float, float, float, int]:
     """``(estimate, variance, Welch df, seed-only variance, seeds)`` of the mean per-seed difference
     of a ``(seeds, images)`` array of paired per-image differences (module docstring)."""
@@ -466,8 +479,7 @@ def _two_noise_parts(D: np.ndarray) -> tuple[float, float, float, float, int]:
     v = v_seed + v_test
     if v == 0.0:
         return est, 0.0, math.inf, 0.0, S
-    df = v * v / ((v_seed * v_seed) / (S - 1) + ((v_test * v_test) / (N - 1) if N > 1 else 0.0))
-    return est, v, df, v_seed, S
+    return est, v, _welch_df(v_seed, v_test, S, N), v_seed, S
 
 
 def two_noise_interval(correct_a, correct_b, *, level: float = DEFAULT_LEVEL) -> Interval:
@@ -482,9 +494,7 @@ def two_noise_interval(correct_a, correct_b, *, level: float = DEFAULT_LEVEL) ->
         return Interval(est, math.nan, math.nan, level, S)
     if v == 0.0:
         return Interval(est, est, est, level, S)
-    q = (1.0 + level) / 2.0
-    # never narrower than the seed-only interval: more degrees of freedom must not buy a shorter one
-    half = max(float(stats.t.ppf(q, df) * math.sqrt(v)), float(stats.t.ppf(q, S - 1) * math.sqrt(v_seed)))
+    half = _half_width(v, df, v_seed, S, level)
     return Interval(est, est - half, est + half, level, S)
 
 
@@ -538,10 +548,7 @@ def share_interval(values: Iterable[float], *, n_images: int, level: float = DEF
         return Interval(est, math.nan, math.nan, level, S)
     p = min(max(est, 0.5 / N), 1.0 - 0.5 / N)
     v_seed, v_img = float(x.var(ddof=1) / S), p * (1.0 - p) / N
-    v = v_seed + v_img
-    df = v * v / ((v_seed * v_seed) / (S - 1) + ((v_img * v_img) / (N - 1) if N > 1 else 0.0))
-    q = (1.0 + level) / 2.0
-    half = max(float(stats.t.ppf(q, df) * math.sqrt(v)), float(stats.t.ppf(q, S - 1) * math.sqrt(v_seed)))
+    half = _half_width(v_seed + v_img, _welch_df(v_seed, v_img, S, N), v_seed, S, level)
     return Interval(est, est - half, est + half, level, S)
 
 
@@ -868,11 +875,10 @@ def best_of_many(
     for name, (a, b) in pairs.items():
         hi, lo = (a, b) if higher_is_better else (b, a)
         d = _values(hi) - _values(lo)
+        iv, _ = _signed_interval(a, b, level, higher_is_better)
         if _with_images(a, b):  # accuracy with per-image results: the p-value of the interval's own noise
-            iv, _ = _signed_interval(a, b, level, higher_is_better)
             p, p_below = (two_noise_p(hi.correct, lo.correct, by=by, below=w) for w in (False, True))
         else:
-            iv, _ = _signed_interval(a, b, level, higher_is_better)
             p = _one_sided_p(d, by)
             p_below = 1.0 - p if math.isfinite(p) else math.nan
         p_up[name], p_down[name] = p, p_below
