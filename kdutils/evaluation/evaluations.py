@@ -44,6 +44,9 @@ registration order; ``kd.scalar_metrics(ev)`` keeps its numbers.
 * ``robustness``: FGSM and PGD curves, ``robustness`` (attack -> list over epsilons) and
   ``robust_<attack>@<eps>``; every attack setting is in :func:`attack_protocol`, which
   notebooks print next to the results (:func:`describe_attack_protocol`).
+* ``robust_images`` (on request): which attacked images stay correct, per attack and epsilon
+  (the per-image record behind ``robustness``; :func:`robust_images_at` reads one), what a
+  claim's paired two-noise interval on robust accuracy needs.
 * ``certified`` (on request, ``default=False``): certified accuracy by interval bound
   propagation (:func:`kdutils.ibp.certified_accuracy`) over the epsilon grid, ``certified``
   (the curve) and ``certified@<eps>``; settings in :func:`certification_protocol`. Only for
@@ -460,6 +463,50 @@ def _robustness(ctx: EvalContext) -> dict[str, Any]:
         for e, acc in zip(eps, accs):
             out[robust_key(attack, e)] = acc
     return out
+
+
+@register_evaluation("robust_images", config=attack_protocol, default=False)
+def _robust_images(ctx: EvalContext) -> dict[str, Any]:
+    """Which attacked images each attack leaves correct, per epsilon (on request): the per-image record
+    behind ``robustness``'s curve (the same attack calls, so the same numbers), as
+    ``{"epsilons": [...], attack: [encoded 0/1 per image, one per epsilon]}``
+    (:func:`kdutils.io.encode_predictions` of 0/1). A claim on a robust accuracy asks for it
+    (:meth:`kdutils.notebook.NotebookContext.values`), so its interval covers the attacked images'
+    sampling, paired on the same images. Kept apart from ``robustness`` so that adding it left every
+    stored curve valid: only the runs a claim compares compute it."""
+    from ..core.io import encode_predictions
+
+    p, sp = attack_protocol(ctx.settings), ctx.split
+    n = min(p["n"], len(sp.test_y))
+    eps = list(ctx.settings.epsilons)
+    out: dict[str, Any] = {"epsilons": eps}
+    for attack in p["attacks"]:
+        correct = M.robust_correct(
+            ctx.run.model,
+            sp.test_x[:n],
+            sp.test_y[:n],
+            attack,
+            p["epsilons"],
+            steps=p["pgd"]["steps"],
+            rel_stepsize=p["pgd"]["rel_stepsize"],
+            batch_size=p["batch_size"],
+            seed=p["seed"],
+            device=ctx.exp.device,
+        )
+        out[attack] = [encode_predictions(row.numpy().astype("uint8")) for row in correct]
+    return {"robust_images": out}
+
+
+def robust_images_at(ev: dict, key: str) -> str | None:
+    """The encoded 0/1 per-image record behind the robust accuracy ``key`` (``robust_fgsm@0.1``) in an
+    evaluation dict holding ``robust_images`` (:func:`kdutils.io.decode_predictions` reads it); None
+    when there is none or ``key`` is not a robust accuracy on its grid."""
+    rec = ev.get("robust_images")
+    m = re.fullmatch(r"robust_(\w+)@(.+)", key)
+    if rec is None or m is None or m.group(1) not in rec:
+        return None
+    texts = {robust_key(m.group(1), e): t for e, t in zip(rec["epsilons"], rec[m.group(1)])}
+    return texts.get(key)
 
 
 def certification_protocol(settings: "Settings") -> dict:

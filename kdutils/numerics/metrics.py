@@ -37,6 +37,7 @@ __all__ = [
     "reliability",
     "retention",
     "robust_accuracy",
+    "robust_correct",
     "robustness_curves",
 ]
 
@@ -385,7 +386,7 @@ def _seeded_rng(seed: int) -> Iterator[None]:
         yield
 
 
-def robust_accuracy(
+def robust_correct(
     model: nn.Module,
     x: Tensor,
     y: Tensor,
@@ -397,6 +398,51 @@ def robust_accuracy(
     batch_size: int = 256,
     seed: int = 0,
     device: torch.device | str | None = None,
+) -> Tensor:
+    """Which images stay correctly classified under an L-inf attack: a bool tensor of shape
+    ``(len(epsilons), N)``, ``True`` where foolbox's attack at that epsilon does not succeed.
+
+    The per-image record behind :func:`robust_accuracy` (its row means are the robust accuracies,
+    computed by the same attack calls in the same order, so the same numbers): what a paired
+    test-set interval of two models' robust accuracies needs
+    (:func:`kdutils.report.evidence.two_noise_interval`). Arguments as :func:`robust_accuracy`.
+    """
+    attack_obj = _make_attack(attack, steps, rel_stepsize)
+    foolbox = _foolbox()
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    eps = [float(e) for e in epsilons]
+    if any(e < 0 or math.isnan(e) for e in eps):
+        raise ValueError(f"epsilons must be >= 0, got {eps}")
+    n = x.shape[0]
+    if n == 0:
+        raise ValueError("x is empty (N = 0)")
+    if y.dim() != 1 or y.shape[0] != n:
+        raise ValueError(f"y must have shape ({n},), got {tuple(y.shape)}")
+    if not eps:
+        return torch.zeros(0, n, dtype=torch.bool)
+
+    dev = torch.device(device) if device is not None else _model_device(model)
+    dtype = _model_float_dtype(model)
+    parts = []
+    with evaluating(model), _seeded_rng(seed):
+        fmodel = foolbox.PyTorchModel(model, bounds=(0, 1), device=dev)
+        for start in range(0, n, batch_size):
+            xb = _to_unit_float(x[start : start + batch_size], dev, dtype)
+            yb = y[start : start + batch_size].to(dev).long()
+            _, _, success = attack_obj(fmodel, xb, yb, epsilons=eps)
+            # success: bool tensor of shape (len(eps), batch)
+            parts.append(~success.cpu().bool())
+    return torch.cat(parts, dim=1)
+
+
+def robust_accuracy(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    attack: str,
+    epsilons: Sequence[float],
+    **kw: Any,
 ) -> list[float]:
     """Robust top-1 accuracy under an L-inf attack at each epsilon.
 
@@ -419,35 +465,14 @@ def robust_accuracy(
     Torch's global RNG is seeded with ``seed`` for the attack (PGD's random
     start) and its previous state is restored afterwards.  The model is put
     in eval mode (restored afterwards) and, as foolbox does, moved to
-    ``device`` (default: the device of its first parameter).
+    ``device`` (default: the device of its first parameter). Keyword
+    arguments (``steps``, ``rel_stepsize``, ``batch_size``, ``seed``,
+    ``device``) as :func:`robust_correct`, whose per-image record this
+    averages.
     """
-    attack_obj = _make_attack(attack, steps, rel_stepsize)
-    foolbox = _foolbox()
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    eps = [float(e) for e in epsilons]
-    if any(e < 0 or math.isnan(e) for e in eps):
-        raise ValueError(f"epsilons must be >= 0, got {eps}")
-    n = x.shape[0]
-    if n == 0:
-        raise ValueError("x is empty (N = 0)")
-    if y.dim() != 1 or y.shape[0] != n:
-        raise ValueError(f"y must have shape ({n},), got {tuple(y.shape)}")
-    if not eps:
-        return []
-
-    dev = torch.device(device) if device is not None else _model_device(model)
-    dtype = _model_float_dtype(model)
-    successes = torch.zeros(len(eps), dtype=torch.long)
-    with evaluating(model), _seeded_rng(seed):
-        fmodel = foolbox.PyTorchModel(model, bounds=(0, 1), device=dev)
-        for start in range(0, n, batch_size):
-            xb = _to_unit_float(x[start : start + batch_size], dev, dtype)
-            yb = y[start : start + batch_size].to(dev).long()
-            _, _, success = attack_obj(fmodel, xb, yb, epsilons=eps)
-            # success: bool tensor of shape (len(eps), batch)
-            successes += success.sum(dim=1).cpu().long()
-    return [1.0 - s / n for s in successes.tolist()]
+    correct = robust_correct(model, x, y, attack, epsilons, **kw)
+    n = correct.shape[1]
+    return [1.0 - s / n for s in (~correct).sum(dim=1).tolist()]
 
 
 def robustness_curves(

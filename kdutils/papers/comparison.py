@@ -368,7 +368,7 @@ def verdicts(ctx, level: float = 0.9) -> pd.DataFrame:
                 table = best_of_many(pairs, level=level, higher_is_better=higher)
                 rule = (
                     f"{metric} ({'higher' if higher else 'lower'} is better): paired by seed, {_pct(level)} interval"
-                    + (" with test-set noise" if metric == "accuracy" else "")
+                    + (" with test-set noise" if metric == "accuracy" or metric.startswith("robust_") else "")
                     + f", Holm over the {len(pairs)} methods of the {block} block (the interval is unadjusted;"
                     " the Holm-adjusted p decides)"
                 )

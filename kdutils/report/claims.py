@@ -540,9 +540,11 @@ def robust_margin(
     """Is ``a``'s robust accuracy above ``b``'s by at least ``points`` (the paper's number), paired by seed?
 
     Holds when the lower end of the paired t interval (two-sided at ``level``) of ``a - b``
-    reaches ``points / 100``; does not hold when its upper end stays below. Seed-only: the robustness
-    evaluation keeps no per-image record, and from counts alone the only bound on the attacked images'
-    share ignores the pairing.
+    reaches ``points / 100``; does not hold when its upper end stays below. With the per-image records
+    (:class:`kdutils.report.evidence.SeedValues` from :meth:`kdutils.notebook.NotebookContext.paired`:
+    which attacked images each seed's model keeps) the interval covers the attacked images' sampling
+    too, paired on the same images (:func:`kdutils.report.evidence.two_noise_interval`); plain lists
+    keep the seed-only paired t.
     """
     v = claim_better(a, b, by=points / 100.0, level=level, label=label)
     return Checked(v, {label: v})

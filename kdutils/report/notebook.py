@@ -603,7 +603,9 @@ class NotebookContext:
 
         For ``accuracy`` a :class:`~kdutils.report.evidence.SeedValues`: the list, and which test images
         each seed's model got right (from the ``predictions`` evaluation), so claim rules add the
-        test-set noise to their interval."""
+        test-set noise to their interval; for a robust accuracy (``robust_pgd@0.1``) the same with
+        which attacked images each seed's model keeps (the ``robust_images`` evaluation, computed on
+        first use)."""
         seeds = [s for s in self.seeds(dataset) if (dataset, method, s) in self.evals]
         if not seeds:
             labels = sorted({lb for (d, lb, _) in self.evals if d == dataset})
@@ -614,12 +616,48 @@ class NotebookContext:
         from .evidence import SeedValues, decode_predictions
 
         evs = [self.evals[dataset, method, s] for s in seeds]
+        missing = [s for s, ev in zip(seeds, evs) if metric not in ev]
+        if missing:
+            have = sorted(k for k, v in evs[0].items() if isinstance(v, (int, float)))
+            raise KeyError(
+                f"{method} on {dataset} has no {metric!r} at seeds {missing} (not evaluated for it; "
+                f"robust accuracies need robustness=True); its metrics: {', '.join(have)}"
+            )
         values = [float(ev[metric]) for ev in evs]
+        if metric.startswith("robust_"):
+            return SeedValues(values, np.stack([self._robust_images(dataset, method, s, metric) for s in seeds]))
         if metric != "accuracy" or not all("test_predictions" in ev for ev in evs):
             return values
         y = self[dataset].split.test_y.cpu().numpy()
         correct = np.stack([decode_predictions(ev["test_predictions"]) == y for ev in evs])
         return SeedValues(values, correct)
+
+    def _robust_images(self, dataset: str, method: str, seed: int, metric: str) -> np.ndarray:
+        """Which attacked images the run keeps correct under the robust accuracy ``metric``: the
+        ``robust_images`` evaluation, computed on first use (about as long as the robustness curve)
+        and cached with the run, compared with the recorded robust accuracy (a warning when they differ)
+        and recorded for the committed results (``<dataset>.images.csv``)."""
+        from ..core.io import decode_predictions
+        from ..evaluation.evaluations import robust_images_at
+
+        ev, run = self.evals[dataset, method, seed], self.runs[dataset, method, seed]
+        if "robust_images" not in ev:
+            ev.update(self[dataset].evaluate(run, only=["robust_images"]))
+        text = robust_images_at(ev, metric)
+        if text is None:
+            raise KeyError(f"{metric!r} is not on the robust_images grid of {method} seed {seed} on {dataset}")
+        correct = decode_predictions(text)
+        if abs(float(correct.mean()) - float(ev[metric])) > 1e-9:  # the same attack calls: equal on a CPU
+            import warnings
+
+            warnings.warn(
+                f"{method} seed {seed} on {dataset}: per-image {metric} {correct.mean():.6f} differs from the "
+                f"robustness curve's {float(ev[metric]):.6f} (a GPU's nondeterministic gradients change a few "
+                "attacked images); the claim uses the per-image record",
+                stacklevel=2,
+            )
+        self.results.add_images(dataset, method, seed, metric, text, run=run.key)
+        return correct.astype(bool)
 
     def paired(self, dataset: str, a: str, b: str, metric: str = "accuracy") -> tuple[list[float], list[float]]:
         """``metric`` of ``a`` and of ``b`` on the seeds both have, paired by seed (with the per-image

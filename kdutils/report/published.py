@@ -13,7 +13,8 @@ the README and ``docs/results.md`` show:
 * :func:`claims_table`: the verdicts with their intervals (seeds and test images), the seed-only
   interval beside them, the margin's sensitivity and convergence;
 * :func:`recheck`: every accuracy comparison of two methods, recomputed from the per-image
-  predictions with :func:`kdutils.report.evidence.two_noise_interval` (what a reader can redo by hand);
+  predictions with :func:`kdutils.report.evidence.two_noise_interval` (what a reader can redo by hand),
+  and every compared robust accuracy from ``<dataset>.images.csv`` (which attacked images each run keeps);
 * :func:`render`: all of it per notebook, profile and dataset.
 
 **README blocks.** A README section between ``<!-- report: NOTEBOOK/PROFILE/DATASET KIND -->``
@@ -168,30 +169,51 @@ def predictions(p: Published) -> dict[tuple[str, int], np.ndarray]:
     return {(m, int(s)): decode_predictions(t) for m, s, t in zip(df.method, df.seed, df.test_predictions)}
 
 
-def recheck(p: Published, a: str, b: str) -> dict:
-    """Recompute ``accuracy(a) - accuracy(b)``'s intervals from the committed files alone: the
-    seed-only paired t (the per-seed rows) and the two-noise interval (the per-image predictions
-    against the published test labels, :data:`LABELS`), after checking that the predictions give
-    back each recorded accuracy. ``{"seeds", "seed_only", "two_noise"}`` (no ``two_noise``
-    without predictions)."""
+def images(p: Published) -> dict[tuple[str, int, str], np.ndarray]:
+    """``{(method, seed, metric): 0/1 per image}`` from ``<dataset>.images.csv`` (the per-image records
+    behind compared metrics other than accuracy: robust accuracy); empty when there is none."""
+    from .evidence import decode_predictions
+
+    f = p.file("images.csv")
+    if f is None:
+        return {}
+    df = pd.read_csv(f, keep_default_na=False)
+    return {(m, int(s), k): decode_predictions(t) for m, s, k, t in zip(df.method, df.seed, df.metric, df.correct)}
+
+
+def recheck(p: Published, a: str, b: str, metric: str = "accuracy") -> dict:
+    """Recompute ``metric(a) - metric(b)``'s intervals from the committed files alone: the seed-only
+    paired t (the per-seed rows) and the two-noise interval, after checking that the per-image records
+    give back each recorded value: for ``accuracy`` the per-image predictions against the published
+    test labels (:data:`LABELS`), for another metric (a robust accuracy, ``robust_fgsm@0.1``) its
+    0/1 records in ``<dataset>.images.csv``. ``{"seeds", "seed_only", "two_noise"}`` (no
+    ``two_noise`` without the records)."""
     from .evidence import two_noise_interval
     from .results import paired_interval
 
     df = p.rows
-    acc = df[df.metric == "accuracy"]
-    va = acc[acc.method == a].set_index("seed")["value"]
-    vb = acc[acc.method == b].set_index("seed")["value"]
+    rows = df[df.metric == metric]
+    va = rows[rows.method == a].set_index("seed")["value"]
+    vb = rows[rows.method == b].set_index("seed")["value"]
     seeds = sorted(set(va.index) & set(vb.index))
     out = {"seeds": seeds, "seed_only": paired_interval(va[seeds], vb[seeds])}
-    preds = predictions(p)
-    if (LABELS, -1) in preds and all((m, s) in preds for m in (a, b) for s in seeds):
+    if metric == "accuracy":
+        preds = predictions(p)
+        if (LABELS, -1) not in preds or not all((m, s) in preds for m in (a, b) for s in seeds):
+            return out
         y = preds[LABELS, -1]
         ca = np.stack([preds[a, s] == y for s in seeds])
         cb = np.stack([preds[b, s] == y for s in seeds])
-        # the file's 6 significant digits
-        if not (np.allclose(ca.mean(1), va[seeds], atol=1e-5) and np.allclose(cb.mean(1), vb[seeds], atol=1e-5)):
-            raise ValueError(f"{p.name}: the predictions do not reproduce the recorded accuracies of {a} and {b}")
-        out["two_noise"] = two_noise_interval(ca, cb)
+    else:
+        recs = images(p)
+        if not all((m, s, metric) in recs for m in (a, b) for s in seeds):
+            return out
+        ca = np.stack([recs[a, s, metric] == 1 for s in seeds])
+        cb = np.stack([recs[b, s, metric] == 1 for s in seeds])
+    # the file's 6 significant digits
+    if not (np.allclose(ca.mean(1), va[seeds], atol=1e-5) and np.allclose(cb.mean(1), vb[seeds], atol=1e-5)):
+        raise ValueError(f"{p.name}: the per-image records do not reproduce the recorded {metric} of {a} and {b}")
+    out["two_noise"] = two_noise_interval(ca, cb)
     return out
 
 

@@ -53,6 +53,9 @@ class Results:
         self._rows: list[dict] = []
         #: (dataset, method, seed) -> (run key, encoded predictions)
         self.predictions: dict[tuple[str, str, int], tuple[str, str]] = {}
+        #: (dataset, method, seed, metric) -> (run key, encoded 0/1 per image): the per-image record
+        #: behind a metric other than accuracy that a claim compared (robust accuracy)
+        self.images: dict[tuple[str, str, int, str], tuple[str, str]] = {}
 
     def add(
         self,
@@ -83,9 +86,24 @@ class Results:
         if predictions is not None:
             self.predictions[dataset, method, seed] = (run, predictions)
 
+    def add_images(self, dataset: str, method: str, seed: int, metric: str, correct: str, *, run: str = "") -> None:
+        """The per-image record (encoded 0/1 per image, :func:`kdutils.io.encode_predictions`) behind
+        ``metric`` of one run, published as ``<dataset>.images.csv`` so a reader can recompute the
+        claim's paired interval (:func:`kdutils.report.published.recheck`)."""
+        self.images[dataset, method, int(seed), metric] = (run, correct)
+
     @property
     def frame(self) -> pd.DataFrame:
         return pd.DataFrame(self._rows, columns=[*COLUMNS, "run"])
+
+    def images_frame(self, dataset: str | None = None) -> pd.DataFrame:
+        """dataset, method, seed, run, metric, correct: one row per recorded per-image metric."""
+        rows = [
+            {"dataset": d, "method": m, "seed": s, "run": run, "metric": k, "correct": text}
+            for (d, m, s, k), (run, text) in self.images.items()
+            if dataset is None or d == dataset
+        ]
+        return pd.DataFrame(rows, columns=IMAGE_COLUMNS)
 
     def predictions_frame(self, dataset: str | None = None) -> pd.DataFrame:
         """dataset, method, seed, run, test_predictions: one row per run that has them."""
@@ -104,12 +122,15 @@ class Results:
         atomic_write_bytes(self.frame.to_csv(index=False, float_format="%.6g").encode(), path)
         if self.predictions:
             atomic_write_bytes(self.predictions_frame().to_csv(index=False).encode(), Path(folder) / "predictions.csv")
+        if self.images:
+            atomic_write_bytes(self.images_frame().to_csv(index=False).encode(), Path(folder) / "images.csv")
         return path
 
     def publish(self, folder: str | Path, provenance: Mapping, claims: pd.DataFrame | None = None) -> list[Path]:
         """The committed form, one set of files per dataset in ``folder`` (``results/<notebook>/<profile>``):
         ``<dataset>.csv`` (the rows), ``<dataset>.predictions.csv`` (per-image test predictions of
-        every run), ``<dataset>.claims.csv`` (the claims table's rows of that dataset, when given)
+        every run), ``<dataset>.images.csv`` (the per-image records behind the other compared metrics,
+        :meth:`add_images`, when there are any), ``<dataset>.claims.csv`` (the claims table's rows of that dataset, when given)
         and ``<dataset>.provenance.json``; any of them gzipped (``.gz``) when over 1 MB."""
         from ..core.io import atomic_write_bytes, atomic_write_json
         from ..inputs.data import dataset_stem
@@ -122,6 +143,9 @@ class Results:
             preds = self.predictions_frame(ds)
             if len(preds):
                 tables["predictions.csv"] = preds.to_csv(index=False)
+            images = self.images_frame(ds)
+            if len(images):
+                tables["images.csv"] = images.to_csv(index=False)
             if claims is not None and "dataset_key" in claims:
                 tables["claims.csv"] = claims[claims.dataset_key == ds].drop(columns="dataset_key").to_csv(index=False)
             for ext, text in tables.items():
@@ -136,6 +160,7 @@ class Results:
 
 
 PREDICTION_COLUMNS = ["dataset", "method", "seed", "run", "test_predictions"]
+IMAGE_COLUMNS = ["dataset", "method", "seed", "run", "metric", "correct"]
 #: committed files over this size are gzipped
 GZIP_OVER = 1_000_000
 

@@ -336,6 +336,31 @@ def test_predictions_are_the_argmax_behind_accuracy(env):
     assert "test_predictions" not in kd.scalar_metrics(ev)  # text, not a number of results.csv
 
 
+def test_robust_images_are_on_request_cached_and_give_back_the_curve(env, calls):
+    """The per-image robustness record (what a robust-accuracy claim's paired two-noise interval
+    needs): not in the default set, computed once, and its means are the robustness curve exactly."""
+    from kdutils.evaluations import robust_images_at, robust_key
+    from kdutils.report.evidence import decode_predictions
+
+    store, t, s = env
+    st = _settings()
+    exp = kd.Experiment(st, store)
+    ev = exp.evaluate(s, t)
+    assert "robust_images" not in ev and not calls["robust_images"]
+    rec = exp.evaluate(s, only=["robust_images"])
+    kd.Experiment(st, store).evaluate(s, only=["robust_images"])
+    assert calls["robust_images"] == 1  # cached with the run
+    assert not kd.scalar_metrics(rec)  # text, not numbers of results.csv
+    for attack in ("fgsm", "pgd"):
+        for e in st.epsilons:
+            key = robust_key(attack, e)
+            bits = decode_predictions(robust_images_at(rec, key))
+            assert bits.shape == (16,) and set(bits) <= {0, 1}
+            assert float(bits.mean()) == pytest.approx(ev[key], abs=1e-12)
+    assert robust_images_at(rec, "robust_fgsm@0.987") is None and robust_images_at(ev, "robust_fgsm@0.1") is None
+    assert robust_images_at(rec, "accuracy") is None
+
+
 def test_val_certified_reads_the_validation_split_only(env, calls, monkeypatch):
     """Notebook 04's teacher choice (protocol v2, item 2) reads validation images, never the test set."""
     from kdutils import ibp

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -21,6 +22,7 @@ from kdutils.metrics import (
     reliability,
     retention,
     robust_accuracy,
+    robust_correct,
     robustness_curves,
 )
 
@@ -283,6 +285,29 @@ def test_robust_accuracy_unknown_attack() -> None:
     with pytest.raises(ValueError) as exc:
         robust_accuracy(model, x, y, "cw", [0.1])
     assert "fgsm" in str(exc.value) and "pgd" in str(exc.value)
+
+
+def test_robust_correct_is_the_per_image_record_behind_robust_accuracy() -> None:
+    """Row means are the robust accuracies (same attack calls, same batches, same seed); eps 0 marks
+    exactly the clean-correct images, and a larger FGSM step never turns a lost image back on a
+    linear two-class model."""
+    model = _linear_model(3)
+    x, y = _data(model)
+    eps = [0.0, 0.02, 0.1]
+    clean = (predict_logits(model, x).argmax(1) == y).numpy()
+    for attack in ("fgsm", "pgd"):
+        c = robust_correct(model, x, y, attack, eps, steps=4, batch_size=10, seed=7)
+        assert c.dtype == torch.bool and tuple(c.shape) == (len(eps), len(y))
+        assert c.double().mean(1).tolist() == pytest.approx(
+            robust_accuracy(model, x, y, attack, eps, steps=4, batch_size=10, seed=7), abs=1e-12
+        )
+        assert np.array_equal(c[0].numpy(), clean)
+        assert not (c[1:] & ~c[:1]).any()  # an image wrong without attack is wrong under it
+    m2 = _linear_model(2, seed=1)
+    x2, y2 = _data(m2, n=32, n_wrong=4, seed=1)
+    c2 = robust_correct(m2, x2, y2, "fgsm", [0.0, 0.01, 0.04, 0.16])
+    assert not (c2[1:] & ~c2[:-1]).any()  # monotone per image
+    assert robust_correct(model, x, y, "fgsm", []).shape == (0, len(y))
 
 
 def test_robustness_curves() -> None:

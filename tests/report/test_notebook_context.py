@@ -287,7 +287,34 @@ def test_accuracy_values_carry_which_test_images_each_seed_got_right(ctx):
     assert a.correct.shape == b.correct.shape == (2, n_test)
     assert a.correct.mean(axis=1) == pytest.approx(list(a))
     usage, _ = ctx.paired("digits", "KD+SR", "KD", "data_usage")
-    assert getattr(usage, "correct", None) is None  # per-image results are accuracy's alone
+    assert getattr(usage, "correct", None) is None  # no per-image record behind data usage
+
+
+def test_robust_accuracy_values_carry_which_attacked_images_each_seed_keeps(ctx, tmp_path, monkeypatch):
+    """A robust-accuracy claim gets the attacked images' sampling in its interval (issue 32.3): the
+    per-image record is computed on first use, gives back each seed's value, changes the rule's
+    interval, and is published so ``report``'s recheck redoes the same interval from the files."""
+    from kdutils.evaluations import robust_key
+    from kdutils.report import published as P
+    from kdutils.report.results import claim_better, claims_frame
+
+    key = robust_key("pgd", ctx.settings("digits").epsilons[1])
+    a, b = ctx.paired("digits", "KD+SR", "KD", key)
+    n = min(ctx.settings("digits").attack_samples, len(ctx["digits"].split.test_y))
+    assert a.correct.shape == b.correct.shape == (2, n)
+    assert a.correct.mean(axis=1) == pytest.approx(list(a), abs=1e-12)
+    v = claim_better(a, b)
+    assert "seeds and test images" in v.rule
+    assert claim_better(list(a), list(b)).rule != v.rule  # plain lists: the seed-only paired t
+    assert {("digits", "KD", s, key) for s in (0, 1)} <= set(ctx.results.images)
+    with pytest.raises(KeyError, match="robustness=True"):
+        ctx.paired("digits", "KD+SR", "student alone", key)  # evaluated without robustness: no such value
+    folder = tmp_path / "99_test" / "smoke"
+    monkeypatch.setattr(type(ctx), "published_results_dir", lambda self: folder)
+    ctx.save_results(claims_frame([]))
+    redo = P.recheck(P.find(tmp_path, "99_test", "smoke", "digits"), "KD+SR", "KD", key)
+    assert redo["two_noise"].low == pytest.approx(v.low, abs=1e-5)
+    assert redo["two_noise"].high == pytest.approx(v.high, abs=1e-5)
 
 
 def test_the_2x_epochs_check_runs_where_asked_and_can_fail(ctx, monkeypatch):
