@@ -37,6 +37,8 @@ registration order; ``kd.scalar_metrics(ev)`` keeps its numbers.
 * ``data_usage``: sample_epochs, data_usage, seconds_per_epoch (read from the run)
 * ``agreement`` (teacher): agreement, kl_teacher_student on the test set
 * ``retention`` (teacher): mu_s/mu_f on the training and the test set
+* ``retention_images`` (teacher, on request): the per-image records behind them (which of the
+  teacher's mistakes the student fixes, which of its successes it breaks), for paired claims on mu_S
 * ``rank_agreement`` (teacher): the per-test-sample Spearman correlation of the student's and
   the teacher's class rankings (:func:`kdutils.metrics.rank_correlation`, CMKD's motivating
   measurement): ``rank_spearman_mean``, ``rank_spearman_median`` and ``rank_spearman_hist``
@@ -421,6 +423,25 @@ def _retention(ctx: EvalContext) -> dict[str, Any]:
         r = M.retention(ctx.teacher_logits(part), ctx.logits(part), y)
         out[f"mu_s_{part}"], out[f"mu_f_{part}"] = r["mu_s"], r["mu_f"]
     return out
+
+
+@register_evaluation("retention_images", needs_teacher=True, config=which_test_images, default=False)
+def _retention_images(ctx: EvalContext) -> dict[str, Any]:
+    """The per-image records behind ``retention`` (on request): for ``mu_s_<part>`` whether the student
+    gets each image the teacher gets wrong right, for ``mu_f_<part>`` whether it gets each image the
+    teacher gets right wrong (images in split order; encoded 0/1, :func:`kdutils.io.encode_predictions`).
+    Two students of one teacher are scored on the same images, so a claim comparing their mu_S gets a
+    paired interval over seeds and images (:meth:`kdutils.notebook.NotebookContext.paired`)."""
+    from ..core.io import encode_predictions
+
+    sp, out = ctx.split, {}
+    for part, y in (("test", sp.test_y), ("train", sp.train_y)):
+        y = y.cpu()
+        t_right = ctx.teacher_logits(part).cpu().argmax(1) == y
+        s_right = ctx.logits(part).cpu().argmax(1) == y
+        out[f"mu_s_{part}"] = encode_predictions(s_right[~t_right].numpy().astype("uint8"))
+        out[f"mu_f_{part}"] = encode_predictions((~s_right[t_right]).numpy().astype("uint8"))
+    return {"retention_images": out}
 
 
 #: bins of the rank-agreement histogram over [-1, 1] (width 0.05)

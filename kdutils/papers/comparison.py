@@ -366,9 +366,11 @@ def verdicts(ctx, level: float = 0.9) -> pd.DataFrame:
                     continue
                 pairs = {lb: ctx.paired(ds, lb, ref, metric) for lb in others}
                 table = best_of_many(pairs, level=level, higher_is_better=higher)
+                # per-image records on every side (accuracy, robust accuracy, mu_S): the images' sampling too
+                images = all(getattr(v, "correct", None) is not None for pair in pairs.values() for v in pair)
                 rule = (
                     f"{metric} ({'higher' if higher else 'lower'} is better): paired by seed, {_pct(level)} interval"
-                    + (" with test-set noise" if metric == "accuracy" or metric.startswith("robust_") else "")
+                    + (" with the images' sampling" if images else "")
                     + f", Holm over the {len(pairs)} methods of the {block} block (the interval is unadjusted;"
                     " the Holm-adjusted p decides)"
                 )

@@ -462,8 +462,8 @@ def claims(ctx, lr_form: str = LR_FORM, scorer: str = SCORER, keep: float = KEEP
 
     1. erroneous teacher supervision misleads the student: accuracy on the training images the teacher
        gets wrong (mu_S on the training set), the student alone minus KD, above 0 (LR's fit of its own
-       targets there is exploration; the interval is over seeds: a paired interval over those images
-       needs per-image records, which the retention evaluation does not keep);
+       targets there is exploration; the interval is over seeds and those images, paired on them:
+       both students are scored against one teacher, ``retention_images``);
     2. LR improves KD: test accuracy, KD+LR minus KD, above 0;
     3. DS improves KD further: test accuracy, KD+LR+DS (the notebook's ``scorer`` and ``keep``) minus
        KD+LR, above 0;

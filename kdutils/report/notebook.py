@@ -613,7 +613,7 @@ class NotebookContext:
         return self._seed_values(dataset, method, seeds, metric)
 
     def _seed_values(self, dataset: str, method: str, seeds: Sequence[int], metric: str) -> list[float]:
-        from .evidence import SeedValues, decode_predictions
+        from .evidence import SeedValues
 
         evs = [self.evals[dataset, method, s] for s in seeds]
         missing = [s for s, ev in zip(seeds, evs) if metric not in ev]
@@ -624,36 +624,53 @@ class NotebookContext:
                 f"robust accuracies need robustness=True); its metrics: {', '.join(have)}"
             )
         values = [float(ev[metric]) for ev in evs]
-        if metric.startswith("robust_"):
-            return SeedValues(values, np.stack([self._robust_images(dataset, method, s, metric) for s in seeds]))
-        if metric != "accuracy" or not all("test_predictions" in ev for ev in evs):
+        records = [self._per_image(dataset, method, s, metric) for s in seeds]
+        if any(r is None for r in records) or len({len(r) for r in records}) != 1:
             return values
-        y = self[dataset].split.test_y.cpu().numpy()
-        correct = np.stack([decode_predictions(ev["test_predictions"]) == y for ev in evs])
-        return SeedValues(values, correct)
+        return SeedValues(values, np.stack(records))
 
-    def _robust_images(self, dataset: str, method: str, seed: int, metric: str) -> np.ndarray:
-        """Which attacked images the run keeps correct under the robust accuracy ``metric``: the
-        ``robust_images`` evaluation, computed on first use (about as long as the robustness curve)
-        and cached with the run, compared with the recorded robust accuracy (a warning when they differ)
-        and recorded for the committed results (``<dataset>.images.csv``)."""
+    #: the evaluation holding the per-image records behind these metrics (robust accuracies: ``robust_images``)
+    _IMAGE_RECORDS = {f"mu_{x}_{part}": "retention_images" for x in "sf" for part in ("train", "test")}
+
+    def _per_image(self, dataset: str, method: str, seed: int, metric: str) -> np.ndarray | None:
+        """The 0/1 per-image record whose mean is ``metric`` of this run (None when ``metric`` has none):
+        for ``accuracy`` its test predictions against the labels; for a robust accuracy
+        (``robust_pgd@0.1``) which attacked images the run keeps (``robust_images``); for ``mu_s_*`` /
+        ``mu_f_*`` which of the teacher's mistakes it fixes / successes it breaks
+        (``retention_images``). The last two are computed on first use and cached with the run,
+        compared with the recorded value (a warning when they differ) and recorded for the committed
+        results (``<dataset>.images.csv``)."""
         from ..core.io import decode_predictions
         from ..evaluation.evaluations import robust_images_at
 
         ev, run = self.evals[dataset, method, seed], self.runs[dataset, method, seed]
-        if "robust_images" not in ev:
-            ev.update(self[dataset].evaluate(run, only=["robust_images"]))
-        text = robust_images_at(ev, metric)
+        if metric == "accuracy":
+            if "test_predictions" not in ev:
+                return None
+            return decode_predictions(ev["test_predictions"]) == self[dataset].split.test_y.cpu().numpy()
+        if metric.startswith("robust_"):
+            name = "robust_images"
+        elif metric in self._IMAGE_RECORDS:
+            name = self._IMAGE_RECORDS[metric]
+        else:
+            return None
+        if name not in ev:
+            job = self.jobs.get((dataset, method, seed))
+            teacher = (job.evaluate or {}).get("teacher") if job is not None else None
+            if name == "retention_images" and teacher is None:
+                return None
+            ev.update(self[dataset].evaluate(run, teacher if name == "retention_images" else None, only=[name]))
+        text = robust_images_at(ev, metric) if name == "robust_images" else ev[name].get(metric)
         if text is None:
-            raise KeyError(f"{metric!r} is not on the robust_images grid of {method} seed {seed} on {dataset}")
+            raise KeyError(f"{metric!r} has no per-image record in {name} of {method} seed {seed} on {dataset}")
         correct = decode_predictions(text)
-        if abs(float(correct.mean()) - float(ev[metric])) > 1e-9:  # the same attack calls: equal on a CPU
+        if abs(float(correct.mean()) - float(ev[metric])) > 1e-9:  # the same computation: equal on a CPU
             import warnings
 
             warnings.warn(
                 f"{method} seed {seed} on {dataset}: per-image {metric} {correct.mean():.6f} differs from the "
-                f"robustness curve's {float(ev[metric]):.6f} (a GPU's nondeterministic gradients change a few "
-                "attacked images); the claim uses the per-image record",
+                f"recorded {float(ev[metric]):.6f} (a GPU's nondeterministic gradients change a few attacked "
+                "images); the claim uses the per-image record",
                 stacklevel=2,
             )
         self.results.add_images(dataset, method, seed, metric, text, run=run.key)
@@ -663,7 +680,18 @@ class NotebookContext:
         """``metric`` of ``a`` and of ``b`` on the seeds both have, paired by seed (with the per-image
         results for ``accuracy``, as :meth:`values`)."""
         seeds = [s for s in self.seeds(dataset) if (dataset, a, s) in self.evals and (dataset, b, s) in self.evals]
-        return self._seed_values(dataset, a, seeds, metric), self._seed_values(dataset, b, seeds, metric)
+        va, vb = self._seed_values(dataset, a, seeds, metric), self._seed_values(dataset, b, seeds, metric)
+        if metric in self._IMAGE_RECORDS and any(
+            self._eval_teacher(dataset, a, s) != self._eval_teacher(dataset, b, s) for s in seeds
+        ):
+            return list(va), list(vb)  # scored against different teachers: not the same images, seed-only
+        return va, vb
+
+    def _eval_teacher(self, dataset: str, label: str, seed: int) -> str | None:
+        """The key of the teacher a run was evaluated against (None without one)."""
+        job = self.jobs.get((dataset, label, seed))
+        teacher = (job.evaluate or {}).get("teacher") if job is not None else None
+        return getattr(teacher, "key", None)
 
     def teacher_mistakes(self, dataset: str, teacher: str = "teacher") -> int:
         """How many training images the teacher (seed 0) gets wrong: the images mu_S is measured on, so

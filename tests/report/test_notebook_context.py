@@ -290,6 +290,23 @@ def test_accuracy_values_carry_which_test_images_each_seed_got_right(ctx):
     assert getattr(usage, "correct", None) is None  # no per-image record behind data usage
 
 
+def test_mu_s_values_carry_which_teacher_mistakes_each_seed_fixes(ctx, monkeypatch):
+    """mu_S of two students of one teacher is measured on the same training images, so their
+    comparison is paired over seeds and those images; against different teachers it stays seed-only."""
+    a, b = ctx.paired("digits", "KD", "student alone", "mu_s_train")
+    n = ctx.teacher_mistakes("digits")
+    assert n > 0 and a.correct.shape == b.correct.shape == (2, n)
+    assert a.correct.mean(axis=1) == pytest.approx(list(a), abs=1e-12)
+    assert ("digits", "student alone", 1, "mu_s_train") in ctx.results.images
+    f, _ = ctx.paired("digits", "KD", "student alone", "mu_f_test")
+    assert f.correct.shape[1] == int(
+        (ctx.evals["digits", "teacher", 0]["accuracy"]) * len(ctx["digits"].split.test_y) + 0.5
+    )
+    monkeypatch.setattr(type(ctx), "_eval_teacher", lambda self, ds, label, seed: label)
+    a2, _ = ctx.paired("digits", "KD", "student alone", "mu_s_train")
+    assert getattr(a2, "correct", None) is None and a2 == list(a)
+
+
 def test_robust_accuracy_values_carry_which_attacked_images_each_seed_keeps(ctx, tmp_path, monkeypatch):
     """A robust-accuracy claim gets the attacked images' sampling in its interval (issue 32.3): the
     per-image record is computed on first use, gives back each seed's value, changes the rule's
