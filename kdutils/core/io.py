@@ -111,6 +111,23 @@ def decode_predictions(text: str) -> np.ndarray:
     return np.frombuffer(raw, dtype="<u2" if wide else np.uint8).astype(np.int64)
 
 
+def encode_values(values) -> str:
+    """Per-image values in [0, 1] that are not 0/1 (a confidence gap) as compact text: ``f32:`` and
+    base64 of zlib of one little-endian float32 per image; :func:`decode_record` reads it back."""
+    a = np.asarray(values, dtype="<f4")
+    if a.ndim != 1:
+        raise ValueError(f"values must be one number per image, got shape {a.shape}")
+    return "f32:" + base64.b64encode(zlib.compress(a.tobytes(), 9)).decode("ascii")
+
+
+def decode_record(text: str) -> np.ndarray:
+    """A per-image record as numbers: :func:`encode_values`' text as ``float64`` (from float32), anything
+    else as :func:`decode_predictions` (0/1 records and classes, ``int64``)."""
+    if text.startswith("f32:"):
+        return np.frombuffer(zlib.decompress(base64.b64decode(text[4:])), dtype="<f4").astype(np.float64)
+    return decode_predictions(text)
+
+
 def canonical_json(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=_json_default)
 

@@ -31,6 +31,7 @@ reshapes what came out.
 from __future__ import annotations
 
 import contextlib
+import re
 import time
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
@@ -629,18 +630,30 @@ class NotebookContext:
             return values
         return SeedValues(values, np.stack(records))
 
-    #: the evaluation holding the per-image records behind these metrics (robust accuracies: ``robust_images``)
-    _IMAGE_RECORDS = {f"mu_{x}_{part}": "retention_images" for x in "sf" for part in ("train", "test")}
+    #: metrics measured on images the eval teacher picks (its mistakes, its correct points): two runs'
+    #: records pair only when both were scored against one teacher
+    _RETENTION = re.compile(r"mu_[sf]_(train|test)")
+    _FAITHFUL = re.compile(r"(gap|certified_gap|crown_gap)_(?:mean_tc|faithful_tc@(.+))")
+
+    def _teacher_bound(self, metric: str) -> bool:
+        return bool(self._RETENTION.fullmatch(metric) or self._FAITHFUL.fullmatch(metric))
 
     def _per_image(self, dataset: str, method: str, seed: int, metric: str) -> np.ndarray | None:
-        """The 0/1 per-image record whose mean is ``metric`` of this run (None when ``metric`` has none):
-        for ``accuracy`` its test predictions against the labels; for a robust accuracy
-        (``robust_pgd@0.1``) which attacked images the run keeps (``robust_images``); for ``mu_s_*`` /
-        ``mu_f_*`` which of the teacher's mistakes it fixes / successes it breaks
-        (``retention_images``). The last two are computed on first use and cached with the run,
-        compared with the recorded value (a warning when they differ) and recorded for the committed
+        """The per-image record whose mean is ``metric`` of this run (None when ``metric`` has none):
+
+        * ``accuracy``: its test predictions against the labels (``predictions``);
+        * a robust accuracy (``robust_pgd@0.1``): which attacked images the run keeps (``robust_images``);
+        * ``mu_s_*`` / ``mu_f_*``: which of the teacher's mistakes it fixes / successes it breaks
+          (``retention_images``);
+        * 04's student-independent faithfulness keys (``gap_mean_tc``, ``crown_gap_faithful_tc@0.1``, ...):
+          the gap per teacher-correct point (1 where the student errs) or whether it is within delta,
+          rebuilt from the stored gap values of the both-correct points and both models' test predictions.
+
+        Records other than accuracy's are computed on first use (the two evaluations on request are
+        cached with the run), compared with the recorded value (a warning and None, i.e. seed-only, when
+        a rebuilt one differs; a warning when a recomputed one does) and recorded for the committed
         results (``<dataset>.images.csv``)."""
-        from ..core.io import decode_predictions
+        from ..core.io import decode_predictions, decode_record
         from ..evaluation.evaluations import robust_images_at
 
         ev, run = self.evals[dataset, method, seed], self.runs[dataset, method, seed]
@@ -648,40 +661,77 @@ class NotebookContext:
             if "test_predictions" not in ev:
                 return None
             return decode_predictions(ev["test_predictions"]) == self[dataset].split.test_y.cpu().numpy()
-        if metric.startswith("robust_"):
-            name = "robust_images"
-        elif metric in self._IMAGE_RECORDS:
-            name = self._IMAGE_RECORDS[metric]
+        job = self.jobs.get((dataset, method, seed))
+        teacher = (job.evaluate or {}).get("teacher") if job is not None else None
+        if self._FAITHFUL.fullmatch(metric):
+            text = self._faithful_record(dataset, method, seed, metric, teacher)
         else:
-            return None
-        if name not in ev:
-            job = self.jobs.get((dataset, method, seed))
-            teacher = (job.evaluate or {}).get("teacher") if job is not None else None
-            if name == "retention_images" and teacher is None:
+            if metric.startswith("robust_"):
+                name = "robust_images"
+            elif self._RETENTION.fullmatch(metric) and teacher is not None:
+                name = "retention_images"
+            else:
                 return None
-            ev.update(self[dataset].evaluate(run, teacher if name == "retention_images" else None, only=[name]))
-        text = robust_images_at(ev, metric) if name == "robust_images" else ev[name].get(metric)
+            if name not in ev:
+                ev.update(self[dataset].evaluate(run, teacher if name == "retention_images" else None, only=[name]))
+            text = robust_images_at(ev, metric) if name == "robust_images" else ev[name].get(metric)
+            if text is None:
+                raise KeyError(f"{metric!r} has no per-image record in {name} of {method} seed {seed} on {dataset}")
         if text is None:
-            raise KeyError(f"{metric!r} has no per-image record in {name} of {method} seed {seed} on {dataset}")
-        correct = decode_predictions(text)
-        if abs(float(correct.mean()) - float(ev[metric])) > 1e-9:  # the same computation: equal on a CPU
+            return None
+        record = decode_record(text)
+        if abs(float(record.mean()) - float(ev[metric])) > 1e-9:  # the same computation: equal on a CPU
             import warnings
 
             warnings.warn(
-                f"{method} seed {seed} on {dataset}: per-image {metric} {correct.mean():.6f} differs from the "
+                f"{method} seed {seed} on {dataset}: per-image {metric} {record.mean():.6f} differs from the "
                 f"recorded {float(ev[metric]):.6f} (a GPU's nondeterministic gradients change a few attacked "
                 "images); the claim uses the per-image record",
                 stacklevel=2,
             )
         self.results.add_images(dataset, method, seed, metric, text, run=run.key)
-        return correct.astype(bool)
+        return record
+
+    def _faithful_record(self, dataset: str, method: str, seed: int, metric: str, teacher) -> str | None:
+        """04's student-independent reading per teacher-correct point, rebuilt without recomputing
+        (:func:`kdutils.evaluations._student_independent`): the gap of each both-correct point (stored
+        as ``<prefix>_values``, clamped to [0, 1] as the claims' keys are) and 1 where the student errs;
+        for ``..._faithful_tc@delta`` whether that is within delta. None (seed-only, with a warning) when
+        the rebuilt record does not give back the recorded value."""
+        import warnings
+
+        from ..core.io import encode_predictions, encode_values
+        from ..evaluation.evaluations import faithfulness_protocol
+
+        prefix, delta = self._FAITHFUL.fullmatch(metric).groups()
+        ev, run = self.evals[dataset, method, seed], self.runs[dataset, method, seed]
+        if teacher is None or f"{prefix}_values" not in ev:
+            return None
+        exp = self[dataset]
+        n = min(int(faithfulness_protocol(exp.settings)["n"]), len(exp.split.test_y))
+        y = exp.split.test_y[:n].cpu()
+        t_ok = exp.logits(teacher, "test")[:n].cpu().argmax(1) == y
+        both = (exp.logits(run, "test")[:n].cpu().argmax(1) == y)[t_ok].numpy()
+        vals = np.clip(np.asarray(ev[f"{prefix}_values"], dtype=np.float32), 0.0, 1.0)
+        gap = np.ones(len(both), dtype=np.float32)
+        if int(both.sum()) == len(vals):
+            gap[both] = vals
+        rec = gap.astype(np.float64) if delta is None else (gap <= np.float32(float(delta))).astype(np.float64)
+        if int(both.sum()) != len(vals) or abs(float(rec.mean()) - float(ev[metric])) > 1e-9:
+            warnings.warn(
+                f"{method} seed {seed} on {dataset}: the per-point record of {metric} could not be rebuilt "
+                "from the stored gaps and predictions; its comparisons stay seed-only",
+                stacklevel=3,
+            )
+            return None
+        return encode_values(rec) if delta is None else encode_predictions(rec.astype(np.uint8))
 
     def paired(self, dataset: str, a: str, b: str, metric: str = "accuracy") -> tuple[list[float], list[float]]:
         """``metric`` of ``a`` and of ``b`` on the seeds both have, paired by seed (with the per-image
         results for ``accuracy``, as :meth:`values`)."""
         seeds = [s for s in self.seeds(dataset) if (dataset, a, s) in self.evals and (dataset, b, s) in self.evals]
         va, vb = self._seed_values(dataset, a, seeds, metric), self._seed_values(dataset, b, seeds, metric)
-        if metric in self._IMAGE_RECORDS and any(
+        if self._teacher_bound(metric) and any(
             self._eval_teacher(dataset, a, s) != self._eval_teacher(dataset, b, s) for s in seeds
         ):
             return list(va), list(vb)  # scored against different teachers: not the same images, seed-only

@@ -170,15 +170,16 @@ def predictions(p: Published) -> dict[tuple[str, int], np.ndarray]:
 
 
 def images(p: Published) -> dict[tuple[str, int, str], np.ndarray]:
-    """``{(method, seed, metric): 0/1 per image}`` from ``<dataset>.images.csv`` (the per-image records
-    behind compared metrics other than accuracy: robust accuracy); empty when there is none."""
-    from .evidence import decode_predictions
+    """``{(method, seed, metric): value per image}`` from ``<dataset>.images.csv`` (the per-image records
+    behind compared metrics other than accuracy: 0/1 for robust accuracy, mu_S and faithful shares, the
+    gap per point for 04's mean gap); empty when there is none."""
+    from ..core.io import decode_record
 
     f = p.file("images.csv")
     if f is None:
         return {}
     df = pd.read_csv(f, keep_default_na=False)
-    return {(m, int(s), k): decode_predictions(t) for m, s, k, t in zip(df.method, df.seed, df.metric, df.correct)}
+    return {(m, int(s), k): decode_record(t) for m, s, k, t in zip(df.method, df.seed, df.metric, df.correct)}
 
 
 def recheck(p: Published, a: str, b: str, metric: str = "accuracy") -> dict:
@@ -208,8 +209,8 @@ def recheck(p: Published, a: str, b: str, metric: str = "accuracy") -> dict:
         recs = images(p)
         if not all((m, s, metric) in recs for m in (a, b) for s in seeds):
             return out
-        ca = np.stack([recs[a, s, metric] == 1 for s in seeds])
-        cb = np.stack([recs[b, s, metric] == 1 for s in seeds])
+        ca = np.stack([recs[a, s, metric] for s in seeds])
+        cb = np.stack([recs[b, s, metric] for s in seeds])
     # the file's 6 significant digits
     if not (np.allclose(ca.mean(1), va[seeds], atol=1e-5) and np.allclose(cb.mean(1), vb[seeds], atol=1e-5)):
         raise ValueError(f"{p.name}: the per-image records do not reproduce the recorded {metric} of {a} and {b}")

@@ -147,6 +147,18 @@ def test_predictions_round_trip_and_are_small():
         encode_predictions(np.array([0, -1]))
 
 
+def test_value_records_round_trip_as_float32_and_others_as_predictions():
+    from kdutils.core.io import decode_record, encode_values
+
+    gap = np.random.default_rng(5).random(500)
+    text = encode_values(gap)
+    assert text.startswith("f32:") and np.array_equal(decode_record(text), gap.astype(np.float32).astype(np.float64))
+    bits = np.array([0, 1, 1, 0], dtype=np.uint8)
+    assert np.array_equal(decode_record(encode_predictions(bits)), bits)
+    with pytest.raises(ValueError, match="one number per image"):
+        encode_values(np.zeros((2, 2)))
+
+
 def test_margin_scales_with_the_gap_and_reports_sensitivity():
     m = scaled_margin(0.99, [0.975, 0.978, 0.972])
     assert m.value == pytest.approx((0.99 - 0.975) / 3)
