@@ -17,7 +17,7 @@ and teacher) are read from the store, not trained again.
 
 The leaderboard: per dataset, method x metric (mean ± std over seeds), and per metric family one
 comparison named in advance, the method against the block's KD, paired by seed, its 90 %
-interval (seeds and test images for accuracy), Holm-corrected across the block's methods
+interval (seeds and images for every family but calibration: ECE is no mean of per-image values), Holm-corrected across the block's methods
 (:func:`kdutils.report.results.best_of_many`): *holds* (better than KD), *does not hold* (worse),
 *inconclusive*. What each function does per dataset of the notebook's context, in the notebook's
 order: :func:`entries_frame`, :func:`train`, :func:`leaderboard`, :func:`verdicts`,
@@ -366,7 +366,7 @@ def verdicts(ctx, level: float = 0.9) -> pd.DataFrame:
                     continue
                 pairs = {lb: ctx.paired(ds, lb, ref, metric) for lb in others}
                 table = best_of_many(pairs, level=level, higher_is_better=higher)
-                # per-image records on every side (accuracy, robust accuracy, mu_S): the images' sampling too
+                # per-image records on every side (all but ECE): the images' sampling too
                 images = all(getattr(v, "correct", None) is not None for pair in pairs.values() for v in pair)
                 rule = (
                     f"{metric} ({'higher' if higher else 'lower'} is better): paired by seed, {_pct(level)} interval"

@@ -525,9 +525,9 @@ def claims(ctx, delta: float) -> pd.DataFrame:
     Every quantity is a mean over the same teacher-correct evaluation points of a per-point value in
     [0, 1]. Claim 1's one-sample intervals count the sampling of those points as well as the seeds
     (:func:`kdutils.results.share_interval`, a bound that needs only their number and is nearly
-    attained here); the paired comparisons (claims 2-4) stay over seeds: from counts alone the only
-    bound ignores the pairing (far too wide for two students that agree on most points), and the
-    evaluations keep no per-point record of the teacher-correct reading yet.
+    attained here); the paired comparisons (claims 2-4) are paired over seeds and those points, from
+    each student's per-point record (rebuilt from the stored gaps and both models' test predictions,
+    :meth:`kdutils.notebook.NotebookContext.paired`; seed-only, with a warning, where it cannot be).
     """
     rows = []
     for ds in ctx:
@@ -535,7 +535,7 @@ def claims(ctx, delta: float) -> pd.DataFrame:
         share = at_delta("gap_faithful_tc", delta)
         certified = at_delta("crown_gap_faithful_tc", delta)
         # KD's rates are means over the teacher-correct evaluation points (values in [0, 1]): their
-        # one-sample intervals count the points' sampling too; the paired comparisons stay over seeds
+        # one-sample intervals count the points' sampling too; the paired comparisons pair on the points
         n = int(ctx.values(ds, "KD", "crown_gap_points_tc")[0])
         unfaithful = C.every(
             {

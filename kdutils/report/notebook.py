@@ -635,8 +635,13 @@ class NotebookContext:
     _RETENTION = re.compile(r"mu_[sf]_(train|test)")
     _FAITHFUL = re.compile(r"(gap|certified_gap|crown_gap)_(?:mean_tc|faithful_tc@(.+))")
 
+    #: per-test-image values against the eval teacher, rebuilt from both models' stored test logits
+    _FROM_LOGITS = ("agreement", "rank_spearman_mean")
+
     def _teacher_bound(self, metric: str) -> bool:
-        return bool(self._RETENTION.fullmatch(metric) or self._FAITHFUL.fullmatch(metric))
+        return bool(
+            self._RETENTION.fullmatch(metric) or self._FAITHFUL.fullmatch(metric) or metric in self._FROM_LOGITS
+        )
 
     def _per_image(self, dataset: str, method: str, seed: int, metric: str) -> np.ndarray | None:
         """The per-image record whose mean is ``metric`` of this run (None when ``metric`` has none):
@@ -645,6 +650,7 @@ class NotebookContext:
         * a robust accuracy (``robust_pgd@0.1``): which attacked images the run keeps (``robust_images``);
         * ``mu_s_*`` / ``mu_f_*``: which of the teacher's mistakes it fixes / successes it breaks
           (``retention_images``);
+        * ``agreement`` and ``rank_spearman_mean``: per test image, from both models' test logits;
         * 04's student-independent faithfulness keys (``gap_mean_tc``, ``crown_gap_faithful_tc@0.1``, ...):
           the gap per teacher-correct point (1 where the student errs) or whether it is within delta,
           rebuilt from the stored gap values of the both-correct points and both models' test predictions.
@@ -665,6 +671,8 @@ class NotebookContext:
         teacher = (job.evaluate or {}).get("teacher") if job is not None else None
         if self._FAITHFUL.fullmatch(metric):
             text = self._faithful_record(dataset, method, seed, metric, teacher)
+        elif metric in self._FROM_LOGITS:
+            text = None if teacher is None else self._logit_record(dataset, run, teacher, metric)
         else:
             if metric.startswith("robust_"):
                 name = "robust_images"
@@ -680,7 +688,9 @@ class NotebookContext:
         if text is None:
             return None
         record = decode_record(text)
-        if abs(float(record.mean()) - float(ev[metric])) > 1e-9:  # the same computation: equal on a CPU
+        # the same computation: equal on a CPU up to the float32 of a value record (one image of a
+        # million would move a share by 1e-6)
+        if abs(float(record.mean()) - float(ev[metric])) > 1e-6:
             import warnings
 
             warnings.warn(
@@ -691,6 +701,19 @@ class NotebookContext:
             )
         self.results.add_images(dataset, method, seed, metric, text, run=run.key)
         return record
+
+    def _logit_record(self, dataset: str, run: Run, teacher: Run, metric: str) -> str:
+        """``agreement`` (whether the student's top class is the teacher's, per test image) or
+        ``rank_spearman_mean`` (the Spearman correlation of their class rankings per test image),
+        from the stored test logits of both (:mod:`kdutils.metrics`, as the evaluations compute them)."""
+        from ..core.io import encode_predictions, encode_values
+        from ..numerics import metrics as M
+
+        exp = self[dataset]
+        z, zt = exp.logits(run, "test").cpu(), exp.logits(teacher, "test").cpu()
+        if metric == "agreement":
+            return encode_predictions((z.argmax(1) == zt.argmax(1)).numpy().astype(np.uint8))
+        return encode_values(M.rank_correlation(z, zt).double().numpy())
 
     def _faithful_record(self, dataset: str, method: str, seed: int, metric: str, teacher) -> str | None:
         """04's student-independent reading per teacher-correct point, rebuilt without recomputing

@@ -307,6 +307,22 @@ def test_mu_s_values_carry_which_teacher_mistakes_each_seed_fixes(ctx, monkeypat
     assert getattr(a2, "correct", None) is None and a2 == list(a)
 
 
+@pytest.mark.parametrize("metric", ["agreement", "rank_spearman_mean"])
+def test_teacher_agreement_values_carry_one_value_per_test_image(ctx, metric):
+    """Fidelity to the teacher (06's family, 02's rank claim) pairs on the test images too, rebuilt from
+    both models' stored logits; ECE is no mean of per-image values and stays seed-only."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        a, b = ctx.paired("digits", "KD", "student alone", metric)
+    assert a.correct.shape == b.correct.shape == (2, len(ctx["digits"].split.test_y))
+    assert a.correct.mean(axis=1) == pytest.approx(list(a), abs=1e-6)
+    assert (a.correct.min() >= -1) and (a.correct.max() <= 1)
+    ece, _ = ctx.paired("digits", "KD", "student alone", "ece")
+    assert getattr(ece, "correct", None) is None
+
+
 def test_robust_accuracy_values_carry_which_attacked_images_each_seed_keeps(ctx, tmp_path, monkeypatch):
     """A robust-accuracy claim gets the attacked images' sampling in its interval (issue 32.3): the
     per-image record is computed on first use, gives back each seed's value, changes the rule's
