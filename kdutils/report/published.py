@@ -265,6 +265,9 @@ def _verdict_counts(claims: pd.DataFrame | None) -> str:
     # the first claim's interval beside its verdict (the first bracketed pair of its measured text)
     m = re.search(r"\[[-+]?[0-9.]+, [-+]?[0-9.]+\]", str(claims["measured"].iloc[0])) if v else None
     iv = f" {m.group(0)}" if m else ""
+    # a non-inferiority interval means nothing without its margin: "holds [-0.06, +0.04]" is read as a tie
+    margin = re.search(r"minus the margin, ([0-9.]+) points", str(claims["rule"].iloc[0])) if v and m else None
+    iv += f" against a margin of -{margin.group(1)}" if margin else ""
     n = {w: sum(x == w for x in v) for w in ("holds", "does not hold")}
     rest = len(v) - sum(n.values())
     return (

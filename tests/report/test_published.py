@@ -185,3 +185,19 @@ def test_the_readme_stays_a_front_door():
         assert not target.startswith("../"), f"a README link leaves the clone: {target}"
         if not target.startswith("http"):
             assert (project_root() / target).exists(), f"a README link leads nowhere: {target}"
+
+
+def test_the_overview_shows_a_non_inferiority_interval_with_its_margin():
+    from kdutils.report.published import _verdict_counts
+
+    rule = "each of A vs B non-inferior: paired t, 90 % interval of the accuracy difference above minus the margin, 0.12 points = 0.333 x the gap [ours]"
+    claims = pd.DataFrame(
+        {
+            "verdict": ["holds", "inconclusive"],
+            "measured": ["A vs B: -0.01 points, 90 % CI [-0.06, +0.04], n = 5", "x"],
+            "rule": [rule, "y"],
+        }
+    )
+    assert _verdict_counts(claims).startswith("first claim *holds* [-0.06, +0.04] against a margin of -0.12;")
+    claims.loc[0, "rule"] = "90 % interval of (a - b) above 3.00 points"
+    assert _verdict_counts(claims).startswith("first claim *holds* [-0.06, +0.04];")
