@@ -366,11 +366,9 @@ def verdicts(ctx, level: float = 0.9) -> pd.DataFrame:
                     continue
                 pairs = {lb: ctx.paired(ds, lb, ref, metric) for lb in others}
                 table = best_of_many(pairs, level=level, higher_is_better=higher)
-                # per-image records on every side (all but ECE): the images' sampling too
-                images = all(getattr(v, "correct", None) is not None for pair in pairs.values() for v in pair)
                 rule = (
                     f"{metric} ({'higher' if higher else 'lower'} is better): paired by seed, {_pct(level)} interval"
-                    + (" with the images' sampling" if images else "")
+                    + _with_images_text(pairs)
                     + f", Holm over the {len(pairs)} methods of the {block} block (the interval is unadjusted;"
                     " the Holm-adjusted p decides)"
                 )
@@ -388,6 +386,22 @@ def verdicts(ctx, level: float = 0.9) -> pd.DataFrame:
                         )
                     )
     return claims_frame(rows)
+
+
+def _with_images_text(pairs: Mapping[str, tuple]) -> str:
+    """What the rule's interval covers besides the seeds: the images' sampling where both sides of a
+    comparison keep per-image records (every family but calibration: ECE is no mean of per-image
+    values), and how many comparisons do when not all (a method scored against another teacher is
+    not on the same images)."""
+    n = sum(all(getattr(v, "correct", None) is not None for v in pair) for pair in pairs.values())
+    if n == len(pairs):
+        return " with the images' sampling"
+    if n == 0:
+        return ""
+    return (
+        f" with the images' sampling for {n} of the {len(pairs)} methods (the others over seeds only: "
+        "scored against another teacher, or no per-image record)"
+    )
 
 
 def _measured(r, metric: str, higher: bool) -> str:

@@ -161,3 +161,17 @@ def test_the_interval_blocks_teacher_and_students_train_on_its_rows(tmp_path, mo
         assert ctx.runs["digits", label, 0].config["train_rows"] == rows, label
     assert "train_rows" not in ctx.runs["digits", "KD", 0].config
     assert "train_rows" not in ctx.runs["digits", "teacher", 0].config
+
+
+def test_the_rule_says_which_comparisons_cover_the_images():
+    import numpy as np
+
+    from kdutils.papers.comparison import _with_images_text
+    from kdutils.report.evidence import SeedValues
+
+    img = SeedValues([0.5, 0.5], np.ones((2, 4)))
+    both = {"A": (img, img), "B": (img, img)}
+    assert _with_images_text(both) == " with the images' sampling"
+    assert _with_images_text({"A": ([0.5, 0.5], [0.4, 0.4])}) == ""
+    mixed = _with_images_text({**both, "C": (img, [0.4, 0.4])})
+    assert "for 2 of the 3 methods" in mixed and "another teacher" in mixed
