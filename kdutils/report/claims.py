@@ -292,7 +292,8 @@ def lower_each(
 
     Names read like "faithful vs KD" (the faithful student's gap below KD's). Per part
     :func:`kdutils.results.claim_better` with ``higher_is_better=False``: the paired t interval
-    of ``b - a`` at ``level`` above ``by`` holds, below it does not.
+    of ``b - a`` at ``level`` (over seeds and images when both sides carry per-image records) above
+    ``by`` holds, below it does not.
     """
     if not pairs:
         raise ValueError("lower_each needs at least one comparison")
@@ -303,7 +304,7 @@ def lower_each(
         for name, (a, b) in pairs.items()
     }
     rule = (
-        f"each of {', '.join(pairs)} lower: paired t, {_pct(level)} interval of the {what} reduction "
+        f"each of {', '.join(pairs)} lower: {_noise(pairs.values())}, {_pct(level)} interval of the {what} reduction "
         f"above {by * scale:g}{unit}; all must hold"
     )
     return all_of(parts, rule)
@@ -570,9 +571,10 @@ def significance_pruning(
         f"k = {k:.0%}": claim_better(least[k], random[k], level=level, label=f"least significant - random, k = {k:.0%}")
         for k in sorted(least)
     }
+    noise = _noise((least[k], random[k]) for k in sorted(least))
     rule = (
         f"at every k, accuracy without the least significant k % minus accuracy without a random k %: "
-        f"paired t (seed s = random draw s), {_pct(level)} interval above 0; all must hold"
+        f"{noise} (seed s = random draw s), {_pct(level)} interval above 0; all must hold"
     )
     return all_of(parts, rule)
 

@@ -133,7 +133,20 @@ def test_significance_pruning_at_every_k():
     rand = {0.1: [0.94, 0.941, 0.940], 0.3: [0.92, 0.921, 0.922]}
     ok = claims.significance_pruning(least, rand)
     assert ok.verdict.verdict == HOLDS and list(ok.parts) == ["k = 10%", "k = 30%"]
-    assert "random draw" in ok.verdict.rule
+    assert "random draw" in ok.verdict.rule and "paired t (seed s" in ok.verdict.rule
+    import numpy as np
+
+    from kdutils.report.evidence import SeedValues
+
+    rng = np.random.default_rng(0)
+
+    def images(v):
+        return SeedValues(v, (rng.random((len(v), 400)) < np.array(v)[:, None]).astype(float))
+
+    with_images = claims.significance_pruning(
+        {k: images(v) for k, v in least.items()}, {k: images(v) for k, v in rand.items()}
+    )
+    assert "over seeds and test images" in with_images.verdict.rule  # the rule names the interval it used
     worse = {0.1: least[0.1], 0.3: [0.90, 0.901, 0.902]}
     assert claims.significance_pruning(worse, rand).verdict.verdict == FAILS
     with pytest.raises(ValueError, match="same fractions"):
