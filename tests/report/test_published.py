@@ -201,3 +201,16 @@ def test_the_overview_shows_a_non_inferiority_interval_with_its_margin():
     assert _verdict_counts(claims).startswith("first claim *holds* [-0.06, +0.04] against a margin of -0.12;")
     claims.loc[0, "rule"] = "90 % interval of (a - b) above 3.00 points"
     assert _verdict_counts(claims).startswith("first claim *holds* [-0.06, +0.04];")
+
+
+def test_the_overview_shows_the_interval_of_the_part_that_decided():
+    from kdutils.report.published import _verdict_counts
+
+    measured = (
+        "sig vs KD: -0.16 points, 90 % CI [-0.33, +0.01], n = 5 (inconclusive); "
+        "hybrid vs KD: -0.28 points, 90 % CI [-0.45, -0.12], n = 5 (does not hold)"
+    )
+    claims = pd.DataFrame({"verdict": ["does not hold"], "measured": [measured], "rule": ["x"]})
+    assert _verdict_counts(claims).startswith("first claim *does not hold* [-0.45, -0.12];")
+    claims.loc[0, "verdict"] = "inconclusive"
+    assert _verdict_counts(claims).startswith("first claim *inconclusive* [-0.33, +0.01];")
