@@ -214,3 +214,14 @@ def test_the_overview_shows_the_interval_of_the_part_that_decided():
     assert _verdict_counts(claims).startswith("first claim *does not hold* [-0.45, -0.12];")
     claims.loc[0, "verdict"] = "inconclusive"
     assert _verdict_counts(claims).startswith("first claim *inconclusive* [-0.33, +0.01];")
+
+
+def test_the_overview_shows_the_weakest_part_when_every_part_holds():
+    from kdutils.report.published import _verdict_counts
+
+    measured = (
+        "A vs KD: +0.10 points, 90 % CI [-0.05, +0.25], n = 5 (holds); "
+        "B vs KD: -0.02 points, 90 % CI [-0.11, +0.07], n = 5 (holds)"
+    )
+    claims = pd.DataFrame({"verdict": ["holds"], "measured": [measured], "rule": ["x"]})
+    assert _verdict_counts(claims).startswith("first claim *holds* [-0.11, +0.07];")
